@@ -1,0 +1,85 @@
+# zmqtt: `make demo` and `make test` install what they need (Debian packages),
+# build the C core and the Lua module, and run.
+
+LUA        ?= lua5.4
+LUA_INC    ?= /usr/include/$(LUA)
+BUSTED     ?= $(LUA) /usr/bin/busted
+CC         ?= cc
+BUILD      ?= build
+
+WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS     ?= -O2 -g
+ALL_CFLAGS  = -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread $(WARN) $(CFLAGS) \
+              $(EXTRA_CFLAGS)
+LDLIBS     := -pthread $(EXTRA_LDFLAGS)
+
+# Debian packages the build, the tests and the demo use.
+PACKAGES   := lua5.4 liblua5.4-dev libmbedtls-dev lua-busted lua-socket mosquitto \
+              mosquitto-clients luarocks openssl
+
+CORE_SRC   := $(filter-out src/lua_%.c,$(wildcard src/*.c))
+LUA_SRC    := $(wildcard src/lua_*.c)
+CORE_OBJ   := $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o)
+LUA_OBJ    := $(LUA_SRC:src/%.c=$(BUILD)/obj/%.o)
+CTESTS     := $(patsubst spec/c/%.c,$(BUILD)/%,$(wildcard spec/c/test_*.c))
+MODULE     := $(BUILD)/mqtt/core.so
+
+# Files whose arithmetic is all byte-level get the stricter conversion checks.
+STRICT_OBJ := $(filter $(BUILD)/obj/codec%.o $(BUILD)/obj/session%.o,$(CORE_OBJ))
+$(STRICT_OBJ): WARN += -Wconversion -Wsign-conversion
+
+export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
+export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
+
+.PHONY: all deps demo test ctest spec check clean install-deps
+
+all: $(MODULE)
+
+# Installs missing Debian packages: apt-get as root, otherwise prints the command.
+deps: $(BUILD)/.deps
+$(BUILD)/.deps: Makefile
+	@mkdir -p $(BUILD)
+	@missing=""; for p in $(PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || \
+	        missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ]; then \
+	        echo "installing:$$missing"; \
+	        export DEBIAN_FRONTEND=noninteractive; \
+	        apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \
+	        { apt-get update -q >/dev/null && \
+	          apt-get install -y -q --no-install-recommends $$missing >/dev/null; } || exit 1; \
+	    else \
+	        echo "missing Debian packages; run:"; \
+	        echo "  sudo apt-get install -y$$missing"; exit 1; \
+	    fi; \
+	fi
+	@touch $@
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -I$(LUA_INC) -c $< -o $@
+
+$(BUILD)/libzmqtt.a: $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(MODULE): $(LUA_OBJ) $(BUILD)/libzmqtt.a
+	@mkdir -p $(dir $@)
+	$(CC) -shared -o $@ $(LUA_OBJ) $(BUILD)/libzmqtt.a $(LDLIBS)
+
+$(BUILD)/test_%: spec/c/test_%.c spec/c/test.h $(BUILD)/libzmqtt.a
+	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $< $(BUILD)/libzmqtt.a $(LDLIBS)
+
+ctest: $(CTESTS)
+	@for t in $(CTESTS); do $$t || exit 1; done
+
+test: $(MODULE) $(CTESTS)
+	@BUSTED="$(BUSTED)" sh spec/run-all.sh $(CTESTS)
+
+demo: $(MODULE)
+	@LUA="$(LUA)" sh examples/run-demo.sh
+
+clean:
+	rm -rf $(BUILD)

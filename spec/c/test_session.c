@@ -1,0 +1,575 @@
+/*
+ * Session unit tests, scripted like a conversation with a fake broker: each
+ * step asserts the exact bytes the session hands out, then feeds it acks.
+ * Packets are built by hand so these tests do not depend on the codec.
+ * Run under -fsanitize=address to prove freeing a full session leaks nothing.
+ */
+#include <stdlib.h>
+
+#include "session.h"
+#include "test.h"
+
+static const mqtt_session_limits roomy = { 64, 100000, 1u << 30 };
+
+/* A PUBLISH record (remaining length < 128) with a zero id for the session to fill. */
+static mqtt_record *publish(const char *topic, const char *payload, uint8_t qos)
+{
+    size_t tl = strlen(topic), pl = strlen(payload);
+    size_t rem = 2 + tl + (qos ? 2u : 0u) + pl;
+    mqtt_record *r = mqtt__record_new(MQTT_REC_PUBLISH, qos, 2 + rem, qos ? 4 + tl : 0);
+    uint8_t *p = r->packet;
+    *p++ = (uint8_t)(MQTT_PUBLISH | qos << 1);
+    *p++ = (uint8_t)rem;
+    *p++ = 0;
+    *p++ = (uint8_t)tl;
+    memcpy(p, topic, tl);
+    p += tl;
+    if (qos) {
+        *p++ = 0;
+        *p++ = 0;
+    }
+    memcpy(p, payload, pl);
+    return r;
+}
+
+/* SUBSCRIBE (qos given) or UNSUBSCRIBE with a single filter. */
+static mqtt_record *subscribe(mqtt_rec_kind kind, const char *filter, uint8_t qos)
+{
+    size_t fl = strlen(filter);
+    size_t rem = 2 + 2 + fl + (kind == MQTT_REC_SUBSCRIBE ? 1u : 0u);
+    mqtt_record *r = mqtt__record_new(kind, 1, 2 + rem, 2);
+    uint8_t *p = r->packet;
+    *p++ = kind == MQTT_REC_SUBSCRIBE ? 0x82 : 0xA2;
+    *p++ = (uint8_t)rem;
+    *p++ = 0;
+    *p++ = 0;
+    *p++ = 0;
+    *p++ = (uint8_t)fl;
+    memcpy(p, filter, fl);
+    if (kind == MQTT_REC_SUBSCRIBE)
+        p[fl] = qos;
+    return r;
+}
+
+static uint16_t add(mqtt_session *s, mqtt_record *r)
+{
+    int rc = mqtt__session_add(s, r);
+    if (rc != MQTT_OK) {
+        mqtt__record_free(r);
+        return 0;
+    }
+    return r->packet_id;
+}
+
+/* next() must return exactly want; then the caller "writes" it. */
+static bool sends(mqtt_session *s, const uint8_t *want, size_t len)
+{
+    mqtt_bytes out;
+    uint8_t scratch[4];
+    if (!mqtt__session_next(s, &out, scratch))
+        return false;
+    bool same = out.len == len && memcmp(out.data, want, len) == 0;
+    if (!same) {
+        printf("#   got:");
+        for (size_t i = 0; i < out.len; i++)
+            printf(" %02x", out.data[i]);
+        printf("\n");
+    }
+    mqtt__session_sent(s);
+    return same;
+}
+
+/* Sends whatever next() offers; false when nothing may be sent. */
+static bool send_any(mqtt_session *s)
+{
+    mqtt_bytes out;
+    uint8_t scratch[4];
+    if (!mqtt__session_next(s, &out, scratch))
+        return false;
+    mqtt__session_sent(s);
+    return true;
+}
+
+static bool idle(mqtt_session *s)
+{
+    mqtt_bytes out;
+    uint8_t scratch[4];
+    return !mqtt__session_next(s, &out, scratch);
+}
+
+static mqtt_session_counts counts(const mqtt_session *s)
+{
+    mqtt_session_counts c;
+    mqtt__session_counts(s, &c);
+    return c;
+}
+
+static void test_qos1(void)
+{
+    mqtt_session *s = mqtt__session_new(&roomy);
+    CHECK(add(s, publish("a/b", "hi", 1)) == 1, "qos1: first packet id is 1");
+    mqtt_session_counts c = counts(s);
+    CHECK(c.queued == 1 && c.inflight == 0 && c.records == 1 && c.bytes == 11,
+          "qos1: queued before it is written");
+    const uint8_t pub[] = { 0x32, 0x09, 0x00, 0x03, 'a', '/', 'b', 0x00, 0x01, 'h', 'i' };
+    CHECK(sends(s, pub, sizeof pub), "qos1: PUBLISH bytes with id 1");
+    c = counts(s);
+    CHECK(c.queued == 0 && c.inflight == 1 && c.records == 1, "qos1: in flight after sent");
+    CHECK(idle(s), "qos1: nothing more to send");
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 1) == MQTT_ACK_NEW, "qos1: PUBACK completes it");
+    c = counts(s);
+    CHECK(c.records == 0 && c.inflight == 0 && c.bytes == 0, "qos1: PUBACK frees the record");
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 1) == MQTT_ACK_UNKNOWN, "qos1: second PUBACK unknown");
+    mqtt__session_free(s, NULL);
+}
+
+static void test_qos2(void)
+{
+    mqtt_session *s = mqtt__session_new(&roomy);
+    CHECK(add(s, publish("t", "x", 2)) == 1, "qos2: id 1");
+    const uint8_t pub[] = { 0x34, 0x06, 0x00, 0x01, 't', 0x00, 0x01, 'x' };
+    CHECK(sends(s, pub, sizeof pub), "qos2: PUBLISH bytes");
+    CHECK(mqtt__session_ack(s, MQTT_PUBCOMP, 1) == MQTT_ACK_UNKNOWN,
+          "qos2: PUBCOMP before PUBREC is unknown");
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 1) == MQTT_ACK_UNKNOWN, "qos2: PUBACK is unknown");
+    CHECK(counts(s).inflight == 1, "qos2: still in flight after bad acks");
+    CHECK(mqtt__session_ack(s, MQTT_PUBREC, 1) == MQTT_ACK_NEW, "qos2: PUBREC is new");
+    CHECK(mqtt__session_ack(s, MQTT_PUBREC, 1) == MQTT_ACK_DUPLICATE,
+          "qos2: second PUBREC is a duplicate");
+    CHECK(counts(s).inflight == 1 && counts(s).records == 1, "qos2: awaiting PUBCOMP");
+    CHECK(idle(s), "qos2: PUBREL is the caller's on PUBREC, not next()'s");
+    CHECK(mqtt__session_ack(s, MQTT_PUBCOMP, 1) == MQTT_ACK_NEW, "qos2: PUBCOMP completes");
+    CHECK(counts(s).records == 0 && counts(s).inflight == 0, "qos2: record freed");
+    CHECK(mqtt__session_ack(s, MQTT_PUBCOMP, 1) == MQTT_ACK_UNKNOWN,
+          "qos2: second PUBCOMP unknown");
+    mqtt__session_free(s, NULL);
+}
+
+static void test_rewind(void)
+{
+    mqtt_session *s = mqtt__session_new(&roomy);
+    add(s, publish("t", "a", 1));                       /* id 1 */
+    add(s, publish("t", "b", 2));                       /* id 2 */
+    add(s, publish("t", "c", 2));                       /* id 3 */
+    add(s, subscribe(MQTT_REC_SUBSCRIBE, "f/#", 1));    /* id 4 */
+    add(s, subscribe(MQTT_REC_UNSUBSCRIBE, "g", 0));    /* id 5 */
+    for (int i = 0; i < 5; i++)
+        send_any(s);
+    CHECK(mqtt__session_ack(s, MQTT_PUBREC, 3) == MQTT_ACK_NEW, "rewind: id 3 awaits PUBCOMP");
+    add(s, publish("t", "d", 1)); /* id 6, never written */
+    add(s, publish("t", "e", 0));
+    /* The connection drops in the middle of writing id 6. */
+    mqtt_bytes out;
+    uint8_t scratch[4];
+    CHECK(mqtt__session_next(s, &out, scratch), "rewind: id 6 offered before the drop");
+    mqtt__session_rewind(s);
+    mqtt__session_sent(s); /* stale: must not advance anything */
+
+    const uint8_t a[] = { 0x3A, 0x06, 0x00, 0x01, 't', 0x00, 0x01, 'a' };
+    const uint8_t b[] = { 0x3C, 0x06, 0x00, 0x01, 't', 0x00, 0x02, 'b' };
+    const uint8_t rel[] = { 0x62, 0x02, 0x00, 0x03 };
+    const uint8_t sub[] = { 0x82, 0x08, 0x00, 0x04, 0x00, 0x03, 'f', '/', '#', 0x01 };
+    const uint8_t uns[] = { 0xA2, 0x05, 0x00, 0x05, 0x00, 0x01, 'g' };
+    const uint8_t d[] = { 0x32, 0x06, 0x00, 0x01, 't', 0x00, 0x06, 'd' };
+    const uint8_t e[] = { 0x30, 0x04, 0x00, 0x01, 't', 'e' };
+    CHECK(sends(s, a, sizeof a), "rewind: QoS 1 resent first with DUP");
+    mqtt__session_rewind(s); /* a second drop during the resend starts over */
+    CHECK(sends(s, a, sizeof a), "rewind: second rewind resends id 1 again");
+    CHECK(sends(s, b, sizeof b), "rewind: QoS 2 awaiting PUBREC resent with DUP");
+    CHECK(sends(s, rel, sizeof rel), "rewind: PUBREL for the record awaiting PUBCOMP");
+    CHECK(sends(s, sub, sizeof sub), "rewind: SUBSCRIBE resent unchanged");
+    CHECK(sends(s, uns, sizeof uns), "rewind: UNSUBSCRIBE resent unchanged");
+    CHECK(sends(s, d, sizeof d), "rewind: queued QoS 1 after them, no DUP");
+    CHECK(sends(s, e, sizeof e), "rewind: queued QoS 0 last");
+    CHECK(idle(s), "rewind: nothing more");
+    mqtt_session_counts c = counts(s);
+    CHECK(c.queued == 0 && c.inflight == 4 && c.records == 6, "rewind: states kept, QoS 0 gone");
+    CHECK(mqtt__session_ack(s, MQTT_PUBCOMP, 3) == MQTT_ACK_NEW &&
+              mqtt__session_ack(s, MQTT_SUBACK, 4) == MQTT_ACK_NEW &&
+              mqtt__session_ack(s, MQTT_UNSUBACK, 5) == MQTT_ACK_NEW,
+          "rewind: resent records still complete on their acks");
+    mqtt__session_free(s, NULL);
+}
+
+static void test_rewind_ignores_window(void)
+{
+    mqtt_session_limits l = roomy;
+    l.max_inflight = 2;
+    mqtt_session *s = mqtt__session_new(&l);
+    add(s, publish("t", "a", 1));
+    add(s, publish("t", "b", 1));
+    add(s, publish("t", "c", 1));
+    send_any(s);
+    send_any(s);
+    CHECK(idle(s), "window: third held by a full window");
+    mqtt__session_rewind(s);
+    const uint8_t a[] = { 0x3A, 0x06, 0x00, 0x01, 't', 0x00, 0x01, 'a' };
+    const uint8_t b[] = { 0x3A, 0x06, 0x00, 0x01, 't', 0x00, 0x02, 'b' };
+    CHECK(sends(s, a, sizeof a), "window: in-flight id 1 resent despite a full window");
+    CHECK(sends(s, b, sizeof b), "window: in-flight id 2 resent despite a full window");
+    CHECK(idle(s), "window: queued id 3 still held after the resend");
+    /* Acking the record at the cursor moves the cursor on. */
+    mqtt__session_rewind(s);
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 1) == MQTT_ACK_NEW, "window: ack at the cursor");
+    CHECK(sends(s, b, sizeof b), "window: cursor moved to the next record");
+    const uint8_t c3[] = { 0x32, 0x06, 0x00, 0x01, 't', 0x00, 0x03, 'c' };
+    CHECK(sends(s, c3, sizeof c3), "window: ack made room for id 3");
+    mqtt__session_free(s, NULL);
+}
+
+static void test_window(void)
+{
+    mqtt_session_limits l = roomy;
+    l.max_inflight = 2;
+    mqtt_session *s = mqtt__session_new(&l);
+    for (int i = 0; i < 3; i++)
+        add(s, publish("t", "m", 1));
+    const uint8_t p1[] = { 0x32, 0x06, 0x00, 0x01, 't', 0x00, 0x01, 'm' };
+    const uint8_t p2[] = { 0x32, 0x06, 0x00, 0x01, 't', 0x00, 0x02, 'm' };
+    const uint8_t p3[] = { 0x32, 0x06, 0x00, 0x01, 't', 0x00, 0x03, 'm' };
+    CHECK(sends(s, p1, sizeof p1), "window of 2: first sent");
+    CHECK(sends(s, p2, sizeof p2), "window of 2: second sent");
+    CHECK(idle(s), "window of 2: third blocked");
+    CHECK(idle(s), "window of 2: still blocked on a second try");
+    CHECK(counts(s).queued == 1 && counts(s).inflight == 2, "window of 2: one queued, two in flight");
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 2) == MQTT_ACK_NEW, "window of 2: ack the newer one");
+    CHECK(sends(s, p3, sizeof p3), "window of 2: third sent after an ack");
+    CHECK(idle(s), "window of 2: nothing left");
+    mqtt__session_free(s, NULL);
+
+    l.max_inflight = 0; /* means 1 */
+    s = mqtt__session_new(&l);
+    add(s, publish("t", "m", 1));
+    add(s, publish("t", "m", 2));
+    CHECK(send_any(s) && idle(s), "window 0 behaves as 1");
+    mqtt__session_free(s, NULL);
+}
+
+static void test_order(void)
+{
+    mqtt_session_limits l = roomy;
+    l.max_inflight = 1;
+    mqtt_session *s = mqtt__session_new(&l);
+    add(s, publish("t", "a", 1));
+    add(s, publish("t", "b", 1));
+    add(s, publish("t", "c", 0));
+    add(s, subscribe(MQTT_REC_SUBSCRIBE, "x", 0));
+    const uint8_t a[] = { 0x32, 0x06, 0x00, 0x01, 't', 0x00, 0x01, 'a' };
+    const uint8_t b[] = { 0x32, 0x06, 0x00, 0x01, 't', 0x00, 0x02, 'b' };
+    const uint8_t c[] = { 0x30, 0x04, 0x00, 0x01, 't', 'c' };
+    const uint8_t x[] = { 0x82, 0x06, 0x00, 0x03, 0x00, 0x01, 'x', 0x00 };
+    CHECK(sends(s, a, sizeof a), "order: first QoS 1 sent");
+    CHECK(idle(s), "order: QoS 0 and SUBSCRIBE wait behind the blocked QoS 1");
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 1) == MQTT_ACK_NEW, "order: ack frees the window");
+    CHECK(sends(s, b, sizeof b), "order: blocked QoS 1 goes first");
+    CHECK(sends(s, c, sizeof c), "order: then the QoS 0, needing no window");
+    CHECK(sends(s, x, sizeof x), "order: then the SUBSCRIBE, needing no window");
+    CHECK(counts(s).records == 2, "order: QoS 0 freed once written");
+    mqtt__session_free(s, NULL);
+}
+
+/* Adds and completes QoS 1 publishes until the next id allocated will be `upto`. */
+static void burn_ids(mqtt_session *s, uint16_t upto)
+{
+    for (;;) {
+        uint16_t id = add(s, publish("t", "", 1));
+        send_any(s);
+        mqtt__session_ack(s, MQTT_PUBACK, id);
+        if (id == (uint16_t)(upto - 1))
+            return;
+    }
+}
+
+static void test_wrap(void)
+{
+    mqtt_session *s = mqtt__session_new(&roomy);
+    add(s, publish("t", "", 1));                    /* 1, kept */
+    add(s, subscribe(MQTT_REC_SUBSCRIBE, "x", 0)); /* 2, completed below */
+    add(s, subscribe(MQTT_REC_UNSUBSCRIBE, "y", 0)); /* 3, kept */
+    send_any(s);
+    send_any(s);
+    send_any(s);
+    CHECK(mqtt__session_ack(s, MQTT_SUBACK, 2) == MQTT_ACK_NEW, "wrap: SUBACK frees id 2");
+    burn_ids(s, 65535);
+    mqtt_record *r = publish("t", "", 1);
+    add(s, r);
+    CHECK(r->packet_id == 65535 && r->packet[r->id_offset] == 0xFF &&
+              r->packet[r->id_offset + 1] == 0xFF,
+          "wrap: id 65535 written big-endian");
+    CHECK(add(s, publish("t", "", 2)) == 2, "wrap: 65535 -> skips 1 (in use), takes 2");
+    CHECK(add(s, publish("t", "", 1)) == 4, "wrap: skips 3 (unsubscribe in use), takes 4");
+    CHECK(add(s, publish("t", "", 0)) == 0, "wrap: QoS 0 takes no id");
+    CHECK(add(s, publish("t", "", 1)) == 5, "wrap: then 5");
+    mqtt__session_free(s, NULL);
+}
+
+static void test_no_id(void)
+{
+    mqtt_session_limits l = { 64, 70000, (size_t)1 << 30 };
+    mqtt_session *s = mqtt__session_new(&l);
+    bool all = true;
+    for (uint32_t i = 1; i <= 65535; i++)
+        all = all && add(s, publish("t", "", 1)) == (uint16_t)i;
+    CHECK(all, "no id: 65535 records take ids 1..65535 in order");
+    mqtt_record *r = publish("t", "", 1);
+    CHECK(mqtt__session_add(s, r) == MQTT_ERR_NO_ID, "no id: the 65536th is refused");
+    CHECK(r->packet_id == 0 && counts(s).records == 65535, "no id: nothing changed");
+    mqtt__record_free(r);
+    r = subscribe(MQTT_REC_SUBSCRIBE, "x", 0);
+    CHECK(mqtt__session_add(s, r) == MQTT_ERR_NO_ID, "no id: SUBSCRIBE refused too");
+    mqtt__record_free(r);
+    CHECK(add(s, publish("t", "", 0)) == 0 && counts(s).records == 65536,
+          "no id: QoS 0 still accepted");
+    /* Free id 30000 (written and acked) and it is the only one left. */
+    mqtt__session_rewind(s);
+    for (int i = 0; i < 64; i++)
+        send_any(s);
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 40) == MQTT_ACK_NEW, "no id: ack id 40");
+    CHECK(add(s, publish("t", "", 2)) == 40, "no id: the one free id is found");
+    mqtt__session_free(s, NULL);
+}
+
+static void test_queue_full(void)
+{
+    mqtt_session_limits l = { 1, 2, 1u << 20 };
+    mqtt_session *s = mqtt__session_new(&l);
+    add(s, publish("t", "a", 1));
+    add(s, publish("t", "b", 0));
+    mqtt_record *r = publish("t", "c", 0);
+    CHECK(mqtt__session_add(s, r) == MQTT_ERR_QUEUE_FULL, "queue full: third by count");
+    CHECK(counts(s).records == 2, "queue full: nothing added");
+    send_any(s); /* one fewer QUEUED: in-flight records do not count */
+    CHECK(mqtt__session_add(s, r) == MQTT_OK, "queue full: room once one is written");
+    mqtt__session_free(s, NULL);
+
+    /* Three 8-byte records against 16 bytes: in-flight ones count too. */
+    l = (mqtt_session_limits){ 1, 100, 16 };
+    s = mqtt__session_new(&l);
+    CHECK(add(s, publish("t", "a", 1)) == 1, "queue bytes: first fits");
+    CHECK(add(s, publish("t", "b", 1)) == 2, "queue bytes: second fits exactly");
+    CHECK(counts(s).bytes == 16, "queue bytes: 16 bytes held");
+    r = publish("t", "c", 1);
+    CHECK(mqtt__session_add(s, r) == MQTT_ERR_QUEUE_FULL, "queue bytes: third would exceed");
+    send_any(s);
+    CHECK(mqtt__session_add(s, r) == MQTT_ERR_QUEUE_FULL, "queue bytes: in flight still counts");
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 1) == MQTT_ACK_NEW, "queue bytes: ack id 1");
+    CHECK(mqtt__session_add(s, r) == MQTT_OK && r->packet_id == 3, "queue bytes: fits after ack");
+    mqtt__session_free(s, NULL);
+}
+
+static void test_unknown(void)
+{
+    mqtt_session *s = mqtt__session_new(&roomy);
+    add(s, publish("t", "a", 1));                 /* 1: will wait for PUBACK */
+    add(s, publish("t", "b", 2));                 /* 2: will wait for PUBREC */
+    add(s, subscribe(MQTT_REC_SUBSCRIBE, "x", 1)); /* 3: will wait for SUBACK */
+    add(s, publish("t", "c", 1));                 /* 4: stays QUEUED */
+    send_any(s);
+    send_any(s);
+    send_any(s);
+    mqtt__session_rewind(s);
+    mqtt_session_counts before = counts(s);
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 77) == MQTT_ACK_UNKNOWN, "unknown: id never used");
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 0) == MQTT_ACK_UNKNOWN, "unknown: id 0");
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 2) == MQTT_ACK_UNKNOWN, "unknown: PUBACK for QoS 2");
+    CHECK(mqtt__session_ack(s, MQTT_PUBREC, 1) == MQTT_ACK_UNKNOWN, "unknown: PUBREC for QoS 1");
+    CHECK(mqtt__session_ack(s, MQTT_PUBCOMP, 1) == MQTT_ACK_UNKNOWN, "unknown: PUBCOMP for QoS 1");
+    CHECK(mqtt__session_ack(s, MQTT_SUBACK, 1) == MQTT_ACK_UNKNOWN, "unknown: SUBACK for publish");
+    CHECK(mqtt__session_ack(s, MQTT_UNSUBACK, 3) == MQTT_ACK_UNKNOWN,
+          "unknown: UNSUBACK for SUBSCRIBE");
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 3) == MQTT_ACK_UNKNOWN, "unknown: PUBACK for SUBSCRIBE");
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 4) == MQTT_ACK_UNKNOWN, "unknown: PUBACK before sending");
+    CHECK(mqtt__session_ack(s, MQTT_PUBREL, 2) == MQTT_ACK_UNKNOWN, "unknown: PUBREL is no ack");
+    CHECK(mqtt__session_ack(s, MQTT_PINGRESP, 1) == MQTT_ACK_UNKNOWN, "unknown: PINGRESP");
+    mqtt_session_counts after = counts(s);
+    CHECK(memcmp(&before, &after, sizeof before) == 0, "unknown: counts unchanged");
+    const uint8_t a[] = { 0x3A, 0x06, 0x00, 0x01, 't', 0x00, 0x01, 'a' };
+    const uint8_t b[] = { 0x3C, 0x06, 0x00, 0x01, 't', 0x00, 0x02, 'b' };
+    CHECK(sends(s, a, sizeof a) && sends(s, b, sizeof b), "unknown: states unchanged on resend");
+    mqtt__session_free(s, NULL);
+}
+
+/* The original library never removed the oldest in-flight record on its ack. */
+static void test_oldest_removed(void)
+{
+    mqtt_session_limits l = roomy;
+    l.max_inflight = 3;
+    mqtt_session *s = mqtt__session_new(&l);
+    add(s, publish("t", "a", 1));
+    add(s, publish("t", "b", 1));
+    add(s, publish("t", "c", 1));
+    add(s, publish("t", "d", 1));
+    for (int i = 0; i < 3; i++)
+        send_any(s);
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 1) == MQTT_ACK_NEW, "oldest: PUBACK for the oldest");
+    CHECK(counts(s).inflight == 2 && counts(s).records == 3, "oldest: removed from the window");
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 1) == MQTT_ACK_UNKNOWN, "oldest: gone for good");
+    const uint8_t d[] = { 0x32, 0x06, 0x00, 0x01, 't', 0x00, 0x04, 'd' };
+    CHECK(sends(s, d, sizeof d), "oldest: its slot in the window is free");
+    mqtt__session_rewind(s);
+    const uint8_t b[] = { 0x3A, 0x06, 0x00, 0x01, 't', 0x00, 0x02, 'b' };
+    CHECK(sends(s, b, sizeof b), "oldest: not resent after a rewind");
+    mqtt__session_free(s, NULL);
+
+    s = mqtt__session_new(&l);
+    add(s, publish("t", "a", 2));
+    add(s, publish("t", "b", 2));
+    send_any(s);
+    send_any(s);
+    mqtt__session_ack(s, MQTT_PUBREC, 1);
+    mqtt__session_ack(s, MQTT_PUBREC, 2);
+    CHECK(mqtt__session_ack(s, MQTT_PUBCOMP, 1) == MQTT_ACK_NEW, "oldest: PUBCOMP for the oldest");
+    CHECK(counts(s).inflight == 1 && counts(s).records == 1, "oldest: QoS 2 oldest removed");
+    mqtt__session_rewind(s);
+    const uint8_t rel2[] = { 0x62, 0x02, 0x00, 0x02 };
+    CHECK(sends(s, rel2, sizeof rel2) && idle(s), "oldest: only the newer PUBREL is resent");
+    mqtt__session_free(s, NULL);
+}
+
+/* Random out-of-order acks against a simple model, to exercise the id table. */
+static void test_random_acks(void)
+{
+    enum { N = 3000 };
+    static uint16_t live[N];
+    size_t nlive = 0;
+    uint32_t seed = 12345;
+    mqtt_session_limits l = { N, N, (size_t)1 << 30 };
+    mqtt_session *s = mqtt__session_new(&l);
+    bool ok = true;
+    for (int step = 0; step < 200000 && ok; step++) {
+        seed = seed * 1103515245u + 12345u;
+        uint32_t rnd = seed >> 8;
+        if (nlive < N && (nlive == 0 || rnd % 3 != 0)) {
+            uint16_t id = add(s, publish("t", "", 1));
+            ok = id != 0 && send_any(s);
+            live[nlive++] = id;
+        } else {
+            size_t k = (rnd / 3) % nlive;
+            ok = mqtt__session_ack(s, MQTT_PUBACK, live[k]) == MQTT_ACK_NEW &&
+                 mqtt__session_ack(s, MQTT_PUBACK, live[k]) == MQTT_ACK_UNKNOWN;
+            live[k] = live[--nlive];
+        }
+        ok = ok && counts(s).inflight == nlive;
+    }
+    CHECK(ok, "random acks: every ack finds its record exactly once");
+    for (size_t k = 0; k < nlive && ok; k++)
+        ok = mqtt__session_ack(s, MQTT_PUBACK, live[k]) == MQTT_ACK_NEW;
+    CHECK(ok && counts(s).records == 0, "random acks: the rest complete");
+    mqtt__session_free(s, NULL);
+}
+
+static void collect(void *item, void *ud)
+{
+    int **cur = ud;
+    *(*cur)++ = *(int *)item;
+}
+
+static void test_incoming(void)
+{
+    static int v[1000];
+    mqtt_session *s = mqtt__session_new(&roomy);
+    v[0] = 5, v[1] = 3, v[2] = 9;
+    CHECK(mqtt__session_in_put(s, 5, &v[0]) == MQTT_OK, "incoming: put 5");
+    CHECK(mqtt__session_in_put(s, 3, &v[1]) == MQTT_OK, "incoming: put 3");
+    CHECK(mqtt__session_in_put(s, 9, &v[2]) == MQTT_OK, "incoming: put 9");
+    CHECK(mqtt__session_in_put(s, 3, &v[2]) != MQTT_OK, "incoming: put of a held id refused");
+    CHECK(mqtt__session_in_has(s, 3) && !mqtt__session_in_has(s, 4), "incoming: has");
+    CHECK(counts(s).incoming == 3, "incoming: three held");
+    CHECK(mqtt__session_in_take(s, 3) == &v[1], "incoming: take 3");
+    CHECK(mqtt__session_in_take(s, 3) == NULL && !mqtt__session_in_has(s, 3),
+          "incoming: taken once only");
+    CHECK(mqtt__session_in_put(s, 3, &v[1]) == MQTT_OK, "incoming: 3 again, now newest");
+    int got[1000], *cur = got;
+    mqtt__session_in_drain(s, collect, &cur);
+    CHECK(cur - got == 3 && got[0] == 5 && got[1] == 9 && got[2] == 3,
+          "incoming: drain oldest first");
+    CHECK(counts(s).incoming == 0 && !mqtt__session_in_has(s, 5), "incoming: empty after drain");
+
+    /* Many ids, broker-chosen and scattered, through growth and shrinking. */
+    bool ok = true;
+    for (int i = 0; i < 1000; i++) {
+        v[i] = i;
+        ok = ok && mqtt__session_in_put(s, (uint16_t)(65535 - i * 61), &v[i]) == MQTT_OK;
+    }
+    for (int i = 0; i < 1000; i += 2)
+        ok = ok && mqtt__session_in_take(s, (uint16_t)(65535 - i * 61)) == &v[i];
+    for (int i = 1; i < 1000; i += 2)
+        ok = ok && mqtt__session_in_has(s, (uint16_t)(65535 - i * 61));
+    CHECK(ok && counts(s).incoming == 500, "incoming: 1000 put, 500 taken");
+    cur = got;
+    mqtt__session_in_drain(s, collect, &cur);
+    ok = cur - got == 500;
+    for (int i = 0; i < 500 && ok; i++)
+        ok = got[i] == 2 * i + 1;
+    CHECK(ok, "incoming: drain keeps arrival order across growth");
+    mqtt__session_free(s, NULL);
+}
+
+static int freed_items;
+
+static void free_item(void *item)
+{
+    freed_items++;
+    free(item);
+}
+
+static void test_free_full(void)
+{
+    mqtt_session_limits l = roomy;
+    l.max_inflight = 2;
+    mqtt_session *s = mqtt__session_new(&l);
+    for (int i = 0; i < 5; i++)
+        add(s, publish("t", "payload", (uint8_t)(i % 3)));
+    add(s, subscribe(MQTT_REC_SUBSCRIBE, "a/+", 2));
+    while (send_any(s))
+        ;
+    for (uint16_t id = 1; id <= 40; id++)
+        mqtt__session_in_put(s, id, malloc(16));
+    mqtt__session_free(s, free_item);
+    CHECK(freed_items == 40, "free: every incoming item handed to free_item");
+    mqtt__session_free(NULL, NULL);
+    CHECK(true, "free: NULL session is fine");
+}
+
+static void test_misuse(void)
+{
+    mqtt_session *s = mqtt__session_new(&roomy);
+    mqtt_record *r = mqtt__record_new(MQTT_REC_PUBLISH, 1, 4, 0);
+    CHECK(mqtt__session_add(s, r) == MQTT_ERR_INVAL, "misuse: QoS 1 without an id offset");
+    mqtt__record_free(r);
+    r = mqtt__record_new(MQTT_REC_SUBSCRIBE, 1, 4, 3);
+    CHECK(mqtt__session_add(s, r) == MQTT_ERR_INVAL, "misuse: id offset past the packet");
+    mqtt__record_free(r);
+    mqtt__session_sent(s);
+    CHECK(counts(s).records == 0 && idle(s), "misuse: sent() without next() does nothing");
+    add(s, publish("t", "a", 1));
+    mqtt_bytes o1, o2;
+    uint8_t sc[4];
+    CHECK(mqtt__session_next(s, &o1, sc) && mqtt__session_next(s, &o2, sc) && o1.data == o2.data,
+          "misuse: next() twice offers the same packet");
+    mqtt__session_sent(s);
+    mqtt__session_sent(s);
+    CHECK(counts(s).inflight == 1 && counts(s).queued == 0, "misuse: a second sent() is ignored");
+    CHECK(mqtt__session_in_put(s, 1, NULL) == MQTT_ERR_INVAL, "misuse: NULL incoming item");
+    mqtt__session_free(s, NULL);
+}
+
+int main(void)
+{
+    test_qos1();
+    test_qos2();
+    test_rewind();
+    test_rewind_ignores_window();
+    test_window();
+    test_order();
+    test_wrap();
+    test_no_id();
+    test_queue_full();
+    test_unknown();
+    test_oldest_removed();
+    test_random_acks();
+    test_incoming();
+    test_free_full();
+    test_misuse();
+    return test_done();
+}

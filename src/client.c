@@ -1,0 +1,348 @@
+/*
+ * The client's application-side API: create and destroy, will and
+ * credentials, publish/subscribe/unsubscribe into the session, state and
+ * counters. Each call validates first, then takes the one lock briefly and
+ * wakes the I/O thread only when the outgoing buffer was empty.
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client_internal.h"
+
+void mqtt_options_init(mqtt_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->clean_session = true;
+    o->max_inflight = 64;
+    o->max_queued = 100000;
+    o->max_queued_bytes = 256u * 1024u * 1024u;
+    o->max_event_bytes = 64u * 1024u * 1024u;
+    o->reconnect = true;
+    o->reconnect_min = 1.0;
+    o->reconnect_max = 30.0;
+    o->connect_timeout = 10.0;
+    o->disconnect_timeout = 5.0;
+    o->max_packet = (size_t)MQTT_MAX_REMAINING + 5;
+}
+
+void mqtt_connect_options_init(mqtt_connect_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->port = 1883;
+    o->keepalive = 60;
+}
+
+static int check_client_id(const mqtt_options *o)
+{
+    if (o->client_id_len > 65535)
+        return MQTT_ERR_INVAL;
+    if (o->client_id_len && !mqtt__utf8_valid((const uint8_t *)o->client_id, o->client_id_len))
+        return MQTT_ERR_INVAL;
+    if (o->client_id_len == 0 && !o->clean_session)
+        return MQTT_ERR_INVAL;
+    return MQTT_OK;
+}
+
+int mqtt_client_create(const mqtt_options *o, mqtt_client **out)
+{
+    mqtt_options defaults;
+    if (!o) {
+        mqtt_options_init(&defaults);
+        o = &defaults;
+    }
+    if (!out || check_client_id(o) != MQTT_OK || o->reconnect_min <= 0 ||
+        o->reconnect_max < o->reconnect_min || o->connect_timeout <= 0)
+        return MQTT_ERR_INVAL;
+    mqtt_client *c = calloc(1, sizeof *c);
+    if (!c)
+        return MQTT_ERR_NOMEM;
+    c->opt = *o;
+    c->opt.client_id = NULL;
+    c->wake[0] = c->wake[1] = c->notify[0] = c->notify[1] = -1;
+    mqtt_session_limits lim = {o->max_inflight, o->max_queued, o->max_queued_bytes};
+    c->session = mqtt__session_new(&lim);
+    int rc = c->session ? MQTT_OK : MQTT_ERR_NOMEM;
+    if (rc == MQTT_OK)
+        rc = mqtt__buf_append(&c->client_id, o->client_id, o->client_id_len);
+    if (rc == MQTT_OK && (pipe2(c->wake, O_NONBLOCK | O_CLOEXEC) != 0 ||
+                          pipe2(c->notify, O_NONBLOCK | O_CLOEXEC) != 0))
+        rc = MQTT_ERR_SYSTEM;
+    if (rc != MQTT_OK) {
+        mqtt_client_destroy(c);
+        return rc;
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    c->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)c;
+    c->state = ST_IDLE;
+    *out = c;
+    return MQTT_OK;
+}
+
+static void free_event_item(void *item)
+{
+    mqtt_event_free(item);
+}
+
+static void close_fd_pair(int p[2])
+{
+    for (int i = 0; i < 2; i++)
+        if (p[i] >= 0)
+            close(p[i]);
+}
+
+void mqtt_client_destroy(mqtt_client *c)
+{
+    if (!c)
+        return;
+    if (c->session) {
+        pthread_mutex_lock(&c->mu);
+        c->stop = true;
+        bool running = c->thread_running;
+        pthread_mutex_unlock(&c->mu);
+        if (running) {
+            mqtt__wake(c);
+            pthread_join(c->thread, NULL);
+        }
+        pthread_mutex_destroy(&c->mu);
+        pthread_cond_destroy(&c->cv);
+    }
+    for (mqtt_event *ev = c->ev_head, *next; ev; ev = next) {
+        next = ev->next;
+        mqtt_event_free(ev);
+    }
+    if (c->session)
+        mqtt__session_free(c->session, free_event_item);
+    close_fd_pair(c->wake);
+    close_fd_pair(c->notify);
+    mqtt_buf *bufs[] = {&c->client_id, &c->will_topic, &c->will_payload, &c->username,
+                        &c->password, &c->out, &c->in, &c->wbuf};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        mqtt__buf_free(bufs[i]);
+    free(c->host);
+    free(c);
+}
+
+static int set_buf(mqtt_buf *b, const void *p, size_t n)
+{
+    b->len = 0;
+    return mqtt__buf_append(b, p, n);
+}
+
+int mqtt_client_set_will(mqtt_client *c, const char *topic, size_t topic_len, const void *payload,
+                         size_t payload_len, int qos, bool retain)
+{
+    if (topic) {
+        const char *why;
+        if (mqtt__check_topic_name((const uint8_t *)topic, topic_len, &why) != MQTT_OK ||
+            qos < 0 || qos > 2 || payload_len > 65535)
+            return MQTT_ERR_INVAL;
+    }
+    pthread_mutex_lock(&c->mu);
+    int rc = MQTT_OK;
+    c->has_will = false;
+    if (topic) {
+        rc = set_buf(&c->will_topic, topic, topic_len);
+        if (rc == MQTT_OK)
+            rc = set_buf(&c->will_payload, payload, payload_len);
+        c->will_qos = (uint8_t)qos;
+        c->will_retain = retain;
+        c->has_will = rc == MQTT_OK;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int mqtt_client_set_credentials(mqtt_client *c, const char *username, size_t username_len,
+                                const char *password, size_t password_len)
+{
+    if (username_len > 65535 || password_len > 65535 ||
+        (username && !mqtt__utf8_valid((const uint8_t *)username, username_len)))
+        return MQTT_ERR_INVAL;
+    pthread_mutex_lock(&c->mu);
+    int rc = MQTT_OK;
+    c->has_username = c->has_password = false;
+    if (username) {
+        rc = set_buf(&c->username, username, username_len);
+        c->has_username = rc == MQTT_OK;
+        if (rc == MQTT_OK && password) {
+            rc = set_buf(&c->password, password, password_len);
+            c->has_password = rc == MQTT_OK;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+/* Adds r to the session and, when connected, moves it towards the socket. */
+static int enqueue(mqtt_client *c, mqtt_record *r, uint16_t *mid)
+{
+    pthread_mutex_lock(&c->mu);
+    int rc = mqtt__session_add(c->session, r);
+    bool wake = false;
+    if (rc == MQTT_OK) {
+        if (mid)
+            *mid = r->packet_id;
+        if (c->state == ST_CONNECTED)
+            wake = mqtt__pump(c) > 0;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (rc != MQTT_OK)
+        mqtt__record_free(r);
+    if (wake)
+        mqtt__wake(c);
+    return rc;
+}
+
+/* QoS 0 while connected with nothing queued ahead: encode straight into out.
+ * *done says whether it was sent this way, *wake whether out was empty. */
+static int publish_direct(mqtt_client *c, const char *topic, size_t topic_len,
+                          const void *payload, size_t payload_len, bool retain, size_t size,
+                          bool *done, bool *wake)
+{
+    mqtt_session_counts counts;
+    mqtt__session_counts(c->session, &counts);
+    if (c->state != ST_CONNECTED || counts.queued)
+        return MQTT_OK;
+    if (c->out.len + size > c->opt.max_queued_bytes)
+        return MQTT_ERR_QUEUE_FULL;
+    int rc = mqtt__buf_reserve(&c->out, size);
+    if (rc != MQTT_OK)
+        return rc;
+    *wake = c->out.len == 0;
+    c->out.len += mqtt__encode_publish(c->out.data + c->out.len, (const uint8_t *)topic,
+                                       topic_len, payload, payload_len, 0, retain, false, 0);
+    *done = true;
+    return MQTT_OK;
+}
+
+int mqtt_client_publish(mqtt_client *c, const char *topic, size_t topic_len, const void *payload,
+                        size_t payload_len, int qos, bool retain, uint16_t *mid)
+{
+    const char *why;
+    if (mqtt__check_topic_name((const uint8_t *)topic, topic_len, &why) != MQTT_OK || qos < 0 ||
+        qos > 2 || payload_len > MQTT_MAX_PAYLOAD || (payload_len && !payload))
+        return MQTT_ERR_INVAL;
+    size_t size = mqtt__publish_size(topic_len, payload_len, (uint8_t)qos);
+    if (size == 0)
+        return MQTT_ERR_INVAL;
+    if (mid)
+        *mid = 0;
+    if (qos == 0) {
+        bool done = false, wake = false;
+        pthread_mutex_lock(&c->mu);
+        int rc = publish_direct(c, topic, topic_len, payload, payload_len, retain, size, &done,
+                                &wake);
+        pthread_mutex_unlock(&c->mu);
+        if (wake)
+            mqtt__wake(c);
+        if (done || rc != MQTT_OK)
+            return rc;
+    }
+    size_t id_offset = qos ? size - payload_len - 2 : 0;
+    mqtt_record *r = mqtt__record_new(MQTT_REC_PUBLISH, (uint8_t)qos, size, id_offset);
+    if (!r)
+        return MQTT_ERR_NOMEM;
+    mqtt__encode_publish(r->packet, (const uint8_t *)topic, topic_len, payload, payload_len,
+                         (uint8_t)qos, retain, false, 0);
+    return enqueue(c, r, mid);
+}
+
+static int subscribe_common(mqtt_client *c, const mqtt_subscription *subs, size_t n,
+                            uint16_t *mid, bool unsub)
+{
+    if (!subs || n == 0 || n > 65535)
+        return MQTT_ERR_INVAL;
+    mqtt_sub_entry stack[16];
+    mqtt_sub_entry *e = n <= 16 ? stack : calloc(n, sizeof *e);
+    if (!e)
+        return MQTT_ERR_NOMEM;
+    int rc = MQTT_OK;
+    for (size_t i = 0; i < n && rc == MQTT_OK; i++) {
+        const char *why;
+        if (mqtt__check_topic_filter((const uint8_t *)subs[i].filter, subs[i].filter_len,
+                                     &why) != MQTT_OK ||
+            subs[i].qos < 0 || subs[i].qos > 2)
+            rc = MQTT_ERR_INVAL;
+        e[i].filter.data = (const uint8_t *)subs[i].filter;
+        e[i].filter.len = subs[i].filter_len;
+        e[i].qos = (uint8_t)subs[i].qos;
+    }
+    size_t size = unsub ? mqtt__unsubscribe_size(e, n) : mqtt__subscribe_size(e, n);
+    if (rc == MQTT_OK && size == 0)
+        rc = MQTT_ERR_INVAL;
+    mqtt_record *r = NULL;
+    if (rc == MQTT_OK) {
+        r = mqtt__record_new(unsub ? MQTT_REC_UNSUBSCRIBE : MQTT_REC_SUBSCRIBE, 0, size, 0);
+        rc = r ? MQTT_OK : MQTT_ERR_NOMEM;
+    }
+    if (rc == MQTT_OK) {
+        if (unsub)
+            mqtt__encode_unsubscribe(r->packet, 0, e, n);
+        else
+            mqtt__encode_subscribe(r->packet, 0, e, n);
+        mqtt_fixed_header h;
+        mqtt__decode_fixed_header(r->packet, size, &h, NULL, NULL);
+        r->id_offset = h.header_len;
+    }
+    if (e != stack)
+        free(e);
+    return rc == MQTT_OK ? enqueue(c, r, mid) : rc;
+}
+
+int mqtt_client_subscribe(mqtt_client *c, const mqtt_subscription *subs, size_t n, uint16_t *mid)
+{
+    return subscribe_common(c, subs, n, mid, false);
+}
+
+int mqtt_client_unsubscribe(mqtt_client *c, const mqtt_subscription *subs, size_t n,
+                            uint16_t *mid)
+{
+    return subscribe_common(c, subs, n, mid, true);
+}
+
+bool mqtt_client_is_connected(mqtt_client *c)
+{
+    pthread_mutex_lock(&c->mu);
+    bool on = c->state == ST_CONNECTED;
+    pthread_mutex_unlock(&c->mu);
+    return on;
+}
+
+const char *mqtt_client_state(mqtt_client *c)
+{
+    static const char *const names[] = {"disconnected", "connecting",   "connected",
+                                        "reconnecting", "reconnecting", "disconnecting"};
+    pthread_mutex_lock(&c->mu);
+    const char *s = names[c->state];
+    pthread_mutex_unlock(&c->mu);
+    return s;
+}
+
+int mqtt_client_event_fd(mqtt_client *c)
+{
+    return c->notify[0];
+}
+
+void mqtt_client_stats(mqtt_client *c, mqtt_stats *st)
+{
+    mqtt_session_counts n;
+    pthread_mutex_lock(&c->mu);
+    mqtt__session_counts(c->session, &n);
+    st->queued = n.queued;
+    st->inflight = n.inflight;
+    st->queued_bytes = n.bytes + c->out.len;
+    st->event_bytes = c->ev_bytes;
+    st->reconnects = c->reconnects;
+    st->read_pauses = c->read_pauses;
+    pthread_mutex_unlock(&c->mu);
+}

@@ -1,0 +1,54 @@
+/*
+ * Growable byte buffers for the client's input and output. Growth doubles,
+ * so appending many small packets costs amortised O(1) per byte.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "client_internal.h"
+
+int mqtt__buf_reserve(mqtt_buf *b, size_t extra)
+{
+    if (b->cap - b->len >= extra)
+        return MQTT_OK;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < extra) {
+        if (cap > SIZE_MAX / 2)
+            return MQTT_ERR_NOMEM;
+        cap *= 2;
+    }
+    uint8_t *p = realloc(b->data, cap);
+    if (!p)
+        return MQTT_ERR_NOMEM;
+    b->data = p;
+    b->cap = cap;
+    return MQTT_OK;
+}
+
+int mqtt__buf_append(mqtt_buf *b, const void *p, size_t n)
+{
+    int rc = mqtt__buf_reserve(b, n);
+    if (rc != MQTT_OK)
+        return rc;
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return MQTT_OK;
+}
+
+void mqtt__buf_consume(mqtt_buf *b, size_t n)
+{
+    if (n >= b->len) {
+        b->len = 0;
+        return;
+    }
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+}
+
+void mqtt__buf_free(mqtt_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}

@@ -1,0 +1,129 @@
+/*
+ * The event queue between the I/O thread and the application: one
+ * allocation per event holding its strings, a byte count for back-pressure,
+ * and a notification pipe that is readable exactly while events wait.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client_internal.h"
+
+/* Fixed cost charged per event on top of its bytes, for the queue bound. */
+#define EVENT_OVERHEAD 64
+
+mqtt_event *mqtt__event_new(int type, size_t extra)
+{
+    mqtt_event *ev = calloc(1, sizeof *ev + extra);
+    if (!ev)
+        return NULL;
+    ev->type = type;
+    ev->return_code = -1;
+    ev->bytes = sizeof *ev + extra + EVENT_OVERHEAD;
+    return ev;
+}
+
+void mqtt_event_free(mqtt_event *ev)
+{
+    free(ev);
+}
+
+void mqtt__event_push(mqtt_client *c, mqtt_event *ev)
+{
+    bool was_empty = c->ev_head == NULL;
+    ev->next = NULL;
+    if (c->ev_tail)
+        c->ev_tail->next = ev;
+    else
+        c->ev_head = ev;
+    c->ev_tail = ev;
+    c->ev_bytes += ev->bytes;
+    if (was_empty) {
+        ssize_t w = write(c->notify[1], "", 1);
+        (void)w;
+    }
+}
+
+mqtt_event *mqtt_client_take_events(mqtt_client *c)
+{
+    pthread_mutex_lock(&c->mu);
+    mqtt_event *head = c->ev_head;
+    c->ev_head = c->ev_tail = NULL;
+    c->ev_bytes = 0;
+    char buf[64];
+    while (read(c->notify[0], buf, sizeof buf) > 0) {
+    }
+    bool resume = c->reading_paused;
+    pthread_mutex_unlock(&c->mu);
+    if (resume)
+        mqtt__wake(c);
+    return head;
+}
+
+static void copy_text(mqtt_event *ev, const char *text, size_t len)
+{
+    char *dst = (char *)ev->data;
+    memcpy(dst, text, len);
+    dst[len] = '\0';
+    ev->text = dst;
+    ev->text_len = len;
+}
+
+void mqtt__event_status(mqtt_client *c, int type, int status, int return_code,
+                        bool session_present, const char *text)
+{
+    size_t len = text ? strlen(text) : 0;
+    mqtt_event *ev = mqtt__event_new(type, len + 1);
+    if (!ev)
+        return;
+    ev->status = status;
+    ev->return_code = return_code;
+    ev->session_present = session_present;
+    if (text)
+        copy_text(ev, text, len);
+    mqtt__event_push(c, ev);
+}
+
+void mqtt__log(mqtt_client *c, int level, const char *fmt, ...)
+{
+    if (!c->opt.log_events)
+        return;
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    size_t len = strlen(text);
+    mqtt_event *ev = mqtt__event_new(MQTT_EV_LOG, len + 1);
+    if (!ev)
+        return;
+    ev->level = level;
+    copy_text(ev, text, len);
+    mqtt__event_push(c, ev);
+}
+
+mqtt_event *mqtt__event_message(int type, const mqtt_packet *p)
+{
+    size_t tl = p->topic.len, pl = p->payload.len;
+    mqtt_event *ev = mqtt__event_new(type, tl + 1 + pl);
+    if (!ev)
+        return NULL;
+    char *topic = (char *)ev->data;
+    memcpy(topic, p->topic.data, tl);
+    topic[tl] = '\0';
+    if (pl)
+        memcpy(ev->data + tl + 1, p->payload.data, pl);
+    ev->topic = topic;
+    ev->topic_len = tl;
+    ev->payload = ev->data + tl + 1;
+    ev->payload_len = pl;
+    ev->has_message = true;
+    ev->mid = p->packet_id;
+    ev->qos = p->qos;
+    ev->retain = p->retain;
+    ev->dup = p->dup;
+    return ev;
+}

@@ -1,0 +1,114 @@
+/*
+ * The client's private state, shared by its files. One mutex guards
+ * everything the application thread and the I/O thread both touch; the I/O
+ * thread alone owns the transport, the input buffer and the write buffer.
+ */
+#ifndef MQTT_CLIENT_INTERNAL_H
+#define MQTT_CLIENT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdarg.h>
+
+#include "mqtt.h"
+#include "session.h"
+#include "transport.h"
+
+/** A growable byte buffer. */
+typedef struct mqtt_buf {
+    uint8_t *data;
+    size_t len, cap;
+} mqtt_buf;
+
+MQTT_HIDDEN int mqtt__buf_reserve(mqtt_buf *b, size_t extra);
+MQTT_HIDDEN int mqtt__buf_append(mqtt_buf *b, const void *p, size_t n);
+MQTT_HIDDEN void mqtt__buf_consume(mqtt_buf *b, size_t n);
+MQTT_HIDDEN void mqtt__buf_free(mqtt_buf *b);
+
+typedef enum client_state {
+    ST_IDLE,          /* not connected, nothing scheduled */
+    ST_CONNECTING,    /* the I/O thread is opening a connection */
+    ST_CONNECTED,
+    ST_RETRY_WAIT,    /* back-off before an automatic reconnect */
+    ST_HOOK_WAIT,     /* waiting for the application to run breconnect_cb */
+    ST_DISCONNECTING  /* flushing before DISCONNECT */
+} client_state;
+
+typedef enum client_request { REQ_NONE, REQ_CONNECT, REQ_DISCONNECT } client_request;
+
+struct mqtt_client {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;            /* connect results, thread exit */
+    pthread_t thread;
+    bool thread_running;
+    int wake[2];                  /* application -> I/O thread */
+    int notify[2];                /* I/O thread -> application: events queued */
+
+    mqtt_options opt;
+    mqtt_buf client_id;
+
+    /* Connect settings, copied by the I/O thread at each attempt. */
+    char *host;
+    mqtt_connect_options conn;
+    bool has_will;
+    mqtt_buf will_topic, will_payload;
+    uint8_t will_qos;
+    bool will_retain;
+    bool has_username, has_password;
+    mqtt_buf username, password;
+
+    /* State shared under mu. */
+    client_state state;
+    client_request request;
+    bool stop;                    /* the thread must exit */
+    bool exit_when_idle;          /* after disconnect: the thread ends */
+    bool auto_reconnect;          /* loop() was called */
+    bool user_disconnected;
+    bool hook;                    /* queue BEFORE_RECONNECT and wait */
+    bool proceed;
+    bool ever_connected;
+    bool async_attempt;           /* the current attempt reports by event only */
+    uint64_t connect_seq, result_seq;
+    mqtt_connect_result result;
+    unsigned retry_attempt;
+    double retry_at;
+    uint64_t rng;
+
+    mqtt_session *session;
+    mqtt_buf out;                 /* encoded packets not yet handed to the writer */
+
+    mqtt_event *ev_head, *ev_tail;
+    size_t ev_bytes;
+    bool reading_paused;
+    uint64_t reconnects, read_pauses;
+
+    /* I/O thread only. */
+    mqtt_transport *tr;
+    mqtt_buf in;
+    mqtt_buf wbuf;
+    size_t wpos;
+    double last_send, last_recv;
+    bool ping_outstanding;
+    double disconnect_deadline;
+    uint16_t keepalive;
+};
+
+/* Events (client_events.c); call with mu held. */
+MQTT_HIDDEN mqtt_event *mqtt__event_new(int type, size_t extra);
+MQTT_HIDDEN void mqtt__event_push(mqtt_client *c, mqtt_event *ev);
+MQTT_HIDDEN void mqtt__event_status(mqtt_client *c, int type, int status, int return_code,
+                                    bool session_present, const char *text);
+MQTT_HIDDEN void mqtt__log(mqtt_client *c, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+MQTT_HIDDEN mqtt_event *mqtt__event_message(int type, const mqtt_packet *p);
+
+/* The I/O thread (client_thread.c). */
+MQTT_HIDDEN void *mqtt__thread_main(void *arg);
+MQTT_HIDDEN void mqtt__wake(mqtt_client *c);
+/** Moves what the session may send now into c->out; mu held. */
+MQTT_HIDDEN int mqtt__pump(mqtt_client *c);
+
+/* Connection setup in the I/O thread (client_connect.c). */
+MQTT_HIDDEN void mqtt__do_connect(mqtt_client *c);
+MQTT_HIDDEN void mqtt__connection_lost(mqtt_client *c, int status, const char *text);
+
+#endif

@@ -1,0 +1,390 @@
+/*
+ * The I/O thread: waits on the socket and the wake pipe, reads and decodes
+ * in batches, answers the protocol on its own (acks, pings, resends), writes
+ * everything queued with as few syscalls as it can, and keeps time for
+ * keepalive, back-off and the disconnect flush. It never calls the application.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client_internal.h"
+
+#define READ_CHUNK (64 * 1024)
+#define BIG_BUFFER (1024 * 1024)
+
+void mqtt__wake(mqtt_client *c)
+{
+    ssize_t w = write(c->wake[1], "", 1);
+    (void)w;
+}
+
+int mqtt__pump(mqtt_client *c)
+{
+    bool was_empty = c->out.len == 0;
+    mqtt_bytes pkt;
+    uint8_t scratch[4];
+    while (mqtt__session_next(c->session, &pkt, scratch)) {
+        if (mqtt__buf_append(&c->out, pkt.data, pkt.len) != MQTT_OK)
+            break;
+        mqtt__session_sent(c->session);
+    }
+    return was_empty && c->out.len > 0;
+}
+
+static void send_ack(mqtt_client *c, uint8_t type, uint16_t id)
+{
+    uint8_t b[4];
+    mqtt__encode_ack(b, type, id);
+    mqtt__buf_append(&c->out, b, sizeof b);
+}
+
+static void push(mqtt_client *c, mqtt_event *ev)
+{
+    if (ev)
+        mqtt__event_push(c, ev);
+}
+
+static mqtt_event *ack_event(int type, uint16_t id, const mqtt_packet *p)
+{
+    size_t n = p ? p->granted.len : 0;
+    mqtt_event *ev = mqtt__event_new(type, n);
+    if (!ev)
+        return NULL;
+    ev->mid = id;
+    if (n) {
+        memcpy(ev->data, p->granted.data, n);
+        ev->granted = ev->data;
+        ev->granted_count = n;
+    }
+    return ev;
+}
+
+static void handle_publish(mqtt_client *c, const mqtt_packet *p)
+{
+    if (p->qos < 2) {
+        push(c, mqtt__event_message(MQTT_EV_PUBLISH, p));
+        if (p->qos == 1)
+            send_ack(c, MQTT_PUBACK, p->packet_id);
+        return;
+    }
+    /* QoS 2: hold the message until PUBREL; a resent PUBLISH is not new. */
+    if (!mqtt__session_in_has(c->session, p->packet_id)) {
+        mqtt_event *held = mqtt__event_message(MQTT_EV_PUBREL, p);
+        if (!held || mqtt__session_in_put(c->session, p->packet_id, held) != MQTT_OK) {
+            free(held);
+            return; /* no PUBREC: the broker will resend */
+        }
+        push(c, ack_event(MQTT_EV_PUBLISH, p->packet_id, NULL));
+    }
+    send_ack(c, MQTT_PUBREC, p->packet_id);
+}
+
+/* Returns MQTT_OK or a status that ends the connection. */
+static int handle_packet(mqtt_client *c, const mqtt_packet *p)
+{
+    switch (p->type) {
+    case MQTT_PUBLISH:
+        handle_publish(c, p);
+        break;
+    case MQTT_PUBREL: {
+        mqtt_event *held = mqtt__session_in_take(c->session, p->packet_id);
+        push(c, held);
+        send_ack(c, MQTT_PUBCOMP, p->packet_id);
+        break;
+    }
+    case MQTT_PUBREC:
+        if (mqtt__session_ack(c->session, MQTT_PUBREC, p->packet_id) == MQTT_ACK_NEW)
+            push(c, ack_event(MQTT_EV_PUBREC, p->packet_id, NULL));
+        send_ack(c, MQTT_PUBREL, p->packet_id);
+        break;
+    case MQTT_PUBACK:
+    case MQTT_PUBCOMP:
+    case MQTT_SUBACK:
+    case MQTT_UNSUBACK:
+        if (mqtt__session_ack(c->session, p->type, p->packet_id) == MQTT_ACK_NEW)
+            push(c, ack_event(p->type, p->packet_id, p));
+        else
+            mqtt__log(c, 2, "ignored ack 0x%02x for unknown packet id %u", p->type,
+                      p->packet_id);
+        mqtt__pump(c);
+        break;
+    case MQTT_PINGRESP:
+        c->ping_outstanding = false;
+        push(c, ack_event(MQTT_EV_PINGRESP, 0, NULL));
+        break;
+    default:
+        return MQTT_ERR_PROTOCOL; /* a second CONNACK */
+    }
+    return MQTT_OK;
+}
+
+/* Decodes and handles every complete packet in c->in; mu held. */
+static void process_input(mqtt_client *c)
+{
+    size_t off = 0;
+    int rc = MQTT_OK;
+    const char *why = NULL;
+    while (off < c->in.len && c->tr) {
+        mqtt_packet p;
+        size_t used = 0;
+        rc = mqtt__decode_packet(c->in.data + off, c->in.len - off, c->opt.max_packet, &p, &used,
+                                 &why);
+        if (rc == MQTT_ERR_INCOMPLETE) {
+            rc = MQTT_OK;
+            break;
+        }
+        if (rc == MQTT_OK)
+            rc = handle_packet(c, &p);
+        if (rc != MQTT_OK)
+            break;
+        off += used;
+    }
+    mqtt__buf_consume(&c->in, off);
+    if (rc != MQTT_OK) {
+        char text[200];
+        snprintf(text, sizeof text, "%s: %s", mqtt_strerror(rc),
+                 why ? why : "unexpected second CONNACK");
+        mqtt__connection_lost(c, rc, text);
+    }
+}
+
+/* Reads what the socket has (mu not held), then handles it under the lock. */
+static void read_input(mqtt_client *c)
+{
+    int status = MQTT_OK;
+    size_t got = 0;
+    for (int i = 0; i < 4; i++) {
+        if (mqtt__buf_reserve(&c->in, READ_CHUNK) != MQTT_OK) {
+            status = MQTT_ERR_NOMEM;
+            break;
+        }
+        ssize_t n = c->tr->ops->read(c->tr, c->in.data + c->in.len, c->in.cap - c->in.len);
+        if (n < 0)
+            status = (int)-n;
+        if (n <= 0)
+            break;
+        c->in.len += (size_t)n;
+        got += (size_t)n;
+        if (c->in.len < c->in.cap)
+            break;
+    }
+    pthread_mutex_lock(&c->mu);
+    if (got)
+        c->last_recv = mqtt__now();
+    process_input(c);
+    if (status != MQTT_OK && c->tr)
+        mqtt__connection_lost(c, status, status == MQTT_ERR_CLOSED
+                                             ? "the broker closed the connection"
+                                             : mqtt_strerror(status));
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Swaps the shared out buffer into the writer's buffer; mu held. */
+static bool take_output(mqtt_client *c)
+{
+    if (c->wpos < c->wbuf.len || c->out.len == 0)
+        return c->wpos < c->wbuf.len;
+    mqtt_buf t = c->wbuf;
+    c->wbuf = c->out;
+    c->out = t;
+    c->out.len = 0;
+    c->wpos = 0;
+    if (c->out.cap > BIG_BUFFER)
+        mqtt__buf_free(&c->out);
+    return true;
+}
+
+/* Writes until the socket would block or nothing is left; mu not held. */
+static void write_output(mqtt_client *c)
+{
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        bool more = c->tr && take_output(c);
+        pthread_mutex_unlock(&c->mu);
+        if (!more)
+            return;
+        ssize_t n = c->tr->ops->write(c->tr, c->wbuf.data + c->wpos, c->wbuf.len - c->wpos);
+        if (n == 0)
+            return;
+        pthread_mutex_lock(&c->mu);
+        if (n < 0) {
+            mqtt__connection_lost(c, (int)-n, "writing to the broker failed");
+        } else {
+            c->wpos += (size_t)n;
+            c->last_send = mqtt__now();
+        }
+        pthread_mutex_unlock(&c->mu);
+        if (n < 0)
+            return;
+    }
+}
+
+/* Keepalive duties; returns the next deadline. mu held. */
+static double keepalive(mqtt_client *c, double now)
+{
+    double ka = c->keepalive;
+    if (ka <= 0)
+        return -1;
+    if (c->reading_paused)
+        c->last_recv = now;
+    if (now - c->last_recv >= 1.5 * ka) {
+        mqtt__connection_lost(c, MQTT_ERR_KEEPALIVE, "no answer from the broker within 1.5 x keepalive");
+        return -1;
+    }
+    if (!c->ping_outstanding && (now - c->last_send >= ka || now - c->last_recv >= ka)) {
+        uint8_t b[2];
+        mqtt__encode_empty(b, MQTT_PINGREQ);
+        mqtt__buf_append(&c->out, b, sizeof b);
+        c->ping_outstanding = true;
+        c->last_send = now;
+    }
+    double next = c->last_recv + 1.5 * ka;
+    if (!c->ping_outstanding) {
+        double t = c->last_send + ka < c->last_recv + ka ? c->last_send + ka : c->last_recv + ka;
+        if (t < next)
+            next = t;
+    }
+    return next;
+}
+
+static void finish_disconnect(mqtt_client *c)
+{
+    uint8_t b[2];
+    mqtt__encode_empty(b, MQTT_DISCONNECT);
+    mqtt_transport *t = c->tr;
+    if (t && c->wpos == c->wbuf.len && c->out.len == 0)
+        t->ops->write(t, b, sizeof b);
+    mqtt__connection_lost(c, MQTT_OK, "disconnected");
+}
+
+static void begin_disconnect(mqtt_client *c)
+{
+    if (c->state == ST_CONNECTED) {
+        c->state = ST_DISCONNECTING;
+        c->disconnect_deadline = mqtt__now() + c->opt.disconnect_timeout;
+    } else {
+        c->state = ST_IDLE;
+    }
+}
+
+/* Disconnect flush; returns the deadline or -1 once done. mu held. */
+static double flushing(mqtt_client *c, double now)
+{
+    mqtt_session_counts n;
+    mqtt__session_counts(c->session, &n);
+    bool drained = n.records == 0 && c->out.len == 0 && c->wpos == c->wbuf.len;
+    if (drained || now >= c->disconnect_deadline) {
+        finish_disconnect(c);
+        return -1;
+    }
+    return c->disconnect_deadline;
+}
+
+static double earliest(double a, double b)
+{
+    if (a < 0)
+        return b;
+    if (b < 0)
+        return a;
+    return a < b ? a : b;
+}
+
+/* Timers and requests; returns the poll deadline (-1: none). mu held. */
+static double housekeeping(mqtt_client *c, bool *connect_now)
+{
+    double now = mqtt__now();
+    double deadline = -1;
+    *connect_now = false;
+    if (c->request == REQ_CONNECT) {
+        c->request = REQ_NONE;
+        if (c->tr)
+            mqtt__connection_lost(c, MQTT_OK, "reconnecting on request");
+        *connect_now = true;
+    } else if (c->request == REQ_DISCONNECT) {
+        c->request = REQ_NONE;
+        begin_disconnect(c);
+    }
+    if (c->state == ST_RETRY_WAIT && now >= c->retry_at) {
+        if (c->hook) {
+            c->state = ST_HOOK_WAIT;
+            c->proceed = false;
+            mqtt__event_status(c, MQTT_EV_BEFORE_RECONNECT, MQTT_OK, -1, false, NULL);
+        } else {
+            *connect_now = true;
+        }
+    }
+    if (c->state == ST_HOOK_WAIT && c->proceed)
+        *connect_now = true;
+    if (*connect_now) {
+        c->state = ST_CONNECTING;
+        return -1;
+    }
+    if (c->state == ST_RETRY_WAIT)
+        deadline = c->retry_at;
+    if (c->state == ST_CONNECTED || c->state == ST_DISCONNECTING)
+        deadline = keepalive(c, now);
+    if (c->state == ST_DISCONNECTING)
+        deadline = earliest(deadline, flushing(c, now));
+    bool paused = c->ev_bytes >= c->opt.max_event_bytes;
+    if (paused && !c->reading_paused)
+        c->read_pauses++;
+    c->reading_paused = paused;
+    return deadline;
+}
+
+static int poll_timeout(double deadline)
+{
+    if (deadline < 0)
+        return -1;
+    double ms = (deadline - mqtt__now()) * 1000.0;
+    if (ms <= 0)
+        return 0;
+    return ms > 3600000 ? 3600000 : (int)ms + 1;
+}
+
+void *mqtt__thread_main(void *arg)
+{
+    mqtt_client *c = arg;
+    pthread_mutex_lock(&c->mu);
+    while (!c->stop) {
+        bool connect_now;
+        double deadline = housekeeping(c, &connect_now);
+        if (connect_now) {
+            pthread_mutex_unlock(&c->mu);
+            mqtt__do_connect(c);
+            pthread_mutex_lock(&c->mu);
+            if (c->state == ST_CONNECTED)
+                process_input(c); /* bytes that came with the CONNACK */
+            continue;
+        }
+        if (c->state == ST_IDLE && c->exit_when_idle && c->request == REQ_NONE)
+            break;
+        struct pollfd p[2] = {{.fd = c->wake[0], .events = POLLIN}, {.fd = -1}};
+        bool live = c->tr != NULL;
+        if (live) {
+            p[1].fd = c->tr->fd;
+            p[1].events = (short)((c->reading_paused ? 0 : POLLIN) |
+                                  (take_output(c) || c->tr->want_write ? POLLOUT : 0));
+        }
+        pthread_mutex_unlock(&c->mu);
+        int n = poll(p, live ? 2 : 1, poll_timeout(deadline));
+        if (n > 0 && p[0].revents) {
+            char buf[256];
+            while (read(c->wake[0], buf, sizeof buf) > 0) {
+            }
+        }
+        if (live && n > 0 && p[1].revents & (POLLIN | POLLHUP | POLLERR))
+            read_input(c);
+        if (live)
+            write_output(c);
+        pthread_mutex_lock(&c->mu);
+    }
+    if (c->tr)
+        mqtt__connection_lost(c, MQTT_OK, "closed");
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}

@@ -1,0 +1,530 @@
+/*
+ * mqtt.core: the C half of the Lua module. A thin layer over mqtt.h: a
+ * userdata box per client, events turned into Lua tables in batches, and
+ * plain return values for failures (nil, name, message[, code]) that the
+ * Lua half turns into MQTTError values. It never raises on a broker's doing.
+ */
+#include <errno.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mqtt.h"
+
+#define CLIENT_MT "zmqtt.core.client"
+
+typedef struct zbox {
+    mqtt_client *c;
+    mqtt_event *pending; /* taken from the core, not yet handed to Lua */
+} zbox;
+
+/* Upvalue 1 of next_event: the MQTTMessage metatable. */
+
+static zbox *check_box(lua_State *L)
+{
+    return luaL_checkudata(L, 1, CLIENT_MT);
+}
+
+static mqtt_client *check_open(lua_State *L)
+{
+    zbox *b = check_box(L);
+    if (!b->c)
+        luaL_error(L, "the client is closed");
+    return b->c;
+}
+
+/* Pushes nil, name, message[, code]; returns the count. */
+static int push_fail(lua_State *L, int status, const char *message, int code)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, mqtt_errname(status));
+    lua_pushstring(L, message ? message : mqtt_strerror(status));
+    if (code < 0)
+        return 3;
+    lua_pushinteger(L, code);
+    return 4;
+}
+
+static double opt_number(lua_State *L, int t, const char *k, double def)
+{
+    lua_getfield(L, t, k);
+    double v = lua_isnil(L, -1) ? def : luaL_checknumber(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static bool opt_bool(lua_State *L, int t, const char *k, bool def)
+{
+    lua_getfield(L, t, k);
+    bool v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* core.new(client_id, clean_session, opts) -> client | nil, name, message */
+static int l_new(lua_State *L)
+{
+    mqtt_options o;
+    mqtt_options_init(&o);
+    o.client_id = luaL_checklstring(L, 1, &o.client_id_len);
+    o.clean_session = lua_toboolean(L, 2);
+    if (lua_istable(L, 3)) {
+        o.max_inflight = (uint32_t)opt_number(L, 3, "max_inflight", o.max_inflight);
+        o.max_queued = (uint32_t)opt_number(L, 3, "max_queued", o.max_queued);
+        o.max_queued_bytes = (size_t)opt_number(L, 3, "max_queued_bytes", (double)o.max_queued_bytes);
+        o.max_event_bytes = (size_t)opt_number(L, 3, "max_event_bytes", (double)o.max_event_bytes);
+        o.reconnect = opt_bool(L, 3, "reconnect", o.reconnect);
+        o.reconnect_min = opt_number(L, 3, "reconnect_min", o.reconnect_min);
+        o.reconnect_max = opt_number(L, 3, "reconnect_max", o.reconnect_max);
+        o.connect_timeout = opt_number(L, 3, "connect_timeout", o.connect_timeout);
+        o.disconnect_timeout = opt_number(L, 3, "disconnect_timeout", o.disconnect_timeout);
+        o.log_events = opt_bool(L, 3, "log", false);
+    }
+    zbox *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->c = NULL;
+    b->pending = NULL;
+    luaL_setmetatable(L, CLIENT_MT);
+    int rc = mqtt_client_create(&o, &b->c);
+    if (rc != MQTT_OK)
+        return push_fail(L, rc, NULL, -1);
+    return 1;
+}
+
+static void free_events(mqtt_event *ev)
+{
+    while (ev) {
+        mqtt_event *next = ev->next;
+        mqtt_event_free(ev);
+        ev = next;
+    }
+}
+
+/* Idempotent; also __gc and __close. Joins the I/O thread. */
+static int l_close(lua_State *L)
+{
+    zbox *b = check_box(L);
+    mqtt_client *c = b->c;
+    b->c = NULL;
+    mqtt_client_destroy(c);
+    free_events(b->pending);
+    b->pending = NULL;
+    return 0;
+}
+
+static int l_set_will(lua_State *L)
+{
+    mqtt_client *c = check_open(L);
+    size_t tl = 0, pl = 0;
+    const char *topic = luaL_optlstring(L, 2, NULL, &tl);
+    const char *payload = luaL_optlstring(L, 3, "", &pl);
+    int rc = mqtt_client_set_will(c, topic, tl, payload, pl, (int)luaL_optinteger(L, 4, 0),
+                                  lua_toboolean(L, 5));
+    if (rc != MQTT_OK)
+        return push_fail(L, rc, NULL, -1);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_set_credentials(lua_State *L)
+{
+    mqtt_client *c = check_open(L);
+    size_t ul = 0, pl = 0;
+    const char *user = luaL_optlstring(L, 2, NULL, &ul);
+    const char *pass = luaL_optlstring(L, 3, NULL, &pl);
+    int rc = mqtt_client_set_credentials(c, user, ul, pass, pl);
+    if (rc != MQTT_OK)
+        return push_fail(L, rc, NULL, -1);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int push_result(lua_State *L, int rc, const mqtt_connect_result *res)
+{
+    if (rc != MQTT_OK)
+        return push_fail(L, rc, res->message, res->return_code);
+    lua_pushboolean(L, 1);
+    lua_pushboolean(L, res->session_present);
+    return 2;
+}
+
+/* c:connect(host, port, keepalive, ka_count, ka_idle, ka_interval, async) */
+static int l_connect(lua_State *L)
+{
+    mqtt_client *c = check_open(L);
+    mqtt_connect_options o;
+    mqtt_connect_options_init(&o);
+    o.host = luaL_checkstring(L, 2);
+    o.port = (uint16_t)luaL_checkinteger(L, 3);
+    o.keepalive = (uint16_t)luaL_checkinteger(L, 4);
+    if (!lua_isnoneornil(L, 5)) {
+        o.has_sock_keepalive = true;
+        for (int i = 0; i < 3; i++)
+            o.sock_keepalive[i] = (int)luaL_checkinteger(L, 5 + i);
+    }
+    if (lua_toboolean(L, 8)) {
+        int rc = mqtt_client_connect_async(c, &o);
+        if (rc != MQTT_OK)
+            return push_fail(L, rc, NULL, -1);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    mqtt_connect_result res;
+    int rc = mqtt_client_connect(c, &o, &res);
+    return push_result(L, rc, &res);
+}
+
+static int l_reconnect(lua_State *L)
+{
+    mqtt_client *c = check_open(L);
+    mqtt_connect_result res;
+    int rc = mqtt_client_reconnect(c, &res);
+    return push_result(L, rc, &res);
+}
+
+/* c:publish(topic, payload, qos, retain) -> mid | nil, name, message */
+static int l_publish(lua_State *L)
+{
+    mqtt_client *c = check_open(L);
+    size_t tl, pl = 0;
+    const char *topic = luaL_checklstring(L, 2, &tl);
+    const char *payload = luaL_optlstring(L, 3, "", &pl);
+    const char *why = NULL;
+    if (mqtt_validate_topic_name(topic, tl, &why) != MQTT_OK)
+        return push_fail(L, MQTT_ERR_INVAL, why, -1);
+    uint16_t mid = 0;
+    int rc = mqtt_client_publish(c, topic, tl, payload, pl, (int)luaL_optinteger(L, 4, 0),
+                                 lua_toboolean(L, 5), &mid);
+    if (rc != MQTT_OK)
+        return push_fail(L, rc, NULL, -1);
+    lua_pushinteger(L, mid);
+    return 1;
+}
+
+/* c:subscribe({filter, ...}, {qos, ...}, unsubscribe) -> mid | nil, name, message */
+static int l_subscribe(lua_State *L)
+{
+    mqtt_client *c = check_open(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    bool unsub = lua_toboolean(L, 4);
+    lua_Integer n = luaL_len(L, 2);
+    if (n <= 0 || n > 65535)
+        return push_fail(L, MQTT_ERR_INVAL, "empty topic list", -1);
+    mqtt_subscription *subs = lua_newuserdatauv(L, (size_t)n * sizeof *subs, 0);
+    for (lua_Integer i = 0; i < n; i++) {
+        lua_geti(L, 2, i + 1);
+        subs[i].filter = luaL_checklstring(L, -1, &subs[i].filter_len);
+        lua_pop(L, 1); /* the string stays referenced by the table */
+        subs[i].qos = 0;
+        if (!unsub) {
+            lua_geti(L, 3, i + 1);
+            subs[i].qos = (int)luaL_checkinteger(L, -1);
+            lua_pop(L, 1);
+        }
+    }
+    uint16_t mid = 0;
+    int rc = unsub ? mqtt_client_unsubscribe(c, subs, (size_t)n, &mid)
+                   : mqtt_client_subscribe(c, subs, (size_t)n, &mid);
+    if (rc != MQTT_OK)
+        return push_fail(L, rc, NULL, -1);
+    lua_pushinteger(L, mid);
+    return 1;
+}
+
+static int l_disconnect(lua_State *L)
+{
+    mqtt_client_disconnect(check_open(L));
+    return 0;
+}
+
+static int l_is_connected(lua_State *L)
+{
+    zbox *b = check_box(L);
+    lua_pushboolean(L, b->c && mqtt_client_is_connected(b->c));
+    return 1;
+}
+
+static int l_state(lua_State *L)
+{
+    zbox *b = check_box(L);
+    lua_pushstring(L, b->c ? mqtt_client_state(b->c) : "closed");
+    return 1;
+}
+
+static int l_fd(lua_State *L)
+{
+    lua_pushinteger(L, mqtt_client_event_fd(check_open(L)));
+    return 1;
+}
+
+static int l_auto_reconnect(lua_State *L)
+{
+    mqtt_client_set_auto_reconnect(check_open(L), lua_toboolean(L, 2));
+    return 0;
+}
+
+static int l_set_hook(lua_State *L)
+{
+    mqtt_client_set_reconnect_hook(check_open(L), lua_toboolean(L, 2));
+    return 0;
+}
+
+static int l_proceed(lua_State *L)
+{
+    mqtt_client_proceed(check_open(L));
+    return 0;
+}
+
+static void set_int(lua_State *L, const char *k, lua_Integer v)
+{
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static int l_stats(lua_State *L)
+{
+    mqtt_stats st;
+    mqtt_client_stats(check_open(L), &st);
+    lua_createtable(L, 0, 6);
+    set_int(L, "queued", (lua_Integer)st.queued);
+    set_int(L, "inflight", (lua_Integer)st.inflight);
+    set_int(L, "queued_bytes", (lua_Integer)st.queued_bytes);
+    set_int(L, "event_bytes", (lua_Integer)st.event_bytes);
+    set_int(L, "reconnects", (lua_Integer)st.reconnects);
+    set_int(L, "read_pauses", (lua_Integer)st.read_pauses);
+    return 1;
+}
+
+/* Builds the MQTTMessage of ev on the stack. Stack: +1. */
+static void push_message(lua_State *L, const mqtt_event *ev)
+{
+    lua_createtable(L, 0, 6);
+    lua_pushlstring(L, ev->topic, ev->topic_len);
+    lua_setfield(L, -2, "topic");
+    lua_pushlstring(L, (const char *)ev->payload, ev->payload_len);
+    lua_setfield(L, -2, "payload");
+    set_int(L, "qos", ev->qos);
+    lua_pushboolean(L, ev->retain);
+    lua_setfield(L, -2, "retain");
+    set_int(L, "mid", ev->mid);
+    lua_pushboolean(L, ev->dup);
+    lua_setfield(L, -2, "dup");
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_setmetatable(L, -2);
+}
+
+/* Builds the data table of ev. Stack: +1. */
+static void push_data(lua_State *L, const mqtt_event *ev)
+{
+    lua_createtable(L, 0, 3);
+    set_int(L, "return_code", ev->return_code < 0 ? 0 : ev->return_code);
+    if (ev->has_message) {
+        push_message(L, ev);
+        lua_setfield(L, -2, "message");
+    }
+    switch (ev->type) {
+    case MQTT_EV_CONNACK:
+        lua_pushboolean(L, ev->session_present);
+        lua_setfield(L, -2, "session_present");
+        set_int(L, "return_code", ev->return_code);
+        if (ev->status != MQTT_OK) {
+            lua_pushstring(L, mqtt_errname(ev->status));
+            lua_setfield(L, -2, "error_name");
+        }
+        lua_pushboolean(L, ev->sync);
+        lua_setfield(L, -2, "sync");
+        break;
+    case MQTT_EV_DISCONNECT:
+        lua_pushstring(L, mqtt_errname(ev->status));
+        lua_setfield(L, -2, "error_name");
+        break;
+    case MQTT_EV_SUBACK:
+        lua_createtable(L, (int)ev->granted_count, 0);
+        for (size_t i = 0; i < ev->granted_count; i++) {
+            lua_pushinteger(L, ev->granted[i]);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        lua_setfield(L, -2, "granted_qos");
+        break;
+    case MQTT_EV_LOG:
+        set_int(L, "level", ev->level);
+        break;
+    default:
+        break;
+    }
+    if (ev->text) {
+        lua_pushlstring(L, ev->text, ev->text_len);
+        lua_setfield(L, -2, "text");
+    }
+    if (ev->mid && !(ev->type == MQTT_EV_PUBLISH && ev->has_message)) {
+        set_int(L, "mid", ev->mid);
+    }
+}
+
+/* c:next_event(batch_only) -> command, data | nil. Without batch_only an
+ * empty batch is refilled from the core. The event is freed only once its
+ * table exists, so an out-of-memory error loses nothing. */
+static int l_next_event(lua_State *L)
+{
+    zbox *b = check_box(L);
+    if (!b->c)
+        return 0;
+    if (!b->pending && !lua_toboolean(L, 2))
+        b->pending = mqtt_client_take_events(b->c);
+    mqtt_event *ev = b->pending;
+    if (!ev)
+        return 0;
+    lua_pushinteger(L, ev->type);
+    push_data(L, ev);
+    b->pending = ev->next;
+    mqtt_event_free(ev);
+    return 2;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* core.wait({client, ...}, timeout) -> number of clients with events.
+ * Sleeps without a client too, so mqtt.sleep works alone. */
+static int l_wait(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    double timeout = luaL_optnumber(L, 2, 0);
+    lua_Integer n = luaL_len(L, 1);
+    struct pollfd stack[32];
+    struct pollfd *p = n <= 32 ? stack : lua_newuserdatauv(L, (size_t)n * sizeof *p, 0);
+    int ready = 0;
+    nfds_t count = 0;
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, 1, i);
+        zbox *b = luaL_testudata(L, -1, CLIENT_MT);
+        lua_pop(L, 1);
+        if (!b || !b->c)
+            continue;
+        if (b->pending)
+            ready++;
+        p[count].fd = mqtt_client_event_fd(b->c);
+        p[count].events = POLLIN;
+        p[count].revents = 0;
+        count++;
+    }
+    if (ready) {
+        lua_pushinteger(L, ready);
+        return 1;
+    }
+    double deadline = now_seconds() + (timeout > 0 ? timeout : 0);
+    for (;;) {
+        double left = deadline - now_seconds();
+        int ms = left <= 0 ? 0 : (left > 3600 ? 3600000 : (int)(left * 1000.0 + 0.999));
+        int r = poll(p, count, ms);
+        if (r >= 0 || errno != EINTR) {
+            lua_pushinteger(L, r > 0 ? r : 0);
+            return 1;
+        }
+    }
+}
+
+static int l_topic_matches(lua_State *L)
+{
+    size_t fl, tl;
+    const char *f = luaL_checklstring(L, 1, &fl);
+    const char *t = luaL_checklstring(L, 2, &tl);
+    lua_pushboolean(L, mqtt_topic_matches(f, fl, t, tl));
+    return 1;
+}
+
+/* core.check_topic(s, is_filter) -> true | nil, why */
+static int l_check_topic(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    const char *why = NULL;
+    int rc = lua_toboolean(L, 2) ? mqtt_validate_topic_filter(s, len, &why)
+                                 : mqtt_validate_topic_name(s, len, &why);
+    if (rc == MQTT_OK) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushnil(L);
+    lua_pushstring(L, why ? why : "invalid topic");
+    return 2;
+}
+
+static int l_connack_name(lua_State *L)
+{
+    lua_pushstring(L, mqtt_connack_name((int)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
+static int l_monotonic(lua_State *L)
+{
+    lua_pushnumber(L, now_seconds());
+    return 1;
+}
+
+static const luaL_Reg client_methods[] = {
+    {"close", l_close},
+    {"set_will", l_set_will},
+    {"set_credentials", l_set_credentials},
+    {"connect", l_connect},
+    {"reconnect", l_reconnect},
+    {"publish", l_publish},
+    {"subscribe", l_subscribe},
+    {"disconnect", l_disconnect},
+    {"is_connected", l_is_connected},
+    {"state", l_state},
+    {"fd", l_fd},
+    {"set_auto_reconnect", l_auto_reconnect},
+    {"set_hook", l_set_hook},
+    {"proceed", l_proceed},
+    {"stats", l_stats},
+    {"next_event", NULL},
+    {NULL, NULL},
+};
+
+static const luaL_Reg module_functions[] = {
+    {"new", l_new},
+    {"wait", l_wait},
+    {"topic_matches", l_topic_matches},
+    {"check_topic", l_check_topic},
+    {"connack_name", l_connack_name},
+    {"monotonic", l_monotonic},
+    {NULL, NULL},
+};
+
+/* core.init(message_metatable): installs next_event with the metatable as upvalue. */
+static int l_init(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_getmetatable(L, CLIENT_MT);
+    lua_getfield(L, -1, "__index");
+    lua_pushvalue(L, 1);
+    lua_pushcclosure(L, l_next_event, 1);
+    lua_setfield(L, -2, "next_event");
+    lua_pop(L, 2);
+    return 0;
+}
+
+__attribute__((visibility("default"))) int luaopen_mqtt_core(lua_State *L);
+__attribute__((visibility("default"))) int luaopen_mqtt_core(lua_State *L)
+{
+    if (luaL_newmetatable(L, CLIENT_MT)) {
+        luaL_newlib(L, client_methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, l_close);
+        lua_setfield(L, -2, "__close");
+    }
+    lua_pop(L, 1);
+    luaL_newlib(L, module_functions);
+    lua_pushcfunction(L, l_init);
+    lua_setfield(L, -2, "init");
+    return 1;
+}

@@ -1,0 +1,229 @@
+/*
+ * zmqtt public C API: an MQTT 3.1.1 client with a background I/O thread.
+ * The core knows nothing of Lua. Every function may be called from any one
+ * application thread (not concurrently with close); the I/O thread is
+ * internal. Events the application must see are queued and taken in batches.
+ */
+#ifndef MQTT_H
+#define MQTT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One table of local status codes: X(enum, stable name, description). */
+#define MQTT_STATUS_LIST(X)                                                              \
+    X(MQTT_OK, "ok", "success")                                                          \
+    X(MQTT_ERR_NOMEM, "out of memory", "out of memory")                                  \
+    X(MQTT_ERR_INVAL, "invalid argument", "invalid argument")                            \
+    X(MQTT_ERR_INCOMPLETE, "incomplete", "more bytes are needed")                       \
+    X(MQTT_ERR_MALFORMED, "malformed packet", "the broker sent a malformed packet")      \
+    X(MQTT_ERR_PROTOCOL, "protocol error", "the broker violated the MQTT protocol")      \
+    X(MQTT_ERR_REFUSED, "connection refused", "the broker refused the connection")       \
+    X(MQTT_ERR_DNS, "name resolution failed", "the host name could not be resolved")     \
+    X(MQTT_ERR_CONNECT, "connect failed", "the TCP connection could not be made")        \
+    X(MQTT_ERR_TIMEOUT, "timeout", "the operation timed out")                            \
+    X(MQTT_ERR_IO, "i/o error", "reading or writing the socket failed")                  \
+    X(MQTT_ERR_CLOSED, "connection closed", "the broker closed the connection")          \
+    X(MQTT_ERR_KEEPALIVE, "keepalive timeout", "nothing heard from the broker in time")  \
+    X(MQTT_ERR_NO_CONN, "not connected", "the client is not connected")                  \
+    X(MQTT_ERR_QUEUE_FULL, "queue full", "the outgoing queue is full")                   \
+    X(MQTT_ERR_NO_ID, "no packet id", "all 65535 packet ids are in use")                 \
+    X(MQTT_ERR_STATE, "bad state", "the call is not allowed in the client's state")      \
+    X(MQTT_ERR_CANCELLED, "cancelled", "the operation was cancelled")                    \
+    X(MQTT_ERR_TLS, "tls error", "the TLS layer failed")                                  \
+    X(MQTT_ERR_SYSTEM, "system error", "a system call failed")
+
+#define MQTT_ENUM_ENTRY(e, name, text) e,
+typedef enum mqtt_status { MQTT_STATUS_LIST(MQTT_ENUM_ENTRY) MQTT_STATUS_COUNT } mqtt_status;
+#undef MQTT_ENUM_ENTRY
+
+/** Description of a status code; never NULL. */
+const char *mqtt_strerror(int status);
+/** Stable short name of a status code, for programs to branch on; never NULL. */
+const char *mqtt_errname(int status);
+/** Name of a CONNACK return code (1..5 as in MQTT 3.1.1 section 3.2.2.3). */
+const char *mqtt_connack_name(int return_code);
+
+/* MQTT control packet types, as the high nibble of the first byte. */
+enum {
+    MQTT_CONNECT = 0x10,
+    MQTT_CONNACK = 0x20,
+    MQTT_PUBLISH = 0x30,
+    MQTT_PUBACK = 0x40,
+    MQTT_PUBREC = 0x50,
+    MQTT_PUBREL = 0x60,
+    MQTT_PUBCOMP = 0x70,
+    MQTT_SUBSCRIBE = 0x80,
+    MQTT_SUBACK = 0x90,
+    MQTT_UNSUBSCRIBE = 0xA0,
+    MQTT_UNSUBACK = 0xB0,
+    MQTT_PINGREQ = 0xC0,
+    MQTT_PINGRESP = 0xD0,
+    MQTT_DISCONNECT = 0xE0
+};
+
+/** Largest remaining length MQTT can encode (4 bytes of varint). */
+#define MQTT_MAX_REMAINING 268435455u
+/** Largest payload `publish` accepts: the protocol's 256 MiB. */
+#define MQTT_MAX_PAYLOAD (256u * 1024u * 1024u)
+
+typedef struct mqtt_client mqtt_client;
+
+/** Client options; fill with mqtt_options_init() and change what you need. */
+typedef struct mqtt_options {
+    const char *client_id; /* borrowed for the create call only */
+    size_t client_id_len;
+    bool clean_session;      /* default true */
+    uint32_t max_inflight;   /* outgoing QoS 1/2 awaiting ack; default 64 */
+    uint32_t max_queued;     /* records held unsent; default 100000 */
+    size_t max_queued_bytes; /* bytes held in all records; default 256 MiB */
+    size_t max_event_bytes;  /* event queue bound before reading pauses; default 64 MiB */
+    bool reconnect;          /* automatic reconnect once enabled; default true */
+    double reconnect_min;    /* seconds; default 1 */
+    double reconnect_max;    /* seconds; default 30 */
+    double connect_timeout;  /* seconds, DNS included; default 10 */
+    double disconnect_timeout; /* seconds to flush before DISCONNECT; default 5 */
+    size_t max_packet;       /* largest packet accepted from the broker */
+    bool log_events;         /* queue MQTT_EV_LOG events; default false */
+} mqtt_options;
+
+void mqtt_options_init(mqtt_options *o);
+
+/** Where and how to connect. Strings are copied by the call. */
+typedef struct mqtt_connect_options {
+    const char *host;
+    uint16_t port;      /* default 1883 */
+    uint16_t keepalive; /* seconds; 0 disables */
+    bool has_sock_keepalive;
+    int sock_keepalive[3]; /* count, idle seconds, interval seconds */
+    struct mqtt_tls_config *tls; /* NULL for plain TCP; ref taken */
+} mqtt_connect_options;
+
+void mqtt_connect_options_init(mqtt_connect_options *o);
+
+/** Result of a blocking connect, filled on every outcome. */
+typedef struct mqtt_connect_result {
+    int status;          /* MQTT_OK, MQTT_ERR_REFUSED (see return_code), or the local error */
+    int return_code;     /* CONNACK return code, or -1 when no CONNACK arrived */
+    bool session_present;
+    char message[256];   /* what happened, in words */
+} mqtt_connect_result;
+
+/* Events the application takes from the queue. */
+enum {
+    MQTT_EV_CONNACK = MQTT_CONNACK,     /* connect outcome (success or failure) */
+    MQTT_EV_PUBLISH = MQTT_PUBLISH,     /* QoS 0/1 message, or QoS 2 arrival (mid only) */
+    MQTT_EV_PUBACK = MQTT_PUBACK,
+    MQTT_EV_PUBREC = MQTT_PUBREC,
+    MQTT_EV_PUBREL = MQTT_PUBREL,       /* QoS 2 message released, exactly once */
+    MQTT_EV_PUBCOMP = MQTT_PUBCOMP,
+    MQTT_EV_SUBACK = MQTT_SUBACK,
+    MQTT_EV_UNSUBACK = MQTT_UNSUBACK,
+    MQTT_EV_PINGRESP = MQTT_PINGRESP,
+    MQTT_EV_DISCONNECT = MQTT_DISCONNECT, /* connection lost or closed */
+    MQTT_EV_BEFORE_RECONNECT = 0x100,   /* the I/O thread waits for mqtt_client_proceed() */
+    MQTT_EV_LOG = 0x101
+};
+
+/** One queued event; owned by the caller once taken, freed with mqtt_event_free(). */
+typedef struct mqtt_event {
+    struct mqtt_event *next;
+    int type;             /* MQTT_EV_* */
+    int status;           /* local status for CONNACK/DISCONNECT events */
+    uint16_t mid;
+    uint8_t qos;
+    bool retain, dup;
+    bool has_message;     /* topic/payload are valid */
+    bool sync;            /* CONNACK of a blocking connect already reported */
+    bool session_present;
+    int return_code;      /* CONNACK code, -1 when none */
+    int level;            /* MQTT_EV_LOG level */
+    size_t topic_len, payload_len, text_len, granted_count;
+    const char *topic;    /* points into data; NUL terminated */
+    const uint8_t *payload;
+    const char *text;     /* error or log text, NUL terminated, or NULL */
+    const uint8_t *granted;
+    size_t bytes;         /* accounted size */
+    uint8_t data[];
+} mqtt_event;
+
+void mqtt_event_free(mqtt_event *ev);
+
+/** Creates a client; *out is owned by the caller until mqtt_client_destroy(). */
+int mqtt_client_create(const mqtt_options *o, mqtt_client **out);
+/** Stops and joins the I/O thread, closes the socket, frees everything. NULL is fine. */
+void mqtt_client_destroy(mqtt_client *c);
+
+/** Will for the next connects; topic NULL clears it. */
+int mqtt_client_set_will(mqtt_client *c, const char *topic, size_t topic_len,
+                         const void *payload, size_t payload_len, int qos, bool retain);
+/** Credentials for the next connects; username NULL clears both. */
+int mqtt_client_set_credentials(mqtt_client *c, const char *username, size_t username_len,
+                                const char *password, size_t password_len);
+
+/** Connects and waits for the CONNACK. *res always describes the outcome. */
+int mqtt_client_connect(mqtt_client *c, const mqtt_connect_options *o, mqtt_connect_result *res);
+/** Starts connecting in the I/O thread; the outcome is an MQTT_EV_CONNACK event. */
+int mqtt_client_connect_async(mqtt_client *c, const mqtt_connect_options *o);
+/** Blocking reconnect with the last connect options (after a loss). */
+int mqtt_client_reconnect(mqtt_client *c, mqtt_connect_result *res);
+/** Enables automatic reconnection (what loop() turns on) unless options said no. */
+void mqtt_client_set_auto_reconnect(mqtt_client *c, bool on);
+/** With this set, the I/O thread queues MQTT_EV_BEFORE_RECONNECT and waits for proceed. */
+void mqtt_client_set_reconnect_hook(mqtt_client *c, bool on);
+/** Lets a reconnect waiting on MQTT_EV_BEFORE_RECONNECT go ahead. */
+void mqtt_client_proceed(mqtt_client *c);
+
+/** Queues a message; *mid receives its id (0 for QoS 0). Payload is copied. */
+int mqtt_client_publish(mqtt_client *c, const char *topic, size_t topic_len, const void *payload,
+                        size_t payload_len, int qos, bool retain, uint16_t *mid);
+
+typedef struct mqtt_subscription {
+    const char *filter;
+    size_t filter_len;
+    int qos;
+} mqtt_subscription;
+
+int mqtt_client_subscribe(mqtt_client *c, const mqtt_subscription *subs, size_t n, uint16_t *mid);
+int mqtt_client_unsubscribe(mqtt_client *c, const mqtt_subscription *subs, size_t n,
+                            uint16_t *mid);
+
+/** Flushes (bounded by disconnect_timeout), sends DISCONNECT, closes; no reconnect follows. */
+int mqtt_client_disconnect(mqtt_client *c);
+
+bool mqtt_client_is_connected(mqtt_client *c);
+/** "connected", "connecting", "reconnecting", "disconnected". */
+const char *mqtt_client_state(mqtt_client *c);
+/** Readable while events are queued. Owned by the client. */
+int mqtt_client_event_fd(mqtt_client *c);
+/** Takes every queued event, oldest first; NULL when none. */
+mqtt_event *mqtt_client_take_events(mqtt_client *c);
+
+/** Counters for tests and back-pressure reporting. */
+typedef struct mqtt_stats {
+    size_t queued;        /* records not yet sent */
+    size_t inflight;      /* QoS 1/2 sent, awaiting completion */
+    size_t queued_bytes;
+    size_t event_bytes;
+    uint64_t reconnects;
+    uint64_t read_pauses; /* times reading paused because the event queue was full */
+} mqtt_stats;
+
+void mqtt_client_stats(mqtt_client *c, mqtt_stats *st);
+
+/* Topic helpers (pure). */
+bool mqtt_topic_matches(const char *filter, size_t filter_len, const char *topic,
+                        size_t topic_len);
+/** MQTT_OK, or MQTT_ERR_INVAL with *why set. */
+int mqtt_validate_topic_name(const char *topic, size_t len, const char **why);
+int mqtt_validate_topic_filter(const char *filter, size_t len, const char **why);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
