@@ -177,7 +177,7 @@ end
 
 -- Starts `command` (a shell word list) in the background with stdout and
 -- stderr redirected; the PID is the command's own (bash execs it).
-local function spawn(command, out_path, err_path)
+local function spawn(command, out_path, err_path, dir)
     local redirect = " >" .. quote(out_path) ..
                      (err_path and (" 2>" .. quote(err_path)) or " 2>&1")
     local p = assert(io.popen("bash -c " .. quote(CLOSE_FDS .. "exec " .. command) ..
@@ -192,7 +192,7 @@ local function spawn(command, out_path, err_path)
     if pidfile and start then
         local f = io.open(pidfile, "a")
         if f then
-            f:write(pid, " ", start, "\n")
+            f:write(pid, " ", start, " ", dir or "-", "\n")
             f:close()
         end
     end
@@ -230,8 +230,8 @@ local port_open = helpers.port_open
 
 --- Whether 127.0.0.1:port can be bound (with SO_REUSEADDR, as mosquitto does).
 function helpers.port_bindable(port)
-    local s = socket.tcp()
-    s:setoption("reuseaddr", true)
+    local s = socket.tcp4()   -- tcp() would create the fd only at bind, without the option
+    assert(s:setoption("reuseaddr", true))
     local ok = s:bind(HOST, port)
     s:close()
     return ok == 1
@@ -272,7 +272,7 @@ end
 local function launch(b)
     -- The log is appended to across restarts; readiness is judged on the new part.
     local before = #(read_file(b.log_file) or "")
-    b.proc = spawn("mosquitto -c " .. quote(b.conf), b.stdout_file)
+    b.proc = spawn("mosquitto -c " .. quote(b.conf), b.stdout_file, nil, b.dir)
     b.pid = b.proc.pid
     local deadline = socket.gettime() + START_TIMEOUT
     while socket.gettime() < deadline do
@@ -414,6 +414,13 @@ end
 --- Stops every broker and background client still running and removes their
 -- temp dirs (set ZMQTT_KEEP_DIRS=1 to keep them). Safe to call repeatedly.
 function helpers.stop_all()
+    -- Signal everything first, then wait: the processes shut down in parallel.
+    for rec in pairs(children) do
+        signal(rec, "TERM")
+    end
+    for _, b in ipairs(brokers) do
+        signal(b.proc, "TERM")
+    end
     for rec in pairs(children) do
         proc_stop(rec, 1)
         children[rec] = nil

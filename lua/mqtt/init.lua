@@ -139,7 +139,7 @@ end
 -- Argument checks
 
 local function check_int(v, n, fname, what, lo, hi, default)
-    if v == nil and default ~= nil then return default end
+    if v == nil then return default end
     if math_type(v) ~= "integer" then
         if type(v) == "number" and v == math.floor(v) then
             v = math.tointeger(v)

@@ -1,0 +1,479 @@
+-- spec/00_helpers_spec.lua: proves the test infrastructure before anything
+-- relies on it: private mosquitto brokers (start, stop, kill, restart, password
+-- file), the mosquitto_pub/mosquitto_sub wrappers, wait_until, and the fake
+-- broker's encoder and decoder (checked by hand-made bytes and by mosquitto).
+
+local helpers = require("helpers")
+local FakeBroker = require("fake_broker")
+local socket = require("socket")
+
+-- A raw luasocket client of 127.0.0.1:port.
+local function raw_client(port)
+    local c = assert(socket.tcp())
+    c:settimeout(2)
+    assert(c:connect("127.0.0.1", port))
+    return c
+end
+
+-- Sends `data` to `sock` while reading packets on `fb`, in the one thread:
+-- neither side may block on the other. Returns the first packet read.
+local function send_while_reading(sock, data, fb, chunk)
+    chunk = chunk or 8192
+    local sent = 0
+    sock:settimeout(0)
+    local deadline = socket.gettime() + 10
+    while socket.gettime() < deadline do
+        if sent < #data then
+            local last, _, partial = sock:send(data, sent + 1, math.min(#data, sent + chunk))
+            sent = last or partial or sent
+        end
+        local p, err = fb:read_packet(0.001)
+        if p then
+            return p, sent
+        end
+        assert(err == "timeout", err)
+    end
+    error("no packet after sending " .. sent .. " of " .. #data .. " bytes")
+end
+
+describe("helpers", function()
+    teardown(helpers.stop_all)
+
+    it("free_port hands out distinct bindable ports", function()
+        local a, b = helpers.free_port(), helpers.free_port()
+        assert.is_number(a)
+        assert.are_not.equal(a, b)
+        assert.is_true(helpers.port_bindable(a))
+    end)
+
+    describe("wait_until", function()
+        it("returns true as soon as the predicate holds, calling step_fn between polls",
+           function()
+            local steps = 0
+            local ok = helpers.wait_until(function() return steps >= 3 end, 1,
+                                          function() steps = steps + 1 end)
+            assert.is_true(ok)
+            assert.are.equal(3, steps)
+        end)
+
+        it("returns false after the timeout", function()
+            local t0 = helpers.now()
+            assert.is_false(helpers.wait_until(function() return false end, 0.1))
+            local elapsed = helpers.now() - t0
+            assert.is_true(elapsed >= 0.1 and elapsed < 1, "elapsed " .. elapsed)
+        end)
+    end)
+
+    describe("a private broker", function()
+        local broker
+
+        setup(function()
+            broker = helpers.start_broker({ persistence = true })
+        end)
+
+        it("runs mosquitto on 127.0.0.1 and accepts connections", function()
+            assert.are.equal("127.0.0.1", broker.host)
+            assert.is_true(broker.running())
+            assert.is_true(helpers.port_open(broker.port))
+            local cmdline = helpers.read_file("/proc/" .. broker.pid .. "/cmdline")
+            assert.truthy(cmdline:find("mosquitto", 1, true))
+            assert.truthy(cmdline:find(broker.conf, 1, true))
+            local c = raw_client(broker.port)
+            c:close()
+        end)
+
+        it("carries a mosquitto_pub -> mosquitto_sub roundtrip, binary and empty payloads",
+           function()
+            local sub = helpers.mosquitto_sub_collect(broker, { topic = "zmqtt/rt/#", qos = 2,
+                                                                count = 3 })
+            assert(helpers.mosquitto_pub(broker, { topic = "zmqtt/rt/a", message = "hello",
+                                                   qos = 1 }))
+            assert(helpers.mosquitto_pub(broker, { topic = "zmqtt/rt/b", qos = 2,
+                                                   message = "bin\0ary\255" }))
+            assert(helpers.mosquitto_pub(broker, { topic = "zmqtt/rt/c", message = "" }))
+            local msgs, finished = sub.wait(5)
+            assert.is_true(finished)
+            -- Order across QoS levels is not guaranteed (QoS 2 completes later).
+            table.sort(msgs, function(x, y) return x.topic < y.topic end)
+            for _, m in ipairs(msgs) do
+                m.mid = nil
+            end
+            assert.are.same({
+                { topic = "zmqtt/rt/a", payload = "hello", qos = 1, retain = false },
+                { topic = "zmqtt/rt/b", payload = "bin\0ary\255", qos = 2, retain = false },
+                { topic = "zmqtt/rt/c", payload = "", qos = 0, retain = false },
+            }, msgs)
+        end)
+
+        it("stop() ends the process by PID and closes the port", function()
+            local pid = broker.pid
+            assert.is_true(broker.stop())
+            assert.is_false(broker.running())
+            assert.is_false(helpers.pid_alive(pid))
+            assert.is_false(helpers.port_open(broker.port))
+        end)
+
+        it("restart() comes back on the same port with the same config", function()
+            local port = broker.port
+            broker.restart()
+            assert.are.equal(port, broker.port)
+            assert.is_true(helpers.port_open(port))
+            -- persistence (from the config) keeps a retained message over a stop.
+            assert(helpers.mosquitto_pub(broker, { topic = "zmqtt/keep", message = "kept",
+                                                   retain = true, qos = 1 }))
+            broker.restart()
+            local sub = helpers.mosquitto_sub_collect(broker, { topic = "zmqtt/keep",
+                                                                count = 1 })
+            local msgs = sub.wait(5)
+            assert.are.equal(1, #msgs)
+            assert.are.equal("kept", msgs[1].payload)
+            assert.is_true(msgs[1].retain)
+        end)
+
+        it("kill() is an abnormal loss (SIGKILL), and restart() works after it", function()
+            local c = raw_client(broker.port)
+            assert(c:send(FakeBroker.connect({ client_id = "victim" })))
+            local peer = FakeBroker.wrap(c)
+            assert.are.equal(0, peer:expect("CONNACK").return_code)
+            assert.is_true(broker.kill())
+            assert.is_false(broker.running())
+            local p, err = peer:read_packet(2)
+            assert.is_nil(p)
+            assert.are.equal("closed", err)
+            c:close()
+            broker.restart()
+            assert.is_true(helpers.port_open(broker.port))
+        end)
+    end)
+
+    describe("a broker with a password file", function()
+        local broker
+
+        setup(function()
+            broker = helpers.start_broker({ users = { alice = "s3cret", bob = "pw 2" } })
+        end)
+
+        it("accepts the right password", function()
+            local ok, code, out = helpers.mosquitto_pub(broker, {
+                topic = "t", message = "x", username = "bob", password = "pw 2" })
+            assert.is_true(ok, out)
+            assert.are.equal(0, code)
+        end)
+
+        it("refuses a wrong password and anonymous clients", function()
+            local ok, code, out = helpers.mosquitto_pub(broker, {
+                topic = "t", message = "x", username = "alice", password = "wrong" })
+            assert.is_false(ok)
+            assert.are_not.equal(0, code)
+            assert.truthy(out:find("not authori", 1, true), out)
+            ok = helpers.mosquitto_pub(broker, { topic = "t", message = "x" })
+            assert.is_false(ok)
+        end)
+
+        it("answers CONNACK 5 (not authorized) to a raw client with a wrong password",
+           function()
+            local c = raw_client(broker.port)
+            assert(c:send(FakeBroker.connect({ client_id = "raw", username = "alice",
+                                               password = "nope" })))
+            local connack = FakeBroker.wrap(c):expect("CONNACK")
+            c:close()
+            assert.are.equal(5, connack.return_code)
+        end)
+    end)
+
+    it("start_broker() raises with mosquitto's log when the config is bad", function()
+        local ok, err = pcall(helpers.start_broker, { extra = "no_such_option 1" })
+        assert.is_false(ok)
+        assert.truthy(tostring(err):find("no_such_option", 1, true), err)
+    end)
+
+    it("stop_all() stops every broker by PID", function()
+        local a, b = helpers.start_broker(), helpers.start_broker()
+        local pa, pb = a.pid, b.pid
+        helpers.stop_all()
+        assert.is_false(helpers.pid_alive(pa))
+        assert.is_false(helpers.pid_alive(pb))
+        assert.is_false(helpers.port_open(a.port))
+    end)
+end)
+
+describe("fake broker", function()
+    local fb
+
+    before_each(function()
+        fb = FakeBroker.new({ timeout = 2 })
+    end)
+
+    after_each(function()
+        fb:close()
+    end)
+
+    describe("builders", function()
+        it("produce the exact bytes of the MQTT 3.1.1 specification", function()
+            assert.are.equal("\32\2\0\0", FakeBroker.connack(false, 0))
+            assert.are.equal("\32\2\1\5", FakeBroker.connack(true, 5))
+            assert.are.equal("\64\2\0\10", FakeBroker.puback(10))
+            assert.are.equal("\80\2\1\2", FakeBroker.pubrec(0x0102))
+            assert.are.equal("\98\2\255\255", FakeBroker.pubrel(65535))
+            assert.are.equal("\112\2\0\1", FakeBroker.pubcomp(1))
+            assert.are.equal("\144\5\0\7\0\1\128", FakeBroker.suback(7, { 0, 1, 0x80 }))
+            assert.are.equal("\176\2\0\9", FakeBroker.unsuback(9))
+            assert.are.equal("\208\0", FakeBroker.pingresp())
+            assert.are.equal("\192\0", FakeBroker.pingreq())
+            assert.are.equal("\224\0", FakeBroker.disconnect())
+            assert.are.equal("\48\5\0\1ahi", FakeBroker.publish({ topic = "a", payload = "hi" }))
+            assert.are.equal("\61\7\0\1a\0\3hi",  -- 0x3D: DUP, QoS 2, RETAIN
+                             FakeBroker.publish({ topic = "a", payload = "hi", qos = 2,
+                                                  dup = true, retain = true, packet_id = 3 }))
+            assert.are.equal("\130\8\0\1\0\3a/b\1",
+                             FakeBroker.subscribe(1, { { "a/b", 1 } }))
+            assert.are.equal("\162\5\0\2\0\1x", FakeBroker.unsubscribe(2, { "x" }))
+            assert.are.equal("\16\12\0\4MQTT\4\2\0\60\0\0", FakeBroker.connect())
+        end)
+
+        it("encode the remaining length at every boundary", function()
+            local cases = {
+                [0] = "\0", [127] = "\127", [128] = "\128\1", [16383] = "\255\127",
+                [16384] = "\128\128\1", [2097151] = "\255\255\127",
+                [2097152] = "\128\128\128\1", [268435455] = "\255\255\255\127",
+            }
+            for n, bytes in pairs(cases) do
+                assert.are.equal(bytes, FakeBroker.encode_length(n), "length " .. n)
+            end
+            assert.has_error(function() FakeBroker.encode_length(268435456) end)
+        end)
+
+        it("round-trip through decode", function()
+            local p = assert(FakeBroker.decode(FakeBroker.suback(7, { 0, 1, 0x80 })))
+            assert.are.same({ 0, 1, 0x80 }, p.codes)
+            p = assert(FakeBroker.decode(FakeBroker.connack(true, 0)))
+            assert.is_true(p.session_present)
+            local big = string.rep("z", 20000)
+            local bytes = FakeBroker.publish({ topic = "t", payload = big, qos = 1,
+                                               packet_id = 9 })
+            local pub, after = FakeBroker.decode(bytes .. "\208\0")
+            assert.are.equal(big, pub.payload)
+            assert.are.equal(9, pub.packet_id)
+            assert.are.equal(#bytes + 1, after)
+            assert.are.equal("PINGRESP", FakeBroker.decode(bytes .. "\208\0", after).name)
+            assert.are.same({ nil, "incomplete" }, { FakeBroker.decode(bytes:sub(1, -2)) })
+        end)
+    end)
+
+    it("accepts a luasocket client and parses a hand-made CONNECT", function()
+        local c = raw_client(fb.port)
+        assert(fb:accept())
+        local body = string.pack(">s2", "MQTT") .. "\4" ..
+                     "\238" ..                 -- user, password, will retain, will QoS 1,
+                     "\0\30" ..                -- will, clean session; keepalive 30
+                     string.pack(">s2", "cid-1") ..
+                     string.pack(">s2", "will/t") .. string.pack(">s2", "bye\0") ..
+                     string.pack(">s2", "user") .. string.pack(">s2", "p\0ss")
+        assert(c:send("\16" .. string.char(#body) .. body))
+        local p = fb:expect(FakeBroker.CONNECT)
+        c:close()
+        assert.are.equal(0x10, p.type)
+        assert.are.equal("MQTT", p.protocol_name)
+        assert.are.equal(4, p.protocol_level)
+        assert.are.equal(0xEE, p.connect_flags)
+        assert.are.equal(30, p.keepalive)
+        assert.are.equal("cid-1", p.client_id)
+        assert.is_true(p.clean_session)
+        assert.is_true(p.will)
+        assert.are.equal(1, p.will_qos)
+        assert.is_true(p.will_retain)
+        assert.are.equal("will/t", p.will_topic)
+        assert.are.equal("bye\0", p.will_payload)
+        assert.are.equal("user", p.username)
+        assert.are.equal("p\0ss", p.password)
+        assert.are.equal(body, p.body)
+    end)
+
+    it("parses a PUBLISH with a 300-byte topic and a 200 KiB payload arriving in pieces",
+       function()
+        local c = raw_client(fb.port)
+        assert(fb:accept())
+        local topic = string.rep("t", 299) .. "/"
+        local payload = {}
+        for i = 1, 200 * 1024 do
+            payload[i] = string.char(i % 256)
+        end
+        payload = table.concat(payload)
+        local body = string.pack(">s2", topic) .. "\1\44" .. payload   -- packet id 300
+        local len = #body                  -- 205,102 needs a 3-byte remaining length
+        local raw = "\59" ..               -- PUBLISH, DUP, QoS 1, RETAIN
+                    string.char(len % 128 | 0x80, (len // 128) % 128 | 0x80, len // 16384) ..
+                    body
+        local p = send_while_reading(c, raw, fb)
+        c:close()
+        assert.are.equal(FakeBroker.PUBLISH, p.type)
+        assert.are.equal(topic, p.topic)
+        assert.are.equal(300, #p.topic)
+        assert.are.equal(1, p.qos)
+        assert.is_true(p.dup)
+        assert.is_true(p.retain)
+        assert.are.equal(300, p.packet_id)
+        assert.are.equal(#payload, #p.payload)
+        assert.is_true(p.payload == payload)
+        assert.is_true(p.raw == raw)
+    end)
+
+    it("keeps a partial packet across a read timeout", function()
+        local c = raw_client(fb.port)
+        assert(fb:accept())
+        local bytes = FakeBroker.subscribe(5, { { "a/+", 1 }, { "b/#", 2 } })
+        assert(c:send(bytes:sub(1, 4)))
+        local p, err = fb:read_packet(0.05)
+        assert.is_nil(p)
+        assert.are.equal("timeout", err)
+        assert(c:send(bytes:sub(5)))
+        p = fb:expect("SUBSCRIBE")
+        assert.are.equal(5, p.packet_id)
+        assert.are.same({ "a/+", 1, filter = "a/+", qos = 1 }, p.topics[1])
+        assert.are.same({ "b/#", 2, filter = "b/#", qos = 2 }, p.topics[2])
+        assert.are.equal(0x2, p.flags)
+        c:close()
+    end)
+
+    it("decodes every client packet and reports a closed connection", function()
+        local c = raw_client(fb.port)
+        assert(fb:accept())
+        assert(c:send(FakeBroker.unsubscribe(6, { "a", "b/c" }) .. FakeBroker.puback(1) ..
+                      FakeBroker.pubrec(2) .. FakeBroker.pubrel(3) .. FakeBroker.pubcomp(4) ..
+                      FakeBroker.disconnect()))
+        assert.are.same({ "a", "b/c" }, fb:expect("UNSUBSCRIBE").filters)
+        assert.are.equal(1, fb:expect("PUBACK").packet_id)
+        assert.are.equal(2, fb:expect("PUBREC").packet_id)
+        local rel = fb:expect("PUBREL")
+        assert.are.equal(3, rel.packet_id)
+        assert.are.equal(0x2, rel.flags)
+        assert.are.equal(4, fb:expect("PUBCOMP").packet_id)
+        c:close()
+        local ok, seen = fb:expect_closed()
+        assert.is_true(ok)
+        assert.are.equal("DISCONNECT", seen[1].name)
+        assert.are.same({ nil, "closed" }, { fb:read_packet(0.1) })
+    end)
+
+    it("expect() answers and skips PINGREQ, and raises on an unexpected packet", function()
+        local c = raw_client(fb.port)
+        assert(fb:accept())
+        local peer = FakeBroker.wrap(c)
+        assert(c:send(FakeBroker.pingreq() .. FakeBroker.publish({ topic = "x" })))
+        assert.are.equal("x", fb:expect("PUBLISH").topic)
+        assert.are.equal(1, fb.pings)
+        assert.are.equal("PINGRESP", peer:expect("PINGRESP").name)
+        assert(c:send(FakeBroker.puback(1)))
+        assert.has_error(function() fb:expect("PUBREC") end)
+        assert.has_error(function() fb:expect("PUBREC", 0.05) end)     -- timeout
+        c:close()
+    end)
+
+    it("expect_nothing() raises when a packet arrives", function()
+        local c = raw_client(fb.port)
+        assert(fb:accept())
+        assert.is_true(fb:expect_nothing(0.05))
+        assert(c:send(FakeBroker.pingreq()))
+        assert.is_true(fb:expect_nothing(0.05))
+        assert(c:send(FakeBroker.pubrec(1)))
+        assert.has_error(function() fb:expect_nothing(0.5) end)
+        c:close()
+    end)
+
+    it("reports malformed input: a 5-byte remaining length, a reserved type", function()
+        local c = raw_client(fb.port)
+        assert(fb:accept())
+        assert(c:send("\0\0"))
+        local p, err = fb:read_packet()
+        assert.is_nil(p)
+        assert.truthy(err:find("reserved packet type", 1, true))
+        assert(c:send("\48\255\255\255\255\1"))
+        p, err = fb:read_packet()
+        assert.is_nil(p)
+        assert.truthy(err:find("longer than 4 bytes", 1, true))
+        assert.truthy(select(2, FakeBroker.decode("\64\3\0\1\0")):find("trailing", 1, true))
+        assert.truthy(select(2, FakeBroker.decode("\54\3\0\1a")):find("QoS 3", 1, true))
+        c:close()
+    end)
+
+    it("sends a 200 KiB PUBLISH to its client and can reset a connection", function()
+        local c = raw_client(fb.port)
+        assert(fb:accept())
+        local payload = string.rep("\0\1\2\255", 50 * 1024)
+        local bytes = FakeBroker.publish({ topic = "big", payload = payload, qos = 2,
+                                           packet_id = 77 })
+        local peer = FakeBroker.wrap(c)
+        local rest = bytes
+        local p
+        local deadline = socket.gettime() + 10
+        while not p and socket.gettime() < deadline do
+            if #rest > 0 then
+                local _, _, sent = fb:send(rest, 0.001)
+                rest = rest:sub((sent or #rest) + 1)
+            end
+            p = peer:read_packet(0.001)
+        end
+        assert.are.equal(payload, p and p.payload)
+        assert.are.equal(77, p.packet_id)
+        fb:close_client({ reset = true })
+        local q, err = peer:read_packet(1)
+        assert.is_nil(q)
+        assert.truthy(err == "closed" or err:find("reset", 1, true), err)
+        c:close()
+    end)
+
+    it("handshake() accepts, reads CONNECT and answers CONNACK", function()
+        local c = raw_client(fb.port)
+        assert(c:send(FakeBroker.connect({ client_id = "hs", keepalive = 5,
+                                           clean_session = false })))
+        local connect = fb:handshake({ session_present = true })
+        assert.are.equal("hs", connect.client_id)
+        assert.is_false(connect.clean_session)
+        local connack = FakeBroker.wrap(c):expect("CONNACK")
+        assert.is_true(connack.session_present)
+        assert.are.equal(0, connack.return_code)
+        c:close()
+    end)
+
+    it("speaks the same protocol as mosquitto (builders and decoder cross-checked)",
+       function()
+        local broker = helpers.start_broker()
+        finally(function() broker.stop() end)
+        local peer = FakeBroker.wrap(raw_client(broker.port))
+        assert(peer:send(FakeBroker.connect({ client_id = "xcheck", keepalive = 10,
+                                              will = { topic = "w", payload = "gone" } })))
+        assert.are.equal(0, peer:expect("CONNACK").return_code)
+        assert(peer:send(FakeBroker.subscribe(1, { { "x/#", 2 }, { "y", 1 } })))
+        assert.are.same({ 2, 1 }, peer:expect("SUBACK").codes)
+        local payload = string.rep("\0\255", 100 * 1024)
+        assert(helpers.mosquitto_pub(broker, { topic = "x/y", message = payload, qos = 1 }))
+        local pub = peer:expect("PUBLISH")
+        assert.are.equal("x/y", pub.topic)
+        assert.are.equal(1, pub.qos)
+        assert.is_true(pub.payload == payload)
+        assert(peer:send(FakeBroker.puback(pub.packet_id)))
+        assert(peer:send(FakeBroker.publish({ topic = "x/z", payload = "q2", qos = 2,
+                                              packet_id = 41 })))
+        assert.are.equal(41, peer:expect("PUBREC").packet_id)
+        assert(peer:send(FakeBroker.pubrel(41)))
+        -- PUBCOMP and our own message (subscribed to x/#) come back, in either order
+        local got = {}
+        for _ = 1, 2 do
+            local p = assert(peer:read_packet())
+            got[p.name] = p
+        end
+        assert.are.equal(41, got.PUBCOMP.packet_id)
+        local echo = got.PUBLISH
+        assert.are.equal("q2", echo.payload)
+        assert.are.equal(2, echo.qos)
+        assert(peer:send(FakeBroker.pubrec(echo.packet_id)))
+        assert.are.equal(echo.packet_id, peer:expect("PUBREL").packet_id)
+        assert(peer:send(FakeBroker.pubcomp(echo.packet_id)))
+        assert(peer:send(FakeBroker.unsubscribe(2, { "x/#" })))
+        assert.are.equal(2, peer:expect("UNSUBACK").packet_id)
+        assert(peer:send(FakeBroker.pingreq()))
+        peer:expect("PINGRESP")
+        assert(peer:send(FakeBroker.disconnect()))
+        assert.is_true(peer:expect_closed())
+    end)
+end)
