@@ -3,19 +3,29 @@
 
 LUA        ?= lua5.4
 LUA_INC    ?= /usr/include/$(LUA)
-BUSTED     ?= $(LUA) /usr/bin/busted
 CC         ?= cc
 BUILD      ?= build
 
+# Sanitizer builds (make check): SAN=address,undefined or SAN=thread; the Lua
+# interpreter is not instrumented, so the runtime is preloaded for the specs.
+SAN        ?=
+SAN_ENV    ?=
+BUSTED     ?= $(SAN_ENV) $(LUA) /usr/bin/busted
+SPECS      ?= spec/
+
 WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS     ?= -O2 -g
+ifneq ($(SAN),)
+CFLAGS     := -O1 -g -fno-omit-frame-pointer -fsanitize=$(SAN) -fno-sanitize-recover=all
+EXTRA_LDFLAGS += -fsanitize=$(SAN)
+endif
 ALL_CFLAGS  = -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread $(WARN) $(CFLAGS) \
               $(EXTRA_CFLAGS)
 LDLIBS     := -pthread $(EXTRA_LDFLAGS)
 
 # Debian packages the build, the tests and the demo use.
 PACKAGES   := lua5.4 liblua5.4-dev libmbedtls-dev lua-busted lua-socket mosquitto \
-              mosquitto-clients luarocks openssl
+              mosquitto-clients luarocks openssl valgrind
 
 CORE_SRC   := $(filter-out src/lua_%.c,$(wildcard src/*.c))
 LUA_SRC    := $(wildcard src/lua_*.c)
@@ -31,7 +41,7 @@ $(STRICT_OBJ): WARN += -Wconversion -Wsign-conversion
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 
-.PHONY: all deps demo test ctest spec check clean install-deps
+.PHONY: all deps demo test ctest check check-asan check-tsan check-valgrind clean
 
 all: $(MODULE)
 
@@ -76,7 +86,27 @@ ctest: $(CTESTS)
 	@for t in $(CTESTS); do $$t || exit 1; done
 
 test: $(MODULE) $(CTESTS)
-	@BUSTED="$(BUSTED)" sh spec/run-all.sh $(CTESTS)
+	@BUSTED="$(BUSTED)" SPECS="$(SPECS)" sh spec/run-all.sh $(CTESTS)
+
+# The C tests and the specs under ASan+UBSan, under TSan, and valgrind memcheck
+# on the C tests and the publish/subscribe specs.
+ASAN_RT    = $(shell $(CC) -print-file-name=libasan.so)
+TSAN_RT    = $(shell $(CC) -print-file-name=libtsan.so)
+VALGRIND   = valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
+
+check: check-asan check-tsan check-valgrind
+
+check-asan:
+	$(MAKE) test BUILD=build/asan SAN=address,undefined \
+	    SAN_ENV="env LD_PRELOAD=$(ASAN_RT) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1"
+
+check-tsan:
+	$(MAKE) test BUILD=build/tsan SAN=thread \
+	    SAN_ENV="env LD_PRELOAD=$(TSAN_RT) TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0"
+
+check-valgrind: $(MODULE) $(CTESTS)
+	@for t in $(CTESTS); do $(VALGRIND) $$t >/dev/null || { echo "valgrind: $$t"; exit 1; }; done
+	$(MAKE) test SPECS=spec/20_pubsub_spec.lua BUSTED="$(VALGRIND) $(LUA) /usr/bin/busted"
 
 demo: $(MODULE)
 	@LUA="$(LUA)" sh examples/run-demo.sh

@@ -319,8 +319,9 @@ describe("session", function()
         c:on(mqtt.CONNACK, function(_, d) trace[#trace + 1] = "C" .. d.return_code end)
         c:on(mqtt.DISCONNECT, function() trace[#trace + 1] = "D" end)
         c:set_username_pw("alice", "old")
-        local before_calls, connected_in_cb = 0, false
+        local before_calls, connected_in_cb, after_calls = 0, false, 0
         c:connect { host = HOST, port = b.port, keepalive = 60,
+                    aconnect_cb = function() after_calls = after_calls + 1 end,
                     breconnect_cb = function(cl)
                         assert.equal(c, cl)
                         before_calls = before_calls + 1
@@ -332,6 +333,7 @@ describe("session", function()
         assert.is_true(wait_for(function() return #trace == 1 end))
         assert.same({ "C0" }, trace)
         assert.equal(0, before_calls)   -- not for the first, explicit connect
+        assert.equal(1, after_calls)
 
         b.stop()
         assert.is_true(wait_for(function() return trace[2] == "D" end))
@@ -361,6 +363,8 @@ describe("session", function()
         local attempts = 0
         for i = 3, #trace do if trace[i]:sub(1, 1) == "C" then attempts = attempts + 1 end end
         assert.equal(attempts, before_calls)
+        -- aconnect_cb runs after each successful connect, the automatic one included.
+        assert.equal(2, after_calls)
         b.stop()
     end)
 

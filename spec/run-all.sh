@@ -110,7 +110,7 @@ done
 # ---------------------------------------------------------------- busted
 echo "== busted specs"
 # shellcheck disable=SC2086  # BUSTED is a command with arguments
-{ with_timeout "$SPEC_TIMEOUT" $BUSTED --output=spec/summary_output.lua spec/ 2>&1
+{ with_timeout "$SPEC_TIMEOUT" $BUSTED --output=spec/summary_output.lua ${SPECS:-spec/} 2>&1
   echo $? >"$tmp/rc"; } | tee "$tmp/busted"
 rc=$(cat "$tmp/rc")
 summary=$(grep '^#summary passed=' "$tmp/busted" | tail -n 1)

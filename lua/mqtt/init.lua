@@ -138,8 +138,10 @@ end
 ---------------------------------------------------------------------------
 -- Argument checks
 
+local REQUIRED = {}
+
 local function check_int(v, n, fname, what, lo, hi, default)
-    if v == nil then return default end
+    if v == nil and default ~= REQUIRED then return default end
     if math_type(v) ~= "integer" then
         if type(v) == "number" and v == math.floor(v) then
             v = math.tointeger(v)
@@ -367,7 +369,7 @@ local function connect_args(fname, ...)
     end
     local host, keepalive, port, ssl_ctx, bcb, acb, ska = a[1], a[2], a[3], a[4], a[5], a[6], a[7]
     if type(host) ~= "string" or host == "" then argerror(1, fname, "host must be a non-empty string") end
-    keepalive = check_int(keepalive, 2, fname, "keepalive", 0, 65535, nil)
+    keepalive = check_int(keepalive, 2, fname, "keepalive", 0, 65535, REQUIRED)
     port = check_int(port, 3, fname, "port", 1, 65535, 1883)
     if ssl_ctx ~= nil then
         argerror(4, fname, "TLS is not available in this build of zmqtt")
@@ -378,7 +380,7 @@ local function connect_args(fname, ...)
         if type(ska) ~= "table" or #ska ~= 3 then
             argerror(7, fname, "sock_keepalive must be {count, idle, interval}")
         end
-        for i = 1, 3 do check_int(ska[i], 7, fname, "sock_keepalive[" .. i .. "]", 1, 32767, nil) end
+        for i = 1, 3 do check_int(ska[i], 7, fname, "sock_keepalive[" .. i .. "]", 1, 32767, REQUIRED) end
     end
     return host, keepalive, port, bcb, acb, ska
 end
