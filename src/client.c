@@ -190,7 +190,7 @@ static int enqueue(mqtt_client *c, mqtt_record *r, uint16_t *mid)
     int rc = mqtt__session_add(c->session, r);
     bool wake = false;
     if (rc == MQTT_OK) {
-        if (mid)
+        if (mid && r->packet_id)
             *mid = r->packet_id;
         if (c->state == ST_CONNECTED)
             wake = mqtt__pump(c) > 0;
@@ -235,11 +235,13 @@ int mqtt_client_publish(mqtt_client *c, const char *topic, size_t topic_len, con
     size_t size = mqtt__publish_size(topic_len, payload_len, (uint8_t)qos);
     if (size == 0)
         return MQTT_ERR_INVAL;
-    if (mid)
-        *mid = 0;
+    uint16_t scratch_mid;
+    if (!mid)
+        mid = &scratch_mid;
     if (qos == 0) {
         bool done = false, wake = false;
         pthread_mutex_lock(&c->mu);
+        *mid = mqtt__session_take_id(c->session);
         int rc = publish_direct(c, topic, topic_len, payload, payload_len, retain, size, &done,
                                 &wake);
         pthread_mutex_unlock(&c->mu);

@@ -179,7 +179,8 @@ void mqtt_client_set_reconnect_hook(mqtt_client *c, bool on);
 /** Lets a reconnect waiting on MQTT_EV_BEFORE_RECONNECT go ahead. */
 void mqtt_client_proceed(mqtt_client *c);
 
-/** Queues a message; *mid receives its id (0 for QoS 0). Payload is copied. */
+/** Queues a message; *mid receives its id (QoS 0: a fresh id of the same sequence,
+ * not sent). Payload is copied. */
 int mqtt_client_publish(mqtt_client *c, const char *topic, size_t topic_len, const void *payload,
                         size_t payload_len, int qos, bool retain, uint16_t *mid);
 

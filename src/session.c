@@ -269,6 +269,13 @@ static uint16_t free_id(const mqtt_session *s)
     return id;
 }
 
+uint16_t mqtt__session_take_id(mqtt_session *s)
+{
+    uint16_t id = s->out.count >= MAX_IDS ? s->next_id : free_id(s);
+    s->next_id = id == MAX_IDS ? 1 : (uint16_t)(id + 1u);
+    return id;
+}
+
 int mqtt__session_add(mqtt_session *s, mqtt_record *r)
 {
     if (s == NULL || r == NULL || !record_valid(r))

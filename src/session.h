@@ -64,6 +64,12 @@ MQTT_HIDDEN void mqtt__session_free(mqtt_session *s, void (*free_item)(void *));
 MQTT_HIDDEN int mqtt__session_add(mqtt_session *s, mqtt_record *r);
 
 /**
+ * A message id for a QoS 0 publish, from the same sequence as packet ids but
+ * not reserved (a QoS 0 PUBLISH carries no id): not 0, not one in use now.
+ */
+MQTT_HIDDEN uint16_t mqtt__session_take_id(mqtt_session *s);
+
+/**
  * The next packet to write on the current connection, in session order:
  * a QUEUED record (a QoS 1/2 publish only while the window has room), or,
  * after a rewind, the resend of an in-flight record: its PUBLISH with DUP

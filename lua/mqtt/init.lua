@@ -27,6 +27,7 @@ mqtt.DISCONNECT = 0xE0
 
 local EV_BEFORE_RECONNECT, EV_LOG = 0x100, 0x101
 local MAX_PAYLOAD = 256 * 1024 * 1024
+local MAX_REMAINING = 268435455
 
 local COMMANDS = {}
 for _, k in ipairs { "CONNACK", "PUBLISH", "PUBACK", "PUBREC", "PUBREL", "PUBCOMP", "SUBACK",
@@ -308,6 +309,7 @@ end
 
 --- off(command, fn): removes fn as a specific and as the generic callback.
 function Client:off(command, fn)
+    core_of(self, "off")
     if not COMMANDS[command] then argerror(1, "off", "unknown command " .. tostring(command)) end
     if self._generic[command] == fn then self._generic[command] = nil end
     local list = self._specific[command]
@@ -427,6 +429,9 @@ function Client:publish(topic, payload, qos, retain)
     if qos ~= 0 and qos ~= nil then qos = check_qos(qos, 3, "publish") end
     if retain ~= nil and type(retain) ~= "boolean" then
         argerror(4, "publish", "retain must be a boolean")
+    end
+    if payload and 2 + #topic + ((qos or 0) > 0 and 2 or 0) + #payload > MAX_REMAINING then
+        argerror(2, "publish", "topic and payload do not fit in one MQTT packet (256 MiB)")
     end
     local mid, name, msg = c:publish(topic, payload, qos, retain)
     if not mid then
