@@ -232,7 +232,7 @@ describe("connect", function()
         assert.equal(c, seen[1].cl)
         assert.is_true(seen[1].connected)
         -- A blocking connect runs it once, not again when its CONNACK is dispatched.
-        mqtt.dispatch(0.1)
+        mqtt.sleep(0.1)
         assert.equal(1, #seen)
     end)
 
@@ -242,7 +242,7 @@ describe("connect", function()
         local ok = pcall(c.connect, c, HOST, 60, helpers.free_port(), nil, nil,
                          function() runs = runs + 1 end)
         assert.is_false(ok)
-        mqtt.dispatch(0.05)
+        mqtt.sleep(0.05)
         assert.equal(0, runs)
     end)
 
@@ -277,7 +277,7 @@ describe("connect", function()
             end)
             assert.is_true(wait_for(function() return runs > 0 end))
             assert.is_true(connected_then)
-            mqtt.dispatch(0.05)
+            mqtt.sleep(0.05)
             assert.equal(1, runs)
         end)
 

@@ -85,7 +85,7 @@ describe("publish and subscribe", function()
             a:publish(base .. "/from-a", "hello from a", qos)
             b:publish(base .. "/from-b", "hello from b", qos)
             assert.is_true(wait_for(function() return #got_a >= 2 and #got_b >= 2 end))
-            mqtt.dispatch(0.05)  -- nothing more may come
+            mqtt.sleep(0.05)  -- nothing more may come
             for _, got in ipairs({ got_a, got_b }) do
                 assert.equal(2, #got)
                 local by_topic = {}
@@ -243,7 +243,7 @@ describe("publish and subscribe", function()
         local sent = {}
         for i = 1, 10 do sent[#sent + 1] = a:publish(base, "m" .. i, 1) end
         assert.is_true(wait_for(function() return #acked == 10 end))
-        mqtt.dispatch(0.05)
+        mqtt.sleep(0.05)
         table.sort(sent)
         table.sort(acked)
         assert.same(sent, acked)
@@ -275,7 +275,7 @@ describe("publish and subscribe", function()
         local sent = {}
         for i = 1, 5 do sent[#sent + 1] = a:publish(base, "m" .. i, 2) end
         assert.is_true(wait_for(function() return #comp == 5 end))
-        mqtt.dispatch(0.05)
+        mqtt.sleep(0.05)
         for _, list in ipairs({ rec, comp }) do
             local s = { table.unpack(list) }
             table.sort(s)
@@ -347,7 +347,7 @@ describe("publish and subscribe", function()
         local acked = false
         a:on(mqtt.PUBACK, function() acked = true end, function(d) return d.mid == probe end)
         assert.is_true(wait_for(function() return acked end))
-        mqtt.dispatch(0.1)
+        mqtt.sleep(0.1)
         assert.equal(0, #got)
         -- The single-filter form.
         subscribe(a, base .. "/c", 0)
@@ -395,7 +395,7 @@ describe("publish and subscribe", function()
         assert.is_true(wait_for(function() return cleared end))
         local d, got_d = client()
         subscribe(d, topic, 0)
-        mqtt.dispatch(0.1)
+        mqtt.sleep(0.1)
         assert.equal(0, #got_d)
     end)
 
@@ -416,7 +416,7 @@ describe("publish and subscribe", function()
         local N = 20
         for i = 1, N do b:publish(base, "exactly once " .. i, 2) end
         assert.is_true(wait_for(function() return #got >= N end))
-        mqtt.dispatch(0.2)
+        mqtt.sleep(0.2)
         assert.equal(N, #got)
         local seen = {}
         for _, m in ipairs(got) do
@@ -518,7 +518,7 @@ describe("publish and subscribe", function()
         for i = 1, N do a:publish(base, tostring(i), 1) end
         assert.is_true(wait_for(function() return #got >= N and acked >= N end, 20),
                        ("received %d, acknowledged %d of %d"):format(#got, acked, N))
-        mqtt.dispatch(0.05)
+        mqtt.sleep(0.05)
         assert.equal(N, #got)
         assert.equal(N, acked)
         for i = 1, N do

@@ -554,8 +554,24 @@ static void test_misuse(void)
     mqtt__session_free(s, NULL);
 }
 
+/* QoS 0 publishes get ids from the same sequence, never one in use, never reserved. */
+static void test_take_id(void)
+{
+    mqtt_session *s = mqtt__session_new(&roomy);
+    uint16_t a = add(s, publish("t", "x", 1));
+    uint16_t q0 = mqtt__session_take_id(s);
+    uint16_t b = add(s, publish("t", "x", 1));
+    CHECK(a == 1 && q0 == 2 && b == 3, "take_id follows the packet id sequence");
+    CHECK(counts(s).records == 2, "take_id reserves nothing");
+    burn_ids(s, 65535);
+    uint16_t w = mqtt__session_take_id(s);
+    CHECK(w != 0 && w != a && w != b, "take_id wraps past 65535 and skips ids in use");
+    mqtt__session_free(s, NULL);
+}
+
 int main(void)
 {
+    test_take_id();
     test_qos1();
     test_qos2();
     test_rewind();
