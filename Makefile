@@ -21,7 +21,7 @@ EXTRA_LDFLAGS += -fsanitize=$(SAN)
 endif
 ALL_CFLAGS  = -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread $(WARN) $(CFLAGS) \
               $(EXTRA_CFLAGS)
-LDLIBS     := -pthread $(EXTRA_LDFLAGS)
+LDLIBS      = -pthread -lmbedtls -lmbedx509 -lmbedcrypto $(EXTRA_LDFLAGS)
 
 # Debian packages the build, the tests and the demo use.
 PACKAGES   := lua5.4 liblua5.4-dev libmbedtls-dev lua-busted lua-socket mosquitto \

@@ -129,6 +129,8 @@ void mqtt_client_destroy(mqtt_client *c)
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         mqtt__buf_free(bufs[i]);
     free(c->host);
+    mqtt_tls_config_unref(c->conn.tls);
+    mqtt__tls_session_free(c->tls_session);
     free(c);
 }
 

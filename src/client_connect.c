@@ -54,8 +54,11 @@ static int store_options(mqtt_client *c, const mqtt_connect_options *o)
         return MQTT_ERR_NOMEM;
     free(c->host);
     c->host = host;
+    mqtt_tls_config *old = c->conn.tls;
     c->conn = *o;
     c->conn.host = c->host;
+    c->conn.tls = mqtt_tls_config_ref(o->tls);
+    mqtt_tls_config_unref(old);
     return MQTT_OK;
 }
 
@@ -260,6 +263,7 @@ typedef struct attempt {
     int ka[3];
     uint64_t seq;
     bool async;
+    mqtt_tls_config *tls;
     uint8_t *connect_pkt;
     size_t connect_len;
 } attempt;
@@ -303,6 +307,7 @@ static int snapshot(mqtt_client *c, attempt *a)
         return MQTT_ERR_NOMEM;
     mqtt__encode_connect(a->connect_pkt, &p);
     a->port = c->conn.port;
+    a->tls = mqtt_tls_config_ref(c->conn.tls);
     a->has_ka = c->conn.has_sock_keepalive;
     memcpy(a->ka, c->conn.sock_keepalive, sizeof a->ka);
     a->seq = c->connect_seq;
@@ -439,9 +444,12 @@ void mqtt__do_connect(mqtt_client *c)
     double deadline = mqtt__now() + c->opt.connect_timeout;
     mqtt_transport *tr = NULL;
     mqtt_packet pkt;
-    if (rc == MQTT_OK)
-        rc = mqtt__tcp_open(a.host, a.port, deadline, &cancel, a.has_ka ? a.ka : NULL, &tr, err,
-                            sizeof err);
+    const int *ka = a.has_ka ? a.ka : NULL;
+    if (rc == MQTT_OK && a.tls)
+        rc = mqtt__tls_open(a.tls, a.host, a.port, deadline, &cancel, ka, &c->tls_session, &tr,
+                            err, sizeof err);
+    else if (rc == MQTT_OK)
+        rc = mqtt__tcp_open(a.host, a.port, deadline, &cancel, ka, &tr, err, sizeof err);
     c->tr = tr;
     if (rc == MQTT_OK) {
         rc = write_all(tr, a.connect_pkt, a.connect_len, deadline, &cancel);
@@ -476,4 +484,5 @@ void mqtt__do_connect(mqtt_client *c)
     pthread_mutex_unlock(&c->mu);
     free(a.host);
     free(a.connect_pkt);
+    mqtt_tls_config_unref(a.tls);
 }

@@ -83,6 +83,7 @@ struct mqtt_client {
 
     /* I/O thread only. */
     mqtt_transport *tr;
+    void *tls_session;            /* saved TLS session for resumption */
     mqtt_buf in;
     mqtt_buf wbuf;
     size_t wpos;

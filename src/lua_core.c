@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lua_tls.h"
 #include "mqtt.h"
 
 #define CLIENT_MT "zmqtt.core.client"
@@ -150,7 +151,7 @@ static int push_result(lua_State *L, int rc, const mqtt_connect_result *res)
     return 2;
 }
 
-/* c:connect(host, port, keepalive, ka_count, ka_idle, ka_interval, async) */
+/* c:connect(host, port, keepalive, ka_count, ka_idle, ka_interval, async, ssl_ctx) */
 static int l_connect(lua_State *L)
 {
     mqtt_client *c = check_open(L);
@@ -164,6 +165,7 @@ static int l_connect(lua_State *L)
         for (int i = 0; i < 3; i++)
             o.sock_keepalive[i] = (int)luaL_checkinteger(L, 5 + i);
     }
+    o.tls = mqtt__lua_tls_check(L, 9);
     if (lua_toboolean(L, 8)) {
         int rc = mqtt_client_connect_async(c, &o);
         if (rc != MQTT_OK)
@@ -526,5 +528,6 @@ __attribute__((visibility("default"))) int luaopen_mqtt_core(lua_State *L)
     luaL_newlib(L, module_functions);
     lua_pushcfunction(L, l_init);
     lua_setfield(L, -2, "init");
+    mqtt__lua_tls_open(L);
     return 1;
 }

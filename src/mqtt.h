@@ -94,6 +94,37 @@ typedef struct mqtt_options {
 
 void mqtt_options_init(mqtt_options *o);
 
+/* ---- TLS ------------------------------------------------------------ */
+
+typedef struct mqtt_tls_config mqtt_tls_config;
+
+/** What a TLS context is made of. Strings are read during mqtt_tls_config_new only. */
+typedef struct mqtt_tls_options {
+    const char *cafile, *capath;  /* PEM or DER file; directory of certificates */
+    const char *cadata;           /* PEM text */
+    size_t cadata_len;
+    const char *certfile, *keyfile;
+    const char *certdata, *keydata; /* PEM text */
+    size_t certdata_len, keydata_len;
+    const char *key_password;
+    const char *server_name;      /* SNI and verification name; NULL: the connect host */
+    bool verify;                  /* chain and host name; default true */
+    const char *const *alpn;      /* protocol names */
+    size_t alpn_count;
+    int min_version;              /* 2 for TLS 1.2 (default), 3 for TLS 1.3 */
+    const uint8_t *psk;           /* raw key bytes */
+    size_t psk_len;
+    const char *psk_identity;
+} mqtt_tls_options;
+
+void mqtt_tls_options_init(mqtt_tls_options *o);
+/** Builds an immutable, shareable context (refcount 1). On failure err says why, naming files. */
+int mqtt_tls_config_new(const mqtt_tls_options *o, mqtt_tls_config **out, char *err,
+                        size_t errlen);
+/** Reference counting: any thread; the last unref frees. NULL is fine. */
+mqtt_tls_config *mqtt_tls_config_ref(mqtt_tls_config *cfg);
+void mqtt_tls_config_unref(mqtt_tls_config *cfg);
+
 /** Where and how to connect. Strings are copied by the call. */
 typedef struct mqtt_connect_options {
     const char *host;
@@ -101,7 +132,7 @@ typedef struct mqtt_connect_options {
     uint16_t keepalive; /* seconds; 0 disables */
     bool has_sock_keepalive;
     int sock_keepalive[3]; /* count, idle seconds, interval seconds */
-    struct mqtt_tls_config *tls; /* NULL for plain TCP; ref taken */
+    mqtt_tls_config *tls; /* NULL for plain TCP; the client takes its own reference */
 } mqtt_connect_options;
 
 void mqtt_connect_options_init(mqtt_connect_options *o);

@@ -49,6 +49,19 @@ MQTT_HIDDEN int mqtt__tcp_open(const char *host, unsigned port, double deadline,
                                const mqtt_cancel *cancel, const int ka[3], mqtt_transport **out,
                                char *err, size_t errlen);
 
+/**
+ * Opens TCP as mqtt__tcp_open does, then runs the TLS handshake within the
+ * same deadline: SNI and verification against cfg's server_name or host.
+ * *session (owned by the caller, freed with mqtt__tls_session_free) carries a
+ * saved session from one connection to the next so a reconnect resumes it.
+ * Errors: MQTT_ERR_TLS with err in words (unknown CA, host-name mismatch,
+ * expired certificate, ...), or what mqtt__tcp_open returns.
+ */
+MQTT_HIDDEN int mqtt__tls_open(mqtt_tls_config *cfg, const char *host, unsigned port,
+                               double deadline, const mqtt_cancel *cancel, const int ka[3],
+                               void **session, mqtt_transport **out, char *err, size_t errlen);
+MQTT_HIDDEN void mqtt__tls_session_free(void *session);
+
 /** Waits until fd is ready for events (POLLIN/POLLOUT) or deadline; honours cancel. */
 MQTT_HIDDEN int mqtt__wait_fd(int fd, short events, double deadline, const mqtt_cancel *cancel);
 
