@@ -373,8 +373,8 @@ local function connect_args(fname, ...)
     if type(host) ~= "string" or host == "" then argerror(1, fname, "host must be a non-empty string") end
     keepalive = check_int(keepalive, 2, fname, "keepalive", 0, 65535, REQUIRED)
     port = check_int(port, 3, fname, "port", 1, 65535, 1883)
-    if ssl_ctx ~= nil then
-        argerror(4, fname, "TLS is not available in this build of zmqtt")
+    if ssl_ctx ~= nil and not core.is_ssl_context(ssl_ctx) then
+        argerror(4, fname, "ssl_ctx must be a context from mqtt.ssl_context")
     end
     check_callable(bcb, 5, fname, "breconnect_cb", true)
     check_callable(acb, 6, fname, "aconnect_cb", true)
@@ -384,19 +384,19 @@ local function connect_args(fname, ...)
         end
         for i = 1, 3 do check_int(ska[i], 7, fname, "sock_keepalive[" .. i .. "]", 1, 32767, REQUIRED) end
     end
-    return host, keepalive, port, bcb, acb, ska
+    return host, keepalive, port, bcb, acb, ska, ssl_ctx
 end
 
 local function start_connect(self, fname, async, ...)
     local c = core_of(self, fname)
-    local host, keepalive, port, bcb, acb, ska = connect_args(fname, ...)
+    local host, keepalive, port, bcb, acb, ska, ssl_ctx = connect_args(fname, ...)
     self._breconnect, self._aconnect = bcb, acb
     c:set_hook(bcb ~= nil)
     local ok, name, msg, code
     if ska then
-        ok, name, msg, code = c:connect(host, port, keepalive, ska[1], ska[2], ska[3], async)
+        ok, name, msg, code = c:connect(host, port, keepalive, ska[1], ska[2], ska[3], async, ssl_ctx)
     else
-        ok, name, msg, code = c:connect(host, port, keepalive, nil, nil, nil, async)
+        ok, name, msg, code = c:connect(host, port, keepalive, nil, nil, nil, async, ssl_ctx)
     end
     if not ok then raise(name, msg, code) end
     if not async and acb then acb(self) end
