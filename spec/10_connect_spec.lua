@@ -292,6 +292,22 @@ describe("connect", function()
             assert.is_true(c:is_connected())
         end)
 
+        it("is still running for mqtt.run(), which dispatches its CONNACK", function()
+            -- mqtt.run() dispatches until every client has disconnected: a client
+            -- connecting in the background has not.
+            local c = new_client()
+            local ack
+            c:on(mqtt.CONNACK, function(cl, d)
+                ack = d
+                cl:disconnect()
+            end)
+            c:connect_async(HOST, 60, broker.port)
+            mqtt.run()
+            assert.is_table(ack, "mqtt.run() returned before the CONNACK was dispatched")
+            assert.equal(0, ack.return_code)
+            assert.equal("disconnected", c:state())
+        end)
+
         it("for a closed port gets data.error (MQTTConnectionError) and return_code ~= 0", function()
             local c = new_client()
             local acks = {}

@@ -20,8 +20,10 @@ local function wait_for(pred, timeout)
     return helpers.wait_until(pred, timeout or 5, step)
 end
 
+-- The whole of s in hex: comparing these compares the bytes and shows them.
 local function hex(s)
-    return FB.hex(s or "", 80)
+    s = s or ""
+    return FB.hex(s, math.max(1, #s))
 end
 
 -- Accepts a connection while dispatching (a breconnect_cb must run in this

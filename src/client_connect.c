@@ -69,6 +69,7 @@ static int request_connect(mqtt_client *c, bool async, uint64_t *seq)
     if (rc != MQTT_OK)
         return rc;
     c->request = REQ_CONNECT;
+    c->state = ST_CONNECTING; /* visible at once: mqtt.run() must wait for it */
     c->async_attempt = async;
     c->user_disconnected = false;
     *seq = ++c->connect_seq;

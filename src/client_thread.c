@@ -323,12 +323,13 @@ static double housekeeping(mqtt_client *c, bool *connect_now)
         c->state = ST_CONNECTING;
         return -1;
     }
-    if (c->state == ST_RETRY_WAIT)
-        deadline = c->retry_at;
     if (c->state == ST_CONNECTED || c->state == ST_DISCONNECTING)
         deadline = keepalive(c, now);
     if (c->state == ST_DISCONNECTING)
         deadline = earliest(deadline, flushing(c, now));
+    /* Last: the keepalive check may itself have lost the connection. */
+    if (c->state == ST_RETRY_WAIT)
+        deadline = c->retry_at;
     bool paused = c->ev_bytes >= c->opt.max_event_bytes;
     if (paused && !c->reading_paused)
         c->read_pauses++;
