@@ -6,11 +6,11 @@ LUA_INC    ?= /usr/include/$(LUA)
 CC         ?= cc
 BUILD      ?= build
 
-# Sanitizer builds (make check): SAN=address,undefined or SAN=thread; the Lua
-# interpreter is not instrumented, so the runtime is preloaded for the specs.
+# Sanitizer builds (make check): SAN=address,undefined or SAN=thread.
 SAN        ?=
-SAN_ENV    ?=
-BUSTED     ?= $(SAN_ENV) $(LUA) /usr/bin/busted
+BUSTED     ?= $(LUA) /usr/bin/busted
+ZMQTT_LUA  ?= $(LUA)
+export ZMQTT_LUA ASAN_OPTIONS TSAN_OPTIONS
 SPECS      ?= spec/
 
 WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
@@ -88,21 +88,25 @@ ctest: $(CTESTS)
 test: $(MODULE) $(CTESTS)
 	@BUSTED="$(BUSTED)" SPECS="$(SPECS)" sh spec/run-all.sh $(CTESTS)
 
-# The C tests and the specs under ASan+UBSan, under TSan, and valgrind memcheck
-# on the C tests and the publish/subscribe specs.
-ASAN_RT    = $(shell $(CC) -print-file-name=libasan.so)
-TSAN_RT    = $(shell $(CC) -print-file-name=libtsan.so)
+# The C tests and the specs under ASan+UBSan and under TSan, run by a Lua
+# interpreter built with the same sanitizer (spec/tools/sanlua.c), and valgrind
+# memcheck on the C tests and the publish/subscribe specs.
 VALGRIND   = valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
+
+$(BUILD)/lua: spec/tools/sanlua.c | $(BUILD)/.deps
+	$(CC) $(ALL_CFLAGS) -I$(LUA_INC) -o $@ $< -l$(LUA) $(LDLIBS)
 
 check: check-asan check-tsan check-valgrind
 
 check-asan:
-	$(MAKE) test BUILD=build/asan SAN=address,undefined \
-	    SAN_ENV="env LD_PRELOAD=$(ASAN_RT) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1"
+	$(MAKE) build/asan/lua test BUILD=build/asan SAN=address,undefined \
+	    BUSTED="$(CURDIR)/build/asan/lua /usr/bin/busted" ZMQTT_LUA=$(CURDIR)/build/asan/lua \
+	    ASAN_OPTIONS=abort_on_error=1
 
 check-tsan:
-	$(MAKE) test BUILD=build/tsan SAN=thread \
-	    SAN_ENV="env LD_PRELOAD=$(TSAN_RT) TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0"
+	$(MAKE) build/tsan/lua test BUILD=build/tsan SAN=thread \
+	    BUSTED="$(CURDIR)/build/tsan/lua /usr/bin/busted" ZMQTT_LUA=$(CURDIR)/build/tsan/lua \
+	    TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0
 
 check-valgrind: $(MODULE) $(CTESTS)
 	@for t in $(CTESTS); do $(VALGRIND) $$t >/dev/null || { echo "valgrind: $$t"; exit 1; }; done

@@ -608,7 +608,7 @@ describe("connect", function()
             os.exit(0, true)
         ]]):format(id, broker.port)
         local t0 = mqtt.monotonic()
-        local ok, code, out = helpers.run(child_env() .. " lua5.4 -e " .. helpers.quote(script), 10)
+        local ok, code, out = helpers.run(child_env() .. " " .. helpers.LUA .. " -e " .. helpers.quote(script), 10)
         local elapsed = mqtt.monotonic() - t0
         assert.is_true(ok, "exit status " .. tostring(code) .. ": " .. out)
         assert.equal(0, code)

@@ -43,7 +43,7 @@ local function run_killed_child(port, id, will)
         io.stdout:write("still alive\n")
     ]]):format(id, will.topic, will.payload == nil and "nil" or ("%q"):format(will.payload),
                will.qos, tostring(will.retain), port)
-    local _, code, out = helpers.run(child_env() .. " lua5.4 -e " .. helpers.quote(script), 15)
+    local _, code, out = helpers.run(child_env() .. " " .. helpers.LUA .. " -e " .. helpers.quote(script), 15)
     return code, out
 end
 

@@ -121,7 +121,7 @@ local function child_broker(rc)
         fb:close()
     ]]):format(rc)
     local cmd = "LUA_PATH=" .. helpers.quote(package.path) .. " LUA_CPATH=" ..
-                helpers.quote(package.cpath) .. " exec timeout -k 1 20 lua5.4 -e " ..
+                helpers.quote(package.cpath) .. " exec timeout -k 1 20 " .. helpers.LUA .. " -e " ..
                 helpers.quote(script)
     local p = assert(io.popen("bash -c " .. helpers.quote(CLOSE_FDS .. cmd) .. " </dev/null 2>&1", "r"))
     local line = p:read("l")

@@ -12,6 +12,8 @@ local helpers = {}
 
 local HOST = "127.0.0.1"
 helpers.HOST = HOST
+-- The interpreter for child Lua processes: make check sets a sanitizer build.
+helpers.LUA = os.getenv("ZMQTT_LUA") or "lua5.4"
 
 local START_TIMEOUT = 5     -- seconds for a broker to accept connections
 local STOP_GRACE = 3        -- seconds between SIGTERM and SIGKILL
