@@ -82,11 +82,16 @@ $(MODULE): $(LUA_OBJ) $(BUILD)/libzmqtt.a
 $(BUILD)/test_%: spec/c/test_%.c spec/c/test.h $(BUILD)/libzmqtt.a
 	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $< $(BUILD)/libzmqtt.a $(LDLIBS)
 
+# A C program on the public header alone (no Lua), run by spec/95_c_api_spec.lua.
+$(BUILD)/c_client: examples/c_client.c src/mqtt.h $(BUILD)/libzmqtt.a
+	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $< $(BUILD)/libzmqtt.a $(LDLIBS)
+
 ctest: $(CTESTS)
 	@for t in $(CTESTS); do $$t || exit 1; done
 
-test: $(MODULE) $(CTESTS)
-	@BUSTED="$(BUSTED)" SPECS="$(SPECS)" sh spec/run-all.sh $(CTESTS)
+test: $(MODULE) $(CTESTS) $(BUILD)/c_client
+	@BUSTED="$(BUSTED)" SPECS="$(SPECS)" ZMQTT_C_CLIENT=$(CURDIR)/$(BUILD)/c_client \
+	    sh spec/run-all.sh $(CTESTS)
 
 # The C tests and the specs under ASan+UBSan and under TSan, run by a Lua
 # interpreter built with the same sanitizer (spec/tools/sanlua.c), and valgrind
