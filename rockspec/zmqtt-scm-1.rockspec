@@ -24,6 +24,7 @@ build = {
     type = "builtin",
     modules = {
         ["mqtt"] = "lua/mqtt/init.lua",
+        ["mqtt.tls"] = "lua/mqtt/tls.lua",
         ["mqtt.core"] = {
             sources = {
                 "src/client.c",

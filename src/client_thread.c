@@ -366,6 +366,7 @@ void *mqtt__thread_main(void *arg)
             break;
         struct pollfd p[2] = {{.fd = c->wake[0], .events = POLLIN}, {.fd = -1}};
         bool live = c->tr != NULL;
+        bool read_wants_write = live && c->tr->want_write;
         if (live) {
             p[1].fd = c->tr->fd;
             p[1].events = (short)((c->reading_paused ? 0 : POLLIN) |
@@ -378,7 +379,9 @@ void *mqtt__thread_main(void *arg)
             while (read(c->wake[0], buf, sizeof buf) > 0) {
             }
         }
-        if (live && n > 0 && p[1].revents & (POLLIN | POLLHUP | POLLERR))
+        if (live && n > 0 &&
+            (p[1].revents & (POLLIN | POLLHUP | POLLERR) ||
+             (read_wants_write && p[1].revents & POLLOUT)))
             read_input(c);
         if (live)
             write_output(c);

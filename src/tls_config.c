@@ -16,6 +16,8 @@
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
 #include <mbedtls/pk.h>
+#include <mbedtls/pkcs12.h>
+#include <mbedtls/pkcs5.h>
 #include <mbedtls/platform_util.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ciphersuites.h>
@@ -24,6 +26,7 @@
 
 #include "codec.h"
 #include "mqtt.h"
+#include "tls_internal.h"
 
 /* A context's private key and its DRBG serve many I/O threads at once:
  * mbedtls guards RSA blinding state only when built with threading. */
@@ -31,7 +34,7 @@
 #error "zmqtt shares TLS contexts between threads: mbedtls must be built with MBEDTLS_THREADING_C"
 #endif
 
-#define MAX_FILE_BYTES (64u * 1024u * 1024u)
+#define MAX_FILE_BYTES ((size_t)64 * 1024 * 1024)
 
 /* Where the usual Linux distributions keep the system's CA bundle. */
 static const char *const system_bundles[] = {
@@ -55,12 +58,6 @@ struct mqtt_tls_config {
     char **alpn;            /* NULL-terminated; mbedtls keeps the pointer */
     int *suites;            /* PSK-only cipher suites, 0-terminated, or NULL */
 };
-
-/* Shared with transport_tls.c, which declares it the same way (TLS has no
- * private header): the parts of a context a connection needs. */
-MQTT_HIDDEN const mbedtls_ssl_config *mqtt__tls_config_info(const mqtt_tls_config *cfg,
-                                                            const char **server_name,
-                                                            uint64_t *id, bool flags[3]);
 
 const mbedtls_ssl_config *mqtt__tls_config_info(const mqtt_tls_config *cfg,
                                                 const char **server_name, uint64_t *id,
@@ -263,9 +260,20 @@ static int parse_key(mqtt_tls_config *cfg, const unsigned char *buf, size_t len,
         return MQTT_OK;
     char why[128];
     mbed_text(ret, why, sizeof why);
-    if (ret == MBEDTLS_ERR_PK_PASSWORD_REQUIRED)
+    /* A wrong password is found by a padding check that random bytes pass
+     * now and then, so an encrypted PEM that fails to parse is blamed on the
+     * password whatever mbedtls says next. */
+    bool encrypted = strstr((const char *)buf, "ENCRYPTED") != NULL;
+    bool unsupported = ret == MBEDTLS_ERR_PKCS5_FEATURE_UNAVAILABLE ||
+                       ret == MBEDTLS_ERR_PKCS12_FEATURE_UNAVAILABLE ||
+                       ret == MBEDTLS_ERR_PK_FEATURE_UNAVAILABLE;
+    if (ret == MBEDTLS_ERR_PK_PASSWORD_REQUIRED || (encrypted && !password))
         snprintf(err, errlen, "%s: the private key is encrypted: give key_password", name);
-    else if (ret == MBEDTLS_ERR_PK_PASSWORD_MISMATCH)
+    else if (unsupported)
+        snprintf(err, errlen, "%s: the private key is encrypted with a scheme this mbedtls "
+                              "cannot read (%s); re-encrypt it, e.g. openssl pkey "
+                              "-traditional -aes256", name, why);
+    else if (ret == MBEDTLS_ERR_PK_PASSWORD_MISMATCH || encrypted)
         snprintf(err, errlen, "%s: wrong key_password for the private key", name);
     else if (key_in_cert)
         snprintf(err, errlen, "%s holds no private key: give keyfile or keydata", name);
@@ -315,8 +323,8 @@ static int load_identity(mqtt_tls_config *cfg, const mqtt_tls_options *o, char *
     if (rc == MQTT_OK)
         rc = load_key(cfg, o, err, errlen);
     if (rc == MQTT_OK && mbedtls_ssl_conf_own_cert(&cfg->ssl, &cfg->cert, &cfg->key) != 0) {
-        snprintf(err, errlen, "cannot use the client certificate");
-        rc = MQTT_ERR_TLS;
+        snprintf(err, errlen, "out of memory while setting up the client certificate");
+        rc = MQTT_ERR_NOMEM;
     }
     cfg->has_cert = rc == MQTT_OK;
     return rc;

@@ -679,5 +679,6 @@ function mqtt.run()
 end
 
 mqtt.monotonic = core.monotonic
+mqtt.ssl_context = require("mqtt.tls").ssl_context
 
 return mqtt
