@@ -25,7 +25,7 @@ LDLIBS      = -pthread -lmbedtls -lmbedx509 -lmbedcrypto $(EXTRA_LDFLAGS)
 
 # Debian packages the build, the tests and the demo use.
 PACKAGES   := lua5.4 liblua5.4-dev libmbedtls-dev lua-busted lua-socket mosquitto \
-              mosquitto-clients luarocks openssl valgrind
+              mosquitto-clients luarocks openssl valgrind iproute2
 
 CORE_SRC   := $(filter-out src/lua_%.c,$(wildcard src/*.c))
 LUA_SRC    := $(wildcard src/lua_*.c)
