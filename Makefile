@@ -25,7 +25,7 @@ LDLIBS      = -pthread -lmbedtls -lmbedx509 -lmbedcrypto $(EXTRA_LDFLAGS)
 
 # Debian packages the build, the tests and the demo use.
 PACKAGES   := lua5.4 liblua5.4-dev libmbedtls-dev lua-busted lua-socket mosquitto \
-              mosquitto-clients luarocks openssl valgrind iproute2
+              mosquitto-clients luarocks openssl valgrind iproute2 libmosquitto-dev
 
 CORE_SRC   := $(filter-out src/lua_%.c,$(wildcard src/*.c))
 LUA_SRC    := $(wildcard src/lua_*.c)
@@ -41,7 +41,7 @@ $(STRICT_OBJ): WARN += -Wconversion -Wsign-conversion
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 
-.PHONY: all deps demo test ctest check check-asan check-tsan check-valgrind clean
+.PHONY: all deps demo test ctest bench check check-asan check-tsan check-valgrind clean
 
 all: $(MODULE)
 
@@ -122,3 +122,19 @@ demo: $(MODULE)
 
 clean:
 	rm -rf $(BUILD)
+
+# Benchmarks (bench/): our fake broker, the libmosquitto baseline, and the
+# orchestrator that runs zmqtt and libmosquitto in alternation; see README.
+BENCH_BIN    := $(BUILD)/bench/fakebroker $(BUILD)/bench/mosq_bench
+BENCH_CFLAGS  = -std=c11 -D_GNU_SOURCE -O2 -pthread $(WARN)
+
+$(BUILD)/bench/fakebroker: bench/fakebroker.c | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -o $@ $<
+
+$(BUILD)/bench/mosq_bench: bench/mosq_bench.c | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -o $@ $< -lmosquitto
+
+bench: $(MODULE) $(BENCH_BIN)
+	@BENCH_BIN=$(CURDIR)/$(BUILD)/bench LUA=$(LUA) $(LUA) bench/run.lua

@@ -1,0 +1,642 @@
+--- bench/run.lua: runs the zmqtt benchmarks and prints the comparison table.
+-- Every scenario runs for zmqtt (bench/zmqtt_bench.lua, Lua 5.4) and for
+-- libmosquitto (bench/mosq_bench.c, C) in alternation, zmqtt then
+-- libmosquitto, for BENCH_ROUNDS rounds. Each cell of the table is the
+-- median over the rounds; the advantage is the median of the per-round
+-- ratios, oriented so that > 1 means zmqtt did better. Brokers: our fake
+-- broker (bench/fakebroker.c) in sink mode for publishing and the client
+-- tests, in blast mode for receiving; a private mosquitto on a free
+-- 127.0.0.1 port for the round trips. Everything is stopped by PID.
+--
+-- Usage: lua5.4 bench/run.lua        (make bench builds the binaries first)
+-- Environment (the defaults in brackets are full mode / BENCH_SHORT=1):
+--   BENCH_SHORT=1          small counts: the whole run takes under a minute
+--   BENCH_ROUNDS           rounds per scenario [3 / 3]
+--   BENCH_QOS0_COUNT       QoS 0 messages published [1000000 / 100000]
+--   BENCH_QOS1_COUNT       QoS 1 messages published [200000 / 20000]
+--   BENCH_QOS2_COUNT       QoS 2 messages published [100000 / 10000]
+--   BENCH_RECV_COUNT       QoS 0 messages received [1000000 / 100000]
+--   BENCH_RTT_COUNT        round trips per QoS [10000 / 1000]
+--   BENCH_RTT_WARMUP       round trips before measuring [100 / 20]
+--   BENCH_RTT_BROKER       mosquitto, or echo for our fake broker [mosquitto]
+--   BENCH_RTT_NODELAY      1: mosquitto's set_tcp_nodelay and libmosquitto's
+--                          MOSQ_OPT_TCP_NODELAY (zmqtt always sets it); 0: both
+--                          off, as shipped, and Nagle dominates QoS 1/2 [1]
+--   BENCH_IDLE_SECONDS     idle window measured [10 / 2]
+--   BENCH_IDLE_KEEPALIVE   keepalive of the idle client, seconds; libmosquitto
+--                          refuses less than 5 [5 / 5]
+--   BENCH_CLIENTS          client counts for the memory test [300 1000 5000 / 100 300]
+--   BENCH_CLIENTS_HOLD     seconds the clients stay connected before measuring [3 / 1]
+--   BENCH_PAYLOAD          payload bytes [32]
+--   BENCH_DISPATCH_EVERY   zmqtt publisher: dispatch(0) after this many publishes [1000]
+--   BENCH_SCENARIOS        subset to run, e.g. "pub0 recv" [pub0 pub1 pub2 recv rtt idle clients]
+--   BENCH_NOFILE           RLIMIT_NOFILE to ask for (capped by the hard limit) [65536]
+--   BENCH_TIMEOUT          seconds one run may take before it is killed [600 / 120]
+--   BENCH_BIN              where fakebroker and mosq_bench are [build/bench]
+--   BENCH_OUT              the table is also written here [build/bench/results.md]
+--   LUA                    the interpreter for zmqtt_bench.lua [lua5.4]
+
+local socket = require("socket")
+
+local fmt = string.format
+
+---------------------------------------------------------------------------
+-- Configuration
+
+local function shell_quote(s)
+    s = tostring(s)
+    if s:match("^[%w%./_=:,+-]+$") then return s end
+    return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local function capture(cmd)
+    local p = io.popen(cmd)
+    local out = p:read("a")
+    p:close()
+    return (out:gsub("%s+$", ""))
+end
+
+local HERE = arg[0]:match("^(.*)/[^/]*$") or "."
+local ROOT = capture("cd " .. shell_quote(HERE) .. "/.. && pwd")
+local SHORT = os.getenv("BENCH_SHORT") == "1"
+
+local function env_number(name, full, short)
+    local v = os.getenv(name)
+    if v and v ~= "" then return assert(tonumber(v), name .. " must be a number") end
+    if SHORT then return short end
+    return full
+end
+
+local function env_list(name, full, short)
+    local v = os.getenv(name)
+    if not v or v == "" then v = SHORT and short or full end
+    local t = {}
+    for w in v:gmatch("[^%s,]+") do t[#t + 1] = w end
+    return t
+end
+
+local cfg = {
+    rounds = env_number("BENCH_ROUNDS", 3, 3),
+    qos0 = env_number("BENCH_QOS0_COUNT", 1000000, 100000),
+    qos1 = env_number("BENCH_QOS1_COUNT", 200000, 20000),
+    qos2 = env_number("BENCH_QOS2_COUNT", 100000, 10000),
+    recv = env_number("BENCH_RECV_COUNT", 1000000, 100000),
+    rtt = env_number("BENCH_RTT_COUNT", 10000, 1000),
+    rtt_warmup = env_number("BENCH_RTT_WARMUP", 100, 20),
+    rtt_broker = os.getenv("BENCH_RTT_BROKER") or "mosquitto",
+    rtt_nodelay = env_number("BENCH_RTT_NODELAY", 1, 1),
+    idle = env_number("BENCH_IDLE_SECONDS", 10, 2),
+    keepalive = env_number("BENCH_IDLE_KEEPALIVE", 5, 5),
+    settle = SHORT and 0.5 or 1,
+    clients = env_list("BENCH_CLIENTS", "300 1000 5000", "100 300"),
+    hold = env_number("BENCH_CLIENTS_HOLD", 3, 1),
+    payload = env_number("BENCH_PAYLOAD", 32, 32),
+    every = env_number("BENCH_DISPATCH_EVERY", 1000, 1000),
+    nofile = env_number("BENCH_NOFILE", 65536, 65536),
+    timeout = env_number("BENCH_TIMEOUT", 600, 120),
+    bin = os.getenv("BENCH_BIN") or (ROOT .. "/build/bench"),
+    out = os.getenv("BENCH_OUT") or (ROOT .. "/build/bench/results.md"),
+    lua = os.getenv("LUA") or "lua5.4",
+}
+cfg.scenarios = {}
+for _, s in ipairs(env_list("BENCH_SCENARIOS", "pub0 pub1 pub2 recv rtt idle clients",
+    "pub0 pub1 pub2 recv rtt idle clients")) do
+    cfg.scenarios[s] = true
+end
+assert(cfg.rounds >= 1, "BENCH_ROUNDS must be at least 1")
+assert(cfg.rtt_broker == "mosquitto" or cfg.rtt_broker == "echo",
+    "BENCH_RTT_BROKER must be mosquitto or echo")
+
+local HOST = "127.0.0.1"
+local LOG = cfg.bin .. "/bench.log"
+-- The module from this checkout, unless the caller (make bench) says where it is.
+local ZMQTT_ENV = fmt("LUA_PATH=%s LUA_CPATH=%s",
+    shell_quote(os.getenv("LUA_PATH") or (ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;")),
+    shell_quote(os.getenv("LUA_CPATH") or (ROOT .. "/build/?.so;;")))
+-- Thousands of clients need thousands of descriptors: ask, and settle for the hard limit.
+local ULIMIT = fmt("ulimit -n %d 2>/dev/null || ulimit -n \"$(ulimit -Hn)\" 2>/dev/null;",
+    cfg.nofile)
+
+do -- a fresh log for each run
+    local f = io.open(LOG, "w")
+    if f then f:close() end
+end
+
+local function log(text)
+    local f = io.open(LOG, "a")
+    if f then
+        f:write(text, "\n")
+        f:close()
+    end
+end
+
+local function note(text)
+    io.stderr:write(text, "\n")
+    io.stderr:flush()
+end
+
+---------------------------------------------------------------------------
+-- Processes
+
+local function args(...)
+    local t = {}
+    for i = 1, select("#", ...) do t[i] = shell_quote((select(i, ...))) end
+    return table.concat(t, " ")
+end
+
+local function zmqtt_cmd(...)
+    return fmt("env %s %s %s %s", ZMQTT_ENV, cfg.lua, shell_quote(ROOT .. "/bench/zmqtt_bench.lua"),
+        args(...))
+end
+
+local function mosq_cmd(...)
+    return shell_quote(cfg.bin .. "/mosq_bench") .. " " .. args(...)
+end
+
+--- Starts cmd with its stdout readable; stderr goes to the log.
+local function spawn(cmd)
+    log("$ " .. cmd)
+    return io.popen(fmt("%s exec timeout -k 5 %d %s 2>>%s", ULIMIT, cfg.timeout, cmd,
+        shell_quote(LOG)))
+end
+
+--- The fields of the last "result k=v ..." line of out, numbers where they parse.
+local function parse_result(out)
+    local line
+    for l in out:gmatch("[^\n]+") do
+        if l:match("^result ") then line = l end
+    end
+    if not line then return nil end
+    local r = {}
+    for k, v in line:gmatch("([%w_]+)=(%S+)") do r[k] = tonumber(v) or v end
+    return r
+end
+
+--- Runs cmd to the end; returns its result fields, or nil and why.
+local function run(cmd)
+    local p = spawn(cmd)
+    local out = p:read("a")
+    local ok, how, code = p:close()
+    local r = parse_result(out)
+    if not r then
+        return nil, fmt("%s %s without a result line (see %s)", how, tostring(code), LOG)
+    end
+    if not ok then log(fmt("(%s %s, result kept)", how, tostring(code))) end
+    return r
+end
+
+local function pid_alive(pid)
+    local f = io.open("/proc/" .. pid .. "/stat")
+    if not f then return false end
+    local state = f:read("a"):match("^%d+ %b() (%a)")
+    f:close()
+    return state ~= "Z" and state ~= "X"
+end
+
+local function stop_pid(pid, handle)
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    for _ = 1, 50 do
+        if not pid_alive(pid) then break end
+        socket.sleep(0.1)
+    end
+    if pid_alive(pid) then os.execute("kill -9 " .. pid .. " 2>/dev/null") end
+    if handle then handle:close() end
+end
+
+--- Our fake broker; returns {host, port, stop}.
+local function start_fake(mode, ...)
+    local p = spawn(shell_quote(cfg.bin .. "/fakebroker") .. " " .. mode .. " " .. args(...))
+    local line = p:read("l") or ""
+    local port, pid = line:match("^port (%d+) pid (%d+)")
+    if not port then
+        p:close()
+        error("fakebroker " .. mode .. " did not start (see " .. LOG .. ")")
+    end
+    return { host = HOST, port = tonumber(port), stop = function() stop_pid(pid, p) end }
+end
+
+local function free_port()
+    local s = assert(socket.bind(HOST, 0))
+    local _, port = s:getsockname()
+    s:close()
+    return tonumber(port)
+end
+
+local function port_open(port)
+    local c = socket.tcp()
+    c:settimeout(0.2)
+    local ok = c:connect(HOST, port)
+    c:close()
+    return ok ~= nil
+end
+
+--- A private mosquitto on a free loopback port; returns {host, port, stop}.
+local function start_mosquitto()
+    local dir = capture("mktemp -d /tmp/zmqtt-bench-mosquitto.XXXXXX")
+    local port = free_port()
+    local conf = dir .. "/mosquitto.conf"
+    local f = assert(io.open(conf, "w"))
+    f:write("# written by bench/run.lua\n",
+        fmt("listener %d %s\n", port, HOST),
+        "allow_anonymous true\npersistence false\n",
+        "log_dest file ", dir, "/mosquitto.log\n",
+        cfg.rtt_nodelay == 1 and "set_tcp_nodelay true\n" or "")
+    -- As root, mosquitto would drop to user "mosquitto", who cannot write dir.
+    if capture("id -u") == "0" then f:write("user root\n") end
+    f:close()
+    log("$ mosquitto -c " .. conf)
+    local p = io.popen(fmt("echo $$; exec mosquitto -c %s >>%s 2>&1", shell_quote(conf),
+        shell_quote(LOG)))
+    local pid = p:read("l")
+    for _ = 1, 100 do
+        if port_open(port) then break end
+        socket.sleep(0.05)
+    end
+    if not port_open(port) then
+        stop_pid(pid, p)
+        error("mosquitto did not start on port " .. port .. " (see " .. dir .. ")")
+    end
+    return {
+        host = HOST, port = port,
+        stop = function()
+            stop_pid(pid, p)
+            os.execute("rm -rf " .. shell_quote(dir))
+        end,
+    }
+end
+
+--- CPU nanoseconds and voluntary context switches of each thread of pid.
+local function snapshot(pid)
+    local p = io.popen(fmt("grep -H '' /proc/%s/task/*/schedstat; " ..
+        "grep -H '^voluntary_ctxt_switches' /proc/%s/task/*/status", pid, pid))
+    local s = { ns = 0, wakeups = 0, threads = {} }
+    for line in p:lines() do
+        local tid, ns = line:match("/task/(%d+)/schedstat:(%d+)")
+        if tid then s.ns = s.ns + tonumber(ns) end
+        local tid2, v = line:match("/task/(%d+)/status:voluntary_ctxt_switches:%s*(%d+)")
+        if tid2 then
+            s.wakeups = s.wakeups + tonumber(v)
+            s.threads[tonumber(tid2)] = tonumber(v)
+        end
+    end
+    p:close()
+    return s
+end
+
+--- Runs an idle client: after its "ready pid=N" line, lets the connection
+-- settle, then measures pid from outside for the idle window.
+local function run_idle(cmd)
+    local p = spawn(cmd)
+    local pid = (p:read("l") or ""):match("^ready pid=(%d+)")
+    if not pid then
+        p:read("a")
+        p:close()
+        return nil, "the idle client did not get ready (see " .. LOG .. ")"
+    end
+    socket.sleep(cfg.settle)
+    local s0 = snapshot(pid)
+    socket.sleep(cfg.idle)
+    local s1 = snapshot(pid)
+    local r = parse_result(p:read("a")) or {}
+    p:close()
+    local per_thread, tids = {}, {}
+    for tid in pairs(s1.threads) do tids[#tids + 1] = tid end
+    table.sort(tids)
+    for _, tid in ipairs(tids) do
+        per_thread[#per_thread + 1] = tostring(s1.threads[tid] - (s0.threads[tid] or 0))
+    end
+    r.wakeups = s1.wakeups - s0.wakeups
+    r.cpu_ms = (s1.ns - s0.ns) / 1e6
+    r.per_thread = table.concat(per_thread, "+")
+    return r
+end
+
+---------------------------------------------------------------------------
+-- Scenarios: each has a broker, a command per client, and the metrics read
+-- from a run's result. better = "higher" or "lower"; target = {ratio = x}
+-- (the advantage must reach x) or {text =, check = function(z, runs)}.
+
+local function count_label(n)
+    local s = tostring(math.tointeger(n) or n)
+    return (s:reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", ""))
+end
+
+local function rate(r) return r.count / r.elapsed end
+local function cpu_us(r) return r.cpu / r.count * 1e6 end
+
+local function publish_scenario(id, qos, n, target)
+    return {
+        id = id, broker = "sink",
+        cmd = function(b, zmqtt)
+            if zmqtt then
+                return zmqtt_cmd("pub", b.host, b.port, qos, n, cfg.payload, cfg.every)
+            end
+            return mosq_cmd("pub", b.host, b.port, qos, n, cfg.payload)
+        end,
+        metrics = {
+            { label = fmt("publish %s × %d B, QoS %d (msg/s)", count_label(n), cfg.payload, qos),
+                better = "higher", value = rate, target = { ratio = target } },
+            { label = fmt("CPU per message, publish QoS %d (µs)", qos), better = "lower",
+                value = cpu_us },
+        },
+    }
+end
+
+local scenarios = {}
+local function add(s)
+    scenarios[#scenarios + 1] = s
+end
+
+if cfg.scenarios.pub0 then add(publish_scenario("pub0", 0, cfg.qos0, 2)) end
+if cfg.scenarios.pub1 then add(publish_scenario("pub1", 1, cfg.qos1, 3)) end
+if cfg.scenarios.pub2 then add(publish_scenario("pub2", 2, cfg.qos2, 3)) end
+if cfg.scenarios.recv then
+    add {
+        id = "recv", broker = "blast",
+        cmd = function(b, zmqtt)
+            if zmqtt then return zmqtt_cmd("sub", b.host, b.port, cfg.recv, "bench/blast") end
+            return mosq_cmd("sub", b.host, b.port, cfg.recv, "bench/blast")
+        end,
+        metrics = {
+            { label = fmt("receive %s × %d B QoS 0 into a callback (msg/s)", count_label(cfg.recv),
+                cfg.payload), better = "higher", value = rate, target = { ratio = 3 } },
+            { label = "CPU per message, receive (µs)", better = "lower", value = cpu_us },
+        },
+    }
+end
+if cfg.scenarios.rtt then
+    for qos = 0, 2 do
+        add {
+            id = "rtt" .. qos, broker = cfg.rtt_broker,
+            cmd = function(b, zmqtt)
+                if zmqtt then
+                    return zmqtt_cmd("rtt", b.host, b.port, qos, cfg.rtt, cfg.payload,
+                        cfg.rtt_warmup)
+                end
+                return mosq_cmd("rtt", b.host, b.port, qos, cfg.rtt, cfg.payload, cfg.rtt_warmup,
+                    cfg.rtt_nodelay)
+            end,
+            metrics = {
+                { label = fmt("round trip QoS %d via %s, p50 (µs)", qos, cfg.rtt_broker),
+                    better = "lower", value = function(r) return r.p50 * 1e6 end,
+                    target = { ratio = 1 } },
+                { label = fmt("round trip QoS %d via %s, p99 (µs)", qos, cfg.rtt_broker),
+                    better = "lower", value = function(r) return r.p99 * 1e6 end,
+                    target = { ratio = 1 } },
+            },
+        }
+    end
+end
+if cfg.scenarios.idle then
+    local pings = math.ceil(cfg.idle / cfg.keepalive)
+    local allowed = 4 * pings
+    add {
+        id = "idle", broker = "sink", idle = true,
+        cmd = function(b, zmqtt)
+            local seconds = cfg.settle + cfg.idle + 0.5
+            if zmqtt then return zmqtt_cmd("idle", b.host, b.port, cfg.keepalive, seconds) end
+            return mosq_cmd("idle", b.host, b.port, cfg.keepalive, seconds)
+        end,
+        metrics = {
+            { label = fmt("idle %g s, keepalive %g s: wake-ups", cfg.idle, cfg.keepalive),
+                better = "lower", value = function(r) return r.wakeups end,
+                target = {
+                    text = fmt("≤ 4 per keepalive (≤ %d)", allowed),
+                    check = function(z) return z <= allowed end,
+                },
+            },
+            { label = fmt("idle %g s: CPU (ms)", cfg.idle), better = "lower",
+                value = function(r) return r.cpu_ms end },
+        },
+    }
+end
+if cfg.scenarios.clients then
+    local largest = 0
+    for _, n in ipairs(cfg.clients) do largest = math.max(largest, tonumber(n)) end
+    for _, n in ipairs(cfg.clients) do
+        n = tonumber(n)
+        add {
+            id = "clients" .. n, broker = "sink",
+            cmd = function(b, zmqtt)
+                if zmqtt then return zmqtt_cmd("clients", b.host, b.port, n, cfg.hold) end
+                return mosq_cmd("clients", b.host, b.port, n, cfg.hold)
+            end,
+            metrics = {
+                { label = fmt("%s connected clients: process RSS per client (KiB)",
+                    count_label(n)), better = "lower",
+                    value = function(r)
+                        if r.connected ~= r.clients then
+                            return nil, fmt("only %s/%s connected (%.1f KiB each)",
+                                count_label(r.connected), count_label(r.clients),
+                                r.rss_kib / math.max(1, r.connected))
+                        end
+                        return r.rss_kib / r.clients
+                    end,
+                    target = n == largest and n >= 5000 and {
+                        text = "all connected, ≤ 32 KiB",
+                        check = function(z, runs)
+                            for _, v in ipairs(runs) do if not v then return false end end
+                            return z <= 32
+                        end,
+                    } or nil,
+                },
+                { label = fmt("%s connected clients: RSS growth per client (KiB)",
+                    count_label(n)), better = "lower",
+                    value = function(r)
+                        if r.connected ~= r.clients then return nil, "—" end
+                        return (r.rss_kib - r.base_kib) / r.clients
+                    end,
+                },
+            },
+        }
+    end
+end
+
+---------------------------------------------------------------------------
+-- Running
+
+local function median(list)
+    local t = {}
+    for _, v in ipairs(list) do if v then t[#t + 1] = v end end
+    if #t == 0 then return nil end
+    table.sort(t)
+    local m = (#t + 1) // 2
+    if #t % 2 == 1 then return t[m] end
+    return (t[m] + t[m + 1]) / 2
+end
+
+local function advantage(metric, z, m)
+    if not z or not m then return nil end
+    if metric.better == "higher" then
+        if m == 0 then return nil end
+        return z / m
+    end
+    if z == 0 then return m == 0 and 1 or nil end
+    return m / z
+end
+
+local brokers = {}
+local function broker(kind)
+    if not brokers[kind] then
+        if kind == "sink" then
+            brokers[kind] = start_fake("sink")
+        elseif kind == "blast" then
+            brokers[kind] = start_fake("blast", "-n", cfg.recv, "-s", cfg.payload, "-t",
+                "bench/blast")
+        elseif kind == "echo" then
+            brokers[kind] = start_fake("echo")
+        else
+            brokers[kind] = start_mosquitto()
+        end
+    end
+    return brokers[kind]
+end
+
+local function stop_brokers()
+    for k, b in pairs(brokers) do
+        b.stop()
+        brokers[k] = nil
+    end
+end
+
+local CLIENTS = { { name = "zmqtt", zmqtt = true }, { name = "libmosquitto", zmqtt = false } }
+
+local started = socket.gettime()
+local results = {} -- results[scenario.id][client name][round] = fields or false
+local raw = {}
+
+local function run_scenario(s)
+    local b = broker(s.broker)
+    results[s.id] = { zmqtt = {}, libmosquitto = {} }
+    for round = 1, cfg.rounds do
+        for _, client in ipairs(CLIENTS) do
+            local cmd = s.cmd(b, client.zmqtt)
+            local t0 = socket.gettime()
+            local r, err
+            if s.idle then r, err = run_idle(cmd) else r, err = run(cmd) end
+            results[s.id][client.name][round] = r or false
+            local line = fmt("%-9s round %d %-12s %5.1f s  %s", s.id, round, client.name,
+                socket.gettime() - t0, r and "" or ("FAILED: " .. tostring(err)))
+            if r then
+                local keys = {}
+                for k in pairs(r) do keys[#keys + 1] = k end
+                table.sort(keys)
+                for _, k in ipairs(keys) do line = line .. " " .. k .. "=" .. tostring(r[k]) end
+            end
+            note(line)
+            log(line)
+            raw[#raw + 1] = line
+        end
+    end
+end
+
+local ok, err = pcall(function()
+    for _, s in ipairs(scenarios) do run_scenario(s) end
+end)
+stop_brokers()
+if not ok then
+    note("bench: " .. tostring(err))
+    os.exit(1)
+end
+
+---------------------------------------------------------------------------
+-- The table
+
+local function num(v)
+    if v == nil then return "—" end
+    local a = math.abs(v)
+    if v == math.floor(v) and a < 1e15 then return count_label(math.tointeger(v)) end
+    if a >= 10000 then return count_label(math.floor(v + 0.5)) end
+    if a >= 100 then return fmt("%.0f", v) end
+    if a >= 10 then return fmt("%.1f", v) end
+    return fmt("%.2f", v)
+end
+
+local function cell(values, notes)
+    local m = median(values)
+    if m then return num(m) end
+    return notes[1] or "failed"
+end
+
+local rows = {}
+local targets, met_count = 0, 0
+for _, s in ipairs(scenarios) do
+    for _, metric in ipairs(s.metrics) do
+        local vals, notes = { zmqtt = {}, libmosquitto = {} }, { zmqtt = {}, libmosquitto = {} }
+        for _, client in ipairs(CLIENTS) do
+            for round = 1, cfg.rounds do
+                local r = results[s.id][client.name][round]
+                local v, why = false, "failed"
+                if r then
+                    v, why = metric.value(r)
+                    v = v or false
+                end
+                vals[client.name][round] = v
+                if not v then notes[client.name][#notes[client.name] + 1] = why end
+            end
+        end
+        local ratios = {}
+        for round = 1, cfg.rounds do
+            ratios[round] = advantage(metric, vals.zmqtt[round] or nil,
+                vals.libmosquitto[round] or nil) or false
+        end
+        local adv = median(ratios)
+        local per_round = {}
+        for round = 1, cfg.rounds do
+            per_round[round] = ratios[round] and fmt("%.2f", ratios[round]) or "—"
+        end
+        local target, met = "—", ""
+        if metric.target and metric.target.ratio then
+            target = fmt("≥ %g×", metric.target.ratio)
+            met = (adv and adv >= metric.target.ratio) and "yes" or "**no**"
+        elseif metric.target then
+            target = metric.target.text
+            local z = median(vals.zmqtt)
+            met = (z and metric.target.check(z, vals.zmqtt)) and "yes" or "**no**"
+        end
+        if met ~= "" then
+            targets = targets + 1
+            if met == "yes" then met_count = met_count + 1 end
+        end
+        rows[#rows + 1] = fmt("| %s | %s | %s | %s | %s | %s | %s |", metric.label,
+            cell(vals.zmqtt, notes.zmqtt), cell(vals.libmosquitto, notes.libmosquitto),
+            adv and fmt("%.2f×", adv) or "—", table.concat(per_round, " "), target, met)
+    end
+end
+
+local function first_line(cmd)
+    return capture(cmd .. " 2>/dev/null"):match("[^\n]*")
+end
+
+local cpu = first_line("grep -m1 'model name' /proc/cpuinfo"):gsub("^.-:%s*", "")
+local versions = fmt("%s, libmosquitto %s, mosquitto %s, Linux %s",
+    first_line(cfg.lua .. " -v"):match("^Lua [%d.]+") or cfg.lua,
+    first_line("dpkg-query -W -f='${Version}' libmosquitto1"),
+    first_line("dpkg-query -W -f='${Version}' mosquitto"),
+    first_line("uname -r"))
+local git = first_line("git -C " .. shell_quote(ROOT) .. " describe --always --dirty")
+
+local out = {}
+local function say(s) out[#out + 1] = s end
+say(fmt("zmqtt %s vs libmosquitto, %s mode, %d rounds (A B A B …), %s, %s cores; %s; %.0f s.",
+    git, SHORT and "short" or "full", cfg.rounds, cpu, first_line("nproc"), versions,
+    socket.gettime() - started))
+say("")
+say("| scenario | zmqtt | libmosquitto | zmqtt advantage | per round | target | met |")
+say("|---|---:|---:|---:|---|---|---|")
+for _, r in ipairs(rows) do say(r) end
+say("")
+say("Cells are medians over the rounds; the advantage is the median of the per-round")
+say("ratios, oriented so that > 1 means zmqtt did better (faster, fewer µs, fewer")
+say("wake-ups, less memory). Targets met: " .. met_count .. " of " .. targets .. ".")
+local text = table.concat(out, "\n")
+print(text)
+
+local f = io.open(cfg.out, "w")
+if f then
+    f:write(text, "\n\n<details><summary>runs</summary>\n\n```\n", table.concat(raw, "\n"),
+        "\n```\n</details>\n")
+    f:close()
+    note("table written to " .. cfg.out .. "; commands and stderr in " .. LOG)
+end
+os.exit(0)

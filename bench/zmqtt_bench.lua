@@ -1,0 +1,236 @@
+--- bench/zmqtt_bench.lua: the zmqtt side of the benchmarks, in plain Lua 5.4.
+-- Written the way a user writes it: library defaults, callbacks registered
+-- with on() or loop(), dispatch() where the script waits. A publisher
+-- publishes in batches and calls dispatch(0) between them; when the client
+-- pushes back ("queue full", "no packet id": at most 65535 QoS 1/2 messages
+-- can be outstanding) it dispatches with a short timeout and retries. The
+-- scenarios mirror bench/mosq_bench.c:
+--
+--   pub     HOST PORT QOS COUNT SIZE [EVERY]  COUNT messages, then a QoS 1
+--                                             fence; done when it is acked
+--   sub     HOST PORT COUNT TOPIC             subscribe at QoS 0, count COUNT
+--                                             messages in the loop() callback
+--   rtt     HOST PORT QOS COUNT SIZE WARMUP   publish to a topic we are
+--                                             subscribed to, wait for it, repeat
+--   idle    HOST PORT KEEPALIVE SECONDS       connect, say "ready", mqtt.sleep
+--   clients HOST PORT N HOLD                  N connected clients in this process
+--
+-- Prints one line "result key=value ..." on stdout; times are seconds, CPU
+-- is the sum over this process's threads (the schedstat of each task).
+
+local mqtt = require("mqtt")
+
+local monotonic = mqtt.monotonic
+
+local function self_pid()
+    local f = assert(io.open("/proc/self/stat"))
+    local pid = f:read("n")
+    f:close()
+    return math.tointeger(pid)
+end
+local PID = self_pid()
+
+--- CPU seconds used so far by every thread of this process.
+local function cpu_seconds()
+    local p = assert(io.popen("cat /proc/" .. PID .. "/task/*/schedstat 2>/dev/null"))
+    local ns = 0
+    for line in p:lines() do
+        ns = ns + (tonumber(line:match("^(%d+)")) or 0)
+    end
+    p:close()
+    return ns / 1e9
+end
+
+--- VmRSS of this process in KiB, read from status, an open /proc/self/status:
+-- kept open, it can still be read once clients have taken every descriptor.
+local function rss_kib(status)
+    status:seek("set", 0)
+    return tonumber(status:read("a"):match("VmRSS:%s*(%d+)"))
+end
+
+local function result(fields)
+    local out = { "result" }
+    for _, kv in ipairs(fields) do
+        local v = kv[2]
+        if math.type(v) == "float" then v = string.format("%.9f", v) end
+        out[#out + 1] = kv[1] .. "=" .. tostring(v)
+    end
+    print(table.concat(out, " "))
+    io.stdout:flush()
+end
+
+local function make_payload(size)
+    local t = {}
+    for i = 0, size - 1 do t[#t + 1] = string.char(97 + i % 26) end
+    return table.concat(t)
+end
+
+local function new_client(index)
+    return mqtt.Client(string.format("zmqtt-bench-%d-%d", PID, index or 0), true)
+end
+
+local BACK_PRESSURE = { ["queue full"] = true, ["no packet id"] = true }
+
+--- Publishes n messages in batches of `every`, dispatching between batches
+-- and waiting for acknowledgements whenever the client pushes back.
+local function publish_all(c, topic, payload, qos, n, every)
+    local sent = 0
+    local function batch(k)
+        for _ = 1, k do
+            c:publish(topic, payload, qos)
+            sent = sent + 1
+        end
+    end
+    while sent < n do
+        local ok, err = pcall(batch, math.min(every, n - sent))
+        if ok then
+            c:dispatch(0)
+        elseif mqtt.is_error(err) and BACK_PRESSURE[err.name] then
+            c:dispatch(0.01)
+        else
+            error(err, 0)
+        end
+    end
+end
+
+local function run_pub(host, port, qos, count, size, every)
+    local c = new_client()
+    c:connect(host, 60, port)
+    local payload = make_payload(size)
+    local acked = 0
+    local function on_ack() acked = acked + 1 end
+    c:on(mqtt.PUBACK, on_ack)
+    c:on(mqtt.PUBCOMP, on_ack)
+    local expect = (qos > 0 and count or 0) + 1
+    local cpu0, t0 = cpu_seconds(), monotonic()
+    publish_all(c, "bench/pub", payload, qos, count, every)
+    publish_all(c, "bench/pub", payload, 1, 1, every) -- the fence
+    while acked < expect do c:dispatch(1) end
+    local t1, cpu1 = monotonic(), cpu_seconds()
+    result { { "count", count }, { "elapsed", t1 - t0 }, { "cpu", cpu1 - cpu0 } }
+    c:disconnect()
+    c:close()
+end
+
+local function run_sub(host, port, count, topic)
+    local c = new_client()
+    c:connect(host, 60, port)
+    local received = 0
+    c:loop(function() received = received + 1 end)
+    local cpu0, t0 = cpu_seconds(), monotonic()
+    c:subscribe(topic, 0)
+    while received < count do c:dispatch(1) end
+    local t1, cpu1 = monotonic(), cpu_seconds()
+    result { { "count", count }, { "elapsed", t1 - t0 }, { "cpu", cpu1 - cpu0 } }
+    c:disconnect()
+    c:close()
+end
+
+--- Nearest-rank percentile of a sorted list.
+local function percentile(v, p)
+    local k = math.ceil(p * #v)
+    return v[math.max(1, math.min(#v, k))]
+end
+
+local function run_rtt(host, port, qos, count, size, warmup)
+    local c = new_client()
+    c:connect(host, 60, port)
+    local topic = "bench/rtt/zmqtt-" .. PID
+    local received, subscribed = 0, false
+    c:loop(function() received = received + 1 end)
+    c:on(mqtt.SUBACK, function() subscribed = true end)
+    c:subscribe(topic, qos)
+    while not subscribed do c:dispatch(1) end
+    local payload = make_payload(size)
+    local lat = {}
+    local cpu0, t_start = cpu_seconds(), monotonic()
+    for i = -warmup + 1, count do
+        if i == 1 then cpu0, t_start = cpu_seconds(), monotonic() end
+        local want = received + 1
+        local t0 = monotonic()
+        c:publish(topic, payload, qos)
+        while received < want do c:dispatch(1) end
+        if i >= 1 then lat[i] = monotonic() - t0 end
+    end
+    local elapsed, cpu = monotonic() - t_start, cpu_seconds() - cpu0
+    local sum = 0
+    for i = 1, count do sum = sum + lat[i] end
+    table.sort(lat)
+    result { { "count", count }, { "elapsed", elapsed }, { "cpu", cpu },
+        { "p50", percentile(lat, 0.50) }, { "p99", percentile(lat, 0.99) },
+        { "mean", sum / count }, { "max", lat[#lat] } }
+    c:disconnect()
+    c:close()
+end
+
+local function run_idle(host, port, keepalive, seconds)
+    local c = new_client()
+    c:connect(host, keepalive, port)
+    c:loop(function() end)
+    print("ready pid=" .. PID)
+    io.stdout:flush()
+    mqtt.sleep(seconds)
+    result { { "connected", c:is_connected() and 1 or 0 } }
+    c:disconnect()
+    c:close()
+end
+
+local function run_clients(host, port, n, hold)
+    local status = assert(io.open("/proc/self/status"))
+    local rss0 = rss_kib(status)
+    local clients = {}
+    local t0 = monotonic()
+    for i = 1, n do
+        local ok, err = pcall(function()
+            local c = new_client(i)
+            clients[#clients + 1] = c
+            c:connect(host, 60, port)
+        end)
+        if not ok then
+            io.stderr:write(string.format("zmqtt_bench: client %d of %d failed: %s\n", i, n,
+                tostring(err)))
+            break
+        end
+    end
+    local connect_time = monotonic() - t0
+    mqtt.sleep(hold)
+    local rss1 = rss_kib(status)
+    local connected = 0
+    for _, c in ipairs(clients) do
+        if c:is_connected() then connected = connected + 1 end
+    end
+    result { { "clients", n }, { "connected", connected },
+        { "connect_time", connect_time }, { "rss_kib", rss1 }, { "base_kib", rss0 } }
+    for _, c in ipairs(clients) do c:close() end
+    return connected == n
+end
+
+local function usage()
+    io.stderr:write([[
+usage: zmqtt_bench.lua pub HOST PORT QOS COUNT SIZE [EVERY]
+       zmqtt_bench.lua sub HOST PORT COUNT TOPIC
+       zmqtt_bench.lua rtt HOST PORT QOS COUNT SIZE WARMUP
+       zmqtt_bench.lua idle HOST PORT KEEPALIVE SECONDS
+       zmqtt_bench.lua clients HOST PORT N HOLD_SECONDS
+]])
+    os.exit(2)
+end
+
+local mode, host = arg[1], arg[2]
+local a = {}
+for i = 3, #arg do a[#a + 1] = tonumber(arg[i]) or arg[i] end
+local ok = true
+if mode == "pub" and #a >= 4 then
+    run_pub(host, a[1], a[2], a[3], a[4], a[5] or 1000)
+elseif mode == "sub" and #a == 3 then
+    run_sub(host, a[1], a[2], a[3])
+elseif mode == "rtt" and #a == 5 then
+    run_rtt(host, a[1], a[2], a[3], a[4], a[5])
+elseif mode == "idle" and #a == 3 then
+    run_idle(host, a[1], a[2], a[3])
+elseif mode == "clients" and #a == 3 then
+    ok = run_clients(host, a[1], a[2], a[3])
+else
+    usage()
+end
+os.exit(ok and 0 or 1)
