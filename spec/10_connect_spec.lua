@@ -10,9 +10,7 @@ local socket = require("socket")
 local HOST = helpers.HOST
 
 -- Runs callbacks of every client until pred() holds or timeout seconds pass.
-local function wait_for(pred, timeout)
-    return helpers.wait_until(pred, timeout or 5, function() mqtt.dispatch(0.02) end)
-end
+local wait_for = helpers.wait_dispatch
 
 -- The part of a broker's log written since `from` (a byte offset).
 local function log_since(b, from)
@@ -45,39 +43,12 @@ local function ipv6_loopback()
     return ok == 1
 end
 
--- The Lua search paths of this process, for child lua5.4 processes.
-local function child_env()
-    return "LUA_PATH=" .. helpers.quote(package.path) .. " LUA_CPATH=" .. helpers.quote(package.cpath)
-end
-
 describe("connect", function()
-    local broker
-    local clients = {}
-
-    -- A client that after_each closes.
-    local function new_client(id, clean, opts)
-        local c = mqtt.Client(id or helpers.unique("zc"), clean, opts)
-        clients[#clients + 1] = c
-        return c
-    end
-
-    setup(function()
-        broker = helpers.start_broker()
-    end)
-
-    teardown(function()
-        helpers.stop_all()
-    end)
-
-    after_each(function()
-        for i = #clients, 1, -1 do
-            clients[i]:close()
-            clients[i] = nil
-        end
-    end)
+    -- clients:new(id, clean, opts) makes a client that after_each closes.
+    local broker, clients = helpers.with_broker(nil, "zc")
 
     it("returns once the CONNACK is accepted and the client is connected", function()
-        local c = new_client()
+        local c = clients:new()
         local acks = {}
         c:on(mqtt.CONNACK, function(_, d) acks[#acks + 1] = d end)
         assert.is_nil(c:connect(HOST, 60, broker.port))
@@ -91,7 +62,7 @@ describe("connect", function()
     end)
 
     it("connects to a host given by name (localhost)", function()
-        local c = new_client()
+        local c = clients:new()
         c:connect("localhost", 60, broker.port)
         assert.is_true(c:is_connected())
         assert.equal(1, connects_of(broker, c.client_id))
@@ -104,7 +75,7 @@ describe("connect", function()
         end
         local port6 = helpers.free_port()
         local b6 = helpers.start_broker({ extra = "listener " .. port6 .. " ::1" })
-        local c = new_client()
+        local c = clients:new()
         c:connect("::1", 60, port6)
         assert.is_true(c:is_connected())
         assert.truthy(log_since(b6):find("New client connected from ::1:%d+ as " ..
@@ -119,7 +90,7 @@ describe("connect", function()
     end)
 
     it("accepts the table form, every argument by name", function()
-        local c = new_client()
+        local c = clients:new()
         local after = 0
         c:connect { host = HOST, port = broker.port, keepalive = 30, ssl_ctx = nil,
                     breconnect_cb = function() end, sock_keepalive = { 3, 30, 5 },
@@ -131,7 +102,7 @@ describe("connect", function()
     end)
 
     it("rejects unknown keys in the table form", function()
-        local c = new_client()
+        local c = clients:new()
         local ok, err = pcall(c.connect, c, { host = HOST, port = broker.port, keepalive = 30,
                                               hots = "x" })
         assert.is_false(ok)
@@ -142,7 +113,7 @@ describe("connect", function()
 
     it("raises MQTTConnectionError quickly with a readable message on a closed port", function()
         local port = helpers.free_port()
-        local c = new_client()
+        local c = clients:new()
         local t0 = mqtt.monotonic()
         local ok, err = pcall(c.connect, c, HOST, 60, port)
         local elapsed = mqtt.monotonic() - t0
@@ -178,7 +149,7 @@ describe("connect", function()
             assert.is_false(ok_ref)
             assert.matches("not authori[sz]ed", out)
 
-            local c = new_client()
+            local c = clients:new()
             c:set_username_pw("alice", "nope")
             local ok, err = pcall(c.connect, c, HOST, 60, pbroker.port)
             assert.is_false(ok)
@@ -190,7 +161,7 @@ describe("connect", function()
         end)
 
         it("raises MQTTConnectionError 5 without credentials (anonymous refused)", function()
-            local c = new_client()
+            local c = clients:new()
             local ok, err = pcall(c.connect, c, HOST, 60, pbroker.port)
             assert.is_false(ok)
             assert.is_true(mqtt.is_error(err, mqtt.MQTTConnectionError))
@@ -199,7 +170,7 @@ describe("connect", function()
         end)
 
         it("connects with the right credentials", function()
-            local c = new_client()
+            local c = clients:new()
             c:set_username_pw("alice", "s3cret")
             c:connect(HOST, 60, pbroker.port)
             assert.is_true(c:is_connected())
@@ -208,7 +179,7 @@ describe("connect", function()
         end)
 
         it("reports the refusal of connect_async as a CONNACK with error and code 5", function()
-            local c = new_client()
+            local c = clients:new()
             c:set_username_pw("alice", "nope")
             local ack
             c:on(mqtt.CONNACK, function(_, d) ack = d end)
@@ -223,7 +194,7 @@ describe("connect", function()
     end)
 
     it("runs aconnect_cb after the connect, when the client is connected", function()
-        local c = new_client()
+        local c = clients:new()
         local seen = {}
         c:connect(HOST, 60, broker.port, nil, nil, function(cl)
             seen[#seen + 1] = { cl = cl, connected = cl:is_connected() }
@@ -237,7 +208,7 @@ describe("connect", function()
     end)
 
     it("does not run aconnect_cb when the connect fails", function()
-        local c = new_client()
+        local c = clients:new()
         local runs = 0
         local ok = pcall(c.connect, c, HOST, 60, helpers.free_port(), nil, nil,
                          function() runs = runs + 1 end)
@@ -249,7 +220,7 @@ describe("connect", function()
     describe("connect_async", function()
         it("returns at once, then a CONNACK callback gets return_code 0", function()
             local fb <close> = FakeBroker.new()
-            local c = new_client()
+            local c = clients:new()
             local ack
             c:on(mqtt.CONNACK, function(_, d) ack = d end)
             local t0 = mqtt.monotonic()
@@ -269,7 +240,7 @@ describe("connect", function()
         end)
 
         it("runs aconnect_cb once the asynchronous connect succeeded", function()
-            local c = new_client()
+            local c = clients:new()
             local runs, connected_then = 0, nil
             c:connect_async(HOST, 60, broker.port, nil, nil, function(cl)
                 runs = runs + 1
@@ -282,7 +253,7 @@ describe("connect", function()
         end)
 
         it("against mosquitto gets return_code 0 and ends connected", function()
-            local c = new_client()
+            local c = clients:new()
             local acks = {}
             c:on(mqtt.CONNACK, function(_, d) acks[#acks + 1] = d end)
             c:connect_async(HOST, 60, broker.port)
@@ -295,7 +266,7 @@ describe("connect", function()
         it("is still running for mqtt.run(), which dispatches its CONNACK", function()
             -- mqtt.run() dispatches until every client has disconnected: a client
             -- connecting in the background has not.
-            local c = new_client()
+            local c = clients:new()
             local ack
             c:on(mqtt.CONNACK, function(cl, d)
                 ack = d
@@ -309,7 +280,7 @@ describe("connect", function()
         end)
 
         it("for a closed port gets data.error (MQTTConnectionError) and return_code ~= 0", function()
-            local c = new_client()
+            local c = clients:new()
             local acks = {}
             c:on(mqtt.CONNACK, function(_, d) acks[#acks + 1] = d end)
             local t0 = mqtt.monotonic()
@@ -328,7 +299,7 @@ describe("connect", function()
         -- The kernel completes the TCP handshake (backlog) but nobody ever reads
         -- the CONNECT or sends a CONNACK.
         local fb <close> = FakeBroker.new()
-        local c = new_client(nil, true, { connect_timeout = 0.5 })
+        local c = clients:new(nil, true, { connect_timeout = 0.5 })
         local t0 = mqtt.monotonic()
         local ok, err = pcall(c.connect, c, fb.host, 60, fb.port)
         local elapsed = mqtt.monotonic() - t0
@@ -362,7 +333,7 @@ describe("connect", function()
             end
         end
         assert.is_true(full, "could not fill the listen backlog")
-        local c = new_client(nil, true, { connect_timeout = 0.5 })
+        local c = clients:new(nil, true, { connect_timeout = 0.5 })
         local t0 = mqtt.monotonic()
         local ok, err = pcall(c.connect, c, HOST, 60, port)
         local elapsed = mqtt.monotonic() - t0
@@ -375,7 +346,7 @@ describe("connect", function()
 
     it("connect_timeout bounds connect_async too: a CONNACK event with an error", function()
         local fb <close> = FakeBroker.new()
-        local c = new_client(nil, true, { connect_timeout = 0.3 })
+        local c = clients:new(nil, true, { connect_timeout = 0.3 })
         local ack
         c:on(mqtt.CONNACK, function(_, d) ack = d end)
         local t0 = mqtt.monotonic()
@@ -389,7 +360,7 @@ describe("connect", function()
     end)
 
     it("reports is_connected() and state() through the client's life", function()
-        local c = new_client(nil, true, { reconnect = { min = 0.05, max = 0.2 } })
+        local c = clients:new(nil, true, { reconnect = { min = 0.05, max = 0.2 } })
         assert.is_false(c:is_connected())
         assert.equal("disconnected", c:state())
         c:connect(HOST, 60, broker.port)
@@ -409,8 +380,8 @@ describe("connect", function()
     it("shows a lost connection as 'reconnecting' under loop() and 'disconnected' without",
        function()
         local b = helpers.start_broker()
-        local looping = new_client(nil, true, { reconnect = { min = 0.05, max = 0.2 } })
-        local plain = new_client(nil, true, { reconnect = { min = 0.05, max = 0.2 } })
+        local looping = clients:new(nil, true, { reconnect = { min = 0.05, max = 0.2 } })
+        local plain = clients:new(nil, true, { reconnect = { min = 0.05, max = 0.2 } })
         local lost = {}
         looping:on(mqtt.DISCONNECT, function(_, d) lost[#lost + 1] = d end)
         plain:on(mqtt.DISCONNECT, function(_, d) lost[#lost + 1] = d end)
@@ -435,7 +406,7 @@ describe("connect", function()
     end)
 
     it("does not reconnect after disconnect(), even with loop() running", function()
-        local c = new_client(nil, true, { reconnect = { min = 0.05, max = 0.1 } })
+        local c = clients:new(nil, true, { reconnect = { min = 0.05, max = 0.1 } })
         local events = {}
         c:on(mqtt.CONNACK, function() events[#events + 1] = "CONNACK" end)
         c:on(mqtt.DISCONNECT, function(_, d)
@@ -462,7 +433,7 @@ describe("connect", function()
 
     it("stops reconnecting when disconnect() is called while the broker is down", function()
         local b = helpers.start_broker()
-        local c = new_client(nil, true, { reconnect = { min = 0.05, max = 0.1 } })
+        local c = clients:new(nil, true, { reconnect = { min = 0.05, max = 0.1 } })
         local lost = 0
         c:on(mqtt.DISCONNECT, function() lost = lost + 1 end)
         c:connect(HOST, 60, b.port)
@@ -482,7 +453,7 @@ describe("connect", function()
 
     it("disconnect() flushes what was queued before sending DISCONNECT", function()
         local topic = "flush/" .. helpers.unique("t")
-        local watcher = new_client()
+        local watcher = clients:new()
         local got = {}
         watcher:connect(HOST, 60, broker.port)
         watcher:loop(function(_, d) got[#got + 1] = d.message.payload end)
@@ -490,7 +461,7 @@ describe("connect", function()
         watcher:on(mqtt.SUBACK, function() subacked = true end)
         watcher:subscribe(topic, 1)
         assert.is_true(wait_for(function() return subacked end))
-        local c = new_client()
+        local c = clients:new()
         c:connect(HOST, 60, broker.port)
         for i = 1, 50 do c:publish(topic, "m" .. i, i % 2) end
         c:disconnect()
@@ -506,7 +477,7 @@ describe("connect", function()
         local fb <close> = FakeBroker.new()
         -- The fake broker cannot acknowledge while disconnect() blocks this
         -- thread, so the wait for acknowledgements is kept short.
-        local c = new_client(nil, true, { disconnect_timeout = 0.3 })
+        local c = clients:new(nil, true, { disconnect_timeout = 0.3 })
         c:connect_async(fb.host, 60, fb.port)
         fb:handshake()
         assert.is_true(wait_for(function() return c:is_connected() end))
@@ -523,7 +494,7 @@ describe("connect", function()
     end)
 
     it("close() is idempotent", function()
-        local c = new_client()
+        local c = clients:new()
         c:connect(HOST, 60, broker.port)
         c:close()
         assert.has_no.errors(function() c:close() end)
@@ -533,7 +504,7 @@ describe("connect", function()
     end)
 
     it("raises an MQTTError for methods called on a closed client", function()
-        local c = new_client()
+        local c = clients:new()
         c:connect(HOST, 60, broker.port)
         c:close()
         local calls = {
@@ -608,7 +579,7 @@ describe("connect", function()
             os.exit(0, true)
         ]]):format(id, broker.port)
         local t0 = mqtt.monotonic()
-        local ok, code, out = helpers.run(child_env() .. " " .. helpers.LUA .. " -e " .. helpers.quote(script), 10)
+        local ok, code, out = helpers.run_lua(script, 10)
         local elapsed = mqtt.monotonic() - t0
         assert.is_true(ok, "exit status " .. tostring(code) .. ": " .. out)
         assert.equal(0, code)

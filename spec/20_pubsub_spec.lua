@@ -9,9 +9,7 @@ local mqtt = require("mqtt")
 
 local HOST = helpers.HOST
 
-local function wait_for(pred, timeout)
-    return helpers.wait_until(pred, timeout or 5, function() mqtt.dispatch(0.02) end)
-end
+local wait_for = helpers.wait_dispatch
 
 -- Deterministic bytes of length n covering all 256 byte values (NUL included).
 local function binary(n, seed)
@@ -31,44 +29,17 @@ local function show(s)
 end
 
 describe("publish and subscribe", function()
-    local broker
-    local clients = {}
-
-    setup(function()
-        broker = helpers.start_broker()
-    end)
-
-    teardown(function()
-        helpers.stop_all()
-    end)
-
-    after_each(function()
-        for i = #clients, 1, -1 do
-            clients[i]:close()
-            clients[i] = nil
-        end
-    end)
+    local broker, clients = helpers.with_broker(nil, "zps")
 
     -- A connected client whose loop() on_message collects every message.
     local function client(opts)
-        local c = mqtt.Client(helpers.unique("zps"), true, opts)
-        clients[#clients + 1] = c
-        local got = {}
+        local c = clients:new(nil, true, opts)
         c:connect(HOST, 60, broker.port)
-        c:loop(function(_, data) got[#got + 1] = data.message end)
-        return c, got
+        return c, helpers.collect(c)
     end
 
-    -- Subscribes and waits for the SUBACK; returns its data.
-    local function subscribe(c, topics, qos)
-        local mid = c:subscribe(topics, qos)
-        local ack
-        local function on_ack(_, d) ack = d end
-        c:on(mqtt.SUBACK, on_ack, function(d) return d.mid == mid end)
-        assert.is_true(wait_for(function() return ack ~= nil end), "no SUBACK")
-        c:off(mqtt.SUBACK, on_ack)
-        return ack, mid
-    end
+    -- Subscribes and waits for the SUBACK; returns its data and the mid.
+    local subscribe = helpers.subscribe_wait
 
     local function topic_prefix()
         return helpers.unique("ps"):gsub("%-", "/")
@@ -311,8 +282,7 @@ describe("publish and subscribe", function()
 
     it("reports a refused filter as 0x80 in granted_qos", function()
         local fb <close> = FakeBroker.new()
-        local c = mqtt.Client(helpers.unique("zps"))
-        clients[#clients + 1] = c
+        local c = clients:new()
         c:connect_async(fb.host, 60, fb.port)
         fb:handshake()
         assert.is_true(wait_for(function() return c:is_connected() end))
@@ -452,7 +422,7 @@ describe("publish and subscribe", function()
             for i, p in ipairs(payloads) do
                 for qos = 0, 2 do a:publish(base .. "/" .. i .. "/" .. qos, p, qos) end
             end
-            local msgs, done = sub.wait(10, function() mqtt.dispatch(0.02) end)
+            local msgs, done = sub.wait(10, helpers.dispatcher())
             assert.is_true(done, "mosquitto_sub did not get every message: " .. sub.output())
             assert.equal(#payloads * 3, #msgs)
             local by_topic = {}

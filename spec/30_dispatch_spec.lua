@@ -9,72 +9,28 @@ local socket = require("socket")
 local HOST = helpers.HOST
 
 describe("dispatch", function()
-    local broker
-    local clients = {}
-
-    local function pump()
-        mqtt.dispatch(0.02)
-    end
-
-    local function wait(pred, timeout)
-        return helpers.wait_until(pred, timeout or 5, pump)
-    end
+    local broker, clients = helpers.with_broker(nil, "zdisp")
+    local wait = helpers.wait_dispatch
 
     -- Dispatches for `seconds` more, so that anything wrongly delivered twice shows.
     local function settle(seconds)
         mqtt.sleep(seconds or 0.2)
     end
 
-    local function new_client(id, clean, options)
-        local c = mqtt.Client(id or helpers.unique("zdisp"), clean == nil and true or clean, options)
-        clients[#clients + 1] = c
-        return c
-    end
-
     local function connected(keepalive, id, clean)
-        local c = new_client(id, clean)
+        local c = clients:new(id, clean)
         c:connect(HOST, keepalive or 60, broker.port)
         return c
-    end
-
-    -- Subscribes and waits for the SUBACK; returns the SUBACK data.
-    local function subscribe_wait(c, filter, qos)
-        local mid = c:subscribe(filter, qos or 2)
-        local got
-        local function on_suback(_, d) got = d end
-        c:on(mqtt.SUBACK, on_suback, function(d) return d.mid == mid end, 1e9)
-        assert(wait(function() return got ~= nil end), "no SUBACK for " .. filter)
-        c:off(mqtt.SUBACK, on_suback)
-        return got
     end
 
     -- A connected client subscribed (QoS 2) to prefix/#; returns client, prefix.
     local function self_subscribed(keepalive)
         local c = connected(keepalive)
         local prefix = helpers.unique("zd")
-        subscribe_wait(c, prefix .. "/#", 2)
+        helpers.subscribe_wait(c, prefix .. "/#", 2)
         c:dispatch(0)
         return c, prefix
     end
-
-    setup(function()
-        broker = helpers.start_broker()
-    end)
-
-    teardown(function()
-        for i = #clients, 1, -1 do
-            clients[i]:close()
-            clients[i] = nil
-        end
-        helpers.stop_all()
-    end)
-
-    after_each(function()
-        for i = #clients, 1, -1 do
-            clients[i]:close()
-            clients[i] = nil
-        end
-    end)
 
     describe("the priority rule", function()
         it("considers specific callbacks from the highest priority down; the first true condition wins alone", function()
@@ -366,7 +322,7 @@ describe("dispatch", function()
 
     describe("data tables", function()
         it("every data has return_code == 0", function()
-            local c = new_client()
+            local c = clients:new()
             local seen = {}
             local names = {
                 [mqtt.CONNACK] = "CONNACK", [mqtt.PUBLISH] = "PUBLISH", [mqtt.PUBACK] = "PUBACK",
@@ -412,7 +368,7 @@ describe("dispatch", function()
 
         it("a CONNACK event follows connect with session_present and return_code", function()
             local id = helpers.unique("zdsess")
-            local c = new_client(id, false)
+            local c = clients:new(id, false)
             local acks = {}
             c:on(mqtt.CONNACK, function(_, d) acks[#acks + 1] = d end)
             c:connect(HOST, 60, broker.port)
@@ -423,7 +379,7 @@ describe("dispatch", function()
             assert.is_true(wait(function() return c:state() == "disconnected" end))
 
             -- the broker kept the persistent session
-            local c2 = new_client(id, false)
+            local c2 = clients:new(id, false)
             local acks2 = {}
             c2:on(mqtt.CONNACK, function(_, d) acks2[#acks2 + 1] = d end)
             c2:connect(HOST, 60, broker.port)

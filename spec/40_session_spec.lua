@@ -9,9 +9,7 @@ local mqtt = require("mqtt")
 local HOST = helpers.HOST
 local FAST = { reconnect = { min = 0.05, max = 0.2 } }
 
-local function wait_for(pred, timeout)
-    return helpers.wait_until(pred, timeout or 5, function() mqtt.dispatch(0.02) end)
-end
+local wait_for = helpers.wait_dispatch
 
 local function log_of(b)
     return helpers.read_file(b.log_file) or ""
@@ -19,11 +17,6 @@ end
 
 local function pattern(s)
     return (s:gsub("%p", "%%%0"))
-end
-
--- The Lua search paths of this process, for child lua5.4 processes.
-local function child_env()
-    return "LUA_PATH=" .. helpers.quote(package.path) .. " LUA_CPATH=" .. helpers.quote(package.cpath)
 end
 
 -- Runs a child lua5.4 that connects with a will, reports "connected" and
@@ -43,7 +36,7 @@ local function run_killed_child(port, id, will)
         io.stdout:write("still alive\n")
     ]]):format(id, will.topic, will.payload == nil and "nil" or ("%q"):format(will.payload),
                will.qos, tostring(will.retain), port)
-    local _, code, out = helpers.run(child_env() .. " " .. helpers.LUA .. " -e " .. helpers.quote(script), 15)
+    local _, code, out = helpers.run_lua(script, 15)
     return code, out
 end
 
@@ -69,42 +62,15 @@ local function keepalive_timer(port)
 end
 
 describe("session", function()
-    local broker
-    local clients = {}
+    local broker, clients = helpers.with_broker(nil, "zs")
 
-    local function new_client(id, clean, opts)
-        local c = mqtt.Client(id or helpers.unique("zs"), clean, opts)
-        clients[#clients + 1] = c
-        return c
-    end
-
-    -- A connected client collecting every message through loop(on_message).
+    -- A connected client collecting every message through loop(on_message),
+    -- subscribed to filter (the SUBACK received).
     local function watcher(b, filter, qos)
-        local c = new_client(nil, true, FAST)
-        local got = {}
+        local c = clients:new(nil, true, FAST)
         c:connect(HOST, 60, b.port)
-        c:loop(function(_, d) got[#got + 1] = d.message end)
-        local mid = c:subscribe(filter, qos or 1)
-        local acked = false
-        c:on(mqtt.SUBACK, function() acked = true end, function(d) return d.mid == mid end)
-        assert.is_true(wait_for(function() return acked end), "no SUBACK")
-        return c, got
+        return c, (helpers.watch(c, filter, qos or 1))
     end
-
-    setup(function()
-        broker = helpers.start_broker()
-    end)
-
-    teardown(function()
-        helpers.stop_all()
-    end)
-
-    after_each(function()
-        for i = #clients, 1, -1 do
-            clients[i]:close()
-            clients[i] = nil
-        end
-    end)
 
     describe("will", function()
         it("is delivered when the client's process dies without DISCONNECT", function()
@@ -165,7 +131,7 @@ describe("session", function()
         it("is NOT delivered after a clean disconnect()", function()
             local topic = "will/" .. helpers.unique("clean")
             local _, got = watcher(broker, topic, 1)
-            local c = new_client(nil, true, FAST)
+            local c = clients:new(nil, true, FAST)
             c:set_will(topic, "should not appear", 1, false)
             c:connect(HOST, 60, broker.port)
             c:loop()
@@ -187,14 +153,11 @@ describe("session", function()
         it("gets the messages published while offline, and session_present", function()
             local id = helpers.unique("zpersist")
             local topic = "persist/" .. helpers.unique("t")
-            local c = new_client(id, false, FAST)
+            local c = clients:new(id, false, FAST)
             local acks = {}
             c:on(mqtt.CONNACK, function(_, d) acks[#acks + 1] = d end)
             c:connect(HOST, 60, broker.port)
-            local mid = c:subscribe(topic, 1)
-            local subacked = false
-            c:on(mqtt.SUBACK, function() subacked = true end, function(d) return d.mid == mid end)
-            assert.is_true(wait_for(function() return subacked end))
+            helpers.subscribe_wait(c, topic, 1)
             assert.equal(1, #acks)
             assert.is_false(acks[1].session_present)
             c:disconnect()
@@ -223,7 +186,7 @@ describe("session", function()
 
         it("has session_present false with clean_session = true", function()
             local id = helpers.unique("zclean")
-            local c = new_client(id, true)
+            local c = clients:new(id, true)
             local acks = {}
             c:on(mqtt.CONNACK, function(_, d) acks[#acks + 1] = d end)
             c:connect(HOST, 60, broker.port)
@@ -240,16 +203,11 @@ describe("session", function()
         local topic = "restart/" .. helpers.unique("t")
 
         -- The subscriber keeps a persistent session, which the broker saves on SIGTERM.
-        local sub = new_client(helpers.unique("zsub"), false, FAST)
-        local got = {}
+        local sub = clients:new(helpers.unique("zsub"), false, FAST)
         sub:connect(HOST, 60, b.port)
-        sub:loop(function(_, d) got[#got + 1] = d.message end)
-        local smid = sub:subscribe(topic, 2)
-        local subacked = false
-        sub:on(mqtt.SUBACK, function() subacked = true end, function(d) return d.mid == smid end)
-        assert.is_true(wait_for(function() return subacked end))
+        local got = helpers.watch(sub, topic, 2)
 
-        local pub = new_client(nil, true, FAST)
+        local pub = clients:new(nil, true, FAST)
         local events = {}
         pub:on(mqtt.CONNACK, function(_, d)
             events[#events + 1] = { "CONNACK", d.return_code, d.error }
@@ -316,7 +274,7 @@ describe("session", function()
     it("runs breconnect_cb before each automatic reconnect; set_username_pw in it takes effect",
        function()
         local b = helpers.start_broker({ users = { alice = "old" } })
-        local c = new_client(nil, true, FAST)
+        local c = clients:new(nil, true, FAST)
         local trace = {}
         c:on(mqtt.CONNACK, function(_, d) trace[#trace + 1] = "C" .. d.return_code end)
         c:on(mqtt.DISCONNECT, function() trace[#trace + 1] = "D" end)
@@ -374,7 +332,7 @@ describe("session", function()
        function()
         local b = helpers.start_broker()
         -- Without sock_keepalive there is no keepalive timer: the check tells them apart.
-        local plain = new_client()
+        local plain = clients:new()
         plain:connect(HOST, 60, b.port)
         assert.is_nil(keepalive_timer(b.port))
         plain:close()
@@ -383,7 +341,7 @@ describe("session", function()
             return not out:find(":" .. b.port, 1, true)
         end))
 
-        local c = new_client(nil, true, FAST)
+        local c = clients:new(nil, true, FAST)
         local acks = 0
         c:on(mqtt.CONNACK, function(_, d) if d.return_code == 0 then acks = acks + 1 end end)
         c:connect { host = HOST, port = b.port, keepalive = 60, sock_keepalive = { 4, 77, 11 } }

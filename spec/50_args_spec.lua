@@ -384,32 +384,10 @@ describe("a closed client", function()
 end)
 
 describe("errors", function()
-    local broker
-
-    setup(function()
-        broker = helpers.start_broker({ users = { alice = "secret" } })
-    end)
-
-    teardown(function()
-        helpers.stop_all()
-    end)
-
-    local clients = {}
-    local function new_client(id)
-        local c = mqtt.Client(id or helpers.unique("zerr"))
-        clients[#clients + 1] = c
-        return c
-    end
-
-    after_each(function()
-        for i = #clients, 1, -1 do
-            clients[i]:close()
-            clients[i] = nil
-        end
-    end)
+    local broker, clients = helpers.with_broker({ users = { alice = "secret" } }, "zerr")
 
     it("a refused connect raises an MQTTConnectionError with code, name, message", function()
-        local c = new_client()
+        local c = clients:new()
         c:set_username_pw("alice", "wrong")
         local ok, err = pcall(c.connect, c, HOST, 10, broker.port)
         assert.is_false(ok)
@@ -428,7 +406,7 @@ describe("errors", function()
         assert.is_false(c:is_connected())
 
         -- without credentials: refused too
-        local c2 = new_client()
+        local c2 = clients:new()
         local ok2, err2 = pcall(c2.connect, c2, HOST, 10, broker.port)
         assert.is_false(ok2)
         assert.is_true(mqtt.is_error(err2, mqtt.MQTTConnectionError))
@@ -441,7 +419,7 @@ describe("errors", function()
     end)
 
     it("a failed TCP connect raises an MQTTConnectionError without a CONNACK code", function()
-        local c = new_client()
+        local c = clients:new()
         local port = helpers.free_port() -- nothing listens there
         local ok, err = pcall(c.connect, c, HOST, 10, port)
         assert.is_false(ok)
@@ -458,7 +436,7 @@ describe("errors", function()
 
     it("a protocol error is an MQTTProtocolError and an MQTTError", function()
         local fb <close> = FakeBroker.new()
-        local c = new_client()
+        local c = clients:new()
         local errors = {}
         local function collect(_, d)
             if d.error then errors[#errors + 1] = d.error end
@@ -469,8 +447,7 @@ describe("errors", function()
         assert(fb:accept())
         fb:expect(FakeBroker.CONNECT)
         fb:send(FakeBroker.packet(0x20, "\0\0\0")) -- CONNACK with remaining length 3
-        assert.is_true(helpers.wait_until(function() return #errors > 0 end, 5,
-                                          function() mqtt.dispatch(0.02) end))
+        assert.is_true(helpers.wait_dispatch(function() return #errors > 0 end, 5))
         local err = errors[1]
         assert.is_true(mqtt.is_error(err, mqtt.MQTTProtocolError))
         assert.is_true(mqtt.is_error(err, mqtt.MQTTError))
@@ -496,7 +473,7 @@ describe("errors", function()
 
     it("after a batch of bad calls on a connected client, only the good publish reaches a subscriber", function()
         local id = helpers.unique("zbatch")
-        local c = new_client(id)
+        local c = clients:new(id)
         c:set_username_pw("alice", "secret")
         c:connect(HOST, 30, broker.port)
         -- The bad calls take long under sanitizers: the subscriber must outlive them.
@@ -523,7 +500,7 @@ describe("errors", function()
         assert.are.same({}, failures)
         assert.is_true(c:is_connected())
         c:publish("zbatch/good", "the only one", 1)
-        local msgs = sub.wait_for(1, 5, function() mqtt.dispatch(0.02) end)
+        local msgs = sub.wait_for(1, 5, helpers.dispatcher())
         mqtt.sleep(0.5)
         msgs = sub.messages()
         sub.stop()

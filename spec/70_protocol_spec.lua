@@ -12,12 +12,10 @@ local FB = require("fake_broker")
 local FAST = { reconnect = { min = 0.05, max = 0.2 } }
 local now = helpers.now
 
-local function step()
-    mqtt.dispatch(0.01)
-end
+local step = helpers.dispatcher(0.01)
 
 local function wait_for(pred, timeout)
-    return helpers.wait_until(pred, timeout or 5, step)
+    return helpers.wait_dispatch(pred, timeout, 0.01)
 end
 
 -- The whole of s in hex: comparing these compares the bytes and shows them.
@@ -38,32 +36,16 @@ local function accept_dispatching(fb, timeout)
 end
 
 describe("protocol (fake broker)", function()
-    local clients, brokers = {}, {}
-
-    local function new_broker(opts)
-        local fb = FB.new(opts or { timeout = 3 })
-        brokers[#brokers + 1] = fb
-        return fb
-    end
+    local clients, brokers = helpers.clients("zp", FAST), helpers.fake_brokers({ timeout = 3 })
+    helpers.close_after_each(clients, brokers)
 
     -- A client whose events are recorded in rec: connacks, disconnects,
-    -- messages (every delivered MQTTMessage, QoS 2 at PUBREL), acks
-    -- ({command, data}), pingresps.
+    -- messages (every delivered MQTTMessage, QoS 2 at PUBREL), arrivals,
+    -- acks ({command, data}), pingresps.
     local function new_client(id, clean, opts)
-        local c = mqtt.Client(id or helpers.unique("zp"), clean, opts or FAST)
-        clients[#clients + 1] = c
-        local rec = { connacks = {}, disconnects = {}, messages = {}, acks = {},
-                      arrivals = {}, pingresps = 0 }
-        c:on(mqtt.CONNACK, function(_, d) rec.connacks[#rec.connacks + 1] = d end)
-        c:on(mqtt.DISCONNECT, function(_, d) rec.disconnects[#rec.disconnects + 1] = d end)
-        c:on(mqtt.PUBLISH, function(_, d)
-            if d.message then
-                rec.messages[#rec.messages + 1] = d.message
-            else
-                rec.arrivals[#rec.arrivals + 1] = d.mid
-            end
-        end)
-        c:on(mqtt.PUBREL, function(_, d) rec.messages[#rec.messages + 1] = d.message end)
+        local c = clients:new(id, clean, opts)
+        local rec = helpers.record_events(c)
+        rec.acks, rec.pingresps = {}, 0
         for _, cmd in ipairs { mqtt.PUBACK, mqtt.PUBREC, mqtt.PUBCOMP, mqtt.SUBACK,
                                mqtt.UNSUBACK } do
             c:on(cmd, function(_, d) rec.acks[#rec.acks + 1] = { cmd, d } end)
@@ -95,21 +77,10 @@ describe("protocol (fake broker)", function()
         return list
     end
 
-    after_each(function()
-        for i = #clients, 1, -1 do
-            clients[i]:close()
-            clients[i] = nil
-        end
-        for i = #brokers, 1, -1 do
-            brokers[i]:close()
-            brokers[i] = nil
-        end
-    end)
-
     ---------------------------------------------------------------------------
     describe("CONNECT", function()
         it("carries protocol name MQTT, level 4, clean session, keepalive and client id", function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local c = new_client("zmqtt-proto-1", true)
             local p = connect(c, fb, { keepalive = 17 })
             assert.are.equal("MQTT", p.protocol_name)
@@ -121,21 +92,21 @@ describe("protocol (fake broker)", function()
                              hex(p.raw))
 
             -- clean_session = false: flags 0x00; keepalive 0 and 65535 at the edges.
-            local fb2 = new_broker()
+            local fb2 = brokers:new()
             local c2 = new_client("persistent-1", false)
             p = connect(c2, fb2, { keepalive = 65535 })
             assert.are.equal(0x00, p.connect_flags)
             assert.are.equal(hex(FB.connect { client_id = "persistent-1", keepalive = 65535,
                                               clean_session = false }), hex(p.raw))
 
-            local fb3 = new_broker()
+            local fb3 = brokers:new()
             local c3 = new_client("", true)
             p = connect(c3, fb3, { keepalive = 0 })
             assert.are.equal(hex(FB.connect { client_id = "", keepalive = 0 }), hex(p.raw))
         end)
 
         it("carries username and password with their flags", function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local c = new_client("zid-up", true)
             c:set_username_pw("alice", "s3cr\0t\255")
             local p = connect(c, fb, { keepalive = 30 })
@@ -147,7 +118,7 @@ describe("protocol (fake broker)", function()
                              hex(p.raw))
 
             -- A username without a password: only the username flag.
-            local fb2 = new_broker()
+            local fb2 = brokers:new()
             local c2 = new_client("zid-u", true)
             c2:set_username_pw("bob")
             p = connect(c2, fb2, { keepalive = 30 })
@@ -159,7 +130,7 @@ describe("protocol (fake broker)", function()
         end)
 
         it("carries the will: topic, payload, QoS and retain flags", function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local c = new_client("zid-will", true)
             c:set_will("wills/zid", "gone\0away", 1, true)
             c:set_username_pw("u", "p")
@@ -175,7 +146,7 @@ describe("protocol (fake broker)", function()
                                                        qos = 1, retain = true },
                                               username = "u", password = "p" }), hex(p.raw))
 
-            local fb2 = new_broker()
+            local fb2 = brokers:new()
             local c2 = new_client("zid-will2", true)
             c2:set_will("w/2", "x", 2, false)
             p = connect(c2, fb2, { keepalive = 10 })
@@ -187,7 +158,7 @@ describe("protocol (fake broker)", function()
         for _, case in ipairs { { "an empty string", "" }, { "nil", nil } } do
             it("with a will whose payload is " .. case[1] .. " is well formed (zero-length will payload)",
                function()
-                local fb = new_broker()
+                local fb = brokers:new()
                 local c = new_client("zid-empty-will", true)
                 c:set_will("w/empty", case[2], 0, false)
                 local p = connect(c, fb, { keepalive = 5 })
@@ -204,7 +175,7 @@ describe("protocol (fake broker)", function()
         end
 
         it("uses credentials and will changed after connecting at the next reconnect", function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local c, rec = new_client("zid-change", true)
             c:set_username_pw("u1", "p1")
             c:set_will("w/1", "one", 0, false)
@@ -231,7 +202,7 @@ describe("protocol (fake broker)", function()
     ---------------------------------------------------------------------------
     describe("outgoing packets", function()
         it("SUBSCRIBE is 0x82 with the packet id and one QoS byte per filter", function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local c, rec = new_client()
             connect(c, fb)
             local topics = { { "a/+/c", 0 }, { "b/#", 1 }, { "exact", 2 } }
@@ -252,7 +223,7 @@ describe("protocol (fake broker)", function()
         end)
 
         it("UNSUBSCRIBE is 0xA2 with the packet id and the filters", function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local c, rec = new_client()
             connect(c, fb)
             local mid = c:unsubscribe({ "a/+/c", "b/#" })
@@ -266,7 +237,7 @@ describe("protocol (fake broker)", function()
         end)
 
         it("PUBLISH QoS 0 is 0x30 (0x31 retained) without a packet id", function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local c = new_client()
             connect(c, fb)
             c:publish("q0/t", "hello\0\255")
@@ -284,7 +255,7 @@ describe("protocol (fake broker)", function()
         end)
 
         it("PUBLISH QoS 1 is 0x32 (0x33 retained) with the returned id; PUBACK completes it", function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local c, rec = new_client()
             connect(c, fb)
             local m1 = c:publish("q1/t", "one", 1)
@@ -304,7 +275,7 @@ describe("protocol (fake broker)", function()
         end)
 
         it("PUBLISH QoS 2 is 0x34; PUBREC is answered by PUBREL 0x62 0x02 id; PUBCOMP completes", function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local c, rec = new_client()
             connect(c, fb)
             local mid = c:publish("q2/t", "two", 2)
@@ -329,7 +300,7 @@ describe("protocol (fake broker)", function()
     ---------------------------------------------------------------------------
     describe("answers to the broker, without dispatching", function()
         it("QoS 1 PUBLISH is answered by PUBACK with the same id", function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local c, rec = new_client()
             connect(c, fb, nil, nil, false)
             fb:send(FB.publish { topic = "in/1", payload = "p1", qos = 1, packet_id = 4242 })
@@ -346,7 +317,7 @@ describe("protocol (fake broker)", function()
 
         it("QoS 2: PUBREC, PUBCOMP per PUBREL, and exactly one delivery despite DUP resend and a repeated PUBREL",
            function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local c, rec = new_client()
             connect(c, fb, nil, nil, false)
             local pub = { topic = "in/2", payload = "exactly once", qos = 2, packet_id = 7 }
@@ -376,7 +347,7 @@ describe("protocol (fake broker)", function()
     describe("withheld acks", function()
         it("resends PUBLISH with DUP and the same id, PUBREL for PUBREC'd QoS 2, then new messages in order",
            function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local c, rec = new_client()
             connect(c, fb)
             c:loop()
@@ -418,7 +389,7 @@ describe("protocol (fake broker)", function()
         end)
 
         it("removes the oldest in-flight message on its ack: only the unacked ones are resent", function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local c, rec = new_client()
             connect(c, fb)
             c:loop()
@@ -447,7 +418,7 @@ describe("protocol (fake broker)", function()
     ---------------------------------------------------------------------------
     describe("in-flight window and queue", function()
         it("max_inflight = 2 keeps two QoS 1 PUBLISH on the wire until an ack arrives", function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local c, rec = new_client(nil, true, { max_inflight = 2, reconnect = FAST.reconnect })
             connect(c, fb)
             local mids = {}
@@ -470,7 +441,7 @@ describe("protocol (fake broker)", function()
 
         it("max_queued = 3 while disconnected: the 4th publish raises 'queue full', nothing of the first 3 is lost",
            function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local c, rec = new_client(nil, true, { max_queued = 3, reconnect = FAST.reconnect })
             connect(c, fb)
             c:loop()
@@ -497,7 +468,7 @@ describe("protocol (fake broker)", function()
     ---------------------------------------------------------------------------
     describe("packet ids", function()
         it("are never 0 and distinct among everything in flight", function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local c = new_client()
             connect(c, fb)
             local mids = {
@@ -516,7 +487,7 @@ describe("protocol (fake broker)", function()
         end)
 
         it("wrap around 65535 without ever using 0 or an id still in flight", function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local c = new_client(nil, true, { max_inflight = 1000, reconnect = false })
             connect(c, fb)
             -- The first message is never acknowledged: its id must be skipped.
@@ -552,7 +523,7 @@ describe("protocol (fake broker)", function()
     describe("keepalive", function()
         it("sends PINGREQ after keepalive and declares a silent broker lost after 1.5 x keepalive, then reconnects",
            function()
-            local fb = new_broker { timeout = 3, answer_ping = false }
+            local fb = brokers:new { timeout = 3, answer_ping = false }
             local c, rec = new_client()
             c:loop()
             connect(c, fb, { keepalive = 1 }, nil, false)
@@ -576,7 +547,7 @@ describe("protocol (fake broker)", function()
 
         it("stays connected for 3+ s to a broker answering PINGRESP, pinging about once per keepalive",
            function()
-            local fb = new_broker { timeout = 3, skip_ping = false }
+            local fb = brokers:new { timeout = 3, skip_ping = false }
             local c, rec = new_client()
             connect(c, fb, { keepalive = 1 })
             local t0 = now()
@@ -610,7 +581,7 @@ describe("protocol (fake broker)", function()
     ---------------------------------------------------------------------------
     describe("disconnect()", function()
         it("flushes queued publishes, then sends DISCONNECT 0xE0 0x00, and never reconnects", function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local c, rec = new_client()
             connect(c, fb)
             c:loop()
@@ -638,7 +609,7 @@ describe("protocol (fake broker)", function()
     ---------------------------------------------------------------------------
     describe("reconnect", function()
         it("spaces attempts with growing back-off capped at max, and starts over after a success", function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local MIN, MAX = 0.1, 0.4
             local c = new_client(nil, true, { reconnect = { min = MIN, max = MAX } })
             connect(c, fb)
@@ -676,7 +647,7 @@ describe("protocol (fake broker)", function()
 
         it("reports a refusal (code 5) during automatic reconnect as a CONNACK with error, and keeps retrying",
            function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local c, rec = new_client()
             connect(c, fb)
             c:loop()
@@ -697,7 +668,7 @@ describe("protocol (fake broker)", function()
         end)
 
         it("survives 30+ failed attempts and connects once the broker is back", function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local port = fb.port
             local c, rec = new_client(nil, true, { reconnect = { min = 0.01, max = 0.02 } })
             connect(c, fb)
@@ -718,7 +689,7 @@ describe("protocol (fake broker)", function()
                 end
             end
             assert.are.equal(1, #rec.disconnects)
-            local fb2 = new_broker { port = port, timeout = 3 }
+            local fb2 = brokers:new { port = port, timeout = 3 }
             fb2:handshake()
             assert.is_true(wait_for(function()
                 local last = rec.connacks[#rec.connacks]
@@ -729,7 +700,7 @@ describe("protocol (fake broker)", function()
         end)
 
         it("runs breconnect_cb before each automatic attempt, and its credentials are used", function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local c, rec = new_client()
             local calls = 0
             local function cb(cl)
@@ -765,7 +736,7 @@ describe("protocol (fake broker)", function()
     ---------------------------------------------------------------------------
     describe("send errors", function()
         it("a reset mid-publish is a DISCONNECT with error, and the QoS 1 message is resent", function()
-            local fb = new_broker { timeout = 10 }
+            local fb = brokers:new { timeout = 10 }
             local c, rec = new_client()
             connect(c, fb)
             c:loop()

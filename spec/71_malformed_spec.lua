@@ -15,12 +15,8 @@ local FAST = { reconnect = { min = 0.05, max = 0.2 } }
 local HOST = helpers.HOST
 local now = helpers.now
 
-local function step()
-    mqtt.dispatch(0.01)
-end
-
 local function wait_for(pred, timeout)
-    return helpers.wait_until(pred, timeout or 5, step)
+    return helpers.wait_dispatch(pred, timeout, 0.01)
 end
 
 local function u16(n)
@@ -101,11 +97,6 @@ local REFUSALS = {
     [3] = "server unavailable", [4] = "bad user name or password", [5] = "not authorized",
 }
 
--- Closes descriptors > 2 a child would otherwise inherit (luasocket sockets
--- are not close-on-exec), as helpers.run does.
-local CLOSE_FDS = 'for f in /proc/$BASHPID/fd/*; do n=${f##*/}; ' ..
-                  '[ "$n" -gt 2 ] && exec {n}>&-; done; '
-
 -- Starts a fake broker in a child lua5.4 that answers one CONNECT with
 -- CONNACK(rc) and waits for the close. Returns the pipe and the port.
 local function child_broker(rc)
@@ -120,10 +111,12 @@ local function child_broker(rc)
         io.stdout:write(ok and "closed\n" or "not closed\n")
         fb:close()
     ]]):format(rc)
-    local cmd = "LUA_PATH=" .. helpers.quote(package.path) .. " LUA_CPATH=" ..
-                helpers.quote(package.cpath) .. " exec timeout -k 1 20 " .. helpers.LUA .. " -e " ..
+    local cmd = helpers.child_env() .. " exec timeout -k 1 20 " .. helpers.LUA .. " -e " ..
                 helpers.quote(script)
-    local p = assert(io.popen("bash -c " .. helpers.quote(CLOSE_FDS .. cmd) .. " </dev/null 2>&1", "r"))
+    -- CLOSE_FDS: the child must not inherit descriptors > 2 (luasocket sockets
+    -- are not close-on-exec), as with helpers.run.
+    local p = assert(io.popen("bash -c " .. helpers.quote(helpers.CLOSE_FDS .. cmd) ..
+                              " </dev/null 2>&1", "r"))
     local line = p:read("l")
     local port = tonumber(line)
     if not port then
@@ -135,38 +128,18 @@ local function child_broker(rc)
 end
 
 describe("malformed input (fake broker)", function()
-    local clients, brokers = {}, {}
+    local clients, brokers = helpers.clients("zm", FAST), helpers.fake_brokers({ timeout = 3 })
+    helpers.close_after_each(clients, brokers)
 
-    local function new_broker(opts)
-        local fb = FB.new(opts or { timeout = 3 })
-        brokers[#brokers + 1] = fb
-        return fb
-    end
-
+    -- A client whose events are recorded in rec (helpers.record_events) and
+    -- pubacks (the mids of PUBACK events).
     local function new_client(opts)
-        local c = mqtt.Client(helpers.unique("zm"), true, opts or FAST)
-        clients[#clients + 1] = c
-        local rec = { connacks = {}, disconnects = {}, messages = {}, pubacks = {} }
-        c:on(mqtt.CONNACK, function(_, d) rec.connacks[#rec.connacks + 1] = d end)
-        c:on(mqtt.DISCONNECT, function(_, d) rec.disconnects[#rec.disconnects + 1] = d end)
-        c:on(mqtt.PUBLISH, function(_, d)
-            if d.message then rec.messages[#rec.messages + 1] = d.message end
-        end)
-        c:on(mqtt.PUBREL, function(_, d) rec.messages[#rec.messages + 1] = d.message end)
+        local c = clients:new(nil, true, opts)
+        local rec = helpers.record_events(c)
+        rec.pubacks = {}
         c:on(mqtt.PUBACK, function(_, d) rec.pubacks[#rec.pubacks + 1] = d.mid end)
         return c, rec
     end
-
-    after_each(function()
-        for i = #clients, 1, -1 do
-            clients[i]:close()
-            clients[i] = nil
-        end
-        for i = #brokers, 1, -1 do
-            brokers[i]:close()
-            brokers[i] = nil
-        end
-    end)
 
     local function assert_protocol_error(err, what)
         assert.is_not_nil(err, what .. ": no data.error")
@@ -191,7 +164,7 @@ describe("malformed input (fake broker)", function()
         for _, case in ipairs(ESTABLISHED) do
             local name, bytes = case[1], case[2]
             it("closes the connection on " .. name .. ", reports it and reconnects", function()
-                local fb = new_broker()
+                local fb = brokers:new()
                 local c, rec = new_client()
                 c:loop()
                 c:connect_async { host = fb.host, port = fb.port, keepalive = 60 }
@@ -228,7 +201,7 @@ describe("malformed input (fake broker)", function()
         for _, case in ipairs(CONNECT_PHASE) do
             local name, bytes = case[1], case[2]
             it("fails the attempt on " .. name .. ", reports it and retries", function()
-                local fb = new_broker()
+                local fb = brokers:new()
                 local c, rec = new_client()
                 c:loop()
                 c:connect_async { host = fb.host, port = fb.port, keepalive = 60 }
@@ -249,7 +222,7 @@ describe("malformed input (fake broker)", function()
         end
 
         it("reports a broker that closes the connection before CONNACK, and retries", function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local c, rec = new_client()
             c:loop()
             c:connect_async { host = fb.host, port = fb.port, keepalive = 60 }
@@ -267,7 +240,7 @@ describe("malformed input (fake broker)", function()
         end)
 
         it("honours connect_timeout against a broker that accepts TCP and never answers", function()
-            local fb = new_broker()
+            local fb = brokers:new()
             local c, rec = new_client { connect_timeout = 0.5, reconnect = FAST.reconnect }
             c:loop()
             local t0 = now()
@@ -286,7 +259,7 @@ describe("malformed input (fake broker)", function()
 
             -- A blocking connect() is bounded the same way (the kernel completes
             -- the TCP handshake from the listen backlog; nobody ever answers).
-            local fb2 = new_broker()
+            local fb2 = brokers:new()
             local c2 = new_client { connect_timeout = 0.5, reconnect = false }
             t0 = now()
             local ok, err2 = pcall(c2.connect, c2, HOST, 60, fb2.port)
@@ -318,7 +291,7 @@ describe("malformed input (fake broker)", function()
                 assert.matches("closed", out, 1, true)
 
                 -- The same refusal from connect_async: a CONNACK event with the error.
-                local fb = new_broker()
+                local fb = brokers:new()
                 local c2, rec = new_client { reconnect = false }
                 c2:connect_async { host = fb.host, port = fb.port, keepalive = 60 }
                 fb:handshake { return_code = rc }
@@ -334,7 +307,7 @@ describe("malformed input (fake broker)", function()
     end)
 
     it("decodes a PUBLISH that arrives one byte at a time", function()
-        local fb = new_broker()
+        local fb = brokers:new()
         local c, rec = new_client()
         c:connect_async { host = fb.host, port = fb.port, keepalive = 60 }
         fb:handshake()

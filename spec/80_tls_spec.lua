@@ -16,9 +16,7 @@ local quote = helpers.quote
 -- Until init.lua exports it, the spec reaches the function through mqtt.tls.
 local ssl_context = mqtt.ssl_context or tls.ssl_context
 
-local function wait_for(pred, timeout)
-    return helpers.wait_until(pred, timeout or 5, function() mqtt.dispatch(0.02) end)
-end
+local wait_for = helpers.wait_dispatch
 
 ---------------------------------------------------------------------------
 -- The PKI, made fresh by openssl for each run
@@ -184,7 +182,8 @@ end
 
 describe("TLS", function()
     local broker, ports
-    local clients = {}
+    local clients = helpers.clients("ztls")
+    helpers.close_after_each(clients)
 
     setup(function()
         make_pki()
@@ -200,22 +199,13 @@ describe("TLS", function()
     end)
 
     teardown(function()
-        for i = #clients, 1, -1 do clients[i]:close() end
+        clients:close_all()
         helpers.stop_all()
         remove_pki()
     end)
 
-    after_each(function()
-        for i = #clients, 1, -1 do
-            clients[i]:close()
-            clients[i] = nil
-        end
-    end)
-
     local function new_client(opts)
-        local c = mqtt.Client(helpers.unique("ztls"), true, opts)
-        clients[#clients + 1] = c
-        return c
+        return clients:new(nil, true, opts)
     end
 
     local function connect(ctx, port, opts)
@@ -255,13 +245,17 @@ describe("TLS", function()
         assert.is_truthy(tostring(err):find("MQTTError", 1, true))
     end
 
-    -- Subscribes c to topic at qos and waits for the SUBACK.
+    -- Subscribes c to topic at qos and waits for the SUBACK, which must grant qos.
     local function subscribe(c, topic, qos)
-        local mid = c:subscribe(topic, qos)
-        local acked
-        c:on(mqtt.SUBACK, function(_, d) acked = d end, function(d) return d.mid == mid end)
-        assert.is_true(wait_for(function() return acked ~= nil end), "no SUBACK")
-        assert.same({ qos }, acked.granted_qos)
+        assert.same({ qos }, helpers.subscribe_wait(c, topic, qos).granted_qos)
+    end
+
+    -- Collects c's messages (loop) and subscribes it as subscribe() does;
+    -- returns the list of messages.
+    local function watch(c, topic, qos)
+        local got = helpers.collect(c)
+        subscribe(c, topic, qos)
+        return got
     end
 
     describe("mqtt.ssl_context", function()
@@ -390,9 +384,8 @@ describe("TLS", function()
                :format(qos), function()
                 local topic = "tls/" .. helpers.unique("q") .. "/" .. qos
                 local c = connect(ssl_context { cafile = pki("ca.crt") }, ports.tls)
-                local got, acked = {}, {}
-                c:loop(function(_, d) got[#got + 1] = d.message end)
-                subscribe(c, topic, qos)
+                local acked = {}
+                local got = watch(c, topic, qos)
                 local ack = ({ [1] = mqtt.PUBACK, [2] = mqtt.PUBCOMP })[qos]
                 if ack then c:on(ack, function(_, d) acked[d.mid] = true end) end
                 local payload = ("\0\1\2binary\255"):rep(100)
@@ -422,7 +415,7 @@ describe("TLS", function()
                 local sub = helpers.mosquitto_sub_collect(broker, { topic = topic, qos = qos,
                                                                     count = 1 })
                 c:publish(topic, "to mosquitto", qos)
-                local msgs = sub.wait(5, function() mqtt.dispatch(0.02) end)
+                local msgs = sub.wait(5, helpers.dispatcher())
                 assert.equal("to mosquitto", msgs[1] and msgs[1].payload)
             end)
         end
@@ -655,10 +648,8 @@ describe("TLS", function()
         it("connects, publishes and receives", function()
             if not need_psk() then return end
             local c = connect(ssl_context { psk = PSK, psk_identity = IDENTITY }, pport)
-            local got = {}
-            c:loop(function(_, d) got[#got + 1] = d.message end)
             local topic = "psk/" .. helpers.unique("t")
-            subscribe(c, topic, 1)
+            local got = watch(c, topic, 1)
             c:publish(topic, "over psk", 1)
             assert.is_true(wait_for(function() return #got == 1 end))
             assert.equal("over psk", got[1].payload)
@@ -695,9 +686,7 @@ describe("TLS", function()
             assert.is_true(wait_for(function() return not pub:is_connected() end))
             b.restart()
             local sub = connect(ctx, p.tls)
-            local got = {}
-            sub:loop(function(_, d) got[#got + 1] = d.message end)
-            subscribe(sub, topic, 2)
+            local got = watch(sub, topic, 2)
             assert.is_false(pub:is_connected(), "reconnected before the subscriber was ready")
             assert.is_true(wait_for(function() return pub:is_connected() end, 6),
                            "no reconnect")
@@ -783,8 +772,7 @@ os.exit(0, true)
         local function run_child(prefix, cycles, timeout)
             local script = pki("leak_child.lua")
             helpers.write_file(script, CHILD)
-            local env = "LUA_PATH=" .. quote(package.path) .. " LUA_CPATH=" .. quote(package.cpath)
-            local cmd = ("%s %s %s %s %s %d %d %d"):format(env, prefix, helpers.LUA, quote(script),
+            local cmd = ("%s %s %s %s %s %d %d %d"):format(helpers.child_env(), prefix, helpers.LUA, quote(script),
                 quote(pki_dir), ports.tls, ports.mtls, cycles)
             local t0 = mqtt.monotonic()
             local ok, code, out = helpers.run(cmd, timeout)

@@ -60,8 +60,10 @@ local write_file = helpers.write_file
 
 -- Inherited descriptors (luasocket sockets are not close-on-exec) would keep a
 -- fake broker's connection or listening port alive in every child: close them.
+-- helpers.CLOSE_FDS is that bash prefix, for specs that start children themselves.
 local CLOSE_FDS = 'for f in /proc/$BASHPID/fd/*; do n=${f##*/}; ' ..
                   '[ "$n" -gt 2 ] && exec {n}>&-; done; '
+helpers.CLOSE_FDS = CLOSE_FDS
 
 --- Runs a shell command (bounded by `timeout` seconds, default 30) and
 -- returns ok (exit status 0), the exit code and stdout+stderr.
@@ -347,11 +349,14 @@ end
 --   extra = "lines" or {lines}      raw config lines appended
 --   port = n                        a fixed port instead of a free one
 -- Returns the broker {host, port, pid, dir, conf, log_file, users, stop,
--- kill, restart, running, log}; its functions work with . or :.
--- Raises with the broker's log when it does not come up within 5 s.
-function helpers.start_broker(opts)
+-- kill, restart, running, log}; its functions work with . or :. With `into`
+-- (a table), that table is filled in and returned instead of a new one (see
+-- helpers.with_broker). Raises with the broker's log when it does not come up
+-- within 5 s.
+function helpers.start_broker(opts, into)
     opts = opts or {}
-    local b = { host = HOST, port = opts.port or helpers.free_port(), users = opts.users }
+    local b = into or {}
+    b.host, b.port, b.users = HOST, opts.port or helpers.free_port(), opts.users
     b.dir = helpers.tmpdir("zmqtt-broker")
     b.conf = b.dir .. "/mosquitto.conf"
     b.log_file = b.dir .. "/mosquitto.log"
@@ -604,6 +609,195 @@ function helpers.mosquitto_sub_collect(broker, args)
         error("mosquitto_sub did not subscribe: " .. sub.output(), 2)
     end
     return sub
+end
+
+---------------------------------------------------------------------------
+-- Spec scaffolding: child Lua processes, dispatching waits, sets of clients
+-- and fake brokers closed after each test, a broker per describe block, and
+-- subscribing. The mqtt module (the C core), fake_broker and busted are
+-- required on first use only: loading this module needs none of them.
+---------------------------------------------------------------------------
+
+local function mqtt_module()
+    return require("mqtt")
+end
+
+-- The busted API (setup, teardown, after_each, ...) of the running busted.
+local function busted_api()
+    local ok, api = pcall(require, "busted")
+    assert(ok and type(api) == "table", "helpers: this needs to run inside busted")
+    return api
+end
+
+--- The Lua search paths of this process as shell assignments
+-- ("LUA_PATH=... LUA_CPATH=..."), to put before a child lua5.4 command.
+function helpers.child_env()
+    return "LUA_PATH=" .. quote(package.path) .. " LUA_CPATH=" .. quote(package.cpath)
+end
+
+--- Runs the Lua chunk `script` in a child helpers.LUA with this process's
+-- search paths (through helpers.run, bounded by `timeout` seconds); returns
+-- ok, exit code, output as helpers.run does.
+function helpers.run_lua(script, timeout)
+    return run(helpers.child_env() .. " " .. helpers.LUA .. " -e " .. quote(script), timeout)
+end
+
+--- A step function for wait_until that runs the callbacks of every client:
+-- function() mqtt.dispatch(slice) end, slice in seconds (default 0.02).
+function helpers.dispatcher(slice)
+    slice = slice or 0.02
+    return function()
+        mqtt_module().dispatch(slice)
+    end
+end
+
+--- wait_until(pred, timeout) that dispatches between polls: runs the callbacks
+-- of every client (mqtt.dispatch(slice), slice default 0.02 s) until pred()
+-- holds or `timeout` seconds (default 5) pass. Returns true, or false on timeout.
+function helpers.wait_dispatch(pred, timeout, slice)
+    return helpers.wait_until(pred, timeout or 5, helpers.dispatcher(slice))
+end
+
+-- A list of objects with a close() method: set:new(...) makes one with
+-- make(...) and remembers it, set:add(x) remembers x, set:close_all() closes
+-- them newest first and forgets them. All return what they were given or made.
+local CloseSet = {}
+CloseSet.__index = CloseSet
+
+local function close_set(make)
+    return setmetatable({ make = make }, CloseSet)
+end
+
+function CloseSet:new(...)
+    return self:add(self.make(...))
+end
+
+function CloseSet:add(x)
+    self[#self + 1] = x
+    return x
+end
+
+function CloseSet:close_all()
+    for i = #self, 1, -1 do
+        self[i]:close()
+        self[i] = nil
+    end
+end
+
+--- A set of mqtt clients that close together. set:new(id, clean, opts) returns
+-- mqtt.Client(id or helpers.unique(prefix), clean, opts or defaults) and
+-- remembers it; set:add(c) remembers a client made otherwise and returns it;
+-- set:close_all() closes every remembered client, newest first, and forgets
+-- them. prefix defaults to "zc". Close them after each test with
+-- helpers.close_after_each(set) (helpers.with_broker does it for its set).
+function helpers.clients(prefix, defaults)
+    prefix = prefix or "zc"
+    return close_set(function(id, clean, opts)
+        return mqtt_module().Client(id or helpers.unique(prefix), clean, opts or defaults)
+    end)
+end
+
+--- A set of fake brokers (spec/fake_broker.lua) that close together:
+-- set:new(opts) returns FakeBroker.new(opts or defaults) and remembers it;
+-- set:add and set:close_all as for helpers.clients.
+function helpers.fake_brokers(defaults)
+    return close_set(function(opts)
+        return require("fake_broker").new(opts or defaults)
+    end)
+end
+
+--- Call while declaring a describe block: registers an after_each there that
+-- runs close_all() on each given set (helpers.clients, helpers.fake_brokers),
+-- in the order given.
+function helpers.close_after_each(...)
+    local sets = { ... }
+    busted_api().after_each(function()
+        for _, set in ipairs(sets) do
+            set:close_all()
+        end
+    end)
+end
+
+--- Call while declaring a describe block: its tests get a private mosquitto
+-- and a set of clients closed after each test. Registers there
+--   setup:      helpers.start_broker(broker_opts) (broker_opts optional)
+--   after_each: clients:close_all()
+--   teardown:   clients:close_all(), then helpers.stop_all() (every broker and
+--               mosquitto_sub this spec file started)
+-- and returns broker, clients. `broker` is the table setup fills in with the
+-- broker (port, log_file, stop, restart, ...): empty while the describe block
+-- is declared, so use it only inside tests (it) and hooks. `clients` is
+-- helpers.clients(client_prefix, client_defaults).
+function helpers.with_broker(broker_opts, client_prefix, client_defaults)
+    local api = busted_api()
+    local broker = {}
+    local clients = helpers.clients(client_prefix, client_defaults)
+    api.setup(function()
+        helpers.start_broker(broker_opts, broker)
+    end)
+    api.teardown(function()
+        clients:close_all()
+        helpers.stop_all()
+    end)
+    helpers.close_after_each(clients)
+    return broker, clients
+end
+
+--- Subscribes client c (c:subscribe(topics, qos)) and dispatches until the
+-- SUBACK of that subscription arrives, within `timeout` seconds (default 5); a
+-- missing SUBACK fails the test. The SUBACK is taken by a specific callback at
+-- priority 1e9 (ahead of any the test registered), removed afterwards.
+-- Returns the SUBACK data and the mid.
+function helpers.subscribe_wait(c, topics, qos, timeout)
+    local mqtt = mqtt_module()
+    local mid = c:subscribe(topics, qos)
+    local ack
+    local function on_ack(_, d)
+        ack = d
+    end
+    c:on(mqtt.SUBACK, on_ack, function(d) return d.mid == mid end, 1e9)
+    local acked = helpers.wait_dispatch(function() return ack ~= nil end, timeout)
+    c:off(mqtt.SUBACK, on_ack)
+    local what = type(topics) == "string" and (" for " .. topics) or ""
+    require("luassert").is_true(acked, "no SUBACK" .. what)
+    return ack, mid
+end
+
+--- Records the events of client c (callbacks it registers now) in a table it
+-- returns: connacks and disconnects (the event data, in order), messages
+-- (every delivered MQTTMessage; QoS 2 ones at PUBREL) and arrivals (the mids
+-- of PUBLISH events without a message: QoS 2 before its PUBREL).
+function helpers.record_events(c)
+    local mqtt = mqtt_module()
+    local rec = { connacks = {}, disconnects = {}, messages = {}, arrivals = {} }
+    c:on(mqtt.CONNACK, function(_, d) rec.connacks[#rec.connacks + 1] = d end)
+    c:on(mqtt.DISCONNECT, function(_, d) rec.disconnects[#rec.disconnects + 1] = d end)
+    c:on(mqtt.PUBLISH, function(_, d)
+        if d.message then
+            rec.messages[#rec.messages + 1] = d.message
+        else
+            rec.arrivals[#rec.arrivals + 1] = d.mid
+        end
+    end)
+    c:on(mqtt.PUBREL, function(_, d) rec.messages[#rec.messages + 1] = d.message end)
+    return rec
+end
+
+--- Makes client c collect every message delivered to it: c:loop(on_message)
+-- appending data.message to a list. Returns the list.
+function helpers.collect(c)
+    local got = {}
+    c:loop(function(_, d)
+        got[#got + 1] = d.message
+    end)
+    return got
+end
+
+--- A watcher: helpers.collect(c), then helpers.subscribe_wait(c, topics, qos).
+-- Returns the list of messages and the SUBACK data.
+function helpers.watch(c, topics, qos)
+    local got = helpers.collect(c)
+    return got, (helpers.subscribe_wait(c, topics, qos))
 end
 
 ---------------------------------------------------------------------------
