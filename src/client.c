@@ -5,6 +5,7 @@
  * wakes the I/O thread only when the outgoing buffer was empty.
  */
 #include <fcntl.h>
+#include <sys/eventfd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -61,15 +62,18 @@ int mqtt_client_create(const mqtt_options *o, mqtt_client **out)
         return MQTT_ERR_NOMEM;
     c->opt = *o;
     c->opt.client_id = NULL;
-    c->wake[0] = c->wake[1] = c->notify[0] = c->notify[1] = -1;
+    c->wake_fd = c->notify_fd = -1;
     mqtt_session_limits lim = {o->max_inflight, o->max_queued, o->max_queued_bytes};
     c->session = mqtt__session_new(&lim);
     int rc = c->session ? MQTT_OK : MQTT_ERR_NOMEM;
     if (rc == MQTT_OK)
         rc = mqtt__buf_append(&c->client_id, o->client_id, o->client_id_len);
-    if (rc == MQTT_OK && (pipe2(c->wake, O_NONBLOCK | O_CLOEXEC) != 0 ||
-                          pipe2(c->notify, O_NONBLOCK | O_CLOEXEC) != 0))
-        rc = MQTT_ERR_SYSTEM;
+    if (rc == MQTT_OK) {
+        c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        c->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (c->wake_fd < 0 || c->notify_fd < 0)
+            rc = MQTT_ERR_SYSTEM;
+    }
     if (rc != MQTT_OK) {
         mqtt_client_destroy(c);
         return rc;
@@ -91,13 +95,6 @@ int mqtt_client_create(const mqtt_options *o, mqtt_client **out)
 static void free_event_item(void *item)
 {
     mqtt_event_free(item);
-}
-
-static void close_fd_pair(int p[2])
-{
-    for (int i = 0; i < 2; i++)
-        if (p[i] >= 0)
-            close(p[i]);
 }
 
 void mqtt_client_destroy(mqtt_client *c)
@@ -122,8 +119,10 @@ void mqtt_client_destroy(mqtt_client *c)
     }
     if (c->session)
         mqtt__session_free(c->session, free_event_item);
-    close_fd_pair(c->wake);
-    close_fd_pair(c->notify);
+    if (c->wake_fd >= 0)
+        close(c->wake_fd);
+    if (c->notify_fd >= 0)
+        close(c->notify_fd);
     mqtt_buf *bufs[] = {&c->client_id, &c->will_topic, &c->will_payload, &c->username,
                         &c->password, &c->out, &c->in, &c->wbuf};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
@@ -332,9 +331,16 @@ const char *mqtt_client_state(mqtt_client *c)
     return s;
 }
 
+void mqtt_client_want_pingresp(mqtt_client *c, bool on)
+{
+    pthread_mutex_lock(&c->mu);
+    c->pingresp_events = on;
+    pthread_mutex_unlock(&c->mu);
+}
+
 int mqtt_client_event_fd(mqtt_client *c)
 {
-    return c->notify[0];
+    return c->notify_fd;
 }
 
 void mqtt_client_stats(mqtt_client *c, mqtt_stats *st)

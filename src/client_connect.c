@@ -441,7 +441,7 @@ void mqtt__do_connect(mqtt_client *c)
     int rc = snapshot(c, &a);
     pthread_mutex_unlock(&c->mu);
 
-    mqtt_cancel cancel = {c->wake[0], attempt_cancelled, c};
+    mqtt_cancel cancel = {c->wake_fd, attempt_cancelled, c};
     double deadline = mqtt__now() + c->opt.connect_timeout;
     mqtt_transport *tr = NULL;
     mqtt_packet pkt;

@@ -39,10 +39,8 @@ void mqtt__event_push(mqtt_client *c, mqtt_event *ev)
         c->ev_head = ev;
     c->ev_tail = ev;
     c->ev_bytes += ev->bytes;
-    if (was_empty) {
-        ssize_t w = write(c->notify[1], "", 1);
-        (void)w;
-    }
+    if (was_empty)
+        mqtt__fd_signal(c->notify_fd);
 }
 
 mqtt_event *mqtt_client_take_events(mqtt_client *c)
@@ -51,9 +49,7 @@ mqtt_event *mqtt_client_take_events(mqtt_client *c)
     mqtt_event *head = c->ev_head;
     c->ev_head = c->ev_tail = NULL;
     c->ev_bytes = 0;
-    char buf[64];
-    while (read(c->notify[0], buf, sizeof buf) > 0) {
-    }
+    mqtt__fd_clear(c->notify_fd);
     bool resume = c->reading_paused;
     pthread_mutex_unlock(&c->mu);
     if (resume)

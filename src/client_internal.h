@@ -40,8 +40,9 @@ struct mqtt_client {
     pthread_cond_t cv;            /* connect results, thread exit */
     pthread_t thread;
     bool thread_running;
-    int wake[2];                  /* application -> I/O thread */
-    int notify[2];                /* I/O thread -> application: events queued */
+    int wake_fd;                  /* eventfd: application -> I/O thread */
+    int notify_fd;                /* eventfd: readable while events are queued */
+    bool pingresp_events;         /* someone listens for PINGRESP */
 
     mqtt_options opt;
     mqtt_buf client_id;
@@ -105,6 +106,9 @@ MQTT_HIDDEN mqtt_event *mqtt__event_message(int type, const mqtt_packet *p);
 /* The I/O thread (client_thread.c). */
 MQTT_HIDDEN void *mqtt__thread_main(void *arg);
 MQTT_HIDDEN void mqtt__wake(mqtt_client *c);
+/** Signals (or clears) an eventfd; reads and writes are 8-byte counters. */
+MQTT_HIDDEN void mqtt__fd_signal(int fd);
+MQTT_HIDDEN void mqtt__fd_clear(int fd);
 /** Moves what the session may send now into c->out; mu held. */
 MQTT_HIDDEN int mqtt__pump(mqtt_client *c);
 

@@ -1,5 +1,5 @@
 /*
- * The I/O thread: waits on the socket and the wake pipe, reads and decodes
+ * The I/O thread: waits on the socket and the wake eventfd, reads and decodes
  * in batches, answers the protocol on its own (acks, pings, resends), writes
  * everything queued with as few syscalls as it can, and keeps time for
  * keepalive, back-off and the disconnect flush. It never calls the application.
@@ -16,10 +16,23 @@
 #define READ_CHUNK (64 * 1024)
 #define BIG_BUFFER (1024 * 1024)
 
+void mqtt__fd_signal(int fd)
+{
+    uint64_t one = 1;
+    ssize_t w = write(fd, &one, sizeof one);
+    (void)w; /* only fails when the counter is already huge: still readable */
+}
+
+void mqtt__fd_clear(int fd)
+{
+    uint64_t n;
+    ssize_t r = read(fd, &n, sizeof n);
+    (void)r;
+}
+
 void mqtt__wake(mqtt_client *c)
 {
-    ssize_t w = write(c->wake[1], "", 1);
-    (void)w;
+    mqtt__fd_signal(c->wake_fd);
 }
 
 int mqtt__pump(mqtt_client *c)
@@ -114,7 +127,10 @@ static int handle_packet(mqtt_client *c, const mqtt_packet *p)
         break;
     case MQTT_PINGRESP:
         c->ping_outstanding = false;
-        push(c, ack_event(MQTT_EV_PINGRESP, 0, NULL));
+        /* Queued only when wanted: an idle client should not wake its
+         * application at every keepalive. */
+        if (c->pingresp_events)
+            push(c, ack_event(MQTT_EV_PINGRESP, 0, NULL));
         break;
     default:
         return MQTT_ERR_PROTOCOL; /* a second CONNACK */
@@ -364,7 +380,7 @@ void *mqtt__thread_main(void *arg)
         }
         if (c->state == ST_IDLE && c->exit_when_idle && c->request == REQ_NONE)
             break;
-        struct pollfd p[2] = {{.fd = c->wake[0], .events = POLLIN}, {.fd = -1}};
+        struct pollfd p[2] = {{.fd = c->wake_fd, .events = POLLIN}, {.fd = -1}};
         bool live = c->tr != NULL;
         bool read_wants_write = live && c->tr->want_write;
         if (live) {
@@ -374,11 +390,8 @@ void *mqtt__thread_main(void *arg)
         }
         pthread_mutex_unlock(&c->mu);
         int n = poll(p, live ? 2 : 1, poll_timeout(deadline));
-        if (n > 0 && p[0].revents) {
-            char buf[256];
-            while (read(c->wake[0], buf, sizeof buf) > 0) {
-            }
-        }
+        if (n > 0 && p[0].revents)
+            mqtt__fd_clear(c->wake_fd);
         if (live && n > 0 &&
             (p[1].revents & (POLLIN | POLLHUP | POLLERR) ||
              (read_wants_write && p[1].revents & POLLOUT)))

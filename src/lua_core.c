@@ -193,14 +193,15 @@ static int l_publish(lua_State *L)
     size_t tl, pl = 0;
     const char *topic = luaL_checklstring(L, 2, &tl);
     const char *payload = luaL_optlstring(L, 3, "", &pl);
-    const char *why = NULL;
-    if (mqtt_validate_topic_name(topic, tl, &why) != MQTT_OK)
-        return push_fail(L, MQTT_ERR_INVAL, why, -1);
     uint16_t mid = 0;
     int rc = mqtt_client_publish(c, topic, tl, payload, pl, (int)luaL_optinteger(L, 4, 0),
                                  lua_toboolean(L, 5), &mid);
-    if (rc != MQTT_OK)
-        return push_fail(L, rc, NULL, -1);
+    if (rc != MQTT_OK) {
+        const char *why = NULL;
+        if (rc == MQTT_ERR_INVAL)
+            mqtt_validate_topic_name(topic, tl, &why);
+        return push_fail(L, rc, why, -1);
+    }
     lua_pushinteger(L, mid);
     return 1;
 }
@@ -264,6 +265,12 @@ static int l_fd(lua_State *L)
 static int l_auto_reconnect(lua_State *L)
 {
     mqtt_client_set_auto_reconnect(check_open(L), lua_toboolean(L, 2));
+    return 0;
+}
+
+static int l_want_pingresp(lua_State *L)
+{
+    mqtt_client_want_pingresp(check_open(L), lua_toboolean(L, 2));
     return 0;
 }
 
@@ -484,6 +491,7 @@ static const luaL_Reg client_methods[] = {
     {"fd", l_fd},
     {"set_auto_reconnect", l_auto_reconnect},
     {"set_hook", l_set_hook},
+    {"want_pingresp", l_want_pingresp},
     {"proceed", l_proceed},
     {"stats", l_stats},
     {"next_event", NULL},

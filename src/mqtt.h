@@ -231,6 +231,8 @@ int mqtt_client_disconnect(mqtt_client *c);
 bool mqtt_client_is_connected(mqtt_client *c);
 /** "connected", "connecting", "reconnecting", "disconnected". */
 const char *mqtt_client_state(mqtt_client *c);
+/** PINGRESP events are queued only after this is turned on (default off). */
+void mqtt_client_want_pingresp(mqtt_client *c, bool on);
 /** Readable while events are queued. Owned by the client. */
 int mqtt_client_event_fd(mqtt_client *c);
 /** Takes every queued event, oldest first; NULL when none. */

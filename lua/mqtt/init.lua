@@ -281,12 +281,13 @@ end
 
 --- on(command, fn, condition = nil, priority = 0)
 function Client:on(command, fn, condition, priority)
-    core_of(self, "on")
+    local c = core_of(self, "on")
     if not COMMANDS[command] then argerror(1, "on", "unknown command " .. tostring(command)) end
     check_callable(fn, 2, "on", "callback")
     check_callable(condition, 3, "on", "condition", true)
     if priority == nil then priority = 0 end
     if type(priority) ~= "number" then argerror(4, "on", "priority must be a number") end
+    if command == mqtt.PINGRESP then c:want_pingresp(true) end
     if not condition then
         self._generic[command] = fn
         return
