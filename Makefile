@@ -25,7 +25,7 @@ LDLIBS      = -pthread -lmbedtls -lmbedx509 -lmbedcrypto $(EXTRA_LDFLAGS)
 
 # Debian packages the build, the tests and the demo use.
 PACKAGES   := lua5.4 liblua5.4-dev libmbedtls-dev lua-busted lua-socket mosquitto \
-              mosquitto-clients luarocks openssl valgrind iproute2 libmosquitto-dev
+              mosquitto-clients luarocks openssl valgrind iproute2 libmosquitto-dev clang
 
 CORE_SRC   := $(filter-out src/lua_%.c,$(wildcard src/*.c))
 LUA_SRC    := $(wildcard src/lua_*.c)
@@ -41,7 +41,7 @@ $(STRICT_OBJ): WARN += -Wconversion -Wsign-conversion
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 
-.PHONY: all deps demo test ctest bench check check-asan check-tsan check-valgrind clean
+.PHONY: all deps demo test ctest bench fuzz check check-asan check-tsan check-valgrind clean
 
 all: $(MODULE)
 
@@ -138,3 +138,10 @@ $(BUILD)/bench/mosq_bench: bench/mosq_bench.c | $(BUILD)/.deps
 
 bench: $(MODULE) $(BENCH_BIN)
 	@BENCH_BIN=$(CURDIR)/$(BUILD)/bench LUA=$(LUA) $(LUA) bench/run.lua
+
+# libFuzzer targets (clang): each runs FUZZ_SECONDS over its committed corpus
+# in spec/fuzz/corpus/; a crash is saved there as a regression seed.
+FUZZ_SECONDS ?= 10
+
+fuzz: $(BUILD)/.deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) sh spec/fuzz/run.sh

@@ -460,6 +460,10 @@ void mqtt__do_connect(mqtt_client *c)
     if (rc == MQTT_OK)
         rc = read_connack(c, deadline, &cancel, &pkt, err, sizeof err);
     int rcode = -1;
+    if (rc == MQTT_OK && pkt.return_code == 0 && pkt.session_present && c->opt.clean_session) {
+        rc = MQTT_ERR_PROTOCOL; /* MQTT-3.2.2-1 */
+        snprintf(err, sizeof err, "session present in the CONNACK of a clean session");
+    }
     if (rc == MQTT_OK && pkt.return_code != 0) {
         rcode = pkt.return_code;
         rc = MQTT_ERR_REFUSED;

@@ -1,0 +1,738 @@
+/*
+ * Fuzz target: the client's receive path end to end. A real mqtt_client with
+ * its I/O thread talks to a "broker" played by this thread over a socketpair;
+ * the input is a script: raw byte chunks (each read by the client as its own
+ * read), well-formed acks with live, stale or made-up ids, broker publishes,
+ * client publishes and subscriptions, clock jumps, dropped connections,
+ * failed reconnects, disconnect and connect again. Checks: every packet the
+ * client writes is well formed, and the events it reports obey the protocol
+ * (each outgoing message completes once, through the right acks; each QoS 2
+ * arrival is released once; nothing waits behind a window with room).
+ * Linked with -Wl,--wrap=mqtt__tcp_open,--wrap=mqtt__now,--wrap=poll so no
+ * src/ change is needed: the client's "TCP open" returns one end of a
+ * socketpair, its clock is real time plus an offset the script moves, and
+ * its poll tells the broker when the I/O thread is idle, which makes each
+ * step of the script land at the same point of the client's work every run.
+ * FUZZ_TRACE=1 in the environment prints the conversation.
+ */
+#include <errno.h>
+#include <linux/sockios.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client_internal.h"
+#include "fuzz_util.h"
+
+#define WAIT_MS 300       /* longest wait for the client to act on one step */
+#define MAX_PUBLISHES 512 /* per run: packet ids never wrap, so an id names one message */
+
+/* ---- fake clock and fake TCP, through the linker's --wrap ------------- */
+
+double __wrap_mqtt__now(void);
+int __wrap_mqtt__tcp_open(const char *host, unsigned port, double deadline,
+                          const mqtt_cancel *cancel, const int ka[3], mqtt_transport **out,
+                          char *err, size_t errlen);
+
+static atomic_llong clock_offset_ns;
+
+/* The I/O thread's progress, counted by the wrapped transport read and poll. */
+static atomic_uint io_reads, io_polls, io_poll_reads;
+static pthread_t main_thread;
+
+/* An eventfd the I/O thread signals each time it enters poll; made by start(),
+ * before any I/O thread runs, and kept for the life of the process. */
+static int idle_efd = -1;
+
+static int idle_fd(void)
+{
+    if (idle_efd < 0)
+        idle_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    FZ_CHECK(idle_efd >= 0);
+    return idle_efd;
+}
+
+int __real_poll(struct pollfd *fds, nfds_t n, int timeout);
+int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout);
+
+int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+    if (!pthread_equal(pthread_self(), main_thread)) {
+        atomic_store(&io_poll_reads, atomic_load(&io_reads));
+        atomic_fetch_add(&io_polls, 1);
+        uint64_t one = 1;
+        ssize_t w = write(idle_fd(), &one, sizeof one);
+        (void)w;
+    }
+    return __real_poll(fds, n, timeout);
+}
+
+static double real_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+double __wrap_mqtt__now(void)
+{
+    return real_now() + (double)atomic_load(&clock_offset_ns) / 1e9;
+}
+
+static ssize_t fake_read(mqtt_transport *t, void *buf, size_t len)
+{
+    atomic_fetch_add(&io_reads, 1); /* before the read: see quiesce() */
+    ssize_t n = recv(t->fd, buf, len, MSG_DONTWAIT);
+    if (n > 0)
+        return n;
+    if (n == 0)
+        return -MQTT_ERR_CLOSED;
+    return errno == EAGAIN || errno == EINTR ? 0 : -MQTT_ERR_IO;
+}
+
+static ssize_t fake_write(mqtt_transport *t, const void *buf, size_t len)
+{
+    ssize_t n = send(t->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n >= 0)
+        return n;
+    return errno == EAGAIN || errno == EINTR ? 0 : -MQTT_ERR_IO;
+}
+
+static void fake_close(mqtt_transport *t)
+{
+    close(t->fd);
+    free(t);
+}
+
+static const mqtt_transport_ops fake_ops = {fake_read, fake_write, fake_close};
+
+/* Hand-over of new connections from the I/O thread to the broker. */
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static int g_new_fd = -1; /* broker end of the newest connection, not yet adopted */
+static int g_fail_opens;  /* this many opens fail as if the broker were down */
+
+int __wrap_mqtt__tcp_open(const char *host, unsigned port, double deadline,
+                          const mqtt_cancel *cancel, const int ka[3], mqtt_transport **out,
+                          char *err, size_t errlen)
+{
+    (void)host, (void)port, (void)deadline, (void)cancel, (void)ka;
+    int sv[2];
+    pthread_mutex_lock(&g_mu);
+    if (g_fail_opens > 0) {
+        g_fail_opens--;
+        pthread_mutex_unlock(&g_mu);
+        snprintf(err, errlen, "fake broker is down");
+        return MQTT_ERR_CONNECT;
+    }
+    FZ_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+    mqtt_transport *t = calloc(1, sizeof *t);
+    FZ_CHECK(t != NULL);
+    t->ops = &fake_ops;
+    t->fd = sv[0];
+    if (g_new_fd >= 0)
+        close(g_new_fd); /* abandoned before the broker saw it */
+    g_new_fd = sv[1];
+    pthread_mutex_unlock(&g_mu);
+    *out = t;
+    return MQTT_OK;
+}
+
+/* ---- what the application has seen: the oracle ----------------------- */
+
+enum { OUT_NONE, OUT_PUB1, OUT_PUB2_REC, OUT_PUB2_COMP, OUT_SUB, OUT_UNSUB };
+
+typedef struct run {
+    mqtt_client *c;
+    fz_in in;
+    uint8_t out[65536];     /* per id: what the application waits for (OUT_*) */
+    uint8_t ever[65536];    /* per id: 1 << OUT_* of every kind it was allocated for */
+    uint8_t fresh[65536];   /* per id: PUBLISH frames written without DUP */
+    bool held[65536];       /* per id: QoS 2 arrival reported, release pending */
+    unsigned publishes;
+    uint16_t keepalive;
+    /* the broker's side of the current connection */
+    int fd;
+    bool connect_seen, connack_sent, disconnect_seen;
+    mqtt_buf rx;            /* what the client wrote, not yet parsed */
+    uint16_t ids[32];       /* recent ids the client used, for acks */
+    unsigned nids;
+} run;
+
+static run R;
+
+/* FUZZ_TRACE=1 in the environment prints what the broker and the application see. */
+static bool tracing;
+#define TRACE(...)                                                                       \
+    do {                                                                                 \
+        if (tracing)                                                                     \
+            fprintf(stderr, __VA_ARGS__);                                                \
+    } while (0)
+
+static const char *const topics[] = {"a", "a/b", "$SYS/x", "t/\xC3\xA9", "x/y/z", "+", "",
+                                     "a/#"};
+
+static void take_events(void)
+{
+    mqtt_event *ev = mqtt_client_take_events(R.c);
+    while (ev) {
+        mqtt_event *next = ev->next;
+        uint16_t id = ev->mid;
+        TRACE("event 0x%02x mid %u status %d%s%s\n", (unsigned)ev->type, id, ev->status,
+              ev->text ? " " : "", ev->text ? ev->text : "");
+        switch (ev->type) {
+        case MQTT_EV_PUBACK:
+            FZ_CHECK(R.out[id] == OUT_PUB1);
+            R.out[id] = OUT_NONE;
+            break;
+        case MQTT_EV_PUBREC:
+            FZ_CHECK(R.out[id] == OUT_PUB2_REC);
+            R.out[id] = OUT_PUB2_COMP;
+            break;
+        case MQTT_EV_PUBCOMP:
+            FZ_CHECK(R.out[id] == OUT_PUB2_COMP);
+            R.out[id] = OUT_NONE;
+            break;
+        case MQTT_EV_SUBACK:
+            FZ_CHECK(R.out[id] == OUT_SUB && ev->granted_count >= 1);
+            R.out[id] = OUT_NONE;
+            break;
+        case MQTT_EV_UNSUBACK:
+            FZ_CHECK(R.out[id] == OUT_UNSUB);
+            R.out[id] = OUT_NONE;
+            break;
+        case MQTT_EV_PUBLISH:
+            if (ev->has_message) {
+                FZ_CHECK(ev->qos <= 1 && (ev->qos == 0) == (id == 0));
+                FZ_CHECK(mqtt__check_topic_name((const uint8_t *)ev->topic, ev->topic_len,
+                                                NULL) == MQTT_OK);
+                FZ_CHECK(strlen(ev->topic) == ev->topic_len);
+            } else { /* QoS 2 arrival: the message comes with PUBREL, once */
+                FZ_CHECK(id != 0 && !R.held[id]);
+                R.held[id] = true;
+            }
+            break;
+        case MQTT_EV_PUBREL:
+            FZ_CHECK(ev->has_message && ev->qos == 2 && R.held[id]);
+            R.held[id] = false;
+            break;
+        case MQTT_EV_CONNACK:
+        case MQTT_EV_DISCONNECT:
+        case MQTT_EV_PINGRESP:
+        case MQTT_EV_BEFORE_RECONNECT:
+        case MQTT_EV_LOG:
+            break;
+        default:
+            FZ_CHECK(!"unknown event type");
+        }
+        mqtt_event_free(ev);
+        ev = next;
+    }
+}
+
+/* ---- the broker: reading and checking what the client writes ---------- */
+
+static void remember_id(uint16_t id)
+{
+    R.ids[R.nids++ % 32] = id;
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+/* One complete packet from the client, checked against MQTT 3.1.1 and the oracle. */
+static void client_packet(const uint8_t *b, const mqtt_fixed_header *h)
+{
+    const uint8_t *body = b + h->header_len;
+    uint32_t rl = h->remaining;
+    TRACE("client wrote 0x%02x remaining %u\n", (unsigned)(h->type | h->flags),
+          (unsigned)rl);
+    FZ_CHECK(R.connect_seen || h->type == MQTT_CONNECT);
+    FZ_CHECK(!R.disconnect_seen);
+    switch (h->type) {
+    case MQTT_CONNECT:
+        FZ_CHECK(!R.connect_seen && h->flags == 0 && rl >= 12);
+        FZ_CHECK(memcmp(body, "\0\4MQTT\4", 7) == 0);
+        R.connect_seen = true;
+        break;
+    case MQTT_PUBLISH: {
+        uint8_t qos = h->flags >> 1 & 3;
+        bool dup = h->flags & 8;
+        FZ_CHECK(qos < 3 && (!dup || qos > 0) && rl >= 2);
+        uint16_t tl = get16(body);
+        FZ_CHECK(tl <= rl - 2 && mqtt__check_topic_name(body + 2, tl, NULL) == MQTT_OK);
+        if (qos == 0)
+            break;
+        FZ_CHECK(rl - 2 - tl >= 2);
+        uint16_t id = get16(body + 2 + tl);
+        FZ_CHECK(id != 0 && (R.ever[id] & (1 << (qos == 1 ? OUT_PUB1 : OUT_PUB2_REC))));
+        /* Only the first send of a message goes without DUP. */
+        if (!dup)
+            FZ_CHECK(R.fresh[id]++ == 0);
+        remember_id(id);
+        break;
+    }
+    case MQTT_PUBACK:
+    case MQTT_PUBREC:
+    case MQTT_PUBCOMP:
+        FZ_CHECK(h->flags == 0 && rl == 2 && get16(body) != 0);
+        break;
+    case MQTT_PUBREL:
+        FZ_CHECK(h->flags == 2 && rl == 2 && get16(body) != 0);
+        remember_id(get16(body));
+        break;
+    case MQTT_SUBSCRIBE:
+    case MQTT_UNSUBSCRIBE: {
+        FZ_CHECK(h->flags == 2 && rl >= 5);
+        uint16_t id = get16(body);
+        int kind = h->type == MQTT_SUBSCRIBE ? OUT_SUB : OUT_UNSUB;
+        FZ_CHECK(id != 0 && (R.ever[id] & (1 << kind)));
+        remember_id(id);
+        break;
+    }
+    case MQTT_PINGREQ:
+        FZ_CHECK(h->flags == 0 && rl == 0);
+        break;
+    case MQTT_DISCONNECT:
+        FZ_CHECK(h->flags == 0 && rl == 0);
+        R.disconnect_seen = true;
+        break;
+    default:
+        FZ_CHECK(!"the client wrote a packet type a client never sends");
+    }
+}
+
+static void close_broker(void)
+{
+    if (R.fd >= 0)
+        close(R.fd);
+    R.fd = -1;
+    R.rx.len = 0;
+    R.connect_seen = R.connack_sent = R.disconnect_seen = false;
+}
+
+/* Reads and checks what the client wrote; closes our end at EOF. */
+static void drain_client(void)
+{
+    while (R.fd >= 0) {
+        FZ_CHECK(mqtt__buf_reserve(&R.rx, 4096) == MQTT_OK);
+        ssize_t n = recv(R.fd, R.rx.data + R.rx.len, R.rx.cap - R.rx.len, MSG_DONTWAIT);
+        if (n <= 0) {
+            if (n == 0 || (errno != EAGAIN && errno != EINTR))
+                close_broker();
+            return;
+        }
+        R.rx.len += (size_t)n;
+        size_t off = 0;
+        for (;;) {
+            mqtt_fixed_header h;
+            int rc = mqtt__decode_fixed_header(R.rx.data + off, R.rx.len - off, &h, NULL, NULL);
+            FZ_CHECK(rc != MQTT_ERR_MALFORMED);
+            if (rc != MQTT_OK || R.rx.len - off < h.header_len + h.remaining)
+                break;
+            client_packet(R.rx.data + off, &h);
+            off += h.header_len + h.remaining;
+        }
+        mqtt__buf_consume(&R.rx, off);
+    }
+}
+
+/* Takes over a connection the client opened since the last look. */
+static void adopt(void)
+{
+    pthread_mutex_lock(&g_mu);
+    int fd = g_new_fd;
+    g_new_fd = -1;
+    pthread_mutex_unlock(&g_mu);
+    if (fd < 0)
+        return;
+    close_broker();
+    R.fd = fd;
+}
+
+/* ---- the broker: writing ---------------------------------------------- */
+
+static client_state peek_state(void)
+{
+    pthread_mutex_lock(&R.c->mu);
+    client_state s = R.c->state;
+    pthread_mutex_unlock(&R.c->mu);
+    return s;
+}
+
+static void send_bytes(const uint8_t *p, size_t n);
+
+/* Answers a CONNECT as the script says: accept (with or without a session),
+ * refuse, or say nothing and let raw bytes answer. */
+static void answer_connect(void)
+{
+    R.connack_sent = true;
+    uint8_t b = fz_u8(&R.in);
+    TRACE("broker answers CONNECT with script byte 0x%02x\n", b);
+    if (b >= 0xF0)
+        return;
+    uint8_t code = b >> 1 & 7;
+    if (code > 5 || (b & 0x30) == 0)
+        code = 0; /* mostly accept */
+    uint8_t connack[4] = {MQTT_CONNACK, 2, (uint8_t)(code == 0 ? b & 1 : 0), code};
+    send_bytes(connack, sizeof connack);
+}
+
+/* Adopts new connections and reads the client. */
+static void service(void)
+{
+    adopt();
+    drain_client();
+}
+
+/* With the I/O thread idle: the window holds, and a connected client has sent
+ * everything it may (whatever is still queued waits behind a full window). */
+static void check_window(void)
+{
+    mqtt_session_counts n;
+    pthread_mutex_lock(&R.c->mu);
+    mqtt__session_counts(R.c->session, &n);
+    client_state s = R.c->state;
+    uint32_t window = R.c->opt.max_inflight;
+    pthread_mutex_unlock(&R.c->mu);
+    FZ_CHECK(n.inflight <= window);
+    if (s == ST_CONNECTED)
+        FZ_CHECK(n.queued == 0 || n.inflight == window);
+}
+
+/* Waits until the I/O thread is idle: it has read everything written to it
+ * (unless reading is paused), handled it, written all it had to write, and is
+ * back in poll after being woken. The broker's reads happen meanwhile. */
+static void quiesce(void)
+{
+    double until = real_now() + WAIT_MS / 1000.0;
+    unsigned start = atomic_load(&io_polls);
+    mqtt__wake(R.c);
+    for (;;) {
+        service();
+        pthread_mutex_lock(&R.c->mu);
+        bool running = R.c->thread_running, paused = R.c->reading_paused;
+        bool flushed = R.c->out.len == 0 && R.c->wpos == R.c->wbuf.len;
+        pthread_mutex_unlock(&R.c->mu);
+        int q = 0;
+        bool unread = R.fd >= 0 && ioctl(R.fd, SIOCOUTQ, &q) == 0 && q > 0;
+        bool idle = atomic_load(&io_polls) != start &&
+                    atomic_load(&io_poll_reads) == atomic_load(&io_reads);
+        if (!running || (idle && flushed && (!unread || paused))) {
+            service();
+            check_window();
+            return;
+        }
+        if (real_now() >= until) {
+            TRACE("quiesce: timed out (idle %d flushed %d unread %d)\n", idle, flushed, unread);
+            return;
+        }
+        struct pollfd p[2] = {{.fd = idle_fd(), .events = POLLIN}, {.fd = R.fd, .events = POLLIN}};
+        if (poll(p, R.fd >= 0 ? 2 : 1, 1) > 0 && p[0].revents) {
+            uint64_t n;
+            ssize_t r = read(p[0].fd, &n, sizeof n);
+            (void)r;
+        }
+    }
+}
+
+/* Writes p as one chunk, which the client reads on its own, and waits for it to act. */
+static void send_bytes(const uint8_t *p, size_t n)
+{
+    TRACE("broker writes %zu bytes%s\n", n, R.fd < 0 ? " (no connection)" : "");
+    for (int tries = 0; n > 0 && R.fd >= 0 && tries < 2;) {
+        ssize_t w = send(R.fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+        } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+            close_broker();
+        } else {
+            quiesce(); /* full: the client paused reading; give it one chance */
+            tries++;
+        }
+    }
+    quiesce();
+}
+
+/* Before each step: a client on its way to a connection gets there, and its
+ * CONNECT is answered here only, so the script is read at the same points
+ * whatever the threads' timing. */
+static void settle(void)
+{
+    double until = real_now() + WAIT_MS / 1000.0;
+    for (;;) {
+        quiesce();
+        if (R.fd >= 0 && R.connect_seen && !R.connack_sent) {
+            answer_connect();
+            continue;
+        }
+        client_state s = peek_state();
+        bool waiting = s == ST_RETRY_WAIT || (s == ST_CONNECTING && !R.connack_sent);
+        if (!waiting || real_now() >= until)
+            return;
+    }
+}
+
+/* ---- script operations ------------------------------------------------ */
+
+/* An id for an ack: one the client used lately, a small one, or any. */
+static uint16_t pick_id(void)
+{
+    uint8_t s = fz_u8(&R.in);
+    if (s < 0x80 && R.nids > 0)
+        return R.ids[(R.nids - 1 - s % (R.nids < 32 ? R.nids : 32)) % 32];
+    if (s < 0xF0)
+        return (uint16_t)(s & 0x0F);
+    return fz_u16(&R.in);
+}
+
+/* A well-formed packet a broker may send, built from the script; its size. */
+static size_t build_packet(uint8_t *out, uint8_t kind)
+{
+    static const uint8_t acks[] = {MQTT_PUBACK, MQTT_PUBREC, MQTT_PUBREL, MQTT_PUBCOMP,
+                                   MQTT_UNSUBACK};
+    switch (kind % 4) {
+    case 0:
+    case 1:
+        return mqtt__encode_ack(out, acks[fz_u8(&R.in) % 5], pick_id());
+    case 2: {
+        uint16_t id = pick_id();
+        uint8_t code = fz_u8(&R.in);
+        out[0] = MQTT_SUBACK;
+        out[1] = 3;
+        out[2] = (uint8_t)(id >> 8);
+        out[3] = (uint8_t)id;
+        out[4] = code > 2 ? 0x80 : code;
+        return 5;
+    }
+    default: {
+        uint8_t f = fz_u8(&R.in);
+        uint8_t qos = f % 3;
+        const char *topic = topics[f >> 2 & 7];
+        uint16_t id = qos ? (uint16_t)(1 + (f >> 5)) : 0; /* few ids: duplicates are likely */
+        size_t plen;
+        const uint8_t *payload = fz_bytes(&R.in, fz_u8(&R.in) % 24, &plen);
+        size_t tl = strlen(topic);
+        if (tl == 0 || strpbrk(topic, "+#"))
+            topic = "ok", tl = 2;
+        return mqtt__encode_publish(out, (const uint8_t *)topic, tl, payload, plen, qos,
+                                    f & 0x80, qos && (f & 0x40), id);
+    }
+    }
+}
+
+static void op_raw(void)
+{
+    size_t n;
+    const uint8_t *p = fz_bytes(&R.in, 1 + fz_u8(&R.in) % 64, &n);
+    send_bytes(p, n);
+}
+
+/* A well-formed packet, whole or split in two reads at a chosen byte. */
+static void op_packet(bool split)
+{
+    uint8_t buf[128];
+    size_t n = build_packet(buf, fz_u8(&R.in));
+    size_t cut = split ? fz_u8(&R.in) % n : 0;
+    if (cut)
+        send_bytes(buf, cut);
+    send_bytes(buf + cut, n - cut);
+}
+
+static void op_client_publish(void)
+{
+    uint8_t f = fz_u8(&R.in);
+    int qos = f % 3;
+    const char *topic = topics[f >> 2 & 7];
+    size_t plen;
+    const uint8_t *payload = fz_bytes(&R.in, fz_u8(&R.in) % 32, &plen);
+    if (R.publishes >= MAX_PUBLISHES)
+        return;
+    R.publishes++;
+    uint16_t mid = 0;
+    int rc = mqtt_client_publish(R.c, topic, strlen(topic), payload, plen, qos, f & 0x20, &mid);
+    bool valid = mqtt__check_topic_name((const uint8_t *)topic, strlen(topic), NULL) == MQTT_OK;
+    FZ_CHECK(valid ? rc == MQTT_OK : rc == MQTT_ERR_INVAL);
+    if (rc == MQTT_OK && qos > 0) {
+        int kind = qos == 1 ? OUT_PUB1 : OUT_PUB2_REC;
+        FZ_CHECK(mid != 0 && R.out[mid] == OUT_NONE);
+        R.out[mid] = (uint8_t)kind;
+        R.ever[mid] |= (uint8_t)(1 << kind);
+    }
+}
+
+static void op_client_subscribe(void)
+{
+    uint8_t f = fz_u8(&R.in);
+    const char *filter = topics[f >> 2 & 7];
+    mqtt_subscription sub = {filter, strlen(filter), f % 3};
+    bool unsub = f & 0x20;
+    if (R.publishes >= MAX_PUBLISHES)
+        return;
+    R.publishes++;
+    uint16_t mid = 0;
+    int rc = unsub ? mqtt_client_unsubscribe(R.c, &sub, 1, &mid)
+                   : mqtt_client_subscribe(R.c, &sub, 1, &mid);
+    bool valid = mqtt__check_topic_filter((const uint8_t *)filter, strlen(filter), NULL) ==
+                 MQTT_OK;
+    FZ_CHECK(valid ? rc == MQTT_OK : rc == MQTT_ERR_INVAL);
+    if (rc == MQTT_OK) {
+        int kind = unsub ? OUT_UNSUB : OUT_SUB;
+        FZ_CHECK(mid != 0 && R.out[mid] == OUT_NONE);
+        R.out[mid] = (uint8_t)kind;
+        R.ever[mid] |= (uint8_t)(1 << kind);
+    }
+}
+
+static void op_clock(void)
+{
+    atomic_fetch_add(&clock_offset_ns, (long long)(fz_u8(&R.in) % 16) * 250000000LL);
+    quiesce();
+}
+
+static void connect_async(void)
+{
+    mqtt_connect_options co;
+    mqtt_connect_options_init(&co);
+    co.host = "fuzz.invalid";
+    co.keepalive = R.keepalive;
+    int rc = mqtt_client_connect_async(R.c, &co);
+    FZ_CHECK(rc == MQTT_OK || rc == MQTT_ERR_STATE);
+}
+
+static void op_control(void)
+{
+    uint8_t b = fz_u8(&R.in);
+    switch (b % 6) {
+    case 0:
+        close_broker(); /* the broker drops the connection */
+        break;
+    case 1:
+        pthread_mutex_lock(&g_mu);
+        g_fail_opens = 1 + b / 6 % 4;
+        pthread_mutex_unlock(&g_mu);
+        break;
+    case 2:
+        mqtt_client_disconnect(R.c); /* bounded by disconnect_timeout */
+        service();
+        break;
+    case 3:
+        connect_async();
+        break;
+    case 4:
+        mqtt_client_proceed(R.c);
+        break;
+    default:
+        mqtt_client_set_auto_reconnect(R.c, b & 0x40);
+        break;
+    }
+}
+
+/* ---- one run ----------------------------------------------------------- */
+
+static void start(const uint8_t *data, size_t len)
+{
+    mqtt__buf_free(&R.rx);
+    memset(&R, 0, sizeof R);
+    R.fd = -1;
+    R.in = (fz_in){data, len};
+    tracing = getenv("FUZZ_TRACE") != NULL;
+    main_thread = pthread_self();
+    (void)idle_fd();
+    uint8_t cfg = fz_u8(&R.in);
+    R.keepalive = fz_u8(&R.in) % 3; /* seconds; 0: none */
+    mqtt_options o;
+    mqtt_options_init(&o);
+    o.client_id = "fuzz";
+    o.client_id_len = 4;
+    o.clean_session = !(cfg & 0x40);
+    o.max_inflight = 1 + (cfg & 3);
+    o.log_events = cfg & 4;
+    o.reconnect_min = 0.0001;
+    o.reconnect_max = 0.001;
+    o.disconnect_timeout = 0.01;
+    o.connect_timeout = 5;
+    if (cfg & 8)
+        o.max_event_bytes = 1024;
+    if (cfg & 0x80)
+        o.max_packet = 48;
+    FZ_CHECK(mqtt_client_create(&o, &R.c) == MQTT_OK);
+    mqtt_client_set_reconnect_hook(R.c, cfg & 0x20);
+    if (cfg & 0x10)
+        mqtt_client_set_auto_reconnect(R.c, true);
+    connect_async();
+}
+
+static void finish(void)
+{
+    /* The broker goes away for good: the client reports the loss. */
+    pthread_mutex_lock(&g_mu);
+    g_fail_opens = 1 << 30;
+    pthread_mutex_unlock(&g_mu);
+    close_broker();
+    take_events(); /* reading may be paused until we do */
+    quiesce();
+    take_events();
+    mqtt_client_destroy(R.c);
+    R.c = NULL;
+    adopt();
+    close_broker();
+    mqtt__buf_free(&R.rx);
+    pthread_mutex_lock(&g_mu);
+    g_fail_opens = 0;
+    pthread_mutex_unlock(&g_mu);
+    atomic_store(&clock_offset_ns, 0);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
+{
+    start(data, len);
+    for (;;) {
+        settle();
+        if (!fz_more(&R.in))
+            break;
+        uint8_t op = fz_u8(&R.in);
+        TRACE("op %u\n", op % 12u);
+        switch (op % 12) {
+        case 0:
+        case 1:
+        case 2:
+            op_raw();
+            break;
+        case 3:
+        case 4:
+            op_packet(false);
+            break;
+        case 5:
+            op_packet(true);
+            break;
+        case 6:
+            op_client_publish();
+            break;
+        case 7:
+            op_client_subscribe();
+            break;
+        case 8:
+            take_events();
+            break;
+        case 9:
+            op_clock();
+            break;
+        case 10:
+            op_control();
+            break;
+        default:
+            quiesce();
+            break;
+        }
+    }
+    finish();
+    return 0;
+}

@@ -1,0 +1,603 @@
+/*
+ * Fuzz target: the session as a state machine. The input is a script of
+ * operations (add publish/subscribe/unsubscribe records, next, sent, acks
+ * with ids that are live, unused, repeated or out of order, rewind, take_id,
+ * the incoming QoS 2 table, bulk runs that fill the id space) played against
+ * the real session and a shadow model written here; after each step the
+ * answers, the bytes next() hands out and mqtt__session_counts must agree
+ * with the model. ASan catches leaks when the session is freed at the end.
+ */
+#include <string.h>
+
+#include "fuzz_util.h"
+#include "session.h"
+
+#define MAX_IDS 65535u
+
+/* ---- the shadow model ------------------------------------------------ */
+
+typedef struct shadow_rec {
+    struct shadow_rec *prev, *next;
+    uint16_t id; /* 0 for QoS 0 publishes */
+    uint8_t kind, qos, state;
+    size_t len;
+    uint8_t packet[]; /* the bytes next() must hand out */
+} shadow_rec;
+
+typedef struct held {
+    uint16_t id;
+    uint16_t *item;
+} held;
+
+typedef struct model {
+    mqtt_session *s;
+    mqtt_session_limits lim;
+    uint32_t window;
+    shadow_rec *head, *tail, *cursor, *pending;
+    size_t queued, inflight, records, bytes;
+    uint16_t next_id;
+    uint16_t live[MAX_IDS]; /* ids of live records, any order */
+    uint32_t nlive;
+    held *in; /* incoming items, arrival order */
+    size_t nin, capin;
+} model;
+
+/* Indexed by packet id; static because they are large, cleared after each run. */
+static shadow_rec *by_id[65536];
+static uint32_t live_pos[65536];
+static model M;
+
+static uint16_t after(uint16_t id)
+{
+    return id == MAX_IDS ? 1 : (uint16_t)(id + 1u);
+}
+
+static uint16_t model_free_id(void)
+{
+    uint16_t id = M.next_id;
+    while (by_id[id] != NULL)
+        id = after(id);
+    return id;
+}
+
+static void live_add(shadow_rec *r)
+{
+    by_id[r->id] = r;
+    live_pos[r->id] = M.nlive;
+    M.live[M.nlive++] = r->id;
+}
+
+static void live_remove(uint16_t id)
+{
+    uint32_t pos = live_pos[id];
+    uint16_t last = M.live[--M.nlive];
+    M.live[pos] = last;
+    live_pos[last] = pos;
+    by_id[id] = NULL;
+}
+
+static bool inflight_state(uint8_t st)
+{
+    return st == MQTT_REC_WAIT_PUBACK || st == MQTT_REC_WAIT_PUBREC ||
+           st == MQTT_REC_WAIT_PUBCOMP;
+}
+
+static void model_remove(shadow_rec *r)
+{
+    if (M.cursor == r)
+        M.cursor = r->next;
+    if (M.pending == r)
+        M.pending = NULL;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        M.head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    else
+        M.tail = r->prev;
+    if (r->id)
+        live_remove(r->id);
+    if (r->state == MQTT_REC_QUEUED)
+        M.queued--;
+    else if (inflight_state(r->state))
+        M.inflight--;
+    M.records--;
+    M.bytes -= r->len;
+    free(r);
+}
+
+/* The session's counters agree with the model after every step. */
+static void check_counts(void)
+{
+    mqtt_session_counts c;
+    mqtt__session_counts(M.s, &c);
+    FZ_CHECK(c.queued == M.queued && c.inflight == M.inflight && c.records == M.records);
+    FZ_CHECK(c.bytes == M.bytes && c.incoming == M.nin);
+    FZ_CHECK(c.inflight <= M.window);
+    FZ_CHECK(c.queued + c.inflight <= c.records);
+}
+
+/* ---- records --------------------------------------------------------- */
+
+/* Builds a record with bytes from the input; the model says whether it is valid. */
+static mqtt_record *build(fz_in *in, mqtt_rec_kind kind, uint8_t qos, size_t name_len,
+                          size_t payload_len, bool raw_offset)
+{
+    size_t with_id = kind != MQTT_REC_PUBLISH || qos > 0 ? 2u : 0u;
+    size_t rem = 2 + with_id + name_len + payload_len + (kind == MQTT_REC_SUBSCRIBE ? 1u : 0u);
+    size_t len = 2 + rem, off = kind == MQTT_REC_PUBLISH ? (with_id ? 4 + name_len : 0) : 2;
+    if (raw_offset)
+        off = fz_u8(in);
+    mqtt_record *r = mqtt__record_new(kind, qos, len, off);
+    FZ_CHECK(r != NULL);
+    uint8_t *p = r->packet, first = kind == MQTT_REC_PUBLISH ? (uint8_t)(0x30 | (qos & 3) << 1)
+                                   : kind == MQTT_REC_SUBSCRIBE ? 0x82 : 0xA2;
+    *p++ = first;
+    *p++ = (uint8_t)rem;
+    if (kind != MQTT_REC_PUBLISH) {
+        *p++ = 0;
+        *p++ = 0;
+    }
+    *p++ = 0;
+    *p++ = (uint8_t)name_len;
+    for (size_t i = 0; i < name_len; i++)
+        *p++ = (uint8_t)('a' + i);
+    if (kind == MQTT_REC_PUBLISH && with_id) {
+        *p++ = 0;
+        *p++ = 0;
+    }
+    for (size_t i = 0; i < payload_len; i++)
+        *p++ = fz_u8(in);
+    if (kind == MQTT_REC_SUBSCRIBE)
+        *p++ = qos;
+    return r;
+}
+
+static bool needs_id(uint8_t kind, uint8_t qos)
+{
+    return kind != MQTT_REC_PUBLISH || qos > 0;
+}
+
+/* mqtt__session_add against the model; returns the status. */
+static int add(mqtt_record *r)
+{
+    bool valid = r->kind <= MQTT_REC_UNSUBSCRIBE && r->qos <= 2;
+    if (valid && needs_id(r->kind, r->qos))
+        valid = r->id_offset > 0 && r->len >= 2 && r->id_offset <= r->len - 2;
+    int want = MQTT_OK;
+    if (!valid)
+        want = MQTT_ERR_INVAL;
+    else if (M.queued >= M.lim.max_queued || r->len > M.lim.max_queued_bytes - M.bytes)
+        want = MQTT_ERR_QUEUE_FULL;
+    else if (needs_id(r->kind, r->qos) && M.nlive >= MAX_IDS)
+        want = MQTT_ERR_NO_ID;
+    uint16_t want_id = want == MQTT_OK && needs_id(r->kind, r->qos) ? model_free_id() : 0;
+    int rc = mqtt__session_add(M.s, r);
+    FZ_CHECK(rc == want);
+    if (rc != MQTT_OK) {
+        mqtt__record_free(r);
+        return rc;
+    }
+    /* The session owns r now; it is still alive, in state QUEUED, with its id written. */
+    FZ_CHECK(r->packet_id == want_id && r->state == MQTT_REC_QUEUED);
+    shadow_rec *m = calloc(1, sizeof *m + r->len);
+    m->id = want_id;
+    m->kind = r->kind;
+    m->qos = r->qos;
+    m->state = MQTT_REC_QUEUED;
+    m->len = r->len;
+    memcpy(m->packet, r->packet, r->len);
+    if (want_id) {
+        FZ_CHECK(by_id[want_id] == NULL);
+        FZ_CHECK(r->packet[r->id_offset] == want_id >> 8);
+        FZ_CHECK(r->packet[r->id_offset + 1] == (want_id & 0xFF));
+        live_add(m);
+        M.next_id = after(want_id);
+    }
+    m->prev = M.tail;
+    if (M.tail)
+        M.tail->next = m;
+    else
+        M.head = m;
+    M.tail = m;
+    if (M.cursor == NULL)
+        M.cursor = m;
+    M.queued++;
+    M.records++;
+    M.bytes += m->len;
+    return rc;
+}
+
+static void op_add_publish(fz_in *in)
+{
+    uint8_t f = fz_u8(in);
+    uint8_t qos = f & 3; /* 3 is invalid */
+    size_t name_len = 1 + (f >> 2 & 7), payload_len = fz_u8(in) % 40;
+    add(build(in, MQTT_REC_PUBLISH, qos, name_len, payload_len, f & 0x80));
+}
+
+static void op_add_subscribe(fz_in *in)
+{
+    uint8_t f = fz_u8(in);
+    mqtt_rec_kind kind = f & 1 ? MQTT_REC_SUBSCRIBE : MQTT_REC_UNSUBSCRIBE;
+    uint8_t qos = f >> 1 & 3;
+    add(build(in, kind, qos, 1 + (f >> 3 & 7), 0, f & 0x80));
+}
+
+/* An add with a kind the session must refuse. */
+static void op_add_bad_kind(fz_in *in)
+{
+    mqtt_record *r = mqtt__record_new(MQTT_REC_PUBLISH, 1, 8, 2);
+    FZ_CHECK(r != NULL);
+    memset(r->packet, 0, 8);
+    r->kind = (uint8_t)(3 + fz_u8(in) % 250);
+    add(r);
+}
+
+/* ---- writing --------------------------------------------------------- */
+
+/* next() against the model; true when it handed out a packet. */
+static bool next(void)
+{
+    mqtt_bytes out = {NULL, 0};
+    uint8_t scratch[4];
+    bool got = mqtt__session_next(M.s, &out, scratch);
+    M.pending = NULL;
+    shadow_rec *r = M.cursor;
+    bool want = r != NULL;
+    if (r && r->state == MQTT_REC_QUEUED && r->kind == MQTT_REC_PUBLISH && r->qos > 0 &&
+        M.inflight >= M.window)
+        want = false;
+    FZ_CHECK(got == want);
+    if (!got)
+        return false;
+    if (r->state == MQTT_REC_WAIT_PUBACK || r->state == MQTT_REC_WAIT_PUBREC)
+        r->packet[0] |= 0x08; /* resent with DUP */
+    if (r->state == MQTT_REC_WAIT_PUBCOMP) {
+        uint8_t rel[4] = {0x62, 0x02, (uint8_t)(r->id >> 8), (uint8_t)r->id};
+        FZ_CHECK(out.len == 4 && memcmp(out.data, rel, 4) == 0);
+    } else {
+        FZ_CHECK(out.len == r->len && memcmp(out.data, r->packet, r->len) == 0);
+    }
+    M.pending = r;
+    return true;
+}
+
+static void sent(void)
+{
+    mqtt__session_sent(M.s);
+    shadow_rec *r = M.pending;
+    if (r == NULL || r != M.cursor)
+        return;
+    M.pending = NULL;
+    M.cursor = r->next;
+    if (r->state != MQTT_REC_QUEUED)
+        return;
+    if (r->kind == MQTT_REC_PUBLISH && r->qos == 0) {
+        model_remove(r);
+        return;
+    }
+    M.queued--;
+    if (r->kind == MQTT_REC_SUBSCRIBE) {
+        r->state = MQTT_REC_WAIT_SUBACK;
+    } else if (r->kind == MQTT_REC_UNSUBSCRIBE) {
+        r->state = MQTT_REC_WAIT_UNSUBACK;
+    } else {
+        r->state = r->qos == 1 ? MQTT_REC_WAIT_PUBACK : MQTT_REC_WAIT_PUBREC;
+        M.inflight++;
+    }
+}
+
+/* Sends until the session holds back; bounded, since each record goes out once per rewind. */
+static void pump(void)
+{
+    size_t bound = M.records + 2;
+    while (next()) {
+        sent();
+        FZ_CHECK(bound-- > 0);
+    }
+}
+
+static void rewind_both(void)
+{
+    mqtt__session_rewind(M.s);
+    M.cursor = M.head;
+    M.pending = NULL;
+}
+
+/* ---- acks ------------------------------------------------------------ */
+
+static int completes(uint8_t type)
+{
+    switch (type) {
+    case MQTT_PUBACK:
+        return MQTT_REC_WAIT_PUBACK;
+    case MQTT_PUBCOMP:
+        return MQTT_REC_WAIT_PUBCOMP;
+    case MQTT_SUBACK:
+        return MQTT_REC_WAIT_SUBACK;
+    case MQTT_UNSUBACK:
+        return MQTT_REC_WAIT_UNSUBACK;
+    default:
+        return -1;
+    }
+}
+
+static void ack(uint8_t type, uint16_t id)
+{
+    mqtt_ack_result got = mqtt__session_ack(M.s, type, id);
+    shadow_rec *r = id ? by_id[id] : NULL;
+    mqtt_ack_result want = MQTT_ACK_UNKNOWN;
+    uint8_t t = type & 0xF0;
+    if (r && t == MQTT_PUBREC) {
+        if (r->state == MQTT_REC_WAIT_PUBCOMP) {
+            want = MQTT_ACK_DUPLICATE;
+        } else if (r->state == MQTT_REC_WAIT_PUBREC) {
+            want = MQTT_ACK_NEW;
+            r->state = MQTT_REC_WAIT_PUBCOMP;
+        }
+    } else if (r && completes(t) == (int)r->state) {
+        want = MQTT_ACK_NEW;
+        model_remove(r);
+    }
+    FZ_CHECK(got == want);
+}
+
+/* An id from the input: a live one (by index), a small one, or any 16-bit value. */
+static uint16_t pick_id(fz_in *in)
+{
+    uint8_t s = fz_u8(in);
+    if (s < 0x80 && M.nlive > 0)
+        return M.live[(s | (uint32_t)fz_u8(in) << 7) % M.nlive];
+    if (s < 0xC0)
+        return (uint16_t)(s & 0x0F);
+    return fz_u16(in);
+}
+
+static void op_ack(fz_in *in)
+{
+    static const uint8_t types[] = {MQTT_PUBACK,  MQTT_PUBREC, MQTT_PUBCOMP, MQTT_SUBACK,
+                                    MQTT_UNSUBACK, MQTT_PUBREL, MQTT_CONNACK, MQTT_PUBLISH};
+    uint8_t b = fz_u8(in);
+    uint8_t type = (uint8_t)(types[b & 7] | (b & 0x80 ? b >> 3 & 0x0F : 0));
+    ack(type, pick_id(in));
+}
+
+/* The ack each live record waits for, in session order or reversed. */
+static void ack_all(bool reverse, bool repeat)
+{
+    shadow_rec *r = reverse ? M.tail : M.head;
+    while (r) {
+        shadow_rec *step = reverse ? r->prev : r->next;
+        uint16_t id = r->id;
+        uint8_t type = r->state == MQTT_REC_WAIT_PUBACK     ? MQTT_PUBACK
+                       : r->state == MQTT_REC_WAIT_PUBREC   ? MQTT_PUBREC
+                       : r->state == MQTT_REC_WAIT_PUBCOMP  ? MQTT_PUBCOMP
+                       : r->state == MQTT_REC_WAIT_SUBACK   ? MQTT_SUBACK
+                       : r->state == MQTT_REC_WAIT_UNSUBACK ? MQTT_UNSUBACK
+                                                            : MQTT_PUBACK;
+        if (id) {
+            ack(type, id); /* may free r */
+            if (repeat)
+                ack(type, id);
+        }
+        r = step;
+    }
+}
+
+/* ---- incoming QoS 2 -------------------------------------------------- */
+
+static void op_in_put(fz_in *in)
+{
+    uint8_t b = fz_u8(in);
+    uint16_t id = b & 0x80 ? fz_u16(in) : (uint16_t)(b & 0x1F);
+    bool null_item = (b & 0x60) == 0x60 && (b & 1);
+    uint16_t *item = null_item ? NULL : malloc(sizeof *item);
+    if (item)
+        *item = id;
+    bool dup = false;
+    for (size_t i = 0; i < M.nin; i++)
+        dup = dup || M.in[i].id == id;
+    int want = item == NULL || id == 0 || dup ? MQTT_ERR_INVAL : MQTT_OK;
+    FZ_CHECK(mqtt__session_in_has(M.s, id) == dup);
+    int rc = mqtt__session_in_put(M.s, id, item);
+    FZ_CHECK(rc == want);
+    if (rc != MQTT_OK) {
+        free(item);
+        return;
+    }
+    if (M.nin == M.capin) {
+        M.capin = M.capin ? 2 * M.capin : 16;
+        M.in = realloc(M.in, M.capin * sizeof *M.in);
+    }
+    M.in[M.nin++] = (held){id, item};
+}
+
+static void op_in_take(fz_in *in)
+{
+    uint8_t b = fz_u8(in);
+    uint16_t id = b & 0x80 ? fz_u16(in) : (uint16_t)(b & 0x1F);
+    uint16_t *item = mqtt__session_in_take(M.s, id);
+    size_t i = 0;
+    while (i < M.nin && M.in[i].id != id)
+        i++;
+    if (i == M.nin) {
+        FZ_CHECK(item == NULL);
+        return;
+    }
+    FZ_CHECK(item == M.in[i].item && *item == id);
+    FZ_CHECK(!mqtt__session_in_has(M.s, id));
+    free(item);
+    memmove(M.in + i, M.in + i + 1, (M.nin - i - 1) * sizeof *M.in);
+    M.nin--;
+}
+
+static void drained(void *item, void *ud)
+{
+    size_t *n = ud;
+    FZ_CHECK(*n < M.nin && item == M.in[*n].item);
+    /* The session is detached from its table: calling back in is allowed. */
+    FZ_CHECK(!mqtt__session_in_has(M.s, M.in[*n].id));
+    free(item);
+    (*n)++;
+}
+
+static void op_in_drain(void)
+{
+    size_t n = 0;
+    mqtt__session_in_drain(M.s, drained, &n);
+    FZ_CHECK(n == M.nin);
+    M.nin = 0;
+}
+
+/* ---- bulk runs ------------------------------------------------------- */
+
+static void op_bulk(fz_in *in)
+{
+    uint8_t b = fz_u8(in);
+    switch (b % 6) {
+    case 0: { /* QoS 1 publishes: up to 1000, or past the whole id space (FF FF: slow) */
+        uint32_t k = fz_u8(in), n = 1 + k * k / 64;
+        if (k == 255 && fz_u8(in) == 255)
+            n = MAX_IDS + 100;
+        for (uint32_t i = 0; i < n; i++)
+            if (add(build(in, MQTT_REC_PUBLISH, 1, 1, 0, false)) != MQTT_OK)
+                break;
+        break;
+    }
+    case 1:
+        pump();
+        break;
+    case 2:
+        ack_all(false, b & 0x40);
+        break;
+    case 3:
+        ack_all(true, b & 0x40);
+        break;
+    case 4: { /* many incoming items */
+        uint32_t n = 1 + fz_u8(in) * 4u;
+        for (uint32_t i = 0; i < n; i++) {
+            uint16_t id = (uint16_t)(1 + (i * 7919u) % MAX_IDS);
+            bool held_already = mqtt__session_in_has(M.s, id);
+            uint16_t *item = malloc(sizeof *item);
+            *item = id;
+            int rc = mqtt__session_in_put(M.s, id, item);
+            FZ_CHECK(rc == (held_already ? MQTT_ERR_INVAL : MQTT_OK));
+            if (rc != MQTT_OK) {
+                free(item);
+                continue;
+            }
+            if (M.nin == M.capin) {
+                M.capin = M.capin ? 2 * M.capin : 16;
+                M.in = realloc(M.in, M.capin * sizeof *M.in);
+            }
+            M.in[M.nin++] = (held){id, item};
+        }
+        break;
+    }
+    default: /* take every held item, newest first */
+        while (M.nin > 0) {
+            uint16_t id = M.in[M.nin - 1].id;
+            uint16_t *item = mqtt__session_in_take(M.s, id);
+            FZ_CHECK(item == M.in[M.nin - 1].item);
+            free(item);
+            M.nin--;
+        }
+        break;
+    }
+}
+
+static void op_take_id(void)
+{
+    uint16_t want = M.nlive >= MAX_IDS ? M.next_id : model_free_id();
+    uint16_t got = mqtt__session_take_id(M.s);
+    FZ_CHECK(got == want && got != 0);
+    FZ_CHECK(M.nlive >= MAX_IDS || by_id[got] == NULL);
+    M.next_id = after(got);
+}
+
+/* ---- the script ------------------------------------------------------ */
+
+static void setup(fz_in *in)
+{
+    M.lim.max_inflight = fz_u8(in) % 9; /* 0 means 1 */
+    uint16_t q = fz_u16(in);
+    M.lim.max_queued = q ? q : 100000;
+    uint8_t b = fz_u8(in);
+    M.lim.max_queued_bytes = b ? (size_t)b * 97u : SIZE_MAX;
+    M.window = M.lim.max_inflight ? M.lim.max_inflight : 1;
+    M.next_id = 1;
+    M.s = mqtt__session_new(&M.lim);
+    FZ_CHECK(M.s != NULL);
+}
+
+static void teardown(void)
+{
+    mqtt__session_free(M.s, free);
+    while (M.head) {
+        shadow_rec *r = M.head;
+        M.head = r->next;
+        if (r->id)
+            by_id[r->id] = NULL;
+        free(r);
+    }
+    free(M.in);
+    memset(&M, 0, sizeof M);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
+{
+    fz_in in = {data, len};
+    FZ_CHECK(mqtt__session_new(NULL) == NULL);
+    setup(&in);
+    while (fz_more(&in)) {
+        uint8_t op = fz_u8(&in);
+        switch (op % 14) {
+        case 0:
+            op_add_publish(&in);
+            break;
+        case 1:
+            op_add_subscribe(&in);
+            break;
+        case 2:
+            if (next() && (op & 0x80))
+                sent();
+            break;
+        case 3:
+            sent();
+            break;
+        case 4:
+        case 5:
+            op_ack(&in);
+            break;
+        case 6:
+            rewind_both();
+            break;
+        case 7:
+            op_take_id();
+            break;
+        case 8:
+            op_in_put(&in);
+            break;
+        case 9:
+            op_in_take(&in);
+            break;
+        case 10:
+            op_in_drain();
+            break;
+        case 11:
+            op_bulk(&in);
+            break;
+        case 12:
+            pump();
+            break;
+        default:
+            op_add_bad_kind(&in);
+            break;
+        }
+        check_counts();
+    }
+    teardown();
+    return 0;
+}
