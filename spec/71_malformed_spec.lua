@@ -90,6 +90,8 @@ local CONNECT_PHASE = {
     { "a CONNACK with remaining length 3", FB.packet(0x20, "\0\0\0") },
     { "a PUBLISH before CONNACK", FB.publish { topic = "early", payload = "x" } },
     { "reserved packet type 0xF0 before CONNACK", "\240\0" },
+    -- The client asked for a clean session (MQTT-3.2.2-1).
+    { "a CONNACK claiming a session for a clean session", FB.packet(0x20, "\1\0") },
 }
 
 local REFUSALS = {
