@@ -674,7 +674,9 @@ function mqtt.run()
         for _, cl in ipairs(list) do
             if not IDLE[cl._core:state()] then active = true end
         end
-        local n = mqtt.dispatch(active and 0.5 or 0)
+        -- Every change that can end the run arrives as an event (or happens
+        -- in a callback), so waiting long costs no wake-ups and misses nothing.
+        local n = mqtt.dispatch(active and 60 or 0)
         if not active and n == 0 then return end
     end
 end
