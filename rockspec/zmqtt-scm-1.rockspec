@@ -25,6 +25,7 @@ build = {
     modules = {
         ["mqtt"] = "lua/mqtt/init.lua",
         ["mqtt.tls"] = "lua/mqtt/tls.lua",
+        ["mqtt.cli"] = "lua/mqtt/cli.lua",
         ["mqtt.core"] = {
             sources = {
                 "src/client.c",
@@ -48,6 +49,12 @@ build = {
             incdirs = { "src", "$(MBEDTLS_INCDIR)" },
             libdirs = { "$(MBEDTLS_LIBDIR)" },
             libraries = { "mbedtls", "mbedx509", "mbedcrypto", "pthread" },
+        },
+    },
+    install = {
+        bin = {
+            ["zmqtt-pub"] = "bin/zmqtt-pub",
+            ["zmqtt-sub"] = "bin/zmqtt-sub",
         },
     },
 }
