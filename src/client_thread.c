@@ -245,8 +245,12 @@ static double keepalive(mqtt_client *c, double now)
     double ka = c->keepalive;
     if (ka <= 0)
         return -1;
-    if (c->reading_paused)
+    if (c->reading_paused) {
+        /* PINGRESPs cannot be read while paused: keep pinging every
+         * keepalive so the broker sees a live client. */
         c->last_recv = now;
+        c->ping_outstanding = false;
+    }
     if (now - c->last_recv >= 1.5 * ka) {
         mqtt__connection_lost(c, MQTT_ERR_KEEPALIVE, "no answer from the broker within 1.5 x keepalive");
         return -1;
