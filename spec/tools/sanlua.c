@@ -7,8 +7,26 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+
+/* SIGINT raises "interrupted!" in the running Lua code, as lua.c does, so
+ * scripts that handle Ctrl-C behave the same under this interpreter. */
+static lua_State *running;
+
+static void stop_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    luaL_error(L, "interrupted!");
+}
+
+static void on_sigint(int sig)
+{
+    signal(sig, SIG_DFL);
+    lua_sethook(running, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
 
 static int traceback(lua_State *L)
 {
@@ -41,8 +59,12 @@ int main(int argc, char **argv)
     int nargs = 0;
     for (int i = first + 1; status == LUA_OK && i < argc; i++, nargs++)
         lua_pushstring(L, argv[i]);
-    if (status == LUA_OK)
+    if (status == LUA_OK) {
+        running = L;
+        signal(SIGINT, on_sigint);
         status = lua_pcall(L, nargs, 0, 1);
+        signal(SIGINT, SIG_DFL);
+    }
     if (status != LUA_OK)
         fprintf(stderr, "%s: %s\n", argv[0], lua_tostring(L, -1));
     lua_close(L);
