@@ -41,7 +41,7 @@ $(STRICT_OBJ): WARN += -Wconversion -Wsign-conversion
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 
-.PHONY: all deps demo test ctest bench fuzz check check-asan check-tsan check-valgrind clean
+.PHONY: all deps demo test ctest bench fuzz check check-asan check-tsan check-valgrind check-gc clean
 
 all: $(MODULE)
 
@@ -101,7 +101,13 @@ VALGRIND   = valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak
 $(BUILD)/lua: spec/tools/sanlua.c | $(BUILD)/.deps
 	$(CC) $(ALL_CFLAGS) -I$(LUA_INC) -o $@ $< -l$(LUA) $(LDLIBS)
 
-check: check-asan check-tsan check-valgrind
+check: check-asan check-tsan check-valgrind check-gc
+
+# The specs again with a collector that never rests, so __gc and __close run
+# all the time (alternately incremental with no pause, and generational).
+check-gc: $(MODULE) $(CTESTS)
+	LUA_INIT_5_4='collectgarbage("incremental", 0, 400, 6)' $(MAKE) test
+	LUA_INIT_5_4='collectgarbage("generational", 1, 100)' $(MAKE) test
 
 check-asan:
 	$(MAKE) build/asan/lua test BUILD=build/asan SAN=address,undefined \

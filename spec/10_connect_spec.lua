@@ -551,14 +551,12 @@ describe("connect", function()
         local id = helpers.unique("zgc")
         -- Watch the client's will, which the broker sends when the connection
         -- drops without DISCONNECT, and the log, which records either way.
-        local function make()
-            local c = mqtt.Client(id)
-            c:connect(HOST, 60, broker.port)
-            assert.is_true(c:is_connected())
-        end
-        make()
+        local c = mqtt.Client(id)
+        c:connect(HOST, 60, broker.port)
+        assert.is_true(c:is_connected())
         assert.truthy(log_since(broker):find("as " .. id, 1, true))
         assert.is_false(broker_saw_drop(broker, id))
+        c = nil -- luacheck: ignore (the only reference goes)
         collectgarbage()
         collectgarbage()
         assert.is_true(wait_for(function() return broker_saw_drop(broker, id) end, 3),
