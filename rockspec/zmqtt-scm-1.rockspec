@@ -28,6 +28,7 @@ build = {
         ["mqtt.cli"] = "lua/mqtt/cli.lua",
         ["mqtt.core"] = {
             sources = {
+                "src/alloc.c",
                 "src/client.c",
                 "src/client_buf.c",
                 "src/client_connect.c",

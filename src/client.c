@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "client_internal.h"
 
 void mqtt_options_init(mqtt_options *o)
@@ -57,7 +58,7 @@ int mqtt_client_create(const mqtt_options *o, mqtt_client **out)
     if (!out || check_client_id(o) != MQTT_OK || o->reconnect_min <= 0 ||
         o->reconnect_max < o->reconnect_min || o->connect_timeout <= 0)
         return MQTT_ERR_INVAL;
-    mqtt_client *c = calloc(1, sizeof *c);
+    mqtt_client *c = mqtt__calloc(1, sizeof *c);
     if (!c)
         return MQTT_ERR_NOMEM;
     c->opt = *o;
@@ -127,10 +128,10 @@ void mqtt_client_destroy(mqtt_client *c)
                         &c->password, &c->out, &c->in, &c->wbuf};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         mqtt__buf_free(bufs[i]);
-    free(c->host);
+    mqtt__free(c->host);
     mqtt_tls_config_unref(c->conn.tls);
     mqtt__tls_session_free(c->tls_session);
-    free(c);
+    mqtt__free(c);
 }
 
 static int set_buf(mqtt_buf *b, const void *p, size_t n)
@@ -266,7 +267,7 @@ static int subscribe_common(mqtt_client *c, const mqtt_subscription *subs, size_
     if (!subs || n == 0 || n > 65535)
         return MQTT_ERR_INVAL;
     mqtt_sub_entry stack[16];
-    mqtt_sub_entry *e = n <= 16 ? stack : calloc(n, sizeof *e);
+    mqtt_sub_entry *e = n <= 16 ? stack : mqtt__calloc(n, sizeof *e);
     if (!e)
         return MQTT_ERR_NOMEM;
     int rc = MQTT_OK;
@@ -298,7 +299,7 @@ static int subscribe_common(mqtt_client *c, const mqtt_subscription *subs, size_
         r->id_offset = h.header_len;
     }
     if (e != stack)
-        free(e);
+        mqtt__free(e);
     return rc == MQTT_OK ? enqueue(c, r, mid) : rc;
 }
 

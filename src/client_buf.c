@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "client_internal.h"
 
 int mqtt__buf_reserve(mqtt_buf *b, size_t extra)
@@ -17,7 +18,7 @@ int mqtt__buf_reserve(mqtt_buf *b, size_t extra)
             return MQTT_ERR_NOMEM;
         cap *= 2;
     }
-    uint8_t *p = realloc(b->data, cap);
+    uint8_t *p = mqtt__realloc(b->data, cap);
     if (!p)
         return MQTT_ERR_NOMEM;
     b->data = p;
@@ -48,7 +49,7 @@ void mqtt__buf_consume(mqtt_buf *b, size_t n)
 
 void mqtt__buf_free(mqtt_buf *b)
 {
-    free(b->data);
+    mqtt__free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "client_internal.h"
 
 /* ---- application side ---------------------------------------------- */
@@ -49,10 +50,10 @@ static int store_options(mqtt_client *c, const mqtt_connect_options *o)
 {
     if (!o || !o->host || !o->host[0] || o->port == 0)
         return MQTT_ERR_INVAL;
-    char *host = strdup(o->host);
+    char *host = mqtt__strdup(o->host);
     if (!host)
         return MQTT_ERR_NOMEM;
-    free(c->host);
+    mqtt__free(c->host);
     c->host = host;
     mqtt_tls_config *old = c->conn.tls;
     c->conn = *o;
@@ -302,8 +303,8 @@ static int snapshot(mqtt_client *c, attempt *a)
     if (c->has_username && c->has_password)
         p.password = view(&c->password);
     a->connect_len = mqtt__connect_size(&p);
-    a->connect_pkt = a->connect_len ? malloc(a->connect_len) : NULL;
-    a->host = strdup(c->host);
+    a->connect_pkt = a->connect_len ? mqtt__malloc(a->connect_len) : NULL;
+    a->host = mqtt__strdup(c->host);
     if (!a->connect_pkt || !a->host)
         return MQTT_ERR_NOMEM;
     mqtt__encode_connect(a->connect_pkt, &p);
@@ -487,7 +488,7 @@ void mqtt__do_connect(mqtt_client *c)
         record_result(c, &a, rc, rcode, false, err);
     }
     pthread_mutex_unlock(&c->mu);
-    free(a.host);
-    free(a.connect_pkt);
+    mqtt__free(a.host);
+    mqtt__free(a.connect_pkt);
     mqtt_tls_config_unref(a.tls);
 }

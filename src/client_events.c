@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "client_internal.h"
 
 /* Fixed cost charged per event on top of its bytes, for the queue bound. */
@@ -15,7 +16,7 @@
 
 mqtt_event *mqtt__event_new(int type, size_t extra)
 {
-    mqtt_event *ev = calloc(1, sizeof *ev + extra);
+    mqtt_event *ev = mqtt__calloc(1, sizeof *ev + extra);
     if (!ev)
         return NULL;
     ev->type = type;
@@ -26,7 +27,7 @@ mqtt_event *mqtt__event_new(int type, size_t extra)
 
 void mqtt_event_free(mqtt_event *ev)
 {
-    free(ev);
+    mqtt__free(ev);
 }
 
 void mqtt__event_push(mqtt_client *c, mqtt_event *ev)

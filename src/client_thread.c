@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "client_internal.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -88,7 +89,7 @@ static void handle_publish(mqtt_client *c, const mqtt_packet *p)
     if (!mqtt__session_in_has(c->session, p->packet_id)) {
         mqtt_event *held = mqtt__event_message(MQTT_EV_PUBREL, p);
         if (!held || mqtt__session_in_put(c->session, p->packet_id, held) != MQTT_OK) {
-            free(held);
+            mqtt__free(held);
             return; /* no PUBREC: the broker will resend */
         }
         push(c, ack_event(MQTT_EV_PUBLISH, p->packet_id, NULL));

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "codec.h"
 #include "mqtt.h"
 #include "session.h"
@@ -95,7 +96,7 @@ static bool idt_resize(id_table *t, uint8_t bits)
 {
     id_table nt = { NULL, 0, bits };
     if (bits > 0) {
-        nt.slot = calloc((size_t)1 << bits, sizeof *nt.slot);
+        nt.slot = mqtt__calloc((size_t)1 << bits, sizeof *nt.slot);
         if (nt.slot == NULL)
             return false;
         uint32_t old_cap = t->bits ? 1u << t->bits : 0u;
@@ -103,7 +104,7 @@ static bool idt_resize(id_table *t, uint8_t bits)
             if (t->slot[i].p != NULL)
                 idt_place(&nt, t->slot[i]);
     }
-    free(t->slot);
+    mqtt__free(t->slot);
     *t = nt;
     return true;
 }
@@ -155,7 +156,7 @@ mqtt_record *mqtt__record_new(mqtt_rec_kind kind, uint8_t qos, size_t len, size_
 {
     if (len > SIZE_MAX - sizeof(mqtt_record))
         return NULL;
-    mqtt_record *r = malloc(sizeof *r + len);
+    mqtt_record *r = mqtt__malloc(sizeof *r + len);
     if (r == NULL)
         return NULL;
     r->prev = r->next = NULL;
@@ -170,7 +171,7 @@ mqtt_record *mqtt__record_new(mqtt_rec_kind kind, uint8_t qos, size_t len, size_
 
 void mqtt__record_free(mqtt_record *r)
 {
-    free(r);
+    mqtt__free(r);
 }
 
 static bool needs_id(const mqtt_record *r)
@@ -216,7 +217,7 @@ mqtt_session *mqtt__session_new(const mqtt_session_limits *l)
 {
     if (l == NULL)
         return NULL;
-    mqtt_session *s = calloc(1, sizeof *s);
+    mqtt_session *s = mqtt__calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
     s->lim = *l;
@@ -244,9 +245,9 @@ void mqtt__session_free(mqtt_session *s, void (*free_item)(void *))
         mqtt__record_free(r);
         r = next;
     }
-    free(s->out.slot);
+    mqtt__free(s->out.slot);
     mqtt__session_in_drain(s, drop_item, &free_item);
-    free(s);
+    mqtt__free(s);
 }
 
 /* ---- adding ---------------------------------------------------------- */
@@ -464,7 +465,7 @@ void mqtt__session_in_drain(mqtt_session *s, void (*fn)(void *item, void *ud), v
     for (uint32_t i = 0; i < n; i++)
         if (fn != NULL)
             fn(t.slot[i].p, ud);
-    free(t.slot);
+    mqtt__free(t.slot);
 }
 
 /* ---- counters -------------------------------------------------------- */

@@ -24,6 +24,7 @@
 #include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
 
+#include "alloc.h"
 #include "codec.h"
 #include "mqtt.h"
 #include "tls_internal.h"
@@ -113,11 +114,11 @@ static int load_file(const char *path, const char *what, unsigned char **buf, si
         return MQTT_ERR_INVAL;
     }
     size_t cap = 4096, n = 0;
-    unsigned char *b = malloc(cap);
+    unsigned char *b = mqtt__malloc(cap);
     int rc = b ? MQTT_OK : MQTT_ERR_NOMEM;
     while (rc == MQTT_OK) {
         if (n + 1 == cap) {
-            unsigned char *nb = cap >= MAX_FILE_BYTES ? NULL : realloc(b, cap * 2);
+            unsigned char *nb = cap >= MAX_FILE_BYTES ? NULL : mqtt__realloc(b, cap * 2);
             if (!nb) {
                 snprintf(err, errlen, "%s '%s': too large", what, path);
                 rc = MQTT_ERR_INVAL;
@@ -137,7 +138,7 @@ static int load_file(const char *path, const char *what, unsigned char **buf, si
     }
     fclose(f);
     if (rc != MQTT_OK) {
-        free(b);
+        mqtt__free(b);
         return rc;
     }
     b[n] = '\0';
@@ -149,7 +150,7 @@ static int load_file(const char *path, const char *what, unsigned char **buf, si
 /* Copies caller text so PEM parsers get the NUL they require. */
 static int copy_data(const char *data, size_t n, unsigned char **buf, size_t *len)
 {
-    unsigned char *b = malloc(n + 1);
+    unsigned char *b = mqtt__malloc(n + 1);
     if (!b)
         return MQTT_ERR_NOMEM;
     memcpy(b, data, n);
@@ -163,7 +164,7 @@ static void free_secret(unsigned char *buf, size_t len)
 {
     if (buf)
         mbedtls_platform_zeroize(buf, len);
-    free(buf);
+    mqtt__free(buf);
 }
 
 /* ---- certificates and keys ------------------------------------------- */
@@ -201,7 +202,7 @@ static int load_certs(mbedtls_x509_crt *chain, const char *what, const char *pat
                   : copy_data(data, data_len, &buf, &len);
     if (rc == MQTT_OK)
         rc = add_certs(chain, buf, len, name, tolerate_some, err, errlen);
-    free(buf);
+    mqtt__free(buf);
     return rc;
 }
 
@@ -358,7 +359,7 @@ static int setup_psk(mqtt_tls_config *cfg, const mqtt_tls_options *o, char *err,
     size_t n = 0;
     while (all[n])
         n++;
-    cfg->suites = calloc(n + 1, sizeof *cfg->suites);
+    cfg->suites = mqtt__calloc(n + 1, sizeof *cfg->suites);
     if (!cfg->suites)
         return MQTT_ERR_NOMEM;
     size_t k = 0;
@@ -379,7 +380,7 @@ static int setup_alpn(mqtt_tls_config *cfg, const mqtt_tls_options *o, char *err
 {
     if (o->alpn_count == 0)
         return MQTT_OK;
-    cfg->alpn = calloc(o->alpn_count + 1, sizeof *cfg->alpn);
+    cfg->alpn = mqtt__calloc(o->alpn_count + 1, sizeof *cfg->alpn);
     if (!cfg->alpn)
         return MQTT_ERR_NOMEM;
     for (size_t i = 0; i < o->alpn_count; i++) {
@@ -388,7 +389,7 @@ static int setup_alpn(mqtt_tls_config *cfg, const mqtt_tls_options *o, char *err
             snprintf(err, errlen, "alpn: protocol name %zu must be 1 to 255 bytes", i + 1);
             return MQTT_ERR_INVAL;
         }
-        cfg->alpn[i] = strdup(o->alpn[i]);
+        cfg->alpn[i] = mqtt__strdup(o->alpn[i]);
         if (!cfg->alpn[i])
             return MQTT_ERR_NOMEM;
     }
@@ -490,17 +491,17 @@ static void config_free(mqtt_tls_config *cfg)
     mbedtls_entropy_free(&cfg->entropy);
     pthread_mutex_destroy(&cfg->rng_mu);
     for (size_t i = 0; cfg->alpn && cfg->alpn[i]; i++)
-        free(cfg->alpn[i]);
-    free(cfg->alpn);
-    free(cfg->suites);
-    free(cfg->server_name);
-    free(cfg);
+        mqtt__free(cfg->alpn[i]);
+    mqtt__free(cfg->alpn);
+    mqtt__free(cfg->suites);
+    mqtt__free(cfg->server_name);
+    mqtt__free(cfg);
 }
 
 static mqtt_tls_config *config_alloc(void)
 {
     static atomic_uint_fast64_t next_id;
-    mqtt_tls_config *cfg = calloc(1, sizeof *cfg);
+    mqtt_tls_config *cfg = mqtt__calloc(1, sizeof *cfg);
     if (!cfg)
         return NULL;
     atomic_init(&cfg->refs, 1);
@@ -544,7 +545,7 @@ int mqtt_tls_config_new(const mqtt_tls_options *o, mqtt_tls_config **out, char *
         rc = setup_psk(cfg, o, err, errlen);
     if (rc == MQTT_OK)
         rc = setup_alpn(cfg, o, err, errlen);
-    if (rc == MQTT_OK && o->server_name && !(cfg->server_name = strdup(o->server_name)))
+    if (rc == MQTT_OK && o->server_name && !(cfg->server_name = mqtt__strdup(o->server_name)))
         rc = MQTT_ERR_NOMEM;
     if (rc != MQTT_OK) {
         if (!err[0])

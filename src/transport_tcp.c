@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "transport.h"
 
 double mqtt__now(void)
@@ -91,7 +92,7 @@ static void job_release(resolve_job *j)
     close(j->pipe[0]);
     close(j->pipe[1]);
     pthread_mutex_destroy(&j->mu);
-    free(j);
+    mqtt__free(j);
 }
 
 static const struct addrinfo resolve_hints = {
@@ -123,7 +124,7 @@ static int resolve(const char *host, unsigned port, double deadline, const mqtt_
         return MQTT_OK;
 
     size_t hlen = strlen(host);
-    resolve_job *j = calloc(1, sizeof *j + hlen + 1);
+    resolve_job *j = mqtt__calloc(1, sizeof *j + hlen + 1);
     if (!j)
         return MQTT_ERR_NOMEM;
     memcpy(j->host, host, hlen + 1);
@@ -132,7 +133,7 @@ static int resolve(const char *host, unsigned port, double deadline, const mqtt_
     pthread_mutex_init(&j->mu, NULL);
     if (pipe2(j->pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
         pthread_mutex_destroy(&j->mu);
-        free(j);
+        mqtt__free(j);
         return MQTT_ERR_SYSTEM;
     }
     pthread_attr_t attr;
@@ -198,7 +199,7 @@ static ssize_t tcp_write(mqtt_transport *t, const void *buf, size_t len)
 static void tcp_close(mqtt_transport *t)
 {
     close(t->fd);
-    free(t);
+    mqtt__free(t);
 }
 
 static const mqtt_transport_ops tcp_ops = {tcp_read, tcp_write, tcp_close};
@@ -284,7 +285,7 @@ int mqtt__tcp_open(const char *host, unsigned port, double deadline, const mqtt_
     if (fd < 0)
         return -fd;
     set_options(fd, ka);
-    mqtt_transport *t = calloc(1, sizeof *t);
+    mqtt_transport *t = mqtt__calloc(1, sizeof *t);
     if (!t) {
         close(fd);
         return MQTT_ERR_NOMEM;

@@ -18,6 +18,7 @@
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
 
+#include "alloc.h"
 #include "transport.h"
 #include "tls_internal.h"
 
@@ -265,7 +266,7 @@ static void conn_free(tls_conn *s)
     if (s->tcp)
         s->tcp->ops->close(s->tcp);
     mqtt_tls_config_unref(s->cfg);
-    free(s);
+    mqtt__free(s);
 }
 
 static void tls_close(mqtt_transport *t)
@@ -449,7 +450,7 @@ void mqtt__tls_session_free(void *session)
     if (!sv)
         return;
     mbedtls_ssl_session_free(&sv->session);
-    free(sv);
+    mqtt__free(sv);
 }
 
 static void offer_session(tls_conn *s, const tls_saved *sv, uint64_t id, const char *host,
@@ -463,7 +464,7 @@ static void save_session(tls_conn *s, void **slot, uint64_t id, const char *host
                          unsigned port)
 {
     size_t hlen = strlen(host);
-    tls_saved *sv = calloc(1, sizeof *sv + hlen + 1);
+    tls_saved *sv = mqtt__calloc(1, sizeof *sv + hlen + 1);
     if (!sv)
         return;
     mbedtls_ssl_session_init(&sv->session);
@@ -531,7 +532,7 @@ int mqtt__tls_open(mqtt_tls_config *cfg, const char *host, unsigned port, double
     int rc = mqtt__tcp_open(host, port, deadline, cancel, ka, &tcp, err, errlen);
     if (rc != MQTT_OK)
         return rc;
-    tls_conn *s = calloc(1, sizeof *s);
+    tls_conn *s = mqtt__calloc(1, sizeof *s);
     if (!s) {
         tcp->ops->close(tcp);
         return MQTT_ERR_NOMEM;

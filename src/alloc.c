@@ -1,0 +1,75 @@
+/*
+ * The core's allocator: libc's, with a countdown that makes the n-th
+ * allocation fail for the out-of-memory tests.
+ */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+
+static atomic_ulong fail_countdown;
+static atomic_ulong made;
+static atomic_long live; /* blocks allocated and not yet freed */
+
+/* True when this allocation is the one the test asked to fail. */
+static int should_fail(void)
+{
+    atomic_fetch_add_explicit(&made, 1, memory_order_relaxed);
+    unsigned long left = atomic_load_explicit(&fail_countdown, memory_order_relaxed);
+    if (left == 0)
+        return 0;
+    atomic_store_explicit(&fail_countdown, left - 1, memory_order_relaxed);
+    return left == 1;
+}
+
+unsigned long mqtt__alloc_fail_at(unsigned long n)
+{
+    atomic_store(&fail_countdown, n);
+    return atomic_exchange(&made, 0);
+}
+
+long mqtt__alloc_live(void)
+{
+    return atomic_load(&live);
+}
+
+static void *counted(void *p)
+{
+    if (p)
+        atomic_fetch_add_explicit(&live, 1, memory_order_relaxed);
+    return p;
+}
+
+void *mqtt__malloc(size_t n)
+{
+    return should_fail() ? NULL : counted(malloc(n));
+}
+
+void *mqtt__calloc(size_t count, size_t size)
+{
+    return should_fail() ? NULL : counted(calloc(count, size));
+}
+
+void *mqtt__realloc(void *p, size_t n)
+{
+    if (should_fail())
+        return NULL;
+    return p ? realloc(p, n) : counted(realloc(NULL, n));
+}
+
+char *mqtt__strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = mqtt__malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+void mqtt__free(void *p)
+{
+    if (p)
+        atomic_fetch_sub_explicit(&live, 1, memory_order_relaxed);
+    free(p);
+}
