@@ -800,18 +800,26 @@ function helpers.watch(c, topics, qos)
     return got, (helpers.subscribe_wait(c, topics, qos))
 end
 
+local finalizers = {}
+helpers._finalizers = finalizers
+
 ---------------------------------------------------------------------------
 -- Never leave a process behind: stop everything when busted exits, and when
 -- this Lua state closes (os.exit(code, true) runs finalizers).
 ---------------------------------------------------------------------------
 
-local ok_busted, busted = pcall(require, "busted")
-if ok_busted and type(busted) == "table" and type(busted.subscribe) == "function" then
-    busted.subscribe({ "exit" }, function()
-        helpers.stop_all()
-        return nil, true
-    end)
+--- Runs fn when busted exits and when this Lua state closes.
+function helpers.at_exit(fn)
+    local ok_busted, busted = pcall(require, "busted")
+    if ok_busted and type(busted) == "table" and type(busted.subscribe) == "function" then
+        busted.subscribe({ "exit" }, function()
+            fn()
+            return nil, true
+        end)
+    end
+    finalizers[#finalizers + 1] = setmetatable({}, { __gc = fn })
 end
-helpers._finalizer = setmetatable({}, { __gc = function() helpers.stop_all() end })
+
+helpers.at_exit(helpers.stop_all)
 
 return helpers

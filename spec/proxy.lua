@@ -591,13 +591,6 @@ function proxy.stop_all()
     for p in pairs(all) do p:stop() end
 end
 
-local ok_busted, busted = pcall(require, "busted")
-if ok_busted and type(busted) == "table" and type(busted.subscribe) == "function" then
-    busted.subscribe({ "exit" }, function()
-        proxy.stop_all()
-        return nil, true
-    end)
-end
-proxy._finalizer = setmetatable({}, { __gc = function() proxy.stop_all() end })
+helpers.at_exit(proxy.stop_all)
 
 return proxy

@@ -337,7 +337,8 @@ static void push_data(lua_State *L, const mqtt_event *ev)
     case MQTT_EV_CONNACK:
         lua_pushboolean(L, ev->session_present);
         lua_setfield(L, -2, "session_present");
-        set_int(L, "return_code", ev->return_code);
+        if (ev->return_code < 0) /* no CONNACK arrived at all */
+            set_int(L, "return_code", -1);
         if (ev->status != MQTT_OK) {
             lua_pushstring(L, mqtt_errname(ev->status));
             lua_setfield(L, -2, "error_name");
