@@ -151,3 +151,6 @@ FUZZ_SECONDS ?= 10
 
 fuzz: $(BUILD)/.deps
 	FUZZ_SECONDS=$(FUZZ_SECONDS) sh spec/fuzz/run.sh
+
+# Further targets, one fragment per concern.
+include $(wildcard mk/*.mk)
