@@ -1,10 +1,26 @@
 # zmqtt: `make demo` and `make test` install what they need (Debian packages),
 # build the C core and the Lua module, and run.
 
+# LUA picks the interpreter the module is built for and tested with:
+# lua5.4 (default), lua5.3, lua5.2, lua5.1 or luajit (OpenResty's LuaJIT 2.1).
 LUA        ?= lua5.4
+ifeq ($(LUA),luajit)
+LUA_INC    ?= /usr/include/luajit-2.1
+LUA_PKGS   := luajit2 libluajit2-5.1-dev
+else ifeq ($(LUA),lua5.1)
+LUA_INC    ?= /usr/include/lua5.1
+LUA_PKGS   := lua5.1 liblua5.1-0-dev
+else
 LUA_INC    ?= /usr/include/$(LUA)
+LUA_PKGS   := $(LUA) lib$(LUA)-dev
+endif
 CC         ?= cc
+# Lua 5.4 builds into build/, every other version into build/<LUA>/.
+ifeq ($(LUA),lua5.4)
 BUILD      ?= build
+else
+BUILD      ?= build/$(LUA)
+endif
 
 # Sanitizer builds (make check): SAN=address,undefined or SAN=thread.
 SAN        ?=
@@ -24,7 +40,7 @@ ALL_CFLAGS  = -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread $(WARN) 
 LDLIBS      = -pthread -lmbedtls -lmbedx509 -lmbedcrypto $(EXTRA_LDFLAGS)
 
 # Debian packages the build, the tests and the demo use.
-PACKAGES   := lua5.4 liblua5.4-dev libmbedtls-dev lua-busted lua-socket mosquitto \
+PACKAGES   := $(LUA_PKGS) lua5.4 liblua5.4-dev libmbedtls-dev lua-busted lua-socket mosquitto \
               mosquitto-clients luarocks openssl valgrind iproute2 libmosquitto-dev clang
 
 CORE_SRC   := $(filter-out src/lua_%.c,$(wildcard src/*.c))

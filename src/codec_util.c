@@ -206,3 +206,8 @@ int mqtt_validate_topic_filter(const char *filter, size_t len, const char **why)
 {
     return mqtt__check_topic_filter((const uint8_t *)filter, len, why);
 }
+
+bool mqtt_utf8_valid(const char *s, size_t len)
+{
+    return mqtt__utf8_valid((const uint8_t *)s, len);
+}

@@ -5,13 +5,12 @@
  * Lua half turns into MQTTError values. It never raises on a broker's doing.
  */
 #include <errno.h>
-#include <lauxlib.h>
-#include <lua.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "lua_compat.h"
 #include "lua_tls.h"
 #include "mqtt.h"
 
@@ -466,6 +465,14 @@ static int l_check_topic(lua_State *L)
     return 2;
 }
 
+static int l_utf8_valid(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    lua_pushboolean(L, mqtt_utf8_valid(s, len));
+    return 1;
+}
+
 static int l_connack_name(lua_State *L)
 {
     lua_pushstring(L, mqtt_connack_name((int)luaL_checkinteger(L, 1)));
@@ -504,6 +511,7 @@ static const luaL_Reg module_functions[] = {
     {"wait", l_wait},
     {"topic_matches", l_topic_matches},
     {"check_topic", l_check_topic},
+    {"utf8_valid", l_utf8_valid},
     {"connack_name", l_connack_name},
     {"monotonic", l_monotonic},
     {NULL, NULL},

@@ -5,9 +5,9 @@
  * arrive checked by the Lua half (lua/mqtt/tls.lua); a context that cannot
  * be built comes back as nil, name, message, and nothing here raises for it.
  */
-#include <lauxlib.h>
 #include <string.h>
 
+#include "lua_compat.h"
 #include "lua_tls.h"
 
 #define CONTEXT_MT "zmqtt.core.ssl_context"

@@ -256,6 +256,8 @@ bool mqtt_topic_matches(const char *filter, size_t filter_len, const char *topic
 /** MQTT_OK, or MQTT_ERR_INVAL with *why set. */
 int mqtt_validate_topic_name(const char *topic, size_t len, const char **why);
 int mqtt_validate_topic_filter(const char *filter, size_t len, const char **why);
+/** An MQTT UTF-8 string: well-formed UTF-8, no surrogates, no U+0000. */
+bool mqtt_utf8_valid(const char *s, size_t len);
 
 #ifdef __cplusplus
 }

@@ -8,7 +8,9 @@ local core = require("mqtt.core")
 
 local type, error, pairs, ipairs, setmetatable, tostring, select =
     type, error, pairs, ipairs, setmetatable, tostring, select
-local math_type, string_format = math.type, string.format
+local math_floor, string_format = math.floor, string.format
+-- Lua 5.1, 5.2 and LuaJIT have only floats: an integral float is the integer.
+local tointeger = math.tointeger or function(v) return v end
 
 local mqtt = { _VERSION = "zmqtt 0.1" }
 
@@ -143,17 +145,15 @@ local REQUIRED = {}
 
 local function check_int(v, n, fname, what, lo, hi, default)
     if v == nil and default ~= REQUIRED then return default end
-    if math_type(v) ~= "integer" then
-        if type(v) == "number" and v == math.floor(v) then
-            v = math.tointeger(v)
-        else
-            argerror(n, fname, what .. " must be an integer")
-        end
+    -- v ~= floor(v) also rejects NaN; the range check comes before the
+    -- conversion so that 1e300 is "out of range", not a failed conversion.
+    if type(v) ~= "number" or v ~= math_floor(v) then
+        argerror(n, fname, what .. " must be an integer")
     end
     if v < lo or v > hi then
         argerror(n, fname, string_format("%s must be between %d and %d", what, lo, hi))
     end
-    return v
+    return tointeger(v)
 end
 
 local function check_qos(v, n, fname)
@@ -252,7 +252,7 @@ end
 function mqtt.Client(client_id, clean_session, options)
     if type(client_id) ~= "string" then argerror(1, "Client", "client_id must be a string") end
     if #client_id > 65535 then argerror(1, "Client", "client_id is longer than 65535 bytes") end
-    if not utf8.len(client_id) or client_id:find("\0", 1, true) then
+    if not core.utf8_valid(client_id) then
         argerror(1, "Client", "client_id must be valid UTF-8 without NUL")
     end
     if clean_session == nil then clean_session = true end
@@ -341,7 +341,7 @@ end
 function Client:set_username_pw(username, password)
     local c = core_of(self, "set_username_pw")
     if type(username) ~= "string" then argerror(1, "set_username_pw", "username must be a string") end
-    if #username > 65535 or not utf8.len(username) or username:find("\0", 1, true) then
+    if #username > 65535 or not core.utf8_valid(username) then
         argerror(1, "set_username_pw", "username must be valid UTF-8, at most 65535 bytes")
     end
     if password ~= nil and type(password) ~= "string" then
