@@ -1,0 +1,10 @@
+# Integrations (integration/*_spec.lua): OpenResty, LÖVE, luv, cqueues and
+# several Lua states in one process. They run with Lua 5.4's busted and drive
+# other hosts, which load the LuaJIT build (build/luajit) or their own.
+INTEGRATION_DEPS := $(MODULE)
+
+integration: $(INTEGRATION_DEPS)
+	@$(MAKE) -s LUA=luajit all
+	@BUSTED="$(BUSTED)" SPECS="integration/" ZMQTT_ROOT=$(CURDIR) sh spec/run-all.sh
+
+.PHONY: integration
