@@ -332,6 +332,14 @@ const char *mqtt_client_state(mqtt_client *c)
     return s;
 }
 
+bool mqtt_client_pending(mqtt_client *c, uint16_t mid)
+{
+    pthread_mutex_lock(&c->mu);
+    bool pending = mqtt__session_out_has(c->session, mid);
+    pthread_mutex_unlock(&c->mu);
+    return pending;
+}
+
 void mqtt_client_want_pingresp(mqtt_client *c, bool on)
 {
     pthread_mutex_lock(&c->mu);

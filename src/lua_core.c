@@ -267,6 +267,13 @@ static int l_auto_reconnect(lua_State *L)
     return 0;
 }
 
+static int l_pending(lua_State *L)
+{
+    mqtt_client *c = check_open(L);
+    lua_pushboolean(L, mqtt_client_pending(c, (uint16_t)luaL_checkinteger(L, 2)));
+    return 1;
+}
+
 static int l_want_pingresp(lua_State *L)
 {
     mqtt_client_want_pingresp(check_open(L), lua_toboolean(L, 2));
@@ -500,6 +507,7 @@ static const luaL_Reg client_methods[] = {
     {"set_auto_reconnect", l_auto_reconnect},
     {"set_hook", l_set_hook},
     {"want_pingresp", l_want_pingresp},
+    {"pending", l_pending},
     {"proceed", l_proceed},
     {"stats", l_stats},
     {"next_event", NULL},

@@ -231,6 +231,12 @@ int mqtt_client_disconnect(mqtt_client *c);
 bool mqtt_client_is_connected(mqtt_client *c);
 /** "connected", "connecting", "reconnecting", "disconnected". */
 const char *mqtt_client_state(mqtt_client *c);
+/**
+ * True while the QoS 1/2 publish, subscribe or unsubscribe with this mid
+ * awaits its acknowledgement (queued or in flight). Once false, the ack's
+ * event is queued (or was popped already).
+ */
+bool mqtt_client_pending(mqtt_client *c, uint16_t mid);
 /** PINGRESP events are queued only after this is turned on (default off). */
 void mqtt_client_want_pingresp(mqtt_client *c, bool on);
 /** Readable while events are queued. Owned by the client. */

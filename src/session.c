@@ -424,6 +424,11 @@ mqtt_ack_result mqtt__session_ack(mqtt_session *s, uint8_t type, uint16_t id)
 
 /* ---- incoming QoS 2 -------------------------------------------------- */
 
+bool mqtt__session_out_has(const mqtt_session *s, uint16_t id)
+{
+    return s != NULL && idt_get(&s->out, id) != NULL;
+}
+
 bool mqtt__session_in_has(const mqtt_session *s, uint16_t id)
 {
     return s != NULL && idt_get(&s->in, id) != NULL;

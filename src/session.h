@@ -97,6 +97,9 @@ MQTT_HIDDEN mqtt_ack_result mqtt__session_ack(mqtt_session *s, uint8_t type, uin
 /** After a connection loss: every in-flight record is to be resent, in order. */
 MQTT_HIDDEN void mqtt__session_rewind(mqtt_session *s);
 
+/** True while a QoS 1/2 publish, subscribe or unsubscribe holds id (queued or in flight). */
+MQTT_HIDDEN bool mqtt__session_out_has(const mqtt_session *s, uint16_t id);
+
 /** Incoming QoS 2: true when id is held awaiting PUBREL. */
 MQTT_HIDDEN bool mqtt__session_in_has(const mqtt_session *s, uint16_t id);
 /** Holds item for id (id must not be held already). MQTT_OK or MQTT_ERR_NOMEM. */

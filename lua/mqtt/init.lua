@@ -10,7 +10,7 @@ local type, error, pairs, ipairs, setmetatable, tostring, select =
     type, error, pairs, ipairs, setmetatable, tostring, select
 local math_floor, string_format = math.floor, string.format
 -- Lua 5.1, 5.2 and LuaJIT have only floats: an integral float is the integer.
-local tointeger = math.tointeger or function(v) return v end
+local tointeger = math.tointeger or function(v) return v end -- luacheck: ignore 143
 
 local mqtt = { _VERSION = "zmqtt 0.1" }
 
@@ -266,7 +266,7 @@ function mqtt.Client(client_id, clean_session, options)
     local c, name, msg = core.new(client_id, clean_session, o)
     if not c then raise(name, msg) end
     local self = setmetatable({
-        _core = c, _specific = {}, _generic = {}, _seq = 0,
+        _core = c, _specific = {}, _generic = {}, _seq = 0, _waiting = {},
         _logger = options and options.logger,
         client_id = client_id,
     }, Client)
@@ -592,14 +592,20 @@ local function special(self, c, command, data)
     return false
 end
 
+-- The acknowledgements that complete a mid, for Client:wait.
+local COMPLETES = { [mqtt.PUBACK] = true, [mqtt.PUBCOMP] = true, [mqtt.SUBACK] = true,
+    [mqtt.UNSUBACK] = true }
+
 -- Runs the callbacks of what is queued now; returns how many events ran.
 local function drain(self)
     local c = self._core
     if not c then return 0 end
     local n = 0
+    local waiting = self._waiting
     local command, data = c:next_event()
     while command do
         n = n + 1
+        if COMPLETES[command] and waiting[data.mid] == false then waiting[data.mid] = data end
         if command < 0x30 or command > 0xD0 then
             if not special(self, c, command, data) then run_callbacks(self, command, data) end
         else
@@ -611,10 +617,10 @@ local function drain(self)
     return n
 end
 
-local function check_timeout(timeout, fname)
+local function check_timeout(timeout, fname, n)
     if timeout == nil then return 0 end
-    if type(timeout) ~= "number" or timeout < 0 then
-        argerror(1, fname, "timeout must be a non-negative number of seconds")
+    if type(timeout) ~= "number" or timeout < 0 or timeout ~= timeout then
+        argerror(n or 1, fname, "timeout must be a non-negative number of seconds")
     end
     return timeout
 end
@@ -628,6 +634,48 @@ function Client:dispatch(timeout)
         n = drain(self)
     end
     return n
+end
+
+--- wait(mid [, timeout]): dispatches this client's events until the packet
+-- with this mid is acknowledged: PUBACK for a QoS 1 publish, PUBCOMP for
+-- QoS 2, SUBACK, UNSUBACK. Returns that event's data ({mid=, granted_qos=}
+-- for a SUBACK). Returns {mid=mid} at once when nothing with this mid awaits
+-- an acknowledgement (a QoS 0 publish, or one acknowledged before the call).
+-- On timeout, or once the client is disconnected with no reconnect coming:
+-- nil and an MQTTConnectionError ("timeout" or "not connected"). Without a
+-- timeout it waits as long as the client keeps (re)connecting.
+function Client:wait(mid, timeout)
+    local c = core_of(self, "wait")
+    mid = check_int(mid, 1, "wait", "mid", 1, 65535, REQUIRED)
+    local deadline = timeout ~= nil and core.monotonic() + check_timeout(timeout, "wait", 2)
+    local waiting = self._waiting
+    waiting[mid] = false
+    while true do
+        local pending = c:pending(mid)
+        -- Not pending: the ack's event is queued already, or ran before this call.
+        drain(self)
+        local got = waiting[mid]
+        if got or not pending or not self._core then
+            waiting[mid] = nil
+            if got or not pending then return got or { mid = mid } end
+            return nil, new_error("bad state", "the client was closed while waiting")
+        end
+        if c:state() == "disconnected" then
+            waiting[mid] = nil
+            return nil, new_error("not connected",
+                string_format("the client disconnected before mid %d was acknowledged", mid))
+        end
+        local left = 60
+        if deadline then
+            left = deadline - core.monotonic()
+            if left <= 0 then
+                waiting[mid] = nil
+                return nil, new_error("timeout",
+                    string_format("no acknowledgement of mid %d within %g s", mid, timeout))
+            end
+        end
+        core.wait({ c }, left)
+    end
 end
 
 local function open_clients()
