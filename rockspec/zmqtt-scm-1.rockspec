@@ -15,7 +15,7 @@ subscribe, loop, dispatch.
     license = "MIT",
 }
 dependencies = {
-    "lua >= 5.4",
+    "lua >= 5.1",
 }
 external_dependencies = {
     MBEDTLS = { header = "mbedtls/ssl.h" },
