@@ -4,7 +4,8 @@
 # (spec/fuzz/corpus/<target>/), one target at a time.
 # Usage: FUZZ_SECONDS=10 sh spec/fuzz/run.sh [target...]   (default: all)
 # Prints per target the executions libFuzzer ran and whether it crashed; ends
-# with one line "fuzz: N targets, M failed" and exits 1 when M > 0. A crashing
+# with "fuzz: N targets, M failed" and the total in the suite's own form
+# ("P passed, M failed", a target being one test); exits 1 when M > 0. A crashing
 # (or leaking, hanging, out-of-memory) input is copied to
 # spec/fuzz/corpus/<target>/crash-<sha1>, where every later run replays it.
 # The library objects are compiled with the same sanitizers as the targets.
@@ -120,4 +121,5 @@ for t in $targets; do
     fi
 done
 echo "fuzz: $total targets, $failed failed"
+echo "$((total - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]
