@@ -4,6 +4,7 @@
  * plain return values for failures (nil, name, message[, code]) that the
  * Lua half turns into MQTTError values. It never raises on a broker's doing.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -539,8 +540,21 @@ static int l_init(lua_State *L)
 }
 
 __attribute__((visibility("default"))) int luaopen_mqtt_core(lua_State *L);
+/*
+ * Keeps this library mapped until the process ends. Closing a Lua state
+ * dlcloses the C modules it loaded; a client's I/O thread that outlived its
+ * state (a host that never runs finalizers) must not find its code unmapped.
+ */
+static void pin_library(void)
+{
+    Dl_info info;
+    if (dladdr((void *)(uintptr_t)luaopen_mqtt_core, &info) && info.dli_fname)
+        (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
 __attribute__((visibility("default"))) int luaopen_mqtt_core(lua_State *L)
 {
+    pin_library();
     if (luaL_newmetatable(L, CLIENT_MT)) {
         luaL_newlib(L, client_methods);
         lua_setfield(L, -2, "__index");
