@@ -545,10 +545,12 @@ __attribute__((visibility("default"))) int luaopen_mqtt_core(lua_State *L);
  * dlcloses the C modules it loaded; a client's I/O thread that outlived its
  * state (a host that never runs finalizers) must not find its code unmapped.
  */
+static const char pin_anchor; /* any address inside this library */
+
 static void pin_library(void)
 {
     Dl_info info;
-    if (dladdr((void *)(uintptr_t)luaopen_mqtt_core, &info) && info.dli_fname)
+    if (dladdr(&pin_anchor, &info) && info.dli_fname)
         (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
 }
 

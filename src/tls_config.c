@@ -108,9 +108,11 @@ static size_t chain_length(const mbedtls_x509_crt *c)
 static int load_file(const char *path, const char *what, unsigned char **buf, size_t *len,
                      char *err, size_t errlen)
 {
+    char eb[128]; /* strerror_r, not strerror: several threads may load files */
     FILE *f = fopen(path, "rb");
     if (!f) {
-        snprintf(err, errlen, "%s '%s': cannot open: %s", what, path, strerror(errno));
+        snprintf(err, errlen, "%s '%s': cannot open: %s", what, path,
+                 strerror_r(errno, eb, sizeof eb));
         return MQTT_ERR_INVAL;
     }
     size_t cap = 4096, n = 0;
@@ -130,13 +132,14 @@ static int load_file(const char *path, const char *what, unsigned char **buf, si
         size_t got = fread(b + n, 1, cap - 1 - n, f);
         n += got;
         if (got == 0 && ferror(f)) {
-            snprintf(err, errlen, "%s '%s': cannot read: %s", what, path, strerror(errno));
+            snprintf(err, errlen, "%s '%s': cannot read: %s", what, path,
+                     strerror_r(errno, eb, sizeof eb));
             rc = MQTT_ERR_INVAL;
         } else if (got == 0) {
             break;
         }
     }
-    fclose(f);
+    (void)fclose(f); /* read-only: nothing to lose */
     if (rc != MQTT_OK) {
         mqtt__free(b);
         return rc;
@@ -241,7 +244,7 @@ static int load_trust(mqtt_tls_config *cfg, const mqtt_tls_options *o, char *err
         FILE *f = fopen(system_bundles[i], "rb");
         if (!f)
             continue;
-        fclose(f);
+        (void)fclose(f);
         return load_certs(&cfg->ca, "system CA bundle", system_bundles[i], NULL, 0, true, err,
                           errlen);
     }

@@ -59,7 +59,8 @@ int mqtt__wait_fd(int fd, short events, double deadline, const mqtt_cancel *canc
             continue;
         if (p[1].revents) {
             drain_fd(p[1].fd);
-            if (cancel->cancelled(cancel->ud))
+            /* p[1] polls fd -1, so it has revents only when cancel is non-NULL. */
+            if (cancel->cancelled(cancel->ud)) /* NOLINT(clang-analyzer-core.NullDereference) */
                 return MQTT_ERR_CANCELLED;
         }
         if (p[0].revents)
@@ -272,12 +273,13 @@ int mqtt__tcp_open(const char *host, unsigned port, double deadline, const mqtt_
         fd = connect_one(ai, deadline, cancel, &sys_errno);
         if (fd >= 0)
             break;
-        char addr[NI_MAXHOST + 16];
+        char addr[NI_MAXHOST + 16], eb[128];
         describe_addr(ai, addr, sizeof addr);
         if (fd == -MQTT_ERR_TIMEOUT)
             snprintf(err, errlen, "connecting to %s timed out", addr);
         else if (fd == -MQTT_ERR_CONNECT)
-            snprintf(err, errlen, "cannot connect to %s: %s", addr, strerror(sys_errno));
+            snprintf(err, errlen, "cannot connect to %s: %s", addr,
+                     strerror_r(sys_errno, eb, sizeof eb)); /* thread-safe strerror */
         if (fd == -MQTT_ERR_TIMEOUT || fd == -MQTT_ERR_CANCELLED)
             break;
     }

@@ -513,9 +513,9 @@ static int handshake(tls_conn *s, double deadline, const mqtt_cancel *cancel, in
         *ret = mbedtls_ssl_handshake(&s->ssl);
         if (*ret == 0)
             return MQTT_OK;
-        short events = *ret == MBEDTLS_ERR_SSL_WANT_READ    ? POLLIN
-                       : *ret == MBEDTLS_ERR_SSL_WANT_WRITE ? POLLOUT
-                                                            : 0;
+        short events = (short)(*ret == MBEDTLS_ERR_SSL_WANT_READ    ? POLLIN
+                               : *ret == MBEDTLS_ERR_SSL_WANT_WRITE ? POLLOUT
+                                                                    : 0);
         if (!events)
             return MQTT_ERR_TLS;
         int rc = mqtt__wait_fd(s->base.fd, events, deadline, cancel);
@@ -557,8 +557,8 @@ int mqtt__tls_open(mqtt_tls_config *cfg, const char *host, unsigned port, double
         *out = &s->base;
         return MQTT_OK;
     }
-    char why[320];
     if (rc == MQTT_ERR_TLS) {
+        char why[320];
         describe_failure(s, ret, why, sizeof why);
         snprintf(err, errlen, "TLS handshake with %.80s port %u failed: %s", host, port, why);
         /* Whatever went wrong, the next attempt starts afresh. */

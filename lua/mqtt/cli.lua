@@ -56,9 +56,12 @@ local Exit = {}
 -- list), once (may be given only once), help (text, wrapped to 79 columns;
 -- \n forces a break).
 
+-- Lua 5.1 and LuaJIT have only floats: an integral float is the integer.
+local tointeger = math.tointeger or function(v) return v end -- luacheck: ignore 143
+
 local function integer(lo, hi)
     return function(s)
-        local n = s:match("^%-?%d+$") and math.tointeger(tonumber(s))
+        local n = s:match("^%-?%d+$") and tointeger(tonumber(s))
         if not n or n < lo or n > hi then
             return nil, ("must be an integer from %d to %d"):format(lo, hi)
         end
@@ -262,11 +265,12 @@ end
 -- help (a function returning the --help text).
 function M.run(tool, main, argv)
     local prog = tool.prog
-    local ok, res = xpcall(main, function(e)
+    -- A closure, as Lua 5.1's xpcall passes no arguments.
+    local ok, res = xpcall(function() return main(argv) end, function(e)
         if e == Exit or getmetatable(e) == Failure or mqtt.is_error(e) then return e end
         if type(e) == "string" and e:find("interrupted!", 1, true) then return "interrupted" end
         return debug.traceback(tostring(e), 2)
-    end, argv)
+    end)
     local code
     if ok then
         code = res or M.EXIT.OK

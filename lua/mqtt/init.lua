@@ -2,7 +2,22 @@
 -- This half owns what Lua does best: argument checking with clear errors,
 -- the error values, MQTTMessage, and the priority-ordered dispatcher that
 -- runs conditions and callbacks in the thread that owns the Lua state.
+--
+-- The background I/O thread never calls Lua: callbacks run when the
+-- application dispatches (`Client:dispatch`, `Client:wait`, `mqtt.dispatch`,
+-- `mqtt.sleep`, `mqtt.run`). Misuse raises at once an `MQTTError` named
+-- "invalid argument" or "bad state"; runtime failures raise the error kinds
+-- below.
 -- @module mqtt
+-- @usage
+-- local mqtt = require("mqtt")
+-- local client = mqtt.Client("sensor-1")
+-- client:connect("localhost", 60)
+-- client:loop(function(c, data) print(data.message.topic, data.message.payload) end)
+-- client:subscribe("sensors/#", 1)
+-- client:wait(client:publish("sensors/temp", "21.5", 1), 5)
+-- mqtt.sleep(2)  -- dispatches the messages that arrive meanwhile
+-- client:disconnect()
 
 local core = require("mqtt.core")
 
@@ -14,18 +29,48 @@ local tointeger = math.tointeger or function(v) return v end -- luacheck: ignore
 
 local mqtt = { _VERSION = "zmqtt 0.1" }
 
--- Packet types used with on(); CONNACK and DISCONNECT are extensions.
+--- Packet types.
+-- The MQTT packet-type values, the `command` of `Client:on` and `Client:off`.
+-- CONNACK and DISCONNECT are extensions. What each callback's `data` holds is
+-- listed with each constant and under `data`.
+-- @section constants
+
+--- 0x20, extension: after every connect and reconnect, successful or not;
+-- `data.session_present`, `data.return_code` (0: accepted; -1: no CONNACK
+-- came) and, when it failed, `data.error`.
 mqtt.CONNACK = 0x20
+--- 0x30: a message arrived; `data.message` at QoS 0 and 1, only `data.mid` at
+-- QoS 2 (its message is delivered once, with PUBREL).
 mqtt.PUBLISH = 0x30
+--- 0x40: a QoS 1 publish was acknowledged; `data.mid`.
 mqtt.PUBACK = 0x40
+--- 0x50: the broker received a QoS 2 publish; `data.mid`.
 mqtt.PUBREC = 0x50
+--- 0x60: a QoS 2 message is released, exactly once; `data.message`, `data.mid`.
 mqtt.PUBREL = 0x60
+--- 0x70: a QoS 2 publish is complete; `data.mid`.
 mqtt.PUBCOMP = 0x70
+--- 0x90: a subscription was answered; `data.mid`, `data.granted_qos`.
 mqtt.SUBACK = 0x90
+--- 0xB0: an unsubscription was answered; `data.mid`.
 mqtt.UNSUBACK = 0xB0
+--- 0xC0: the ping the client sends; a broker never sends one.
 mqtt.PINGREQ = 0xC0
+--- 0xD0: the broker answered a keepalive ping.
 mqtt.PINGRESP = 0xD0
+--- 0xE0, extension: the connection was lost or closed; `data.error` when it
+-- was not asked for.
 mqtt.DISCONNECT = 0xE0
+
+--- The `data` table a callback receives (`fn(client, data)`); which fields
+-- are set depends on the command (see each constant).
+-- @field return_code 0 for compatibility; for CONNACK the broker's return code
+-- @field message an `MQTTMessage` (PUBLISH at QoS 0 and 1, PUBREL)
+-- @field mid the packet's message id (acknowledgements, PUBLISH at QoS 2, PUBREL)
+-- @field granted_qos SUBACK: a list, one entry per requested filter; 0x80 means refused
+-- @field session_present CONNACK: whether the broker kept a session
+-- @field error CONNACK and DISCONNECT: an error value, when the connection failed or was lost
+-- @table data
 
 local EV_BEFORE_RECONNECT, EV_LOG = 0x100, 0x101
 local MAX_PAYLOAD = 256 * 1024 * 1024
@@ -39,6 +84,7 @@ end
 
 ---------------------------------------------------------------------------
 -- Errors: MQTTError with MQTTConnectionError and MQTTProtocolError under it.
+-- @section errors
 
 local function error_kind(name, parent)
     local kind = { kind = name, parent = parent }
@@ -53,11 +99,34 @@ local function error_kind(name, parent)
     return kind
 end
 
+--- The kind of every error this module raises; the other kinds are under it.
+-- Names of its own errors: "invalid argument", "bad state", "out of memory", "queue full",
+-- "no packet id", "system error".
 mqtt.MQTTError = error_kind("MQTTError")
+--- Connection failures, an `MQTTError`.
+-- Names: "connection refused" (then `name` is the refusal's, such as "not
+-- authorized", and `code` its return code), "name resolution failed", "connect
+-- failed", "timeout", "i/o error", "connection closed", "keepalive timeout",
+-- "not connected", "cancelled", "tls error".
 mqtt.MQTTConnectionError = error_kind("MQTTConnectionError", mqtt.MQTTError)
+--- The broker broke the protocol, an `MQTTError`.
+-- Names: "malformed packet", "protocol error".
 mqtt.MQTTProtocolError = error_kind("MQTTProtocolError", mqtt.MQTTError)
 
---- True when err is an error of kind (default mqtt.MQTTError) or of a kind under it.
+--- An error value, as raised with `error()`; `tostring(err)` reads
+-- "MQTTConnectionError: message (5 not authorized)".
+-- @field kind "MQTTError", "MQTTConnectionError" or "MQTTProtocolError"
+-- @field name a stable short name to branch on, e.g. "timeout"
+-- @field code for a refused connection, the CONNACK return code (1 to 5); else nil
+-- @field message readable text
+-- @table error
+
+--- Tests the kind of an error.
+-- @param err any value, e.g. what `pcall` returned
+-- @param[opt=mqtt.MQTTError] kind an error kind
+-- @treturn boolean true when `err` is an error of `kind` or of a kind under it
+-- @usage local ok, err = pcall(client.connect, client, "localhost", 60)
+-- if not ok and mqtt.is_error(err, mqtt.MQTTConnectionError) then print(err.name) end
 function mqtt.is_error(err, kind)
     kind = kind or mqtt.MQTTError
     if type(err) ~= "table" then return false end
@@ -105,7 +174,17 @@ end
 
 ---------------------------------------------------------------------------
 -- MQTTMessage
+-- @section message
 
+--- An incoming message, `data.message` in PUBLISH and PUBREL callbacks.
+-- Messages share this metatable, `mqtt.MQTTMessage`, so `tostring(msg)` reads well.
+-- @field topic string
+-- @field payload string, binary-safe; `""` for an empty payload
+-- @field qos 0, 1 or 2
+-- @field retain boolean: true when the broker delivered it as a retained message
+-- @field mid integer message id; 0 for QoS 0
+-- @field dup boolean, extension: the DUP flag (the broker may have sent it before)
+-- @table MQTTMessage
 local MQTTMessage = { __name = "MQTTMessage" }
 MQTTMessage.__index = MQTTMessage
 MQTTMessage.__tostring = function(m)
@@ -118,15 +197,25 @@ mqtt.MQTTMessage = MQTTMessage
 core.init(MQTTMessage)
 
 ---------------------------------------------------------------------------
--- Topics
+-- Topics (extension): wildcard routing.
+-- @section topics
 
+--- Whether a topic name matches a filter, with the wildcards `+` and `#` and
+-- MQTT's rule that they do not match topics that start with `$`.
+-- @string filter a topic filter, e.g. "sensors/+/temp"
+-- @string topic a topic name
+-- @treturn boolean
 function mqtt.topic_matches(filter, topic)
     if type(filter) ~= "string" then argerror(1, "topic_matches", "filter must be a string") end
     if type(topic) ~= "string" then argerror(2, "topic_matches", "topic must be a string") end
     return core.topic_matches(filter, topic)
 end
 
---- A condition for on(mqtt.PUBLISH, fn, cond) that matches messages by filter.
+--- A condition for `Client:on` that matches messages by topic filter.
+-- @string filter a topic filter
+-- @treturn function `condition(data)`: true for a message whose topic matches
+-- @raise MQTTError "invalid argument" for a malformed filter
+-- @usage client:on(mqtt.PUBLISH, on_temp, mqtt.topic_filter("sensors/+/temp"))
 function mqtt.topic_filter(filter)
     if type(filter) ~= "string" then argerror(1, "topic_filter", "filter must be a string") end
     local ok, why = core.check_topic(filter, true)
@@ -179,7 +268,8 @@ local function check_topic(topic, n, fname, filter)
 end
 
 ---------------------------------------------------------------------------
--- Client
+-- Client: mqtt.Client makes one.
+-- @section client
 
 local Client = {}
 Client.__index = Client
@@ -248,7 +338,31 @@ local function core_options(options)
     return o
 end
 
---- Creates a client: mqtt.Client(client_id, clean_session = true [, options]).
+--- Creates a client.
+-- Whatever `clean_session` says, the client never discards its own outgoing
+-- QoS 1/2 messages when the connection drops: it resends them, with the DUP
+-- flag where the protocol asks for it, after the next successful (re)connect.
+-- @string client_id UTF-8, at most 65535 bytes; `""` asks the broker to assign
+-- one, which MQTT 3.1.1 allows only with a clean session
+-- @bool[opt=true] clean_session false for a persistent session: the broker
+-- keeps subscriptions and queued messages across disconnects
+-- @tab[opt] options extension, every field optional:
+-- @int[opt=64] options.max_inflight outgoing QoS 1/2 messages awaiting
+-- acknowledgement; beyond it new ones wait in the queue
+-- @param[opt=100000] options.max_queued messages held while offline or over the
+-- in-flight window, or `{messages = n, bytes = n}` (bytes default 256 MiB);
+-- when full, `publish` raises "queue full" instead of dropping silently
+-- @param[opt={min=1; max=30}] options.reconnect `false`, or `{min = seconds,
+-- max = seconds}` for exponential back-off with jitter
+-- @number[opt=10] options.connect_timeout seconds, name resolution included
+-- @number[opt=5] options.disconnect_timeout seconds `disconnect` spends flushing
+-- @int[opt=64 MiB] options.max_event_bytes received data held for dispatch
+-- before the client stops reading from the socket
+-- @func[opt] options.logger `logger(level, text)`, level "debug", "info",
+-- "warning" or "error"; called while dispatching
+-- @treturn Client
+-- @raise MQTTError "invalid argument" naming the bad argument or option
+-- @usage local client = mqtt.Client("sensor-1", true, {reconnect = {min = 1, max = 60}})
 function mqtt.Client(client_id, clean_session, options)
     if type(client_id) ~= "string" then argerror(1, "Client", "client_id must be a string") end
     if #client_id > 65535 then argerror(1, "Client", "client_id is longer than 65535 bytes") end
@@ -274,12 +388,29 @@ function mqtt.Client(client_id, clean_session, options)
     return self
 end
 
+--- A client, made by `mqtt.Client`. Once `close` has run, every method but
+-- `close`, `is_connected` and `state` raises an `MQTTError` "bad state".
+-- @type Client
+
 function Client:__tostring()
     local c = self._core
     return string_format("mqtt.Client(%q, %s)", self.client_id, c and c:state() or "closed")
 end
 
---- on(command, fn, condition = nil, priority = 0)
+--- Sets a callback for a packet type received from the broker.
+-- A callback with a condition is specific: for each packet of that type the
+-- specific callbacks are considered from highest to lowest `priority` (equal
+-- priorities: the one registered first wins), and the first whose condition
+-- returns a true value is the only one that runs. A callback without a
+-- condition is generic: at most one per command (setting another replaces
+-- it), run only when no specific callback's condition matched.
+-- @int command a packet type, e.g. `mqtt.PUBLISH` (see Constants)
+-- @func fn `fn(client, data)`, with `data` as described under `data`
+-- @func[opt] condition `condition(data)`, true or false
+-- @number[opt=0] priority
+-- @raise MQTTError "invalid argument" for an unknown command or a non-callable fn
+-- @usage local mid = client:publish("jobs/1", "start", 1)
+-- client:on(mqtt.PUBACK, on_acked, function(d) return d.mid == mid end)
 function Client:on(command, fn, condition, priority)
     local c = core_of(self, "on")
     if not COMMANDS[command] then argerror(1, "on", "unknown command " .. tostring(command)) end
@@ -308,7 +439,9 @@ function Client:on(command, fn, condition, priority)
     list[i] = entry
 end
 
---- off(command, fn): removes fn as a specific and as the generic callback.
+--- Removes a callback (extension), as a specific and as the generic one.
+-- @int command a packet type
+-- @func fn the callback given to `on`
 function Client:off(command, fn)
     core_of(self, "off")
     if not COMMANDS[command] then argerror(1, "off", "unknown command " .. tostring(command)) end
@@ -321,6 +454,12 @@ function Client:off(command, fn)
     end
 end
 
+--- Sets the will: the message the broker publishes when the connection is lost
+-- without DISCONNECT. Takes effect at the next connect or reconnect.
+-- @string topic a topic name (no wildcards)
+-- @tparam[opt] string payload at most 65535 bytes; nil for an empty payload
+-- @int[opt=0] qos 0, 1 or 2
+-- @bool[opt=false] retain
 function Client:set_will(topic, payload, qos, retain)
     local c = core_of(self, "set_will")
     check_topic(topic, 1, "set_will")
@@ -338,6 +477,10 @@ function Client:set_will(topic, payload, qos, retain)
     if not ok then raise(name, msg) end
 end
 
+--- Sets the credentials. They take effect at the next connect or reconnect, so
+-- a `breconnect_cb` can refresh an expiring token.
+-- @string username UTF-8, at most 65535 bytes
+-- @tparam[opt] string password at most 65535 bytes
 function Client:set_username_pw(username, password)
     local c = core_of(self, "set_username_pw")
     if type(username) ~= "string" then argerror(1, "set_username_pw", "username must be a string") end
@@ -403,16 +546,38 @@ local function start_connect(self, fname, async, ...)
     if not async and acb then acb(self) end
 end
 
---- connect(host, keepalive, port, ssl_ctx, breconnect_cb, aconnect_cb, sock_keepalive) or connect{...}
+--- Connects to a broker; returns when the CONNACK has been accepted.
+-- Extension: the same arguments may be given as one table,
+-- `client:connect{host = "h", keepalive = 60, port = 8883, ssl_ctx = ctx}`.
+-- @string host a name or an IPv4/IPv6 address
+-- @int keepalive seconds: when nothing is sent for that long the client sends
+-- PINGREQ; when nothing is heard for 1.5 times as long the connection is lost
+-- @int[opt=1883] port
+-- @param[opt] ssl_ctx a context from `mqtt.ssl_context`: connect with TLS
+-- @func[opt] breconnect_cb `breconnect_cb(client)`, before each automatic reconnect
+-- @func[opt] aconnect_cb `aconnect_cb(client)`, after each successful connect
+-- @tab[opt] sock_keepalive `{count, idle, interval}` for the TCP keepalive options
+-- @raise MQTTConnectionError when the connection cannot be made or is refused
+-- (`code` and `name` say why, e.g. 5 "not authorized"); MQTTProtocolError for a
+-- bad CONNACK
+-- @usage client:connect("broker.example", 60, 8883, mqtt.ssl_context{cafile = "ca.pem"})
 function Client:connect(...)
     start_connect(self, "connect", false, ...)
 end
 
---- Like connect, but returns at once; the outcome arrives as a CONNACK callback.
+--- Like `connect`, but returns at once (extension) and connects in the
+-- background, so a game frame or an nginx worker never blocks. The outcome
+-- arrives as a CONNACK callback: `data.return_code` (0 on success) and, when
+-- the connection could not be made at all, `data.error`.
+-- @param ... the arguments of `connect`
 function Client:connect_async(...)
     start_connect(self, "connect_async", true, ...)
 end
 
+--- Reconnects a client that lost its connection, resending its
+-- unacknowledged messages. While `loop` is on, lost connections are also
+-- re-established automatically, with back-off.
+-- @raise MQTTConnectionError as `connect` does
 function Client:reconnect()
     local c = core_of(self, "reconnect")
     local ok, name, msg, code = c:reconnect()
@@ -420,6 +585,15 @@ function Client:reconnect()
     if self._aconnect then self._aconnect(self) end
 end
 
+--- Queues a message and returns at once. QoS 1 and 2 messages stay owned by
+-- the client until the broker has acknowledged them.
+-- @string topic a topic name (no wildcards)
+-- @tparam[opt] string payload any bytes, up to 256 MiB; nil for an empty payload
+-- @int[opt=0] qos 0, 1 or 2
+-- @bool[opt=false] retain
+-- @treturn int the message id (QoS 0 included), for conditions and `wait`
+-- @raise MQTTError "invalid argument" before anything is sent; "queue full"
+-- when `max_queued` is reached
 function Client:publish(topic, payload, qos, retain)
     local c = self._core or core_of(self, "publish")
     if type(topic) ~= "string" then argerror(1, "publish", "topic must be a string") end
@@ -464,7 +638,13 @@ local function subscription_list(fname, topics, qos)
     return filters, levels
 end
 
---- subscribe({{filter, qos}, ...}) or subscribe(filter, qos) -> mid
+--- Subscribes; the SUBACK arrives as a SUBACK callback.
+-- @param topics `{{filter1, qos1}, {filter2, qos2}, ...}`, or (extension) one
+-- filter string
+-- @int[opt=0] qos the QoS when `topics` is one filter
+-- @treturn int the SUBSCRIBE packet's message id
+-- @usage client:subscribe{{"sensors/#", 1}, {"alerts/+", 2}}
+-- client:subscribe("sensors/#", 1)
 function Client:subscribe(topics, qos)
     local c = core_of(self, "subscribe")
     local filters, levels = subscription_list("subscribe", topics, qos)
@@ -473,7 +653,9 @@ function Client:subscribe(topics, qos)
     return mid
 end
 
---- unsubscribe({filter, ...}) or unsubscribe(filter) -> mid
+--- Unsubscribes; the UNSUBACK arrives as an UNSUBACK callback.
+-- @param topics a list of filter strings, or one filter
+-- @treturn int the UNSUBSCRIBE packet's message id
 function Client:unsubscribe(topics)
     local c = core_of(self, "unsubscribe")
     if type(topics) == "string" then topics = { topics } end
@@ -489,11 +671,15 @@ function Client:unsubscribe(topics)
     return mid
 end
 
+--- Sends DISCONNECT after flushing what is queued (bounded by
+-- `disconnect_timeout`), closes the connection and stops the background
+-- thread; no automatic reconnect follows.
 function Client:disconnect()
     core_of(self, "disconnect"):disconnect()
 end
 
---- Releases everything at once; idempotent.
+--- Releases everything at once (extension); calling it again does nothing.
+-- Garbage collection and Lua 5.4's `<close>` close a client too.
 function Client:close()
     local c = self._core
     if c then
@@ -505,22 +691,31 @@ end
 Client.__gc = Client.close
 Client.__close = Client.close
 
+--- Whether the client is connected now.
+-- @treturn boolean
 function Client:is_connected()
     local c = self._core
     return c ~= nil and c:is_connected()
 end
 
---- "connected", "connecting", "reconnecting", "disconnecting", "disconnected" or "closed".
+--- The connection's state (extension).
+-- @treturn string "connected", "connecting", "reconnecting", "disconnecting",
+-- "disconnected" or "closed"
 function Client:state()
     local c = self._core
     return c and c:state() or "closed"
 end
 
+--- A file descriptor that becomes readable when something is queued for
+-- dispatch, for event loops (luv, cqueues, nginx, a game engine's poller).
+-- @treturn int
 function Client:fd()
     return core_of(self, "fd"):fd()
 end
 
---- Counters: queued, inflight, queued_bytes, event_bytes, reconnects, read_pauses.
+--- Counters (extension).
+-- @treturn table `queued`, `inflight`, `queued_bytes`, `event_bytes`,
+-- `reconnects`, `read_pauses`
 function Client:stats()
     return core_of(self, "stats"):stats()
 end
@@ -529,7 +724,11 @@ local function has_message(data)
     return data.message ~= nil
 end
 
---- loop(on_message): automatic reconnects on, and on_message for every message.
+--- Turns on automatic reconnects and, with `on_message`, receives every
+-- message: `on_message(client, data)` becomes a generic callback on PUBREL and
+-- a specific callback on PUBLISH (condition: the data carries a message;
+-- priority -1), so it gets each message of QoS 0, 1 and 2 once. Returns at once.
+-- @func[opt] on_message replaces the one a previous `loop` set
 function Client:loop(on_message)
     local c = core_of(self, "loop")
     check_callable(on_message, 1, "loop", "on_message", true)
@@ -625,7 +824,11 @@ local function check_timeout(timeout, fname, n)
     return timeout
 end
 
---- dispatch([timeout]): runs the callbacks of this client; waits up to timeout for events.
+--- Runs the callbacks of what is queued for this client (extension), waiting
+-- up to `timeout` seconds for something to arrive. An error raised by a
+-- callback propagates with its traceback; nothing queued behind it is lost.
+-- @number[opt=0] timeout seconds
+-- @treturn int how many packets were dispatched
 function Client:dispatch(timeout)
     local c = core_of(self, "dispatch")
     timeout = check_timeout(timeout, "dispatch")
@@ -678,6 +881,9 @@ function Client:wait(mid, timeout)
     end
 end
 
+--- Running callbacks (extension): the background thread never calls Lua.
+-- @section dispatch
+
 local function open_clients()
     local list, cores = {}, {}
     for cl in pairs(clients) do
@@ -689,7 +895,10 @@ local function open_clients()
     return list, cores
 end
 
---- mqtt.dispatch([timeout]): dispatch for every client.
+--- Runs the callbacks of what is queued for every client, waiting up to
+-- `timeout` seconds for something to arrive. A game calls it once per frame.
+-- @number[opt=0] timeout seconds
+-- @treturn int how many packets were dispatched
 function mqtt.dispatch(timeout)
     timeout = check_timeout(timeout, "dispatch")
     local list, cores = open_clients()
@@ -701,7 +910,8 @@ function mqtt.dispatch(timeout)
     return n
 end
 
---- mqtt.sleep(seconds): sleeps while dispatching.
+--- Sleeps while dispatching: the drop-in for the `sleep()` of a Zerynth main loop.
+-- @number seconds
 function mqtt.sleep(seconds)
     if type(seconds) ~= "number" or seconds < 0 then
         argerror(1, "sleep", "seconds must be a non-negative number")
@@ -714,7 +924,7 @@ end
 
 local IDLE = { disconnected = true, closed = true }
 
---- mqtt.run(): dispatches until every client has disconnected.
+--- Dispatches until every client has disconnected.
 function mqtt.run()
     while true do
         local list = open_clients()
@@ -729,7 +939,37 @@ function mqtt.run()
     end
 end
 
+--- Seconds from a monotonic clock (extension), the clock timeouts use.
+-- @function monotonic
+-- @treturn number
 mqtt.monotonic = core.monotonic
+
+--- A TLS context for `connect`'s `ssl_ctx` (extension of Zerynth's ssl_ctx).
+-- Files are read at once: a missing file, a wrong `key_password` or an unknown
+-- option raises here, naming it. Contexts are immutable and may be shared.
+-- @function ssl_context
+-- @tab[opt] opts every field optional:
+-- @string[opt] opts.cafile CA certificates (PEM or DER file); without any CA,
+-- the system's bundle
+-- @string[opt] opts.capath a directory of CA certificates
+-- @string[opt] opts.cadata CA certificates as PEM text
+-- @string[opt] opts.certfile the client's certificate chain
+-- @string[opt] opts.keyfile its private key
+-- @string[opt] opts.certdata the client's certificate as PEM text
+-- @string[opt] opts.keydata its private key as PEM text
+-- @string[opt] opts.key_password for an encrypted private key
+-- @string[opt] opts.server_name the name for SNI and verification instead of
+-- the host
+-- @bool[opt=true] opts.verify check the broker's chain and host name (its DNS
+-- names, or its IP addresses when connecting to one); off only when false
+-- @tab[opt] opts.alpn protocol names, e.g. `{"mqtt"}`
+-- @string[opt="tls1.2"] opts.min_version "tls1.2" or "tls1.3"
+-- @string[opt] opts.psk a pre-shared key as hex text (as mosquitto's tools take it)
+-- @string[opt] opts.psk_identity
+-- @return a context
+-- @raise MQTTError "invalid argument" naming the option or file
+-- @usage local ctx = mqtt.ssl_context{cafile = "ca.pem", certfile = "me.crt", keyfile = "me.key"}
+-- client:connect("broker.example", 60, 8883, ctx)
 mqtt.ssl_context = require("mqtt.tls").ssl_context
 
 return mqtt

@@ -1,0 +1,25 @@
+# The API reference: LDoc turns the doc comments of lua/mqtt/ (see config.ld)
+# into HTML in build/docs/. Any LDoc warning fails the build, so the reference
+# never silently loses an entry. LDoc runs on Lua 5.1, where Debian's
+# lua-markdown lives.
+PACKAGES += lua-ldoc lua-markdown lua5.1
+
+# Install the packages above even where the deps stamp predates this file.
+$(BUILD)/.deps: mk/docs.mk
+
+DOCS_DIR ?= build/docs
+LDOC     := lua5.1 /usr/bin/ldoc
+
+# Runs LDoc into $(1); prints its warnings and fails when there are any.
+define run_ldoc
+	@rm -rf $(1)
+	@out=$$($(LDOC) -q -d $(1) . 2>&1) || { echo "$$out"; exit 1; }; \
+	out=$$(echo "$$out" | grep -v '^reading configuration from ') || true; \
+	if [ -n "$$out" ]; then echo "$$out"; echo "ldoc: warnings (above)"; exit 1; fi
+endef
+
+docs: $(BUILD)/.deps
+	$(call run_ldoc,$(DOCS_DIR))
+	@echo "API reference: $(DOCS_DIR)/index.html"
+
+.PHONY: docs
