@@ -839,14 +839,18 @@ function Client:dispatch(timeout)
     return n
 end
 
---- wait(mid [, timeout]): dispatches this client's events until the packet
--- with this mid is acknowledged: PUBACK for a QoS 1 publish, PUBCOMP for
--- QoS 2, SUBACK, UNSUBACK. Returns that event's data ({mid=, granted_qos=}
--- for a SUBACK). Returns {mid=mid} at once when nothing with this mid awaits
--- an acknowledgement (a QoS 0 publish, or one acknowledged before the call).
--- On timeout, or once the client is disconnected with no reconnect coming:
--- nil and an MQTTConnectionError ("timeout" or "not connected"). Without a
--- timeout it waits as long as the client keeps (re)connecting.
+--- Dispatches this client's callbacks until the packet with this mid is
+-- acknowledged (extension): PUBACK for a QoS 1 publish, PUBCOMP for QoS 2,
+-- SUBACK, UNSUBACK. Returns at once with `{mid = mid}` when nothing with
+-- this mid awaits an acknowledgement (a QoS 0 publish, or one acknowledged
+-- before the call). Without a timeout it waits as long as the client keeps
+-- (re)connecting. Works inside coroutines.
+-- @int mid what `publish`, `subscribe` or `unsubscribe` returned
+-- @number[opt] timeout seconds
+-- @treturn table the acknowledgement's `data` (`mid`; `granted_qos` for a SUBACK)
+-- @treturn[2] nil on timeout, or once the client is disconnected with no reconnect coming
+-- @treturn[2] MQTTError an `MQTTConnectionError` named `"timeout"` or `"not connected"`
+-- @usage assert(client:wait(client:publish("jobs/1", "start", 2), 5))
 function Client:wait(mid, timeout)
     local c = core_of(self, "wait")
     mid = check_int(mid, 1, "wait", "mid", 1, 65535, REQUIRED)
