@@ -13,7 +13,7 @@ PACKAGES += lua-check clang-tidy cppcheck clang-format
 # Install the packages above even where the deps stamp predates this file.
 $(BUILD)/.deps: mk/lint.mk
 
-LINT_LUA   := lua bin/zmqtt-pub bin/zmqtt-sub examples spec
+LINT_LUA   := lua bin/zmqtt-pub bin/zmqtt-sub examples spec integration
 LINT_C     := $(wildcard src/*.c)
 LINT_TEXT   = $(wildcard src/*.[ch] lua/mqtt/*.lua bin/zmqtt-* examples/*.lua examples/*/*.lua \
                   examples/*/*.c spec/*.lua spec/c/*.[ch] spec/fuzz/*.[ch] integration/*.lua)
