@@ -61,6 +61,11 @@ export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 
 all: $(MODULE)
 
+# Further targets, one fragment per concern. Included here, after the first
+# rule (all stays the default goal) and before the rules whose prerequisites
+# list $(CTESTS), which make expands as it reads them.
+include $(wildcard mk/*.mk)
+
 # Installs missing Debian packages: apt-get as root, otherwise prints the command.
 deps: $(BUILD)/.deps
 $(BUILD)/.deps: Makefile
@@ -167,6 +172,3 @@ FUZZ_SECONDS ?= 10
 
 fuzz: $(BUILD)/.deps
 	FUZZ_SECONDS=$(FUZZ_SECONDS) sh spec/fuzz/run.sh
-
-# Further targets, one fragment per concern.
-include $(wildcard mk/*.mk)

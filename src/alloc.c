@@ -12,14 +12,17 @@ static atomic_ulong fail_countdown;
 static atomic_ulong made;
 static atomic_long live; /* blocks allocated and not yet freed */
 
-/* True when this allocation is the one the test asked to fail. */
+/* True when this allocation is the one the test asked to fail. A CAS, not a
+ * load and a store: the I/O thread and the application thread allocate at
+ * the same time, and exactly one allocation may fail. */
 static int should_fail(void)
 {
     atomic_fetch_add_explicit(&made, 1, memory_order_relaxed);
     unsigned long left = atomic_load_explicit(&fail_countdown, memory_order_relaxed);
-    if (left == 0)
-        return 0;
-    atomic_store_explicit(&fail_countdown, left - 1, memory_order_relaxed);
+    while (left != 0 &&
+           !atomic_compare_exchange_weak_explicit(&fail_countdown, &left, left - 1,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+    }
     return left == 1;
 }
 

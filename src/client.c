@@ -69,6 +69,8 @@ int mqtt_client_create(const mqtt_options *o, mqtt_client **out)
     int rc = c->session ? MQTT_OK : MQTT_ERR_NOMEM;
     if (rc == MQTT_OK)
         rc = mqtt__buf_append(&c->client_id, o->client_id, o->client_id_len);
+    if (rc == MQTT_OK)
+        rc = mqtt__event_refill_spare(c);
     if (rc == MQTT_OK) {
         c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         c->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -118,6 +120,7 @@ void mqtt_client_destroy(mqtt_client *c)
         next = ev->next;
         mqtt_event_free(ev);
     }
+    mqtt_event_free(c->spare);
     if (c->session)
         mqtt__session_free(c->session, free_event_item);
     if (c->wake_fd >= 0)
@@ -195,7 +198,7 @@ static int enqueue(mqtt_client *c, mqtt_record *r, uint16_t *mid)
         if (mid && r->packet_id)
             *mid = r->packet_id;
         if (c->state == ST_CONNECTED)
-            wake = mqtt__pump(c) > 0;
+            wake = mqtt__pump(c) != 0; /* on failure the I/O thread tries again */
     }
     pthread_mutex_unlock(&c->mu);
     if (rc != MQTT_OK)

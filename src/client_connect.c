@@ -104,8 +104,9 @@ static int connect_common(mqtt_client *c, const mqtt_connect_options *o, bool as
     join_finished_thread(c);
     pthread_mutex_lock(&c->mu);
     int rc = MQTT_OK;
+    /* Two cases give MQTT_ERR_STATE, one before and one after options are stored. */
     if (c->state == ST_CONNECTED || c->state == ST_DISCONNECTING)
-        rc = MQTT_ERR_STATE;
+        rc = MQTT_ERR_STATE; /* NOLINT(bugprone-branch-clone) */
     else if (o)
         rc = store_options(c, o);
     else if (!c->host)
@@ -268,6 +269,7 @@ typedef struct attempt {
     mqtt_tls_config *tls;
     uint8_t *connect_pkt;
     size_t connect_len;
+    mqtt_event *connack; /* made up front: success is never left unreported */
 } attempt;
 
 static bool attempt_cancelled(void *ud)
@@ -302,18 +304,20 @@ static int snapshot(mqtt_client *c, attempt *a)
         p.username = view(&c->username);
     if (c->has_username && c->has_password)
         p.password = view(&c->password);
+    /* Who to report to comes first: a failed allocation is reported too. */
+    a->seq = c->connect_seq;
+    a->async = c->async_attempt || c->result_seq >= c->connect_seq;
     a->connect_len = mqtt__connect_size(&p);
     a->connect_pkt = a->connect_len ? mqtt__malloc(a->connect_len) : NULL;
     a->host = mqtt__strdup(c->host);
-    if (!a->connect_pkt || !a->host)
+    a->connack = mqtt__event_new(MQTT_EV_CONNACK, 0);
+    if (!a->connect_pkt || !a->host || !a->connack)
         return MQTT_ERR_NOMEM;
     mqtt__encode_connect(a->connect_pkt, &p);
     a->port = c->conn.port;
     a->tls = mqtt_tls_config_ref(c->conn.tls);
     a->has_ka = c->conn.has_sock_keepalive;
     memcpy(a->ka, c->conn.sock_keepalive, sizeof a->ka);
-    a->seq = c->connect_seq;
-    a->async = c->async_attempt || c->result_seq >= c->connect_seq;
     c->keepalive = c->conn.keepalive;
     return MQTT_OK;
 }
@@ -381,7 +385,7 @@ static void deliver_held(void *item, void *ud)
     mqtt__event_push(ud, item);
 }
 
-static void connected(mqtt_client *c, const attempt *a, const mqtt_packet *pkt)
+static void connected(mqtt_client *c, attempt *a, const mqtt_packet *pkt)
 {
     double now = mqtt__now();
     if (c->ever_connected)
@@ -398,13 +402,12 @@ static void connected(mqtt_client *c, const attempt *a, const mqtt_packet *pkt)
     mqtt__session_rewind(c->session);
     mqtt__pump(c);
     mqtt__log(c, 1, "connected to %s port %u", a->host, a->port);
-    mqtt_event *ev = mqtt__event_new(MQTT_EV_CONNACK, 0);
-    if (ev) {
-        ev->return_code = 0;
-        ev->session_present = pkt->session_present;
-        ev->sync = !a->async;
-        mqtt__event_push(c, ev);
-    }
+    mqtt_event *ev = a->connack;
+    a->connack = NULL;
+    ev->return_code = 0;
+    ev->session_present = pkt->session_present;
+    ev->sync = !a->async;
+    mqtt__event_push(c, ev);
 }
 
 static void record_result(mqtt_client *c, const attempt *a, int status, int rcode, bool sp,
@@ -465,6 +468,7 @@ void mqtt__do_connect(mqtt_client *c)
         rc = MQTT_ERR_PROTOCOL; /* MQTT-3.2.2-1 */
         snprintf(err, sizeof err, "session present in the CONNACK of a clean session");
     }
+    /* cppcheck-suppress uninitvar ; pkt is read only after read_connack returned MQTT_OK */
     if (rc == MQTT_OK && pkt.return_code != 0) {
         rcode = pkt.return_code;
         rc = MQTT_ERR_REFUSED;
@@ -490,5 +494,6 @@ void mqtt__do_connect(mqtt_client *c)
     pthread_mutex_unlock(&c->mu);
     mqtt__free(a.host);
     mqtt__free(a.connect_pkt);
+    mqtt_event_free(a.connack);
     mqtt_tls_config_unref(a.tls);
 }

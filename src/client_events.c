@@ -13,6 +13,8 @@
 
 /* Fixed cost charged per event on top of its bytes, for the queue bound. */
 #define EVENT_OVERHEAD 64
+/* Text the spare status event holds; longer texts are cut. */
+#define SPARE_TEXT 200
 
 mqtt_event *mqtt__event_new(int type, size_t extra)
 {
@@ -44,9 +46,17 @@ void mqtt__event_push(mqtt_client *c, mqtt_event *ev)
         mqtt__fd_signal(c->notify_fd);
 }
 
+int mqtt__event_refill_spare(mqtt_client *c)
+{
+    if (!c->spare)
+        c->spare = mqtt__event_new(0, SPARE_TEXT + 1);
+    return c->spare ? MQTT_OK : MQTT_ERR_NOMEM;
+}
+
 mqtt_event *mqtt_client_take_events(mqtt_client *c)
 {
     pthread_mutex_lock(&c->mu);
+    (void)mqtt__event_refill_spare(c); /* failing, it is tried again next time */
     mqtt_event *head = c->ev_head;
     c->ev_head = c->ev_tail = NULL;
     c->ev_bytes = 0;
@@ -72,6 +82,13 @@ void mqtt__event_status(mqtt_client *c, int type, int status, int return_code,
 {
     size_t len = text ? strlen(text) : 0;
     mqtt_event *ev = mqtt__event_new(type, len + 1);
+    if (!ev && c->spare) {
+        /* A lost connection or a waiting reconnect must never go unseen. */
+        ev = c->spare;
+        c->spare = NULL;
+        ev->type = type;
+        len = len < SPARE_TEXT ? len : SPARE_TEXT;
+    }
     if (!ev)
         return;
     ev->status = status;

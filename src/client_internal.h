@@ -78,6 +78,7 @@ struct mqtt_client {
     mqtt_buf out;                 /* encoded packets not yet handed to the writer */
 
     mqtt_event *ev_head, *ev_tail;
+    mqtt_event *spare;            /* a status event kept for when memory runs out */
     size_t ev_bytes;
     bool reading_paused;
     uint64_t reconnects, read_pauses;
@@ -97,6 +98,9 @@ struct mqtt_client {
 /* Events (client_events.c); call with mu held. */
 MQTT_HIDDEN mqtt_event *mqtt__event_new(int type, size_t extra);
 MQTT_HIDDEN void mqtt__event_push(mqtt_client *c, mqtt_event *ev);
+/** Makes the spare status event if there is none; MQTT_ERR_NOMEM on failure. */
+MQTT_HIDDEN int mqtt__event_refill_spare(mqtt_client *c);
+/** Queues a status event; out of memory, the spare carries it, text cut short. */
 MQTT_HIDDEN void mqtt__event_status(mqtt_client *c, int type, int status, int return_code,
                                     bool session_present, const char *text);
 MQTT_HIDDEN void mqtt__log(mqtt_client *c, int level, const char *fmt, ...)
@@ -109,7 +113,9 @@ MQTT_HIDDEN void mqtt__wake(mqtt_client *c);
 /** Signals (or clears) an eventfd; reads and writes are 8-byte counters. */
 MQTT_HIDDEN void mqtt__fd_signal(int fd);
 MQTT_HIDDEN void mqtt__fd_clear(int fd);
-/** Moves what the session may send now into c->out; mu held. */
+/** Moves what the session may send now into c->out; mu held. Returns > 0 when
+ * out was empty and now is not, < 0 when out could not grow (the rest stays
+ * queued in the session). */
 MQTT_HIDDEN int mqtt__pump(mqtt_client *c);
 
 /* Connection setup in the I/O thread (client_connect.c). */

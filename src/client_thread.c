@@ -43,12 +43,13 @@ int mqtt__pump(mqtt_client *c)
     uint8_t scratch[4];
     while (mqtt__session_next(c->session, &pkt, scratch)) {
         if (mqtt__buf_append(&c->out, pkt.data, pkt.len) != MQTT_OK)
-            break;
+            return -1;
         mqtt__session_sent(c->session);
     }
     return was_empty && c->out.len > 0;
 }
 
+/* Queues a reply; handle_packet reserved the room for it. */
 static void send_ack(mqtt_client *c, uint8_t type, uint16_t id)
 {
     uint8_t b[4];
@@ -77,32 +78,65 @@ static mqtt_event *ack_event(int type, uint16_t id, const mqtt_packet *p)
     return ev;
 }
 
-static void handle_publish(mqtt_client *c, const mqtt_packet *p)
+/* An event that cannot be made ends the connection (MQTT_ERR_NOMEM) before
+ * anything is acked, so nothing vanishes unseen and the broker resends. */
+static int handle_publish(mqtt_client *c, const mqtt_packet *p)
 {
     if (p->qos < 2) {
-        push(c, mqtt__event_message(MQTT_EV_PUBLISH, p));
+        mqtt_event *ev = mqtt__event_message(MQTT_EV_PUBLISH, p);
+        if (!ev)
+            return MQTT_ERR_NOMEM;
+        mqtt__event_push(c, ev);
         if (p->qos == 1)
             send_ack(c, MQTT_PUBACK, p->packet_id);
-        return;
+        return MQTT_OK;
     }
     /* QoS 2: hold the message until PUBREL; a resent PUBLISH is not new. */
     if (!mqtt__session_in_has(c->session, p->packet_id)) {
         mqtt_event *held = mqtt__event_message(MQTT_EV_PUBREL, p);
-        if (!held || mqtt__session_in_put(c->session, p->packet_id, held) != MQTT_OK) {
-            mqtt__free(held);
-            return; /* no PUBREC: the broker will resend */
+        mqtt_event *arrival = ack_event(MQTT_EV_PUBLISH, p->packet_id, NULL);
+        if (!held || !arrival || mqtt__session_in_put(c->session, p->packet_id, held) != MQTT_OK) {
+            mqtt_event_free(held);
+            mqtt_event_free(arrival);
+            return MQTT_ERR_NOMEM;
         }
-        push(c, ack_event(MQTT_EV_PUBLISH, p->packet_id, NULL));
+        mqtt__event_push(c, arrival);
     }
     send_ack(c, MQTT_PUBREC, p->packet_id);
+    return MQTT_OK;
 }
 
-/* Returns MQTT_OK or a status that ends the connection. */
-static int handle_packet(mqtt_client *c, const mqtt_packet *p)
+/* Applies an ack to the session and queues its event, made first: without
+ * memory for it the ack is not applied, and after the reconnect the record
+ * is resent and acked again. */
+static int handle_ack(mqtt_client *c, const mqtt_packet *p)
 {
+    mqtt_event *ev = ack_event(p->type, p->packet_id, p->type == MQTT_SUBACK ? p : NULL);
+    if (!ev)
+        return MQTT_ERR_NOMEM;
+    if (mqtt__session_ack(c->session, p->type, p->packet_id) == MQTT_ACK_NEW) {
+        mqtt__event_push(c, ev);
+        return MQTT_OK;
+    }
+    mqtt_event_free(ev);
+    if (p->type != MQTT_PUBREC)
+        mqtt__log(c, 2, "ignored ack 0x%02x for unknown packet id %u", p->type, p->packet_id);
+    return MQTT_OK;
+}
+
+/* Returns MQTT_OK or a status that ends the connection (*why says why). */
+static int handle_packet(mqtt_client *c, const mqtt_packet *p, const char **why)
+{
+    static const char nomem[] = "no memory to queue an event or a reply";
+    /* Room for the one reply a packet may need, so no reply is ever lost. */
+    int rc = mqtt__buf_reserve(&c->out, 4);
+    if (rc != MQTT_OK) {
+        *why = nomem;
+        return rc;
+    }
     switch (p->type) {
     case MQTT_PUBLISH:
-        handle_publish(c, p);
+        rc = handle_publish(c, p);
         break;
     case MQTT_PUBREL: {
         mqtt_event *held = mqtt__session_in_take(c->session, p->packet_id);
@@ -111,32 +145,34 @@ static int handle_packet(mqtt_client *c, const mqtt_packet *p)
         break;
     }
     case MQTT_PUBREC:
-        if (mqtt__session_ack(c->session, MQTT_PUBREC, p->packet_id) == MQTT_ACK_NEW)
-            push(c, ack_event(MQTT_EV_PUBREC, p->packet_id, NULL));
-        send_ack(c, MQTT_PUBREL, p->packet_id);
+        rc = handle_ack(c, p);
+        if (rc == MQTT_OK)
+            send_ack(c, MQTT_PUBREL, p->packet_id);
         break;
     case MQTT_PUBACK:
     case MQTT_PUBCOMP:
     case MQTT_SUBACK:
     case MQTT_UNSUBACK:
-        if (mqtt__session_ack(c->session, p->type, p->packet_id) == MQTT_ACK_NEW)
-            push(c, ack_event(p->type, p->packet_id, p));
-        else
-            mqtt__log(c, 2, "ignored ack 0x%02x for unknown packet id %u", p->type,
-                      p->packet_id);
-        mqtt__pump(c);
+        rc = handle_ack(c, p);
+        mqtt__pump(c); /* on failure housekeeping tries again */
         break;
     case MQTT_PINGRESP:
         c->ping_outstanding = false;
         /* Queued only when wanted: an idle client should not wake its
          * application at every keepalive. */
-        if (c->pingresp_events)
-            push(c, ack_event(MQTT_EV_PINGRESP, 0, NULL));
+        if (c->pingresp_events) {
+            mqtt_event *ev = ack_event(MQTT_EV_PINGRESP, 0, NULL);
+            rc = ev ? MQTT_OK : MQTT_ERR_NOMEM;
+            push(c, ev);
+        }
         break;
     default:
-        return MQTT_ERR_PROTOCOL; /* a second CONNACK */
+        *why = "unexpected second CONNACK";
+        return MQTT_ERR_PROTOCOL;
     }
-    return MQTT_OK;
+    if (rc != MQTT_OK)
+        *why = nomem;
+    return rc;
 }
 
 /* Decodes and handles every complete packet in c->in; mu held. */
@@ -155,7 +191,7 @@ static void process_input(mqtt_client *c)
             break;
         }
         if (rc == MQTT_OK)
-            rc = handle_packet(c, &p);
+            rc = handle_packet(c, &p, &why);
         if (rc != MQTT_OK)
             break;
         off += used;
@@ -163,8 +199,7 @@ static void process_input(mqtt_client *c)
     mqtt__buf_consume(&c->in, off);
     if (rc != MQTT_OK) {
         char text[200];
-        snprintf(text, sizeof text, "%s: %s", mqtt_strerror(rc),
-                 why ? why : "unexpected second CONNACK");
+        snprintf(text, sizeof text, "%s: %s", mqtt_strerror(rc), why ? why : "?");
         mqtt__connection_lost(c, rc, text);
     }
 }
@@ -259,7 +294,10 @@ static double keepalive(mqtt_client *c, double now)
     if (!c->ping_outstanding && (now - c->last_send >= ka || now - c->last_recv >= ka)) {
         uint8_t b[2];
         mqtt__encode_empty(b, MQTT_PINGREQ);
-        mqtt__buf_append(&c->out, b, sizeof b);
+        if (mqtt__buf_append(&c->out, b, sizeof b) != MQTT_OK) {
+            mqtt__connection_lost(c, MQTT_ERR_NOMEM, "out of memory: cannot send PINGREQ");
+            return -1;
+        }
         c->ping_outstanding = true;
         c->last_send = now;
     }
@@ -344,6 +382,10 @@ static double housekeeping(mqtt_client *c, bool *connect_now)
         c->state = ST_CONNECTING;
         return -1;
     }
+    /* Whatever a failed pump left behind gets one more try; failing again
+     * ends the connection, and the reconnect resends it all. */
+    if (c->state == ST_CONNECTED && mqtt__pump(c) < 0)
+        mqtt__connection_lost(c, MQTT_ERR_NOMEM, "out of memory: cannot queue a packet");
     if (c->state == ST_CONNECTED || c->state == ST_DISCONNECTING)
         deadline = keepalive(c, now);
     if (c->state == ST_DISCONNECTING)
