@@ -53,19 +53,39 @@ int mqtt__event_refill_spare(mqtt_client *c)
     return c->spare ? MQTT_OK : MQTT_ERR_NOMEM;
 }
 
-mqtt_event *mqtt_client_take_events(mqtt_client *c)
+static mqtt_event *take_events(mqtt_client *c, bool clear_fd)
 {
     pthread_mutex_lock(&c->mu);
     (void)mqtt__event_refill_spare(c); /* failing, it is tried again next time */
     mqtt_event *head = c->ev_head;
     c->ev_head = c->ev_tail = NULL;
     c->ev_bytes = 0;
-    mqtt__fd_clear(c->notify_fd);
+    if (clear_fd)
+        mqtt__fd_clear(c->notify_fd);
     bool resume = c->reading_paused;
     pthread_mutex_unlock(&c->mu);
     if (resume)
         mqtt__wake(c);
     return head;
+}
+
+mqtt_event *mqtt_client_take_events(mqtt_client *c)
+{
+    return take_events(c, true);
+}
+
+mqtt_event *mqtt_client_take_events_keep(mqtt_client *c)
+{
+    return take_events(c, false);
+}
+
+void mqtt_client_events_handled(mqtt_client *c)
+{
+    /* Under the lock: an event pushed since the take keeps the fd readable. */
+    pthread_mutex_lock(&c->mu);
+    if (!c->ev_head)
+        mqtt__fd_clear(c->notify_fd);
+    pthread_mutex_unlock(&c->mu);
 }
 
 static void copy_text(mqtt_event *ev, const char *text, size_t len)

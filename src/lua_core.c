@@ -389,10 +389,13 @@ static int l_next_event(lua_State *L)
     if (!b->c)
         return 0;
     if (!b->pending && !lua_toboolean(L, 2))
-        b->pending = mqtt_client_take_events(b->c);
+        b->pending = mqtt_client_take_events_keep(b->c);
     mqtt_event *ev = b->pending;
-    if (!ev)
+    if (!ev) {
+        /* The whole batch was handed out: the fd may stop being readable. */
+        mqtt_client_events_handled(b->c);
         return 0;
+    }
     lua_pushinteger(L, ev->type);
     push_data(L, ev);
     b->pending = ev->next;
