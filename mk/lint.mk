@@ -1,6 +1,7 @@
 # make lint: static checks, each an error when it finds anything.
-#   luacheck   lua/, bin/ and examples/ and spec/ (.luacheckrc: Lua 5.1..5.4
-#              portability, busted, OpenResty and LÖVE globals)
+#   luacheck   lua/, bin/, examples/, spec/ and integration/ (.luacheckrc: Lua
+#              5.1..5.4 portability, busted, OpenResty and LÖVE globals)
+#   luarocks   lint of the rockspec
 #   clang-tidy src/*.c and src/*.h with the build's flags (.clang-tidy)
 #   cppcheck   src/ (warning, style, performance, portability)
 #   ldoc       the doc comments parse without a warning (mk/docs.mk)
@@ -23,17 +24,20 @@ TIDY_FLAGS  = -std=c11 -D_GNU_SOURCE -pthread $(WARN) -I$(LUA_INC) -Isrc
 CPPCHECK_FLAGS := --enable=warning,style,performance,portability --std=c11 --inline-suppr \
                   --error-exitcode=1 --quiet -D_GNU_SOURCE -DMBEDTLS_THREADING_C -Isrc
 
-.PHONY: lint lint-all lint-lua lint-tidy lint-cppcheck lint-docs lint-whitespace format-check
+.PHONY: lint lint-all lint-lua lint-rockspec lint-tidy lint-cppcheck lint-docs lint-whitespace format-check
 
 # Every check runs (-k) so one report shows all findings; any finding fails.
 lint: $(BUILD)/.deps
 	@$(MAKE) --no-print-directory -k lint-all
 	@echo "lint: clean"
 
-lint-all: lint-lua lint-cppcheck lint-tidy lint-docs lint-whitespace
+lint-all: lint-lua lint-rockspec lint-cppcheck lint-tidy lint-docs lint-whitespace
 
 lint-lua: $(BUILD)/.deps
 	@luacheck --quiet --formatter plain $(LINT_LUA)
+
+lint-rockspec: $(BUILD)/.deps
+	@luarocks lint rockspec/zmqtt-scm-1.rockspec
 
 # One clang-tidy per file, LINT_JOBS at a time; clang's "N warnings generated"
 # lines (counts of what the configuration filtered out) are dropped.
