@@ -6,6 +6,9 @@
 local helpers = require("helpers")
 local FakeBroker = require("fake_broker")
 local socket = require("socket")
+local compat = require("compat")
+
+local str16, idiv, bor = compat.str16, compat.idiv, compat.bor
 
 -- A raw luasocket client of 127.0.0.1:port.
 local function raw_client(port)
@@ -263,12 +266,12 @@ describe("fake broker", function()
     it("accepts a luasocket client and parses a hand-made CONNECT", function()
         local c = raw_client(fb.port)
         assert(fb:accept())
-        local body = string.pack(">s2", "MQTT") .. "\4" ..
+        local body = str16("MQTT") .. "\4" ..
                      "\238" ..                 -- user, password, will retain, will QoS 1,
                      "\0\30" ..                -- will, clean session; keepalive 30
-                     string.pack(">s2", "cid-1") ..
-                     string.pack(">s2", "will/t") .. string.pack(">s2", "bye\0") ..
-                     string.pack(">s2", "user") .. string.pack(">s2", "p\0ss")
+                     str16("cid-1") ..
+                     str16("will/t") .. str16("bye\0") ..
+                     str16("user") .. str16("p\0ss")
         assert(c:send("\16" .. string.char(#body) .. body))
         local p = fb:expect(FakeBroker.CONNECT)
         c:close()
@@ -299,10 +302,11 @@ describe("fake broker", function()
             payload[i] = string.char(i % 256)
         end
         payload = table.concat(payload)
-        local body = string.pack(">s2", topic) .. "\1\44" .. payload   -- packet id 300
+        local body = str16(topic) .. "\1\44" .. payload   -- packet id 300
         local len = #body                  -- 205,102 needs a 3-byte remaining length
         local raw = "\59" ..               -- PUBLISH, DUP, QoS 1, RETAIN
-                    string.char(len % 128 | 0x80, (len // 128) % 128 | 0x80, len // 16384) ..
+                    string.char(bor(len % 128, 0x80), bor(idiv(len, 128) % 128, 0x80),
+                                idiv(len, 16384)) ..
                     body
         local p = send_while_reading(c, raw, fb)
         c:close()
@@ -475,5 +479,94 @@ describe("fake broker", function()
         peer:expect("PINGRESP")
         assert(peer:send(FakeBroker.disconnect()))
         assert.is_true(peer:expect_closed())
+    end)
+end)
+
+describe("compat (the specs' portability helpers)", function()
+    it("does bit operations and integer division on bytes, flags and packet ids", function()
+        assert.are.equal(0x80, compat.band(0xEE, 0x80))
+        assert.are.equal(0x0E, compat.band(0xEE, 0x0F))
+        assert.are.equal(0x3D, compat.bor(0x30, 0x0D))
+        assert.are.equal(0xF0, compat.bxor(0xFF, 0x0F))
+        assert.are.equal(24, compat.lshift(3, 3))
+        assert.are.equal(0x1D, compat.rshift(0xEE, 3))
+        assert.are.equal(0xFFFF, compat.rshift(0xFFFFFFFF, 16))
+        assert.are.equal(0x80000000, compat.band(0xFFFFFFFF, 0x80000000))
+        assert.are.equal(1602, compat.idiv(205102, 128))
+        assert.are.equal("integer", compat.math_type(compat.idiv(10, 3)))
+        assert.are.equal(3, compat.idiv(10, 3))
+    end)
+
+    it("tells integers from other numbers (strictly by subtype on 5.3+)", function()
+        assert.are.equal("integer", compat.math_type(3))
+        assert.are.equal("integer", compat.math_type(-65536))
+        assert.are.equal("float", compat.math_type(2.5))
+        assert.are.equal("float", compat.math_type(math.huge))
+        assert.is_nil(compat.math_type("3"))
+        assert.is_nil(compat.math_type(nil))
+        assert.is_true(compat.is_integer(0))
+        assert.is_false(compat.is_integer(0.5))
+        if rawget(math, "type") then   -- 5.3+
+            assert.are.equal("float", compat.math_type(3.0))
+        else
+            assert.are.equal("integer", compat.math_type(3.0))   -- all numbers are doubles
+        end
+        assert.are.equal("3", compat.int_text(3))
+    end)
+
+    it("packs and reads big-endian u16 and u16-prefixed strings as string.pack does", function()
+        assert.are.equal("\1\2", compat.u16(0x0102))
+        assert.are.equal("\0\0", compat.u16(0))
+        assert.are.equal("\255\255", compat.u16(65535))
+        assert.are.equal("\0\4MQTT", compat.str16("MQTT"))
+        assert.are.equal("\0\0", compat.str16(""))
+        assert.are.equal(300, compat.get_u16("\1\44"))
+        assert.are.equal(65535, compat.get_u16("x\255\255", 2))
+        assert.has_error(function() compat.u16(65536) end)
+        assert.has_error(function() compat.u16(-1) end)
+        assert.has_error(function() compat.u16(1.5) end)
+        assert.has_error(function() compat.str16(string.rep("s", 65536)) end)
+        assert.has_error(function() compat.get_u16("\1") end)
+        local pack, unpack = rawget(string, "pack"), rawget(string, "unpack")   -- 5.3+
+        if pack then
+            for _, n in ipairs({ 0, 1, 255, 256, 4242, 65535 }) do
+                assert.are.equal(pack(">I2", n), compat.u16(n))
+                assert.are.equal(n, unpack(">I2", compat.u16(n)))
+            end
+            assert.are.equal(pack(">s2", "p\0ss"), compat.str16("p\0ss"))
+        end
+    end)
+
+    it("reports exit codes and signals of commands as Lua 5.2+ does", function()
+        assert.are.same({ true, "exit", 0 }, { compat.execute("true") })
+        assert.are.same({ nil, "exit", 3 }, { compat.execute("exit 3") })
+        assert.are.same({ nil, "signal", 9 }, { compat.execute("kill -KILL $$") })
+        assert.are.same({ "out\n", "exit", 4 }, { compat.popen_read("echo out; exit 4") })
+        assert.are.same({ "no newline", "exit", 0 }, { compat.popen_read("printf 'no newline'") })
+        local ok, code, out = helpers.run("echo err >&2; exit 7")
+        assert.are.same({ false, 7, "err\n" }, { ok, code, out })
+        ok, code = helpers.run("kill -KILL $$")
+        assert.are.same({ false, 137 }, { ok, code })
+    end)
+
+    it("finds modules along a path, calls xpcall with arguments, runs finalizers", function()
+        assert.matches("/spec/compat%.lua$", compat.searchpath("compat", package.path))
+        local none, tried = compat.searchpath("no.such.module", "/nonexistent/?.lua")
+        assert.is_nil(none)
+        assert.matches("/nonexistent/no/such/module.lua", tried, 1, true)
+        assert.are.same({ true, 3, "b" },
+                        { compat.xpcall(function(a, b, c) return a + b, c end, debug.traceback,
+                                        1, 2, "b") })
+        local ok, tb = compat.xpcall(function(x) error("boom " .. x) end, debug.traceback, "z")
+        assert.is_false(ok)
+        assert.matches("boom z", tb, 1, true)
+        assert.matches("stack traceback", tb, 1, true)
+        local ran = 0
+        local guard = compat.finalizer(function() ran = ran + 1 end)
+        assert.is_not_nil(guard)
+        guard = nil -- luacheck: ignore (the only reference goes)
+        collectgarbage()
+        collectgarbage()
+        assert.are.equal(1, ran)
     end)
 end)

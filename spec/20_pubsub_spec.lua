@@ -6,21 +6,30 @@
 local helpers = require("helpers")
 local FakeBroker = require("fake_broker")
 local mqtt = require("mqtt")
+local compat = require("compat")
 
 local HOST = helpers.HOST
+local math_type = compat.math_type
 
 local wait_for = helpers.wait_dispatch
+
+-- x * 1103515245 + 12345 modulo 2^31, exact with doubles too (5.1, LuaJIT):
+-- the product is split so that no intermediate value exceeds 2^53.
+local function lcg(x)
+    local lo, hi = x % 65536, compat.idiv(x, 65536)
+    return ((hi * 1103515245) % 32768 * 65536 + lo * 1103515245 + 12345) % 2147483648
+end
 
 -- Deterministic bytes of length n covering all 256 byte values (NUL included).
 local function binary(n, seed)
     local chunk = {}
     local x = seed or 7
     for i = 1, 4099 do   -- a block length prime to 256, so repeats shift
-        x = (x * 1103515245 + 12345) % 2147483648
-        chunk[i] = string.char((i - 1 + (x >> 16)) % 256)
+        x = lcg(x)
+        chunk[i] = string.char((i - 1 + compat.rshift(x, 16)) % 256)
     end
     local block = table.concat(chunk)
-    return string.rep(block, n // #block + 1):sub(1, n)
+    return string.rep(block, compat.idiv(n, #block) + 1):sub(1, n)
 end
 
 -- A short description of bytes for failure messages.
@@ -162,7 +171,7 @@ describe("publish and subscribe", function()
             assert.is_false(m.retain)
             assert.equal("boolean", type(m.dup))
             assert.is_false(m.dup)
-            assert.equal("integer", math.type(m.mid))
+            assert.equal("integer", math_type(m.mid))
             if qos == 0 then assert.equal(0, m.mid) else assert.is_true(m.mid > 0) end
             local s = tostring(m)
             assert.truthy(s:find("MQTTMessage", 1, true), s)
@@ -193,7 +202,7 @@ describe("publish and subscribe", function()
         for i = 1, 20 do
             for qos = 0, 2 do
                 local mid = a:publish(base, "q" .. qos .. " " .. i, qos)
-                assert.equal("integer", math.type(mid))
+                assert.equal("integer", math_type(mid))
                 assert.is_true(mid > 0 and mid <= 65535, "QoS " .. qos .. " mid " .. tostring(mid))
                 assert.is_nil(mids[mid], "mid " .. mid .. " returned twice")
                 mids[mid] = true
@@ -206,7 +215,7 @@ describe("publish and subscribe", function()
         local a = client()
         local acked = {}
         a:on(mqtt.PUBACK, function(_, d)
-            assert.equal("integer", math.type(d.mid))
+            assert.equal("integer", math_type(d.mid))
             assert.equal(0, d.return_code)
             acked[#acked + 1] = d.mid
         end)
@@ -247,9 +256,9 @@ describe("publish and subscribe", function()
         assert.is_true(wait_for(function() return #comp == 5 end))
         mqtt.sleep(0.05)
         for _, list in ipairs({ rec, comp }) do
-            local s = { table.unpack(list) }
+            local s = { compat.unpack(list) }
             table.sort(s)
-            local want = { table.unpack(sent) }
+            local want = { compat.unpack(sent) }
             table.sort(want)
             assert.same(want, s)
         end
@@ -268,7 +277,7 @@ describe("publish and subscribe", function()
         local a = client()
         local ack, mid = subscribe(a, { { base .. "/zero", 0 }, { base .. "/one/+", 1 },
                                         { base .. "/two/#", 2 } })
-        assert.equal("integer", math.type(mid))
+        assert.equal("integer", math_type(mid))
         assert.is_true(mid > 0)
         assert.equal(mid, ack.mid)
         assert.equal(0, ack.return_code)
@@ -281,7 +290,8 @@ describe("publish and subscribe", function()
     end)
 
     it("reports a refused filter as 0x80 in granted_qos", function()
-        local fb <close> = FakeBroker.new()
+        local fb = FakeBroker.new()
+        finally(function() fb:close() end)
         local c = clients:new()
         c:connect_async(fb.host, 60, fb.port)
         fb:handshake()
@@ -306,7 +316,7 @@ describe("publish and subscribe", function()
         subscribe(a, { { base .. "/a", 1 }, { base .. "/b", 1 } })
         local unack
         local mid = a:unsubscribe({ base .. "/a", base .. "/b" })
-        assert.equal("integer", math.type(mid))
+        assert.equal("integer", math_type(mid))
         assert.is_true(mid > 0)
         a:on(mqtt.UNSUBACK, function(_, d) unack = d end)
         assert.is_true(wait_for(function() return unack ~= nil end))
@@ -400,7 +410,7 @@ describe("publish and subscribe", function()
         local publish_mids = {}
         for _, d in ipairs(publish_events) do
             assert.is_nil(d.message)
-            assert.equal("integer", math.type(d.mid))
+            assert.equal("integer", math_type(d.mid))
             assert.is_true(d.mid > 0)
             publish_mids[d.mid] = true
         end

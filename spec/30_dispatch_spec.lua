@@ -5,8 +5,10 @@
 local mqtt = require("mqtt")
 local helpers = require("helpers")
 local socket = require("socket")
+local compat = require("compat")
 
 local HOST = helpers.HOST
+local math_type = compat.math_type
 
 describe("dispatch", function()
     local broker, clients = helpers.with_broker(nil, "zdisp")
@@ -33,7 +35,8 @@ describe("dispatch", function()
     end
 
     describe("the priority rule", function()
-        it("considers specific callbacks from the highest priority down; the first true condition wins alone", function()
+        it("considers specific callbacks from the highest priority down; the first true condition " ..
+           "wins alone", function()
             local c, prefix = self_subscribed()
             local considered, ran = {}, {}
             local function reg(prio, result)
@@ -264,7 +267,7 @@ describe("dispatch", function()
             assert.are.same({ 0, 1, 2 }, on_msg)
             assert.are.equal(1, #generic)
             assert.is_nil(generic[1].message)
-            assert.are.equal("integer", math.type(generic[1].mid))
+            assert.are.equal("integer", math_type(generic[1].mid))
             assert.is_true(generic[1].mid > 0)
             assert.are.equal(0, generic[1].return_code)
         end)
@@ -348,7 +351,7 @@ describe("dispatch", function()
                 assert.is_true(#list >= 1, "no " .. name .. " event")
                 for _, d in ipairs(list) do
                     assert.are.equal(0, d.return_code, name .. " return_code")
-                    assert.are.equal("integer", math.type(d.return_code), name)
+                    assert.are.equal("integer", math_type(d.return_code), name)
                 end
             end
             assert.are.equal(smid, seen.SUBACK[1].mid)
@@ -502,7 +505,7 @@ describe("dispatch", function()
         it("client:fd() is an integer that is readable while events are queued", function()
             local c, prefix = self_subscribed()
             local fd = c:fd()
-            assert.are.equal("integer", math.type(fd))
+            assert.are.equal("integer", math_type(fd))
             assert.is_true(fd >= 0)
             assert.are.equal(fd, c:fd())
             local pollable = { getfd = function() return fd end }
@@ -580,7 +583,7 @@ describe("dispatch", function()
             c:publish(prefix .. "/t", "x", 0)
             local tb
             helpers.wait_until(function()
-                local ok2, e2 = xpcall(c.dispatch, debug.traceback, c, 0.02)
+                local ok2, e2 = compat.xpcall(c.dispatch, debug.traceback, c, 0.02)
                 if not ok2 then tb = e2 end
                 return tb ~= nil
             end, 5, function() end)
@@ -615,8 +618,7 @@ describe("dispatch", function()
         sub:on(mqtt.DISCONNECT, function(_, d) lost[#lost + 1] = d end)
         local got = {}
         sub:on(mqtt.PUBLISH, function(_, d) got[#got + 1] = d.message.payload end)
-        local mids = {}
-        for i = 1, 5 do mids[i] = pub:publish(prefix .. "/k", "m" .. i, 1) end
+        for i = 1, 5 do pub:publish(prefix .. "/k", "m" .. i, 1) end
         socket.sleep(2.2) -- no dispatch at all, > 1.5 x keepalive
         assert.is_true(sub:is_connected())
         assert.are.equal("connected", sub:state())

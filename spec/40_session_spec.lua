@@ -19,7 +19,7 @@ local function pattern(s)
     return (s:gsub("%p", "%%%0"))
 end
 
--- Runs a child lua5.4 that connects with a will, reports "connected" and
+-- Runs a child Lua (helpers.LUA) that connects with a will, reports "connected" and
 -- SIGKILLs itself: the connection ends without DISCONNECT. Returns the
 -- child's exit code and output.
 local function run_killed_child(port, id, will)
@@ -31,7 +31,7 @@ local function run_killed_child(port, id, will)
         c:loop()
         io.stdout:write("connected\n")
         io.stdout:flush()
-        local pid = io.open("/proc/self/stat"):read("a"):match("^(%%d+)")
+        local pid = io.open("/proc/self/stat"):read("*a"):match("^(%%d+)")
         os.execute("kill -KILL " .. pid)
         io.stdout:write("still alive\n")
     ]]):format(id, will.topic, will.payload == nil and "nil" or ("%q"):format(will.payload),

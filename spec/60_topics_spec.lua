@@ -70,8 +70,8 @@ describe("mqtt.topic_matches", function()
     end
 
     it("is binary-safe on UTF-8 levels", function()
-        assert.is_true(mqtt.topic_matches("caf\u{e9}/+", "caf\u{e9}/cr\u{e8}me"))
-        assert.is_false(mqtt.topic_matches("caf\u{e9}/+", "cafe/creme"))
+        assert.is_true(mqtt.topic_matches("caf\195\169/+", "caf\195\169/cr\195\168me"))
+        assert.is_false(mqtt.topic_matches("caf\195\169/+", "cafe/creme"))
     end)
 
     it("raises an argument error for non-string arguments", function()

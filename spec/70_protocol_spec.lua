@@ -8,6 +8,14 @@
 local helpers = require("helpers")
 local mqtt = require("mqtt")
 local FB = require("fake_broker")
+local compat = require("compat")
+
+-- The bitwise or of every flag given.
+local function flags(...)
+    local r = 0
+    for _, f in ipairs({ ... }) do r = compat.bor(r, f) end
+    return r
+end
 
 local FAST = { reconnect = { min = 0.05, max = 0.2 } }
 local now = helpers.now
@@ -135,7 +143,7 @@ describe("protocol (fake broker)", function()
             c:set_will("wills/zid", "gone\0away", 1, true)
             c:set_username_pw("u", "p")
             local p = connect(c, fb, { keepalive = 10 })
-            assert.are.equal(0x02 | 0x04 | 0x08 | 0x20 | 0x80 | 0x40, p.connect_flags)
+            assert.are.equal(flags(0x02, 0x04, 0x08, 0x20, 0x80, 0x40), p.connect_flags)
             assert.is_true(p.will)
             assert.are.equal(1, p.will_qos)
             assert.is_true(p.will_retain)
@@ -150,7 +158,7 @@ describe("protocol (fake broker)", function()
             local c2 = new_client("zid-will2", true)
             c2:set_will("w/2", "x", 2, false)
             p = connect(c2, fb2, { keepalive = 10 })
-            assert.are.equal(0x02 | 0x04 | 0x10, p.connect_flags)
+            assert.are.equal(flags(0x02, 0x04, 0x10), p.connect_flags)
             assert.are.equal(2, p.will_qos)
             assert.is_false(p.will_retain)
         end)
@@ -289,7 +297,8 @@ describe("protocol (fake broker)", function()
             assert.are.equal(mid_r, p.packet_id)
             fb:send(FB.pubrec(mid))
             local rel = fb:expect(FB.PUBREL)
-            assert.are.equal(hex(string.char(0x62, 0x02, mid >> 8, mid & 0xFF)), hex(rel.raw))
+            assert.are.equal(hex(string.char(0x62, 0x02, compat.rshift(mid, 8), compat.band(mid, 0xFF))),
+                             hex(rel.raw))
             fb:send(FB.pubcomp(mid))
             assert.is_true(wait_for(function() return #acks_of(rec, mqtt.PUBCOMP) == 1 end))
             assert.are.same({ mid }, acks_of(rec, mqtt.PUBREC))

@@ -10,6 +10,7 @@
 local helpers = require("helpers")
 local mqtt = require("mqtt")
 local FB = require("fake_broker")
+local compat = require("compat")
 
 local FAST = { reconnect = { min = 0.05, max = 0.2 } }
 local HOST = helpers.HOST
@@ -19,9 +20,7 @@ local function wait_for(pred, timeout)
     return helpers.wait_dispatch(pred, timeout, 0.01)
 end
 
-local function u16(n)
-    return string.pack(">I2", n)
-end
+local u16 = compat.u16    -- string.pack(">I2", n)
 
 -- A raw PUBLISH: first byte and body as given (no checks at all).
 local function raw_publish(first, topic, id, payload)
@@ -99,7 +98,7 @@ local REFUSALS = {
     [3] = "server unavailable", [4] = "bad user name or password", [5] = "not authorized",
 }
 
--- Starts a fake broker in a child lua5.4 that answers one CONNECT with
+-- Starts a fake broker in a child Lua (helpers.LUA) that answers one CONNECT with
 -- CONNACK(rc) and waits for the close. Returns the pipe and the port.
 local function child_broker(rc)
     local script = ([[
@@ -119,10 +118,10 @@ local function child_broker(rc)
     -- are not close-on-exec), as with helpers.run.
     local p = assert(io.popen("bash -c " .. helpers.quote(helpers.CLOSE_FDS .. cmd) ..
                               " </dev/null 2>&1", "r"))
-    local line = p:read("l")
+    local line = compat.read_line(p)
     local port = tonumber(line)
     if not port then
-        local rest = p:read("a")
+        local rest = compat.read_all(p)
         p:close()
         error("child fake broker did not start: " .. tostring(line) .. "\n" .. tostring(rest))
     end
@@ -281,7 +280,7 @@ describe("malformed input (fake broker)", function()
                 local c = new_client { reconnect = false }
                 local pipe, port = child_broker(rc)
                 local ok, err = pcall(c.connect, c, HOST, 60, port)
-                local out = pipe:read("a")
+                local out = compat.read_all(pipe)
                 pipe:close()
                 assert.is_false(ok, "connect() returned although refused")
                 assert.is_true(mqtt.is_error(err, mqtt.MQTTConnectionError), tostring(err))

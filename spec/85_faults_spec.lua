@@ -22,6 +22,9 @@ local helpers = require("helpers")
 local proxy = require("proxy")
 local mqtt = require("mqtt")
 local socket = require("socket")
+local compat = require("compat")
+
+local idiv = compat.idiv
 
 local HOST = helpers.HOST
 local FAST = { min = 0.05, max = 0.3 }
@@ -64,7 +67,7 @@ local function log_from(b, from)
     if not f then return "", 0 end
     local size = f:seek("end")
     f:seek("set", math.min(from, size))
-    local text = f:read("a") or ""
+    local text = compat.read_all(f) or ""
     f:close()
     return text, size
 end
@@ -102,17 +105,24 @@ local function watch_link(c)
     return rec
 end
 
+-- x * 1103515245 + 12345 modulo 2^31, exact with doubles too (5.1, LuaJIT):
+-- the product is split so that no intermediate value exceeds 2^53.
+local function lcg(x)
+    local lo, hi = x % 65536, idiv(x, 65536)
+    return ((hi * 1103515245) % 32768 * 65536 + lo * 1103515245 + 12345) % 2147483648
+end
+
 -- Deterministic binary payload of n bytes (all byte values, NUL included).
 local function payload(n, seed)
     local t = {}
     local x = seed or 1
     for i = 1, math.min(n, 4099) do
-        x = (x * 1103515245 + 12345) % 2147483648
-        t[i] = string.char((x >> 16) % 256)
+        x = lcg(x)
+        t[i] = string.char(compat.rshift(x, 16) % 256)
     end
     local block = table.concat(t)
     if n <= #block then return block:sub(1, n) end
-    return string.rep(block, n // #block + 1):sub(1, n)
+    return string.rep(block, idiv(n, #block) + 1):sub(1, n)
 end
 
 local function topic_base(tag)
@@ -225,7 +235,7 @@ local function start_flood(port, topic, n, size)
     local p = assert(io.popen(cmd, "r"))
     return {
         finish = function()
-            local out = p:read("a")
+            local out = compat.read_all(p)
             p:close()
             return out
         end,
@@ -857,7 +867,7 @@ describe("fault injection", function()
                                            " zuser " .. helpers.quote(password))
             assert.is_true(ok, out)
             local mark = #log_of(b)
-            assert.is_true(os.execute("kill -HUP " .. math.tointeger(b.pid)) and b.running())
+            assert.is_true(compat.execute("kill -HUP " .. compat.int_text(b.pid)) and b.running())
             assert.is_true(helpers.wait_until(function()
                 return log_of(b):find("Reloading config", mark + 1, true) ~= nil
             end), "mosquitto did not reload")
@@ -908,7 +918,7 @@ describe("fault injection", function()
         assert.is_true(wait_for(function() return #trace >= n + 3 and c:is_connected() end, 5),
                        table.concat(trace, " "))
         settle(0.1)
-        assert.same({ "D", "B:pw-2", "C0" }, { table.unpack(trace, n + 1) })
+        assert.same({ "D", "B:pw-2", "C0" }, { compat.unpack(trace, n + 1) })
         assert.equal(2, c:stats().reconnects)
         local log = log_of(b)
         assert.equal(3, count(log, "as " .. c.client_id .. " (p2, c1, k30, u'zuser')"))
@@ -965,7 +975,7 @@ describe("fault injection", function()
         -- AHEAD messages past the next restart's mark. So both are mid-stream
         -- at every restart, the last one included.
         local AHEAD, LAG = 3000, 2000
-        local function mark_of(k) return k * 8 * 2 * N // (10 * RESTARTS) end
+        local function mark_of(k) return idiv(k * 8 * 2 * N, 10 * RESTARTS) end
         local state = { next = 1 }
         local restarts, busy = 0, 0
         local function published()

@@ -54,16 +54,18 @@ local function spawn_sub(broker, args)
         "echo $! >" .. quote(base .. ".pid") .. "; wait $!; echo $? >" .. quote(base .. ".rc")
     os.execute("bash -c " .. quote(script) .. " </dev/null >/dev/null 2>&1 &")
     local sub = { id = id }
-    assert(helpers.wait_until(function() return read_file(base .. ".pid") ~= nil end, 5),
-        "zmqtt-sub did not start")
-    sub.pid = tonumber(read_file(base .. ".pid"):match("%d+"))
+    -- The shell creates the file before it writes the PID and its newline.
+    local function pid_written() return (read_file(base .. ".pid") or ""):match("^(%d+)\n") end
+    assert(helpers.wait_until(pid_written, 5), "zmqtt-sub did not start")
+    sub.pid = tonumber(pid_written())
     background[#background + 1] = sub
 
     function sub.out() return read_file(base .. ".out") or "" end
     function sub.err() return read_file(base .. ".err") or "" end
     function sub.rc()
-        local rc = read_file(base .. ".rc")
-        return rc and tonumber(rc:match("%d+"))
+        -- nil until the shell has written the whole code and its newline
+        local rc = (read_file(base .. ".rc") or ""):match("^(%d+)\n")
+        return rc and tonumber(rc)
     end
     function sub.running() return sub.rc() == nil end
     --- Waits for it to exit; returns the exit code, or nil after `timeout` s.

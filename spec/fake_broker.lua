@@ -6,7 +6,7 @@
 --
 -- Usage:
 --   local FakeBroker = require("fake_broker")
---   local fb <close> = FakeBroker.new()          -- fb.port, fb.host
+--   local fb = FakeBroker.new()                  -- fb.port, fb.host; fb:close() at the end
 --   client:connect_async{host = fb.host, port = fb.port, keepalive = 60}
 --   local c = fb:handshake()                      -- accept + CONNECT + CONNACK(0)
 --   local p = fb:expect(FakeBroker.PUBLISH)       -- errors on anything else
@@ -33,7 +33,7 @@
 --                                     unless opts.connack == false
 --   fb:send(bytes, timeout)        -> true | nil, err, bytes_sent
 --   fb:close_client(opts)          cuts the connection (opts.reset: RST, not FIN)
---   fb:close()                     closes everything; idempotent; also <close>
+--   fb:close()                     closes everything; idempotent; also <close> (5.4)
 --   fb.received                    every packet read, in order; fb.pings, fb.accepted
 --
 -- A packet is {type = 0x30, name = "PUBLISH", flags = low nibble, body = bytes
@@ -57,6 +57,9 @@
 -- sending methods over any connected luasocket, e.g. a raw client of mosquitto).
 
 local socket = require("socket")
+local compat = require("compat")
+
+local band, bor, lshift, rshift = compat.band, compat.bor, compat.lshift, compat.rshift
 
 local FakeBroker = {}
 FakeBroker.__index = FakeBroker
@@ -103,14 +106,14 @@ end
 
 --- The variable-length "remaining length" encoding of n (1 to 4 bytes).
 function FakeBroker.encode_length(n)
-    assert(math.type(n) == "integer" and n >= 0 and n <= MAX_REMAINING,
+    assert(compat.is_integer(n) and n >= 0 and n <= MAX_REMAINING,
            "remaining length out of range: " .. tostring(n))
     local out = {}
     repeat
         local digit = n % 128
-        n = n // 128
+        n = compat.idiv(n, 128)
         if n > 0 then
-            digit = digit | 0x80
+            digit = bor(digit, 0x80)
         end
         out[#out + 1] = string.char(digit)
     until n == 0
@@ -125,13 +128,8 @@ function FakeBroker.packet(first, body)
 end
 local packet = FakeBroker.packet
 
-local function str(s)
-    return string.pack(">s2", s)
-end
-
-local function u16(n)
-    return string.pack(">I2", n)
-end
+local str = compat.str16    -- string.pack(">s2", s)
+local u16 = compat.u16      -- string.pack(">I2", n)
 
 --- CONNACK. session_present: boolean (or 0/1); rc: return code, default 0.
 function FakeBroker.connack(session_present, rc)
@@ -143,12 +141,12 @@ end
 -- (packet_id is required for QoS 1 and 2).
 function FakeBroker.publish(p)
     local qos = p.qos or 0
-    local flags = (p.dup and 0x08 or 0) | (qos << 1) | (p.retain and 0x01 or 0)
+    local flags = bor(bor(p.dup and 0x08 or 0, lshift(qos, 1)), p.retain and 0x01 or 0)
     local id = ""
     if qos > 0 then
         id = u16(assert(p.packet_id, "publish: QoS > 0 needs packet_id"))
     end
-    return packet(0x30 | flags, str(p.topic) .. id .. (p.payload or ""))
+    return packet(bor(0x30, flags), str(p.topic) .. id .. (p.payload or ""))
 end
 
 function FakeBroker.puback(id) return packet(0x40, u16(id)) end
@@ -160,7 +158,7 @@ function FakeBroker.pingresp() return packet(0xD0, "") end
 
 --- SUBACK with one return code per filter (default {0}; 0x80 = refused).
 function FakeBroker.suback(id, codes)
-    return packet(0x90, u16(id) .. string.char(table.unpack(codes or { 0 })))
+    return packet(0x90, u16(id) .. string.char(compat.unpack(codes or { 0 })))
 end
 
 -- Client-side packets, for testing the decoder and for raw clients.
@@ -173,15 +171,16 @@ function FakeBroker.connect(c)
     local flags = (c.clean_session ~= false) and 0x02 or 0
     local tail = {}
     if c.will then
-        flags = flags | 0x04 | ((c.will.qos or 0) << 3) | (c.will.retain and 0x20 or 0)
+        flags = bor(bor(bor(flags, 0x04), lshift(c.will.qos or 0, 3)),
+                    c.will.retain and 0x20 or 0)
         tail[#tail + 1] = str(c.will.topic) .. str(c.will.payload or "")
     end
     if c.username then
-        flags = flags | 0x80
+        flags = bor(flags, 0x80)
         tail[#tail + 1] = str(c.username)
     end
     if c.password then
-        flags = flags | 0x40
+        flags = bor(flags, 0x40)
         tail[#tail + 1] = str(c.password)
     end
     return packet(0x10, str(c.protocol_name or "MQTT") ..
@@ -240,7 +239,7 @@ local function cursor(body)
         return c.bytes(1):byte()
     end
     function c.u16()
-        return (string.unpack(">I2", c.bytes(2)))
+        return compat.get_u16(c.bytes(2))
     end
     function c.str()
         return c.bytes(c.u16())
@@ -265,34 +264,34 @@ parsers[0x10] = function(p, c)
     p.connect_flags = f
     p.keepalive = c.u16()
     p.client_id = c.str()
-    p.reserved_flag = f & 0x01 ~= 0
-    p.clean_session = f & 0x02 ~= 0
-    p.will = f & 0x04 ~= 0
-    p.will_qos = (f >> 3) & 0x03
-    p.will_retain = f & 0x20 ~= 0
+    p.reserved_flag = band(f, 0x01) ~= 0
+    p.clean_session = band(f, 0x02) ~= 0
+    p.will = band(f, 0x04) ~= 0
+    p.will_qos = band(rshift(f, 3), 0x03)
+    p.will_retain = band(f, 0x20) ~= 0
     if p.will then
         p.will_topic = c.str()
         p.will_payload = c.str()
     end
-    if f & 0x80 ~= 0 then
+    if band(f, 0x80) ~= 0 then
         p.username = c.str()
     end
-    if f & 0x40 ~= 0 then
+    if band(f, 0x40) ~= 0 then
         p.password = c.str()
     end
     c.done()
 end
 
 parsers[0x20] = function(p, c)
-    p.session_present = c.u8() & 0x01 ~= 0
+    p.session_present = band(c.u8(), 0x01) ~= 0
     p.return_code = c.u8()
     c.done()
 end
 
 parsers[0x30] = function(p, c)
-    p.qos = (p.flags >> 1) & 0x03
-    p.dup = p.flags & 0x08 ~= 0
-    p.retain = p.flags & 0x01 ~= 0
+    p.qos = band(rshift(p.flags, 1), 0x03)
+    p.dup = band(p.flags, 0x08) ~= 0
+    p.retain = band(p.flags, 0x01) ~= 0
     if p.qos == 3 then
         malformed("PUBLISH with QoS 3")
     end
@@ -347,8 +346,8 @@ local function decode_header(buf, pos)
         if not b then
             return nil, "incomplete"
         end
-        value = value + (b & 0x7F) * mult
-        if b & 0x80 == 0 then
+        value = value + (b % 128) * mult
+        if b < 128 then
             return buf:byte(pos), value, i + 1
         end
         mult = mult * 128
@@ -358,8 +357,8 @@ end
 
 -- Decodes one body; returns the packet, or nil, "malformed: ..." and the packet.
 local function decode_body(first, body, raw)
-    local t = first & 0xF0
-    local p = { type = t, name = FakeBroker.type_name(t), flags = first & 0x0F,
+    local t = band(first, 0xF0)
+    local p = { type = t, name = FakeBroker.type_name(t), flags = band(first, 0x0F),
                 body = body, raw = raw }
     local parse = parsers[t]
     if not parse then

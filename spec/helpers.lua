@@ -7,13 +7,18 @@
 -- which also runs when busted exits.
 
 local socket = require("socket")
+local compat = require("compat")
 
 local helpers = {}
 
+-- The portability helpers (spec/compat.lua), for the specs.
+helpers.compat = compat
+
 local HOST = "127.0.0.1"
 helpers.HOST = HOST
--- The interpreter for child Lua processes: make check sets a sanitizer build.
-helpers.LUA = os.getenv("ZMQTT_LUA") or "lua5.4"
+-- The interpreter for child Lua processes: make check sets a sanitizer build;
+-- by default the plain interpreter of the running version (lua5.1, luajit, ...).
+helpers.LUA = os.getenv("ZMQTT_LUA") or compat.LUA
 
 local START_TIMEOUT = 5     -- seconds for a broker to accept connections
 local STOP_GRACE = 3        -- seconds between SIGTERM and SIGKILL
@@ -44,7 +49,7 @@ function helpers.read_file(path)
     if not f then
         return nil
     end
-    local data = f:read("a")
+    local data = compat.read_all(f)
     f:close()
     return data
 end
@@ -70,9 +75,7 @@ helpers.CLOSE_FDS = CLOSE_FDS
 function helpers.run(cmd, timeout)
     local wrapped = "timeout -k 2 " .. (timeout or COMMAND_TIMEOUT) .. " bash -c " ..
                     quote(CLOSE_FDS .. cmd) .. " </dev/null 2>&1"
-    local p = assert(io.popen(wrapped, "r"))
-    local out = p:read("a")
-    local _, how, code = p:close()
+    local out, how, code = compat.popen_read(wrapped)
     if how == "signal" then
         code = 128 + code
     end
@@ -186,7 +189,7 @@ local function spawn(command, out_path, err_path, dir)
                      (err_path and (" 2>" .. quote(err_path)) or " 2>&1")
     local p = assert(io.popen("bash -c " .. quote(CLOSE_FDS .. "exec " .. command) ..
                               " </dev/null" .. redirect .. " & echo $!", "r"))
-    local pid = tonumber(p:read("a"):match("%d+"))
+    local pid = tonumber(compat.read_all(p):match("%d+"))
     p:close()
     assert(pid, "could not start: " .. command)
     local _, start = proc_stat(pid)
@@ -630,7 +633,7 @@ local function busted_api()
 end
 
 --- The Lua search paths of this process as shell assignments
--- ("LUA_PATH=... LUA_CPATH=..."), to put before a child lua5.4 command.
+-- ("LUA_PATH=... LUA_CPATH=..."), to put before a child helpers.LUA command.
 function helpers.child_env()
     return "LUA_PATH=" .. quote(package.path) .. " LUA_CPATH=" .. quote(package.cpath)
 end
@@ -817,7 +820,7 @@ function helpers.at_exit(fn)
             return nil, true
         end)
     end
-    finalizers[#finalizers + 1] = setmetatable({}, { __gc = fn })
+    finalizers[#finalizers + 1] = compat.finalizer(fn)
 end
 
 helpers.at_exit(helpers.stop_all)

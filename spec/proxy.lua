@@ -23,7 +23,7 @@
 -- dir is "up" (client to broker), "down" (broker to client) or nil for both;
 -- settings apply to current and future connections alike.
 --
--- As a program: lua5.4 spec/proxy.lua serve TARGET_PORT OWNER_PID OWNER_START
+-- As a program: lua5.x spec/proxy.lua serve TARGET_PORT OWNER_PID OWNER_START
 -- binds two free 127.0.0.1 ports, prints "ready PORT CONTROL_PORT" and
 -- serves until "quit" or until its owner process is gone.
 --
@@ -34,6 +34,7 @@
 -- Must not: listen or connect anywhere but 127.0.0.1, or outlive its owner.
 
 local socket = require("socket")
+local compat = require("compat")
 
 local HOST = "127.0.0.1"
 -- MQTT control packet types by the high nibble of their first byte.
@@ -51,7 +52,7 @@ local READ_SIZE = 16 * 1024
 local function proc_start_time(pid)
     local f = io.open("/proc/" .. pid .. "/stat", "rb")
     if not f then return nil end
-    local stat = f:read("a")
+    local stat = compat.read_all(f)
     f:close()
     local rest = stat:match("^.*%) (.*)$")
     if not rest then return nil end
@@ -101,14 +102,14 @@ local function serve(target_port, owner_pid, owner_start)
         while pos <= n do
             local start = pos
             if ps.state == "type" then
-                local t = data:byte(pos) >> 4
+                local t = compat.rshift(data:byte(pos), 4)
                 ps.drop = dropping[t] or false
                 if not ps.drop then f.counts[t] = (f.counts[t] or 0) + 1 end
                 ps.rl, ps.mult, ps.state = 0, 1, "len"
                 pos = pos + 1
             elseif ps.state == "len" then
                 local b = data:byte(pos)
-                ps.rl = ps.rl + (b & 127) * ps.mult
+                ps.rl = ps.rl + (b % 128) * ps.mult
                 ps.mult = ps.mult * 128
                 pos = pos + 1
                 if b < 128 then
@@ -390,7 +391,7 @@ local function serve(target_port, owner_pid, owner_start)
                     controls[#controls + 1] = { sock = c, buf = "" }
                 end
             elseif owner_of[s] and owner_of[s].read then
-                local p, name, f = table.unpack(owner_of[s].read)
+                local p, name, f = compat.unpack(owner_of[s].read)
                 if not p.closed then flow_read(name, f) end
             else
                 for _, c in ipairs(controls) do
@@ -445,13 +446,13 @@ local CLOSE_FDS = 'for f in /proc/$BASHPID/fd/*; do n=${f##*/}; ' ..
 
 local function self_pid()
     local f = assert(io.open("/proc/self/stat", "rb"))
-    local pid = tonumber(f:read("a"):match("^(%d+)"))
+    local pid = tonumber(compat.read_all(f):match("^(%d+)"))
     f:close()
     return pid
 end
 
 local function script_path()
-    local path = package.searchpath("proxy", package.path)
+    local path = compat.searchpath("proxy", package.path)
     assert(path, "spec/proxy.lua not found in package.path")
     return path
 end
@@ -467,7 +468,7 @@ function proxy.start(target_port)
                 " " .. owner .. " " .. proc_start_time(owner)
     local p = assert(io.popen("bash -c " .. q(CLOSE_FDS .. cmd) .. " </dev/null >" .. q(out) ..
                               " 2>&1 & echo $!", "r"))
-    local pid = tonumber(p:read("a"):match("%d+"))
+    local pid = tonumber(compat.read_all(p):match("%d+"))
     p:close()
     assert(pid, "could not start the proxy")
     local self = setmetatable({ pid = pid, start = proc_start_time(pid), dir = dir, out = out,

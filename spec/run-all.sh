@@ -1,6 +1,9 @@
 #!/bin/sh
 # spec/run-all.sh: runs every test of zmqtt and sums them up.
 # Usage: BUSTED="lua5.4 /usr/bin/busted" sh spec/run-all.sh [C test binaries...]
+# BUSTED may run busted under lua5.1, lua5.2, lua5.3, lua5.4 or luajit; by hand
+# (without the Makefile's LUA_CPATH) the module is then taken from build/ for
+# lua5.4 and from build/<interpreter>/ for the others, as `make LUA=...` builds it.
 # Runs each C test binary (TAP), then the busted specs in spec/ through
 # spec/summary_output.lua, prints everything to stdout and ends with exactly one
 # line "N passed, M failed"; exits non-zero when M > 0. A runner that crashes,
@@ -17,8 +20,14 @@ cd "$(dirname "$0")/.." || exit 2
 root=$(pwd)
 
 # The Makefile exports these; set the same defaults when run by hand.
+# shellcheck disable=SC2086  # BUSTED is a command with arguments
+lua_bin=$(basename "$(set -- $BUSTED; echo "$1")")
+case $lua_bin in
+    lua5.1|lua5.2|lua5.3|luajit) build=$root/build/$lua_bin ;;
+    *) build=$root/build ;;
+esac
 : "${LUA_PATH:=$root/lua/?.lua;$root/lua/?/init.lua;$root/spec/?.lua;;}"
-: "${LUA_CPATH:=$root/build/?.so;;}"
+: "${LUA_CPATH:=$build/?.so;;}"
 export LUA_PATH LUA_CPATH
 
 tmp=$(mktemp -d -t zmqtt-run.XXXXXX) || exit 2

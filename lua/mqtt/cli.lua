@@ -247,7 +247,7 @@ end
 
 local function pid()
     local f = io.open("/proc/self/stat", "r")
-    local stat = f and f:read("l")
+    local stat = f and f:read("*l")
     if f then f:close() end
     return stat and stat:match("^(%d+)") or tostring(os.time() % 100000)
 end
