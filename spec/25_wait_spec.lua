@@ -17,6 +17,17 @@ describe("client:wait", function()
         return c
     end
 
+    -- A client connected to a scripted broker, which the spec closes.
+    local function fake_connected()
+        local fb = FakeBroker.new()
+        finally(function() fb:close() end)
+        local c = clients:new()
+        c:connect_async(fb.host, 60, fb.port)
+        fb:handshake()
+        assert.is_true(helpers.wait_dispatch(function() return c:is_connected() end))
+        return fb, c
+    end
+
     it("returns the SUBACK's data for a subscribe mid", function()
         local c = connected()
         local d = assert(c:wait(c:subscribe({ { "wait/a", 1 }, { "wait/b", 2 } }), 5))
@@ -70,12 +81,7 @@ describe("client:wait", function()
     end)
 
     it("returns nil and a timeout error when no ack comes in time; a late ack still counts", function()
-        local fb = FakeBroker.new()
-        finally(function() fb:close() end)
-        local c = clients:new()
-        c:connect_async(fb.host, 60, fb.port)
-        fb:handshake()
-        assert.is_true(helpers.wait_dispatch(function() return c:is_connected() end))
+        local fb, c = fake_connected()
         local mid = c:publish("wait/slow", "x", 1)
         assert.equal(mid, fb:expect(FakeBroker.PUBLISH).packet_id)
         local t0 = helpers.now()
@@ -91,12 +97,7 @@ describe("client:wait", function()
     end)
 
     it("returns nil and 'not connected' when the client disconnects for good", function()
-        local fb = FakeBroker.new()
-        finally(function() fb:close() end)
-        local c = clients:new()
-        c:connect_async(fb.host, 60, fb.port)
-        fb:handshake()
-        assert.is_true(helpers.wait_dispatch(function() return c:is_connected() end))
+        local fb, c = fake_connected()
         local mid = c:publish("wait/lost", "x", 2)
         fb:expect(FakeBroker.PUBLISH)
         fb:close_client()
