@@ -10,6 +10,7 @@ set -u
 
 cd "$(dirname "$0")/../.." || exit 2
 root=$(pwd)
+. examples/broker.sh
 http_port=${HTTP_PORT:-8080}
 client_id=${CLIENT_ID:-zmqtt-nginx-$http_port}
 topic=${TOPIC:-zmqtt/in/#}
@@ -22,23 +23,6 @@ fi
 dir=""
 broker_pid=""
 nginx_pid=""
-
-# True while the PID exists and is not a zombie (PID 1 may not reap it).
-alive() {
-    [ -r "/proc/$1/stat" ] && ! grep -q '^[0-9]* (.*) Z ' "/proc/$1/stat"
-}
-
-# Sends SIGNAL to PID and waits up to 10 s for it to go, then SIGKILL.
-# shellcheck disable=SC2317  # called from the EXIT trap
-stop_pid() {
-    kill "-$2" "$1" 2>/dev/null
-    i=0
-    while [ "$i" -lt 100 ] && alive "$1"; do
-        sleep 0.1
-        i=$((i + 1))
-    done
-    alive "$1" && kill -KILL "$1" 2>/dev/null
-}
 
 # shellcheck disable=SC2317  # the EXIT trap
 cleanup() {
@@ -56,33 +40,12 @@ dir=$(mktemp -d -t zmqtt-nginx.XXXXXX) || exit 2
 mkdir -p "$dir/tmp"
 
 if [ -n "${MQTT_BROKER:-}" ]; then
-    mqtt_host=${MQTT_BROKER%:*}
-    mqtt_port=${MQTT_BROKER##*:}
-    [ "$mqtt_port" = "$MQTT_BROKER" ] && mqtt_port=1883
+    parse_broker "$MQTT_BROKER"
 else
-    mqtt_host=127.0.0.1
-    mqtt_port=$(lua5.4 -e 'local s = require("socket"); local srv = assert(s.bind("127.0.0.1", 0));
-                           local _, p = srv:getsockname(); srv:close(); io.write(p)') || exit 2
-    {
-        echo "listener $mqtt_port 127.0.0.1"
-        echo "allow_anonymous true"
-        echo "persistence false"
-        echo "log_dest file $dir/mosquitto.log"
-        [ "$(id -u)" = 0 ] && echo "user root"
-    } >"$dir/mosquitto.conf"
-    mosquitto -c "$dir/mosquitto.conf" >"$dir/mosquitto.out" 2>&1 &
-    broker_pid=$!
-    i=0
-    until grep -q " running" "$dir/mosquitto.log" 2>/dev/null; do
-        i=$((i + 1))
-        if [ "$i" -gt 50 ] || ! alive "$broker_pid"; then
-            echo "openresty: mosquitto did not start" >&2
-            cat "$dir/mosquitto.out" "$dir/mosquitto.log" >&2 2>/dev/null
-            exit 1
-        fi
-        sleep 0.1
-    done
+    start_broker "$dir" || exit 1
 fi
+mqtt_host=$broker_host
+mqtt_port=$broker_port
 
 sed -e "s|@ROOT@|$root|g" -e "s|@USER@|$(id -un)|g" -e "s|@HTTP_PORT@|$http_port|g" \
     -e "s|@MQTT_HOST@|$mqtt_host|g" -e "s|@MQTT_PORT@|$mqtt_port|g" \
