@@ -125,10 +125,21 @@ $(BUILD)/lua: spec/tools/sanlua.c | $(BUILD)/.deps
 check: check-asan check-tsan check-valgrind check-gc
 
 # The specs again with a collector that never rests, so __gc and __close run
-# all the time (alternately incremental with no pause, and generational).
-check-gc: $(MODULE) $(CTESTS)
-	LUA_INIT_5_4='collectgarbage("incremental", 0, 400, 6)' $(MAKE) test
-	LUA_INIT_5_4='collectgarbage("generational", 1, 100)' $(MAKE) test
+# all the time: incremental with no pause, and generational, side by side
+# (each mostly waits on sockets), each printing its log when done.
+GC_MODES := incremental:'collectgarbage("incremental", 0, 400, 6)' \
+            generational:'collectgarbage("generational", 1, 100)'
+
+check-gc: $(MODULE) $(CTESTS) $(BUILD)/c_client
+	@pids=""; for m in $(GC_MODES); do \
+	    name=$${m%%:*}; \
+	    LUA_INIT_5_4="$${m#*:}" $(MAKE) -s test >$(BUILD)/check-gc-$$name.log 2>&1 & \
+	    pids="$$pids $$!:$$name"; \
+	done; \
+	rc=0; for p in $$pids; do \
+	    wait $${p%%:*} || rc=1; \
+	    echo "== check-gc, $${p#*:} collector:"; cat $(BUILD)/check-gc-$${p#*:}.log; \
+	done; exit $$rc
 
 check-asan:
 	$(MAKE) build/asan/lua test BUILD=build/asan SAN=address,undefined \

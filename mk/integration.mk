@@ -2,6 +2,8 @@
 # several Lua states in one process. They run with Lua 5.4's busted and drive
 # other hosts, which load the LuaJIT build (build/luajit) or their own.
 INTEGRATION_DEPS := $(MODULE)
+PACKAGES += luajit2 libluajit2-5.1-dev
+$(BUILD)/.deps: mk/integration.mk
 
 integration: $(INTEGRATION_DEPS)
 	@$(MAKE) -s LUA=luajit all
