@@ -233,6 +233,17 @@ describe("OpenResty (examples/openresty)", function()
         end
     end)
 
+    -- Whether the workers (and the master, if given) all exit within EXIT_TIMEOUT.
+    local function all_exit(pids, master)
+        return helpers.wait_until(function()
+            if master and helpers.pid_alive(master) then return false end
+            for _, pid in ipairs(pids) do
+                if helpers.pid_alive(ngx.workers[pid]) then return false end
+            end
+            return true
+        end, EXIT_TIMEOUT)
+    end
+
     it("starts a client in each worker and one subscriber in worker 0", function()
         local status = wait_owner()
         local pids = worker_pids()
@@ -360,12 +371,7 @@ describe("OpenResty (examples/openresty)", function()
         end
 
         -- Every old worker exits within EXIT_TIMEOUT: no I/O thread keeps one alive.
-        local exited = helpers.wait_until(function()
-            for _, pid in ipairs(old) do
-                if helpers.pid_alive(ngx.workers[pid]) then return false end
-            end
-            return true
-        end, EXIT_TIMEOUT)
+        local exited = all_exit(old)
         assert.is_true(exited, "old workers still running after " .. EXIT_TIMEOUT .. " s:\n" ..
                        error_log())
         assert.is_true(helpers.pid_alive(ngx.master))
@@ -403,13 +409,7 @@ describe("OpenResty (examples/openresty)", function()
         local log_start = #broker_log(broker)
         local ok, _, out = helpers.run(nginx_cmd("-s quit"))
         assert(ok, out)
-        local exited = helpers.wait_until(function()
-            if helpers.pid_alive(ngx.master) then return false end
-            for _, pid in ipairs(pids) do
-                if helpers.pid_alive(ngx.workers[pid]) then return false end
-            end
-            return true
-        end, EXIT_TIMEOUT)
+        local exited = all_exit(pids, ngx.master)
         assert.is_true(exited, "nginx still running after " .. EXIT_TIMEOUT .. " s:\n" ..
                        error_log())
         for _, pid in ipairs(pids) do
