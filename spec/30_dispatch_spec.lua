@@ -253,6 +253,21 @@ describe("dispatch", function()
             assert.are.same({ prefix .. "/other#0", prefix .. "/other#1" }, on_msg)
         end)
 
+        it("keeps on_message across loop() without one, and replaces it with a new one", function()
+            local c, prefix = self_subscribed()
+            local first, second = {}, {}
+            c:loop(function(_, d) first[#first + 1] = d.message.payload end)
+            c:loop()
+            c:publish(prefix .. "/a", "1", 2)
+            assert.is_true(wait(function() return #first >= 1 end))
+            c:loop(function(_, d) second[#second + 1] = d.message.payload end)
+            c:publish(prefix .. "/a", "2", 1)
+            assert.is_true(wait(function() return #second >= 1 end))
+            settle()
+            assert.are.same({ "1" }, first)
+            assert.are.same({ "2" }, second)
+        end)
+
         it("leaves QoS 2 PUBLISH data (mid only) to a generic PUBLISH callback set by the user", function()
             local c, prefix = self_subscribed()
             local on_msg, generic = {}, {}

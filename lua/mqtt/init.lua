@@ -728,16 +728,16 @@ end
 -- message: `on_message(client, data)` becomes a generic callback on PUBREL and
 -- a specific callback on PUBLISH (condition: the data carries a message;
 -- priority -1), so it gets each message of QoS 0, 1 and 2 once. Returns at once.
--- @func[opt] on_message replaces the one a previous `loop` set
+-- @func[opt] on_message replaces the one a previous `loop` set; without it,
+-- that one stays (as in Zerynth's loop)
 function Client:loop(on_message)
     local c = core_of(self, "loop")
     check_callable(on_message, 1, "loop", "on_message", true)
-    if self._on_message then
-        self:off(mqtt.PUBLISH, self._on_message)
-        self:off(mqtt.PUBREL, self._on_message)
-        self._on_message = nil
-    end
     if on_message then
+        if self._on_message then
+            self:off(mqtt.PUBLISH, self._on_message)
+            self:off(mqtt.PUBREL, self._on_message)
+        end
         self._on_message = on_message
         self:on(mqtt.PUBLISH, on_message, has_message, -1)
         self:on(mqtt.PUBREL, on_message)
