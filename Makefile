@@ -40,10 +40,11 @@ ALL_CFLAGS  = -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread $(WARN) 
 LDLIBS      = -pthread -lmbedtls -lmbedx509 -lmbedcrypto $(EXTRA_LDFLAGS)
 
 # Debian packages the build, the tests and the demo use (ca-certificates: the
-# specs check that the system CA bundle does not trust their own test CA).
+# specs check that the system CA bundle does not trust their own test CA;
+# libclang-rt-14-dev: libFuzzer and the sanitizer runtimes for clang).
 PACKAGES   := $(LUA_PKGS) lua5.4 liblua5.4-dev libmbedtls-dev lua-busted lua-socket mosquitto \
               mosquitto-clients luarocks openssl ca-certificates valgrind iproute2 libmosquitto-dev \
-              clang
+              clang libclang-rt-14-dev
 
 CORE_SRC   := $(filter-out src/lua_%.c,$(wildcard src/*.c))
 LUA_SRC    := $(wildcard src/lua_*.c)
