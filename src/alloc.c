@@ -1,13 +1,17 @@
 /*
  * The core's allocator: libc's, with a countdown that makes the n-th
- * allocation fail for the out-of-memory tests.
+ * allocation fail for the out-of-memory tests. Counting costs atomic updates
+ * of counters every thread shares, so it runs only once a test turned it on:
+ * otherwise each call reads one flag nobody writes.
  */
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
 
+static atomic_bool tracking;
 static atomic_ulong fail_countdown;
 static atomic_ulong made;
 static atomic_long live; /* blocks allocated and not yet freed */
@@ -17,6 +21,8 @@ static atomic_long live; /* blocks allocated and not yet freed */
  * the same time, and exactly one allocation may fail. */
 static int should_fail(void)
 {
+    if (!atomic_load_explicit(&tracking, memory_order_relaxed))
+        return 0;
     atomic_fetch_add_explicit(&made, 1, memory_order_relaxed);
     unsigned long left = atomic_load_explicit(&fail_countdown, memory_order_relaxed);
     while (left != 0 &&
@@ -24,6 +30,11 @@ static int should_fail(void)
                                                   memory_order_relaxed, memory_order_relaxed)) {
     }
     return left == 1;
+}
+
+void mqtt__alloc_track(void)
+{
+    atomic_store(&tracking, true);
 }
 
 unsigned long mqtt__alloc_fail_at(unsigned long n)
@@ -39,7 +50,7 @@ long mqtt__alloc_live(void)
 
 static void *counted(void *p)
 {
-    if (p)
+    if (p && atomic_load_explicit(&tracking, memory_order_relaxed))
         atomic_fetch_add_explicit(&live, 1, memory_order_relaxed);
     return p;
 }
@@ -72,7 +83,7 @@ char *mqtt__strdup(const char *s)
 
 void mqtt__free(void *p)
 {
-    if (p)
+    if (p && atomic_load_explicit(&tracking, memory_order_relaxed))
         atomic_fetch_sub_explicit(&live, 1, memory_order_relaxed);
     free(p);
 }

@@ -165,6 +165,7 @@ static void sweep(const char *name, bool lua_side)
 
 int main(void)
 {
+    mqtt__alloc_track();
     broker = fake_broker_start();
     CHECK(broker != NULL, "fake broker listening on 127.0.0.1");
     if (broker) {

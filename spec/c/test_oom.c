@@ -348,6 +348,7 @@ static void each_failure(const char *name, bool (*scenario)(void))
 
 int main(void)
 {
+    mqtt__alloc_track();
     each_failure("offline client", offline_client);
     each_failure("TLS context", tls_context);
     broker = fake_broker_start();
