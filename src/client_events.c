@@ -60,7 +60,7 @@ static mqtt_event *take_events(mqtt_client *c, bool clear_fd)
     mqtt_event *head = c->ev_head;
     c->ev_head = c->ev_tail = NULL;
     c->ev_bytes = 0;
-    if (clear_fd)
+    if (clear_fd || !head) /* nothing taken: nothing left to wake for */
         mqtt__fd_clear(c->notify_fd);
     bool resume = c->reading_paused;
     pthread_mutex_unlock(&c->mu);

@@ -388,8 +388,11 @@ static int l_next_event(lua_State *L)
     zbox *b = check_box(L);
     if (!b->c)
         return 0;
-    if (!b->pending && !lua_toboolean(L, 2))
+    if (!b->pending && !lua_toboolean(L, 2)) {
         b->pending = mqtt_client_take_events_keep(b->c);
+        if (!b->pending)
+            return 0; /* an empty take has cleared the fd itself */
+    }
     mqtt_event *ev = b->pending;
     if (!ev) {
         /* The whole batch was handed out: the fd may stop being readable. */

@@ -244,9 +244,9 @@ int mqtt_client_event_fd(mqtt_client *c);
 /** Takes every queued event, oldest first; NULL when none. */
 mqtt_event *mqtt_client_take_events(mqtt_client *c);
 /**
- * Like mqtt_client_take_events, but the event fd stays readable until
- * mqtt_client_events_handled(): a caller interrupted half-way through the
- * batch (an error raised by a callback) is woken again for the rest.
+ * Like mqtt_client_take_events, but when it takes events the fd stays
+ * readable until mqtt_client_events_handled(): a caller interrupted half-way
+ * through the batch (an error raised by a callback) is woken again for the rest.
  */
 mqtt_event *mqtt_client_take_events_keep(mqtt_client *c);
 /** Once every event taken with _keep was handled: the fd stops being readable
