@@ -4,6 +4,7 @@
  * counters. Each call validates first, then takes the one lock briefly and
  * wakes the I/O thread only when the outgoing buffer was empty.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <stdlib.h>
@@ -18,7 +19,7 @@ void mqtt_options_init(mqtt_options *o)
 {
     memset(o, 0, sizeof *o);
     o->clean_session = true;
-    o->max_inflight = 64;
+    o->max_inflight = 20;
     o->max_queued = 100000;
     o->max_queued_bytes = 256u * 1024u * 1024u;
     o->max_event_bytes = 64u * 1024u * 1024u;
@@ -48,8 +49,39 @@ static int check_client_id(const mqtt_options *o)
     return MQTT_OK;
 }
 
+/* The process clients created now belong to; a child of fork() sets its own. */
+static pid_t process_id;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void after_fork_in_child(void)
+{
+    process_id = getpid();
+}
+
+static void watch_forks(void)
+{
+    process_id = getpid();
+    (void)pthread_atfork(NULL, NULL, after_fork_in_child);
+}
+
+pid_t mqtt__process_id(void)
+{
+    return process_id;
+}
+
+long mqtt_client_owner(const mqtt_client *c)
+{
+    return (long)c->pid;
+}
+
+bool mqtt_client_foreign(const mqtt_client *c)
+{
+    return mqtt__foreign(c);
+}
+
 int mqtt_client_create(const mqtt_options *o, mqtt_client **out)
 {
+    pthread_once(&fork_once, watch_forks);
     mqtt_options defaults;
     if (!o) {
         mqtt_options_init(&defaults);
@@ -61,6 +93,7 @@ int mqtt_client_create(const mqtt_options *o, mqtt_client **out)
     mqtt_client *c = mqtt__calloc(1, sizeof *c);
     if (!c)
         return MQTT_ERR_NOMEM;
+    c->pid = process_id;
     c->opt = *o;
     c->opt.client_id = NULL;
     c->wake_fd = c->notify_fd = -1;
@@ -73,9 +106,10 @@ int mqtt_client_create(const mqtt_options *o, mqtt_client **out)
         rc = mqtt__event_refill_spare(c);
     if (rc == MQTT_OK) {
         c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        c->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (c->wake_fd >= 0)
+            c->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (c->wake_fd < 0 || c->notify_fd < 0)
-            rc = MQTT_ERR_SYSTEM;
+            rc = mqtt__system_failure("eventfd", errno);
     }
     if (rc != MQTT_OK) {
         mqtt_client_destroy(c);
@@ -97,13 +131,29 @@ int mqtt_client_create(const mqtt_options *o, mqtt_client **out)
 
 static void free_event_item(void *item)
 {
-    mqtt_event_free(item);
+    if (item != &mqtt__delivered_mark)
+        mqtt_event_free(item);
+}
+
+/* A child of fork() owns copies of the descriptors and nothing else: the
+ * lock may be held by a thread that does not exist here, and the socket
+ * (and its TLS stream) is the parent's. Close the copies, leave the rest. */
+static void abandon_in_child(mqtt_client *c)
+{
+    int fds[] = {c->wake_fd, c->notify_fd, c->tr ? c->tr->fd : -1};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
 }
 
 void mqtt_client_destroy(mqtt_client *c)
 {
     if (!c)
         return;
+    if (mqtt__foreign(c)) {
+        abandon_in_child(c);
+        return;
+    }
     if (c->session) {
         pthread_mutex_lock(&c->mu);
         c->stop = true;
@@ -146,6 +196,8 @@ static int set_buf(mqtt_buf *b, const void *p, size_t n)
 int mqtt_client_set_will(mqtt_client *c, const char *topic, size_t topic_len, const void *payload,
                          size_t payload_len, int qos, bool retain)
 {
+    if (mqtt__foreign(c))
+        return MQTT_ERR_STATE;
     if (topic) {
         const char *why;
         if (mqtt__check_topic_name((const uint8_t *)topic, topic_len, &why) != MQTT_OK ||
@@ -170,6 +222,8 @@ int mqtt_client_set_will(mqtt_client *c, const char *topic, size_t topic_len, co
 int mqtt_client_set_credentials(mqtt_client *c, const char *username, size_t username_len,
                                 const char *password, size_t password_len)
 {
+    if (mqtt__foreign(c))
+        return MQTT_ERR_STATE;
     if (username_len > 65535 || password_len > 65535 ||
         (username && !mqtt__utf8_valid((const uint8_t *)username, username_len)))
         return MQTT_ERR_INVAL;
@@ -233,6 +287,8 @@ static int publish_direct(mqtt_client *c, const char *topic, size_t topic_len,
 int mqtt_client_publish(mqtt_client *c, const char *topic, size_t topic_len, const void *payload,
                         size_t payload_len, int qos, bool retain, uint16_t *mid)
 {
+    if (mqtt__foreign(c))
+        return MQTT_ERR_STATE;
     const char *why;
     if (mqtt__check_topic_name((const uint8_t *)topic, topic_len, &why) != MQTT_OK || qos < 0 ||
         qos > 2 || payload_len > MQTT_MAX_PAYLOAD || (payload_len && !payload))
@@ -267,6 +323,8 @@ int mqtt_client_publish(mqtt_client *c, const char *topic, size_t topic_len, con
 static int subscribe_common(mqtt_client *c, const mqtt_subscription *subs, size_t n,
                             uint16_t *mid, bool unsub)
 {
+    if (mqtt__foreign(c))
+        return MQTT_ERR_STATE;
     if (!subs || n == 0 || n > 65535)
         return MQTT_ERR_INVAL;
     mqtt_sub_entry stack[16];
@@ -300,6 +358,7 @@ static int subscribe_common(mqtt_client *c, const mqtt_subscription *subs, size_
         mqtt_fixed_header h;
         mqtt__decode_fixed_header(r->packet, size, &h, NULL, NULL);
         r->id_offset = h.header_len;
+        r->filters = (uint16_t)n;
     }
     if (e != stack)
         mqtt__free(e);
@@ -319,6 +378,8 @@ int mqtt_client_unsubscribe(mqtt_client *c, const mqtt_subscription *subs, size_
 
 bool mqtt_client_is_connected(mqtt_client *c)
 {
+    if (mqtt__foreign(c))
+        return false;
     pthread_mutex_lock(&c->mu);
     bool on = c->state == ST_CONNECTED;
     pthread_mutex_unlock(&c->mu);
@@ -329,6 +390,8 @@ const char *mqtt_client_state(mqtt_client *c)
 {
     static const char *const names[] = {"disconnected", "connecting",   "connected",
                                         "reconnecting", "reconnecting", "disconnecting"};
+    if (mqtt__foreign(c))
+        return "disconnected";
     pthread_mutex_lock(&c->mu);
     const char *s = names[c->state];
     pthread_mutex_unlock(&c->mu);
@@ -337,6 +400,8 @@ const char *mqtt_client_state(mqtt_client *c)
 
 bool mqtt_client_pending(mqtt_client *c, uint16_t mid)
 {
+    if (mqtt__foreign(c))
+        return false;
     pthread_mutex_lock(&c->mu);
     bool pending = mqtt__session_out_has(c->session, mid);
     pthread_mutex_unlock(&c->mu);
@@ -345,6 +410,8 @@ bool mqtt_client_pending(mqtt_client *c, uint16_t mid)
 
 void mqtt_client_want_pingresp(mqtt_client *c, bool on)
 {
+    if (mqtt__foreign(c))
+        return;
     pthread_mutex_lock(&c->mu);
     c->pingresp_events = on;
     pthread_mutex_unlock(&c->mu);
@@ -357,14 +424,21 @@ int mqtt_client_event_fd(mqtt_client *c)
 
 void mqtt_client_stats(mqtt_client *c, mqtt_stats *st)
 {
+    memset(st, 0, sizeof *st);
+    if (mqtt__foreign(c))
+        return;
     mqtt_session_counts n;
     pthread_mutex_lock(&c->mu);
     mqtt__session_counts(c->session, &n);
     st->queued = n.queued;
     st->inflight = n.inflight;
     st->queued_bytes = n.bytes + c->out.len;
-    st->event_bytes = c->ev_bytes;
+    st->event_bytes = mqtt__app_bytes(c);
+    st->held_bytes = c->held_bytes;
     st->reconnects = c->reconnects;
     st->read_pauses = c->read_pauses;
+    st->downgraded = c->downgraded;
+    st->connect_failures = c->connect_failures;
+    st->logs_dropped = c->logs_dropped;
     pthread_mutex_unlock(&c->mu);
 }

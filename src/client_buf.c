@@ -53,3 +53,18 @@ void mqtt__buf_free(mqtt_buf *b)
     b->data = NULL;
     b->len = b->cap = 0;
 }
+
+void mqtt__buf_trim(mqtt_buf *b, size_t cap)
+{
+    if (b->cap <= cap || b->len > cap)
+        return;
+    if (b->len == 0) {
+        mqtt__buf_free(b);
+        return;
+    }
+    uint8_t *p = mqtt__realloc(b->data, cap);
+    if (!p)
+        return; /* keeping the larger block is harmless */
+    b->data = p;
+    b->cap = cap;
+}

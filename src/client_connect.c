@@ -25,7 +25,7 @@ static int start_thread(mqtt_client *c)
     int rc = pthread_create(&c->thread, &attr, mqtt__thread_main, c);
     pthread_attr_destroy(&attr);
     if (rc != 0)
-        return MQTT_ERR_SYSTEM;
+        return mqtt__system_failure("pthread_create", rc);
     c->thread_running = true;
     return MQTT_OK;
 }
@@ -73,6 +73,7 @@ static int request_connect(mqtt_client *c, bool async, uint64_t *seq)
     c->state = ST_CONNECTING; /* visible at once: mqtt.run() must wait for it */
     c->async_attempt = async;
     c->user_disconnected = false;
+    c->retry_attempt = 0; /* the application starts over: so does the back-off */
     *seq = ++c->connect_seq;
     return MQTT_OK;
 }
@@ -101,6 +102,10 @@ static int connect_common(mqtt_client *c, const mqtt_connect_options *o, bool as
     mqtt_connect_result scratch;
     if (!res)
         res = &scratch;
+    if (mqtt__foreign(c)) {
+        fail(res, MQTT_ERR_STATE, "the client belongs to another process");
+        return MQTT_ERR_STATE;
+    }
     join_finished_thread(c);
     pthread_mutex_lock(&c->mu);
     int rc = MQTT_OK;
@@ -116,8 +121,12 @@ static int connect_common(mqtt_client *c, const mqtt_connect_options *o, bool as
         rc = request_connect(c, async, &seq);
     pthread_mutex_unlock(&c->mu);
     if (rc != MQTT_OK) {
-        fail(res, rc, rc == MQTT_ERR_STATE ? "the client is already connected or was never"
-                                             " connected" : mqtt_strerror(rc));
+        const char *why = mqtt_strerror(rc);
+        if (rc == MQTT_ERR_STATE)
+            why = "the client is already connected or was never connected";
+        else if (rc == MQTT_ERR_SYSTEM)
+            why = mqtt_system_error();
+        fail(res, rc, why);
         return rc;
     }
     mqtt__wake(c);
@@ -144,7 +153,7 @@ int mqtt_client_connect_async(mqtt_client *c, const mqtt_connect_options *o)
 
 int mqtt_client_reconnect(mqtt_client *c, mqtt_connect_result *res)
 {
-    if (mqtt_client_is_connected(c)) {
+    if (!mqtt__foreign(c) && mqtt_client_is_connected(c)) {
         fail(res, MQTT_OK, "already connected");
         res->return_code = 0;
         return MQTT_OK;
@@ -156,6 +165,8 @@ static void schedule_retry_locked(mqtt_client *c, double delay);
 
 void mqtt_client_set_auto_reconnect(mqtt_client *c, bool on)
 {
+    if (mqtt__foreign(c))
+        return;
     pthread_mutex_lock(&c->mu);
     c->auto_reconnect = on;
     bool kick = on && c->opt.reconnect && c->state == ST_IDLE && c->host && c->thread_running &&
@@ -169,6 +180,8 @@ void mqtt_client_set_auto_reconnect(mqtt_client *c, bool on)
 
 void mqtt_client_set_reconnect_hook(mqtt_client *c, bool on)
 {
+    if (mqtt__foreign(c))
+        return;
     pthread_mutex_lock(&c->mu);
     c->hook = on;
     if (!on)
@@ -179,6 +192,8 @@ void mqtt_client_set_reconnect_hook(mqtt_client *c, bool on)
 
 void mqtt_client_proceed(mqtt_client *c)
 {
+    if (mqtt__foreign(c))
+        return;
     pthread_mutex_lock(&c->mu);
     c->proceed = true;
     pthread_mutex_unlock(&c->mu);
@@ -187,6 +202,8 @@ void mqtt_client_proceed(mqtt_client *c)
 
 int mqtt_client_disconnect(mqtt_client *c)
 {
+    if (mqtt__foreign(c))
+        return MQTT_ERR_STATE;
     pthread_mutex_lock(&c->mu);
     c->user_disconnected = true;
     bool running = c->thread_running;
@@ -229,22 +246,37 @@ static bool may_retry(const mqtt_client *c)
            !c->exit_when_idle;
 }
 
+/* What one connection leaves behind goes; buffers grown by it are given back. */
 static void clear_io(mqtt_client *c)
 {
     if (c->tr) {
         c->tr->ops->close(c->tr);
         c->tr = NULL;
     }
-    c->in.len = 0;
-    c->out.len = 0;
-    c->wbuf.len = 0;
+    mqtt_buf *bufs[] = {&c->in, &c->out, &c->wbuf};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        bufs[i]->len = 0;
+        mqtt__buf_trim(bufs[i], MQTT_BUF_KEEP);
+    }
     c->wpos = 0;
+    c->in_backlog = false;
+    c->partial_since = 0;
     c->ping_outstanding = false;
+}
+
+/* Back-off starts over only after a connection that lasted: a broker that
+ * accepts and drops at once sees the delays grow like any other failure. */
+static void note_connection_end(mqtt_client *c)
+{
+    if (c->connected_at > 0 && mqtt__now() - c->connected_at >= 10 * c->opt.reconnect_min)
+        c->retry_attempt = 0;
+    c->connected_at = 0;
 }
 
 void mqtt__connection_lost(mqtt_client *c, int status, const char *text)
 {
     bool was_disconnecting = c->state == ST_DISCONNECTING;
+    note_connection_end(c);
     clear_io(c);
     if (!was_disconnecting) {
         mqtt__log(c, 2, "connection lost: %s", text);
@@ -265,7 +297,8 @@ typedef struct attempt {
     bool has_ka;
     int ka[3];
     uint64_t seq;
-    bool async;
+    bool async;      /* no caller blocks on the outcome */
+    bool background; /* an automatic attempt: no connect() or connect_async() call waits */
     mqtt_tls_config *tls;
     uint8_t *connect_pkt;
     size_t connect_len;
@@ -306,7 +339,8 @@ static int snapshot(mqtt_client *c, attempt *a)
         p.password = view(&c->password);
     /* Who to report to comes first: a failed allocation is reported too. */
     a->seq = c->connect_seq;
-    a->async = c->async_attempt || c->result_seq >= c->connect_seq;
+    a->background = c->result_seq >= c->connect_seq;
+    a->async = c->async_attempt || a->background;
     a->connect_len = mqtt__connect_size(&p);
     a->connect_pkt = a->connect_len ? mqtt__malloc(a->connect_len) : NULL;
     a->host = mqtt__strdup(c->host);
@@ -382,7 +416,12 @@ static int read_connack(mqtt_client *c, double deadline, const mqtt_cancel *canc
 
 static void deliver_held(void *item, void *ud)
 {
-    mqtt__event_push(ud, item);
+    mqtt_client *c = ud;
+    mqtt_event *ev = item;
+    if (item == &mqtt__delivered_mark)
+        return;
+    c->held_bytes -= ev->bytes;
+    mqtt__event_push(c, ev);
 }
 
 static void connected(mqtt_client *c, attempt *a, const mqtt_packet *pkt)
@@ -392,8 +431,8 @@ static void connected(mqtt_client *c, attempt *a, const mqtt_packet *pkt)
         c->reconnects++;
     c->ever_connected = true;
     c->state = ST_CONNECTED;
-    c->retry_attempt = 0;
-    c->last_send = c->last_recv = now;
+    c->connected_at = now;
+    c->last_send = c->last_recv = c->write_ok_at = now;
     c->ping_outstanding = false;
     /* A broker without our session will never release held QoS 2 messages:
      * hand them over now rather than lose them. */
@@ -427,8 +466,12 @@ static void attempt_failed(mqtt_client *c, const attempt *a, int status, int rco
                            const char *text)
 {
     clear_io(c);
+    c->connect_failures++;
     mqtt__log(c, 2, "connect failed: %s", text);
-    if (a->async)
+    /* One CONNACK event per handshake: every CONNACK received, and every
+     * connect()/connect_async() call; an automatic attempt that got no
+     * CONNACK is only counted and logged, and retried. */
+    if (!a->background || rcode >= 0)
         mqtt__event_status(c, MQTT_EV_CONNACK, status, rcode, false, text);
     if (a->async && may_retry(c))
         schedule_retry_locked(c, backoff(c));

@@ -11,6 +11,8 @@
 #include "alloc.h"
 #include "client_internal.h"
 
+char mqtt__delivered_mark;
+
 /* Fixed cost charged per event on top of its bytes, for the queue bound. */
 #define EVENT_OVERHEAD 64
 /* Text the spare status event holds; longer texts are cut. */
@@ -32,16 +34,48 @@ void mqtt_event_free(mqtt_event *ev)
     mqtt__free(ev);
 }
 
+size_t mqtt__app_bytes(const mqtt_client *c)
+{
+    return c->ev_bytes + c->taken_bytes + c->held_bytes + c->staged_bytes;
+}
+
 void mqtt__event_push(mqtt_client *c, mqtt_event *ev)
 {
-    bool was_empty = c->ev_head == NULL;
     ev->next = NULL;
+    if (c->staging) {
+        if (c->st_tail)
+            c->st_tail->next = ev;
+        else
+            c->st_head = ev;
+        c->st_tail = ev;
+        c->staged_bytes += ev->bytes;
+        return;
+    }
+    bool was_empty = c->ev_head == NULL;
     if (c->ev_tail)
         c->ev_tail->next = ev;
     else
         c->ev_head = ev;
     c->ev_tail = ev;
     c->ev_bytes += ev->bytes;
+    if (was_empty)
+        mqtt__fd_signal(c->notify_fd);
+}
+
+void mqtt__event_release_staged(mqtt_client *c)
+{
+    mqtt_event *head = c->st_head;
+    if (!head)
+        return;
+    bool was_empty = c->ev_head == NULL;
+    if (c->ev_tail)
+        c->ev_tail->next = head;
+    else
+        c->ev_head = head;
+    c->ev_tail = c->st_tail;
+    c->st_head = c->st_tail = NULL;
+    c->ev_bytes += c->staged_bytes;
+    c->staged_bytes = 0;
     if (was_empty)
         mqtt__fd_signal(c->notify_fd);
 }
@@ -53,16 +87,27 @@ int mqtt__event_refill_spare(mqtt_client *c)
     return c->spare ? MQTT_OK : MQTT_ERR_NOMEM;
 }
 
-static mqtt_event *take_events(mqtt_client *c, bool clear_fd)
+/* The I/O thread waits for room (reading paused, a reconnect held back). */
+static bool waits_for_room(const mqtt_client *c)
 {
+    return c->reading_paused || c->state == ST_RETRY_WAIT;
+}
+
+/* keep: the batch stays counted against max_event_bytes until
+ * mqtt_client_events_handled(); a new take means the last batch was handled. */
+static mqtt_event *take_events(mqtt_client *c, bool keep)
+{
+    if (mqtt__foreign(c))
+        return NULL;
     pthread_mutex_lock(&c->mu);
     (void)mqtt__event_refill_spare(c); /* failing, it is tried again next time */
     mqtt_event *head = c->ev_head;
     c->ev_head = c->ev_tail = NULL;
+    c->taken_bytes = keep ? c->ev_bytes : 0;
     c->ev_bytes = 0;
-    if (clear_fd || !head) /* nothing taken: nothing left to wake for */
+    if (!keep || !head) /* nothing taken: nothing left to wake for */
         mqtt__fd_clear(c->notify_fd);
-    bool resume = c->reading_paused;
+    bool resume = waits_for_room(c);
     pthread_mutex_unlock(&c->mu);
     if (resume)
         mqtt__wake(c);
@@ -71,21 +116,27 @@ static mqtt_event *take_events(mqtt_client *c, bool clear_fd)
 
 mqtt_event *mqtt_client_take_events(mqtt_client *c)
 {
-    return take_events(c, true);
+    return take_events(c, false);
 }
 
 mqtt_event *mqtt_client_take_events_keep(mqtt_client *c)
 {
-    return take_events(c, false);
+    return take_events(c, true);
 }
 
 void mqtt_client_events_handled(mqtt_client *c)
 {
+    if (mqtt__foreign(c))
+        return;
     /* Under the lock: an event pushed since the take keeps the fd readable. */
     pthread_mutex_lock(&c->mu);
     if (!c->ev_head)
         mqtt__fd_clear(c->notify_fd);
+    bool resume = c->taken_bytes > 0 && waits_for_room(c);
+    c->taken_bytes = 0;
     pthread_mutex_unlock(&c->mu);
+    if (resume)
+        mqtt__wake(c);
 }
 
 static void copy_text(mqtt_event *ev, const char *text, size_t len)
@@ -130,6 +181,11 @@ void mqtt__log(mqtt_client *c, int level, const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return;
+    /* Log lines are the one thing dropped when the application's bound is reached. */
+    if (mqtt__app_bytes(c) >= c->opt.max_event_bytes) {
+        c->logs_dropped++;
+        return;
+    }
     size_t len = strlen(text);
     mqtt_event *ev = mqtt__event_new(MQTT_EV_LOG, len + 1);
     if (!ev)

@@ -8,10 +8,14 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <sys/types.h>
 
 #include "mqtt.h"
 #include "session.h"
 #include "transport.h"
+
+/** Buffers grown past this by a large packet or a backlog are given back once drained. */
+#define MQTT_BUF_KEEP (256 * 1024)
 
 /** A growable byte buffer. */
 typedef struct mqtt_buf {
@@ -23,6 +27,8 @@ MQTT_HIDDEN int mqtt__buf_reserve(mqtt_buf *b, size_t extra);
 MQTT_HIDDEN int mqtt__buf_append(mqtt_buf *b, const void *p, size_t n);
 MQTT_HIDDEN void mqtt__buf_consume(mqtt_buf *b, size_t n);
 MQTT_HIDDEN void mqtt__buf_free(mqtt_buf *b);
+/** Gives memory back: a buffer grown past cap holding at most cap bytes shrinks to cap. */
+MQTT_HIDDEN void mqtt__buf_trim(mqtt_buf *b, size_t cap);
 
 typedef enum client_state {
     ST_IDLE,          /* not connected, nothing scheduled */
@@ -36,6 +42,7 @@ typedef enum client_state {
 typedef enum client_request { REQ_NONE, REQ_CONNECT, REQ_DISCONNECT } client_request;
 
 struct mqtt_client {
+    pid_t pid;                    /* the process that created it; set once */
     pthread_mutex_t mu;
     pthread_cond_t cv;            /* connect results, thread exit */
     pthread_t thread;
@@ -79,25 +86,54 @@ struct mqtt_client {
 
     mqtt_event *ev_head, *ev_tail;
     mqtt_event *spare;            /* a status event kept for when memory runs out */
-    size_t ev_bytes;
+    /* Memory held for the application, bounded by opt.max_event_bytes: */
+    size_t ev_bytes;              /* events queued for taking */
+    size_t taken_bytes;           /* the batch taken with _keep, until handled */
+    size_t held_bytes;            /* incoming QoS 2 messages awaiting PUBREL */
+    size_t staged_bytes;          /* events made from input, released once its acks are written */
+    mqtt_event *st_head, *st_tail;
+    bool staging;                 /* new events go to the staged list */
     bool reading_paused;
-    uint64_t reconnects, read_pauses;
+    double connected_at;          /* when the current connection came up; 0: none */
+    uint64_t reconnects, read_pauses, downgraded, connect_failures, logs_dropped;
 
     /* I/O thread only. */
     mqtt_transport *tr;
     void *tls_session;            /* saved TLS session for resumption */
     mqtt_buf in;
+    bool in_backlog;              /* in holds packets not handled yet (no room for them) */
+    double partial_since;         /* when the incomplete packet at the end of in began; 0: none */
     mqtt_buf wbuf;
     size_t wpos;
     double last_send, last_recv;
+    double write_ok_at;           /* last time the writer made progress or had nothing to do */
     bool ping_outstanding;
     double disconnect_deadline;
     uint16_t keepalive;
 };
 
+/** The process clients created now belong to (client.c). */
+MQTT_HIDDEN pid_t mqtt__process_id(void);
+
+/** True in a child of fork(): the client is its parent's; touch nothing shared. */
+static inline bool mqtt__foreign(const mqtt_client *c)
+{
+    return c->pid != mqtt__process_id();
+}
+
+/** Held in the session for an incoming QoS 2 id whose message was delivered
+ *  before its PUBREL (the bound was reached): the id stays known, so the
+ *  message is delivered once. */
+MQTT_HIDDEN extern char mqtt__delivered_mark;
+
 /* Events (client_events.c); call with mu held. */
 MQTT_HIDDEN mqtt_event *mqtt__event_new(int type, size_t extra);
+/** Queues ev for the application, or stages it while c->staging. */
 MQTT_HIDDEN void mqtt__event_push(mqtt_client *c, mqtt_event *ev);
+/** Moves staged events to the queue (once the acks owed for them are written). */
+MQTT_HIDDEN void mqtt__event_release_staged(mqtt_client *c);
+/** Bytes held for the application: queued, staged, taken and held QoS 2 messages. */
+MQTT_HIDDEN size_t mqtt__app_bytes(const mqtt_client *c);
 /** Makes the spare status event if there is none; MQTT_ERR_NOMEM on failure. */
 MQTT_HIDDEN int mqtt__event_refill_spare(mqtt_client *c);
 /** Queues a status event; out of memory, the spare carries it, text cut short. */

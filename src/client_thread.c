@@ -15,7 +15,7 @@
 #include "client_internal.h"
 
 #define READ_CHUNK (64 * 1024)
-#define BIG_BUFFER (1024 * 1024)
+#define READS_PER_WAKE 4
 
 void mqtt__fd_signal(int fd)
 {
@@ -49,18 +49,14 @@ int mqtt__pump(mqtt_client *c)
     return was_empty && c->out.len > 0;
 }
 
+static void write_output(mqtt_client *c);
+
 /* Queues a reply; handle_packet reserved the room for it. */
 static void send_ack(mqtt_client *c, uint8_t type, uint16_t id)
 {
     uint8_t b[4];
     mqtt__encode_ack(b, type, id);
     mqtt__buf_append(&c->out, b, sizeof b);
-}
-
-static void push(mqtt_client *c, mqtt_event *ev)
-{
-    if (ev)
-        mqtt__event_push(c, ev);
 }
 
 static mqtt_event *ack_event(int type, uint16_t id, const mqtt_packet *p)
@@ -86,7 +82,7 @@ static int handle_publish(mqtt_client *c, const mqtt_packet *p)
         mqtt_event *ev = mqtt__event_message(MQTT_EV_PUBLISH, p);
         if (!ev)
             return MQTT_ERR_NOMEM;
-        mqtt__event_push(c, ev);
+        mqtt__event_push(c, ev); /* staged: released once the PUBACK is written */
         if (p->qos == 1)
             send_ack(c, MQTT_PUBACK, p->packet_id);
         return MQTT_OK;
@@ -100,21 +96,67 @@ static int handle_publish(mqtt_client *c, const mqtt_packet *p)
             mqtt_event_free(arrival);
             return MQTT_ERR_NOMEM;
         }
+        c->held_bytes += held->bytes;
         mqtt__event_push(c, arrival);
     }
     send_ack(c, MQTT_PUBREC, p->packet_id);
     return MQTT_OK;
 }
 
+static void handle_pubrel(mqtt_client *c, const mqtt_packet *p)
+{
+    void *held = mqtt__session_in_take(c->session, p->packet_id);
+    if (held && held != &mqtt__delivered_mark) {
+        mqtt_event *ev = held;
+        c->held_bytes -= ev->bytes;
+        mqtt__event_push(c, ev);
+    }
+    send_ack(c, MQTT_PUBCOMP, p->packet_id);
+}
+
+static void deliver_early(void *item, void *ud)
+{
+    mqtt_client *c = ud;
+    mqtt_event *ev = item;
+    c->held_bytes -= ev->bytes;
+    mqtt__event_push(c, ev);
+}
+
+/* The bound is reached and part of it is QoS 2 messages whose PUBRELs wait
+ * unread behind the input: hand them over now, oldest first, so the
+ * application can make room (their ids stay known: still exactly once). */
+static void release_held(mqtt_client *c)
+{
+    if (c->held_bytes > 0 && mqtt__app_bytes(c) >= c->opt.max_event_bytes)
+        (void)mqtt__session_in_replace(c->session, &mqtt__delivered_mark, deliver_early, c);
+}
+
+/* MQTT-3.9.3-1: a SUBACK has one return code per filter subscribed. */
+static bool suback_fits(const mqtt_client *c, const mqtt_packet *p)
+{
+    const mqtt_record *r = mqtt__session_awaiting(c->session, p->packet_id);
+    return !r || r->kind != MQTT_REC_SUBSCRIBE || r->filters == p->granted.len;
+}
+
 /* Applies an ack to the session and queues its event, made first: without
  * memory for it the ack is not applied, and after the reconnect the record
  * is resent and acked again. */
-static int handle_ack(mqtt_client *c, const mqtt_packet *p)
+static int handle_ack(mqtt_client *c, const mqtt_packet *p, const char **why)
 {
+    static const char nomem[] = "no memory to queue an event or a reply";
+    if (p->type == MQTT_SUBACK && !suback_fits(c, p)) {
+        *why = "the SUBACK's return codes do not match the filters subscribed";
+        return MQTT_ERR_PROTOCOL;
+    }
     mqtt_event *ev = ack_event(p->type, p->packet_id, p->type == MQTT_SUBACK ? p : NULL);
-    if (!ev)
+    if (!ev) {
+        *why = nomem;
         return MQTT_ERR_NOMEM;
-    if (mqtt__session_ack(c->session, p->type, p->packet_id) == MQTT_ACK_NEW) {
+    }
+    mqtt_ack_result res = mqtt__session_ack(c->session, p->type, p->packet_id);
+    if (res == MQTT_ACK_NEW || res == MQTT_ACK_DOWNGRADED) {
+        ev->downgraded = res == MQTT_ACK_DOWNGRADED;
+        c->downgraded += ev->downgraded;
         mqtt__event_push(c, ev);
         return MQTT_OK;
     }
@@ -137,51 +179,66 @@ static int handle_packet(mqtt_client *c, const mqtt_packet *p, const char **why)
     switch (p->type) {
     case MQTT_PUBLISH:
         rc = handle_publish(c, p);
-        break;
-    case MQTT_PUBREL: {
-        mqtt_event *held = mqtt__session_in_take(c->session, p->packet_id);
-        push(c, held);
-        send_ack(c, MQTT_PUBCOMP, p->packet_id);
-        break;
-    }
+        if (rc != MQTT_OK)
+            *why = nomem;
+        return rc;
+    case MQTT_PUBREL:
+        handle_pubrel(c, p);
+        return MQTT_OK;
     case MQTT_PUBREC:
-        rc = handle_ack(c, p);
+        rc = handle_ack(c, p, why);
         if (rc == MQTT_OK)
             send_ack(c, MQTT_PUBREL, p->packet_id);
-        break;
+        return rc;
     case MQTT_PUBACK:
     case MQTT_PUBCOMP:
     case MQTT_SUBACK:
     case MQTT_UNSUBACK:
-        rc = handle_ack(c, p);
+        rc = handle_ack(c, p, why);
         mqtt__pump(c); /* on failure housekeeping tries again */
-        break;
+        return rc;
     case MQTT_PINGRESP:
         c->ping_outstanding = false;
         /* Queued only when wanted: an idle client should not wake its
          * application at every keepalive. */
         if (c->pingresp_events) {
             mqtt_event *ev = ack_event(MQTT_EV_PINGRESP, 0, NULL);
-            rc = ev ? MQTT_OK : MQTT_ERR_NOMEM;
-            push(c, ev);
+            if (!ev) {
+                *why = nomem;
+                return MQTT_ERR_NOMEM;
+            }
+            mqtt__event_push(c, ev);
         }
-        break;
+        return MQTT_OK;
     default:
         *why = "unexpected second CONNACK";
         return MQTT_ERR_PROTOCOL;
     }
-    if (rc != MQTT_OK)
-        *why = nomem;
-    return rc;
 }
 
-/* Decodes and handles every complete packet in c->in; mu held. */
+/* No room for what more input would make: events for the application past
+ * max_event_bytes, or replies past max_queued_bytes owed to a broker that
+ * does not read. The input waits, unread, until there is room. mu held. */
+static bool input_blocked(const mqtt_client *c)
+{
+    return mqtt__app_bytes(c) >= c->opt.max_event_bytes ||
+           c->out.len + (c->wbuf.len - c->wpos) >= c->opt.max_queued_bytes;
+}
+
+/* Decodes and handles the complete packets in c->in while there is room;
+ * mu held, events staged by the caller. */
 static void process_input(mqtt_client *c)
 {
     size_t off = 0;
     int rc = MQTT_OK;
     const char *why = NULL;
+    c->in_backlog = false;
     while (off < c->in.len && c->tr) {
+        if (input_blocked(c)) {
+            release_held(c);
+            c->in_backlog = true;
+            break;
+        }
         mqtt_packet p;
         size_t used = 0;
         rc = mqtt__decode_packet(c->in.data + off, c->in.len - off, c->opt.max_packet, &p, &used,
@@ -197,6 +254,12 @@ static void process_input(mqtt_client *c)
         off += used;
     }
     mqtt__buf_consume(&c->in, off);
+    /* A packet must arrive within 1.5 x keepalive of its first byte. */
+    if (c->in.len == 0 || c->in_backlog)
+        c->partial_since = 0;
+    else if (off > 0 || c->partial_since == 0)
+        c->partial_since = mqtt__now();
+    mqtt__buf_trim(&c->in, MQTT_BUF_KEEP);
     if (rc != MQTT_OK) {
         char text[200];
         snprintf(text, sizeof text, "%s: %s", mqtt_strerror(rc), why ? why : "?");
@@ -204,30 +267,50 @@ static void process_input(mqtt_client *c)
     }
 }
 
-/* Reads what the socket has (mu not held), then handles it under the lock. */
+/* Handles what was read, then makes its events visible only after the acks
+ * owed for them were written (or the socket would not take more), so an
+ * application that exits right after a message has acknowledged it. mu held. */
+static void process_and_flush(mqtt_client *c)
+{
+    c->staging = true;
+    process_input(c);
+    c->staging = false;
+    if (!c->st_head)
+        return;
+    if (c->tr && c->out.len) {
+        pthread_mutex_unlock(&c->mu);
+        write_output(c);
+        pthread_mutex_lock(&c->mu);
+    }
+    mqtt__event_release_staged(c);
+}
+
+/* Reads what the socket has (mu not held), then handles it under the lock.
+ * Each read takes at most READ_CHUNK: what waits in the socket stays there
+ * until the input before it has been handled. */
 static void read_input(mqtt_client *c)
 {
     int status = MQTT_OK;
     size_t got = 0;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < READS_PER_WAKE; i++) {
         if (mqtt__buf_reserve(&c->in, READ_CHUNK) != MQTT_OK) {
             status = MQTT_ERR_NOMEM;
             break;
         }
-        ssize_t n = c->tr->ops->read(c->tr, c->in.data + c->in.len, c->in.cap - c->in.len);
+        ssize_t n = c->tr->ops->read(c->tr, c->in.data + c->in.len, READ_CHUNK);
         if (n < 0)
             status = (int)-n;
         if (n <= 0)
             break;
         c->in.len += (size_t)n;
         got += (size_t)n;
-        if (c->in.len < c->in.cap)
+        if ((size_t)n < READ_CHUNK)
             break;
     }
     pthread_mutex_lock(&c->mu);
     if (got)
         c->last_recv = mqtt__now();
-    process_input(c);
+    process_and_flush(c);
     if (status != MQTT_OK && c->tr)
         mqtt__connection_lost(c, status, status == MQTT_ERR_CLOSED
                                              ? "the broker closed the connection"
@@ -245,8 +328,7 @@ static bool take_output(mqtt_client *c)
     c->out = t;
     c->out.len = 0;
     c->wpos = 0;
-    if (c->out.cap > BIG_BUFFER)
-        mqtt__buf_free(&c->out);
+    mqtt__buf_trim(&c->out, MQTT_BUF_KEEP);
     return true;
 }
 
@@ -256,6 +338,8 @@ static void write_output(mqtt_client *c)
     for (;;) {
         pthread_mutex_lock(&c->mu);
         bool more = c->tr && take_output(c);
+        if (!more)
+            c->write_ok_at = mqtt__now(); /* nothing owed: the writer is not behind */
         pthread_mutex_unlock(&c->mu);
         if (!more)
             return;
@@ -267,7 +351,7 @@ static void write_output(mqtt_client *c)
             mqtt__connection_lost(c, (int)-n, "writing to the broker failed");
         } else {
             c->wpos += (size_t)n;
-            c->last_send = mqtt__now();
+            c->last_send = c->write_ok_at = mqtt__now();
         }
         pthread_mutex_unlock(&c->mu);
         if (n < 0)
@@ -281,14 +365,23 @@ static double keepalive(mqtt_client *c, double now)
     double ka = c->keepalive;
     if (ka <= 0)
         return -1;
+    double limit = 1.5 * ka;
     if (c->reading_paused) {
         /* PINGRESPs cannot be read while paused: keep pinging every
          * keepalive so the broker sees a live client. */
         c->last_recv = now;
         c->ping_outstanding = false;
+        c->partial_since = 0;
     }
-    if (now - c->last_recv >= 1.5 * ka) {
-        mqtt__connection_lost(c, MQTT_ERR_KEEPALIVE, "no answer from the broker within 1.5 x keepalive");
+    const char *lost = NULL;
+    if (now - c->last_recv >= limit)
+        lost = "no answer from the broker within 1.5 x keepalive";
+    else if (c->partial_since > 0 && now - c->partial_since >= limit)
+        lost = "a packet took longer than 1.5 x keepalive to arrive";
+    else if (now - c->write_ok_at >= limit)
+        lost = "the broker read nothing for 1.5 x keepalive";
+    if (lost) {
+        mqtt__connection_lost(c, MQTT_ERR_KEEPALIVE, lost);
         return -1;
     }
     if (!c->ping_outstanding && (now - c->last_send >= ka || now - c->last_recv >= ka)) {
@@ -301,12 +394,16 @@ static double keepalive(mqtt_client *c, double now)
         c->ping_outstanding = true;
         c->last_send = now;
     }
-    double next = c->last_recv + 1.5 * ka;
+    double next = c->last_recv + limit;
     if (!c->ping_outstanding) {
         double t = c->last_send + ka < c->last_recv + ka ? c->last_send + ka : c->last_recv + ka;
         if (t < next)
             next = t;
     }
+    if (c->partial_since > 0 && c->partial_since + limit < next)
+        next = c->partial_since + limit;
+    if (c->write_ok_at + limit < next)
+        next = c->write_ok_at + limit;
     return next;
 }
 
@@ -367,7 +464,9 @@ static double housekeeping(mqtt_client *c, bool *connect_now)
         c->request = REQ_NONE;
         begin_disconnect(c);
     }
-    if (c->state == ST_RETRY_WAIT && now >= c->retry_at) {
+    /* A reconnect makes events too: none starts while the application's bound is reached. */
+    bool room = mqtt__app_bytes(c) < c->opt.max_event_bytes;
+    if (c->state == ST_RETRY_WAIT && now >= c->retry_at && room) {
         if (c->hook) {
             c->state = ST_HOOK_WAIT;
             c->proceed = false;
@@ -392,8 +491,10 @@ static double housekeeping(mqtt_client *c, bool *connect_now)
         deadline = earliest(deadline, flushing(c, now));
     /* Last: the keepalive check may itself have lost the connection. */
     if (c->state == ST_RETRY_WAIT)
-        deadline = c->retry_at;
-    bool paused = c->ev_bytes >= c->opt.max_event_bytes;
+        deadline = room ? c->retry_at : -1; /* taking events wakes the thread */
+    bool paused = c->tr != NULL && input_blocked(c);
+    if (paused)
+        release_held(c); /* the PUBRELs that would free them cannot be read now */
     if (paused && !c->reading_paused)
         c->read_pauses++;
     c->reading_paused = paused;
@@ -422,7 +523,12 @@ void *mqtt__thread_main(void *arg)
             mqtt__do_connect(c);
             pthread_mutex_lock(&c->mu);
             if (c->state == ST_CONNECTED)
-                process_input(c); /* bytes that came with the CONNACK */
+                process_and_flush(c); /* bytes that came with the CONNACK */
+            continue;
+        }
+        /* Input read earlier and left for want of room, now that there is room. */
+        if (c->in_backlog && c->tr && !c->reading_paused) {
+            process_and_flush(c);
             continue;
         }
         if (c->state == ST_IDLE && c->exit_when_idle && c->request == REQ_NONE)
@@ -432,7 +538,7 @@ void *mqtt__thread_main(void *arg)
         bool read_wants_write = live && c->tr->want_write;
         if (live) {
             p[1].fd = c->tr->fd;
-            p[1].events = (short)((c->reading_paused ? 0 : POLLIN) |
+            p[1].events = (short)((c->reading_paused || c->in_backlog ? 0 : POLLIN) |
                                   (take_output(c) || c->tr->want_write ? POLLOUT : 0));
         }
         pthread_mutex_unlock(&c->mu);

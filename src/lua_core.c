@@ -24,16 +24,31 @@ typedef struct zbox {
 
 /* Upvalue 1 of next_event: the MQTTMessage metatable. */
 
+/* Raises MQTTError "bad state" through the constructor core.init stored. */
+static int raise_bad_state(lua_State *L, const char *fmt, long arg)
+{
+    luaL_getmetatable(L, CLIENT_MT);
+    lua_getfield(L, -1, "new_error");
+    lua_pushliteral(L, "bad state");
+    lua_pushfstring(L, fmt, (int)arg);
+    lua_call(L, 2, 1);
+    return lua_error(L);
+}
+
+/* A client used in a child of fork() belongs to the parent: every method raises. */
 static zbox *check_box(lua_State *L)
 {
-    return luaL_checkudata(L, 1, CLIENT_MT);
+    zbox *b = luaL_checkudata(L, 1, CLIENT_MT);
+    if (b->c && mqtt_client_foreign(b->c))
+        raise_bad_state(L, "client belongs to process %d", mqtt_client_owner(b->c));
+    return b;
 }
 
 static mqtt_client *check_open(lua_State *L)
 {
     zbox *b = check_box(L);
     if (!b->c)
-        luaL_error(L, "the client is closed");
+        raise_bad_state(L, "the client is closed", 0);
     return b->c;
 }
 
@@ -83,6 +98,7 @@ static int l_new(lua_State *L)
         o.connect_timeout = opt_number(L, 3, "connect_timeout", o.connect_timeout);
         o.disconnect_timeout = opt_number(L, 3, "disconnect_timeout", o.disconnect_timeout);
         o.log_events = opt_bool(L, 3, "log", false);
+        o.max_packet = (size_t)opt_number(L, 3, "maximum_packet_size", (double)o.max_packet);
     }
     zbox *b = lua_newuserdatauv(L, sizeof *b, 0);
     b->c = NULL;
@@ -90,8 +106,19 @@ static int l_new(lua_State *L)
     luaL_setmetatable(L, CLIENT_MT);
     int rc = mqtt_client_create(&o, &b->c);
     if (rc != MQTT_OK)
-        return push_fail(L, rc, NULL, -1);
+        return push_fail(L, rc, rc == MQTT_ERR_SYSTEM ? mqtt_system_error() : NULL, -1);
     return 1;
+}
+
+/* c:foreign() -> owner pid | nil: whether the client belongs to another process. */
+static int l_foreign(lua_State *L)
+{
+    zbox *b = luaL_checkudata(L, 1, CLIENT_MT);
+    if (b->c && mqtt_client_foreign(b->c)) {
+        lua_pushinteger(L, mqtt_client_owner(b->c));
+        return 1;
+    }
+    return 0;
 }
 
 static void free_events(mqtt_event *ev)
@@ -103,10 +130,11 @@ static void free_events(mqtt_event *ev)
     }
 }
 
-/* Idempotent; also __gc and __close. Joins the I/O thread. */
+/* Idempotent; also __gc and __close. Joins the I/O thread (in a child of
+ * fork(), releases only the child's copies). */
 static int l_close(lua_State *L)
 {
-    zbox *b = check_box(L);
+    zbox *b = luaL_checkudata(L, 1, CLIENT_MT);
     mqtt_client *c = b->c;
     b->c = NULL;
     mqtt_client_destroy(c);
@@ -303,13 +331,17 @@ static int l_stats(lua_State *L)
 {
     mqtt_stats st;
     mqtt_client_stats(check_open(L), &st);
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 10);
     set_int(L, "queued", (lua_Integer)st.queued);
     set_int(L, "inflight", (lua_Integer)st.inflight);
     set_int(L, "queued_bytes", (lua_Integer)st.queued_bytes);
     set_int(L, "event_bytes", (lua_Integer)st.event_bytes);
+    set_int(L, "held_bytes", (lua_Integer)st.held_bytes);
     set_int(L, "reconnects", (lua_Integer)st.reconnects);
     set_int(L, "read_pauses", (lua_Integer)st.read_pauses);
+    set_int(L, "downgraded", (lua_Integer)st.downgraded);
+    set_int(L, "connect_failures", (lua_Integer)st.connect_failures);
+    set_int(L, "logs_dropped", (lua_Integer)st.logs_dropped);
     return 1;
 }
 
@@ -356,6 +388,12 @@ static void push_data(lua_State *L, const mqtt_event *ev)
     case MQTT_EV_DISCONNECT:
         lua_pushstring(L, mqtt_errname(ev->status));
         lua_setfield(L, -2, "error_name");
+        break;
+    case MQTT_EV_PUBACK:
+        if (ev->downgraded) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, "downgraded");
+        }
         break;
     case MQTT_EV_SUBACK:
         lua_createtable(L, (int)ev->granted_count, 0);
@@ -517,6 +555,7 @@ static const luaL_Reg client_methods[] = {
     {"pending", l_pending},
     {"proceed", l_proceed},
     {"stats", l_stats},
+    {"foreign", l_foreign},
     {"next_event", NULL},
     {NULL, NULL},
 };
@@ -532,11 +571,16 @@ static const luaL_Reg module_functions[] = {
     {NULL, NULL},
 };
 
-/* core.init(message_metatable): installs next_event with the metatable as upvalue. */
+/* core.init(message_metatable, new_error): installs next_event with the
+ * metatable as upvalue, and keeps new_error(name, message) for the errors
+ * this file raises. */
 static int l_init(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
     luaL_getmetatable(L, CLIENT_MT);
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "new_error");
     lua_getfield(L, -1, "__index");
     lua_pushvalue(L, 1);
     lua_pushcclosure(L, l_next_event, 1);

@@ -36,7 +36,8 @@ extern "C" {
     X(MQTT_ERR_STATE, "bad state", "the call is not allowed in the client's state")      \
     X(MQTT_ERR_CANCELLED, "cancelled", "the operation was cancelled")                    \
     X(MQTT_ERR_TLS, "tls error", "the TLS layer failed")                                  \
-    X(MQTT_ERR_SYSTEM, "system error", "a system call failed")
+    X(MQTT_ERR_SYSTEM, "system error", "a system call failed")                            \
+    X(MQTT_ERR_TOO_LARGE, "packet too large", "the broker sent a packet over the size limit")
 
 #define MQTT_ENUM_ENTRY(e, name, text) e,
 typedef enum mqtt_status { MQTT_STATUS_LIST(MQTT_ENUM_ENTRY) MQTT_STATUS_COUNT } mqtt_status;
@@ -46,6 +47,9 @@ typedef enum mqtt_status { MQTT_STATUS_LIST(MQTT_ENUM_ENTRY) MQTT_STATUS_COUNT }
 const char *mqtt_strerror(int status);
 /** Stable short name of a status code, for programs to branch on; never NULL. */
 const char *mqtt_errname(int status);
+/** What the last MQTT_ERR_SYSTEM in this thread was: the call and the system's
+ *  reason ("eventfd: Too many open files"). Never NULL. */
+const char *mqtt_system_error(void);
 /** Name of a CONNACK return code (1..5 as in MQTT 3.1.1 section 3.2.2.3). */
 const char *mqtt_connack_name(int return_code);
 
@@ -79,16 +83,22 @@ typedef struct mqtt_options {
     const char *client_id; /* borrowed for the create call only */
     size_t client_id_len;
     bool clean_session;      /* default true */
-    uint32_t max_inflight;   /* outgoing QoS 1/2 awaiting ack; default 64 */
+    /* Outgoing QoS 1/2 awaiting ack; default 20, what brokers accept unasked
+     * (mosquitto's max_inflight_messages): more can be acked and dropped. */
+    uint32_t max_inflight;
     uint32_t max_queued;     /* records held unsent; default 100000 */
-    size_t max_queued_bytes; /* bytes held in all records; default 256 MiB */
-    size_t max_event_bytes;  /* event queue bound before reading pauses; default 64 MiB */
+    /* Bytes held in all records, and the bound on what the client must still
+     * write (publishes and owed acks): reading stops there; default 256 MiB. */
+    size_t max_queued_bytes;
+    /* Bytes held for the application (events not yet handled, QoS 2 messages
+     * awaiting PUBREL): reading pauses there; default 64 MiB. */
+    size_t max_event_bytes;
     bool reconnect;          /* automatic reconnect once enabled; default true */
     double reconnect_min;    /* seconds; default 1 */
     double reconnect_max;    /* seconds; default 30 */
     double connect_timeout;  /* seconds, DNS included; default 10 */
     double disconnect_timeout; /* seconds to flush before DISCONNECT; default 5 */
-    size_t max_packet;       /* largest packet accepted from the broker */
+    size_t max_packet;       /* largest packet accepted from the broker, fixed header included */
     bool log_events;         /* queue MQTT_EV_LOG events; default false */
 } mqtt_options;
 
@@ -172,6 +182,7 @@ typedef struct mqtt_event {
     bool has_message;     /* topic/payload are valid */
     bool sync;            /* CONNACK of a blocking connect already reported */
     bool session_present;
+    bool downgraded;      /* PUBACK completing a QoS 2 publish the broker took as QoS 1 */
     int return_code;      /* CONNACK code, -1 when none */
     int level;            /* MQTT_EV_LOG level */
     size_t topic_len, payload_len, text_len, granted_count;
@@ -185,10 +196,22 @@ typedef struct mqtt_event {
 
 void mqtt_event_free(mqtt_event *ev);
 
-/** Creates a client; *out is owned by the caller until mqtt_client_destroy(). */
+/**
+ * Creates a client; *out is owned by the caller until mqtt_client_destroy().
+ * MQTT_ERR_SYSTEM: mqtt_system_error() names the call that failed.
+ * A client belongs to the process that created it: in a child after fork(),
+ * every call returns MQTT_ERR_STATE (or false, or nothing) without blocking.
+ */
 int mqtt_client_create(const mqtt_options *o, mqtt_client **out);
-/** Stops and joins the I/O thread, closes the socket, frees everything. NULL is fine. */
+/**
+ * Stops and joins the I/O thread, closes the socket, frees everything. NULL is
+ * fine. In a child after fork() it only closes the child's copies of the
+ * descriptors: the parent's connection and thread are left alone.
+ */
 void mqtt_client_destroy(mqtt_client *c);
+/** The process the client belongs to, and whether that is not this one (after fork()). */
+long mqtt_client_owner(const mqtt_client *c);
+bool mqtt_client_foreign(const mqtt_client *c);
 
 /** Will for the next connects; topic NULL clears it. */
 int mqtt_client_set_will(mqtt_client *c, const char *topic, size_t topic_len,
@@ -257,10 +280,14 @@ void mqtt_client_events_handled(mqtt_client *c);
 typedef struct mqtt_stats {
     size_t queued;        /* records not yet sent */
     size_t inflight;      /* QoS 1/2 sent, awaiting completion */
-    size_t queued_bytes;
-    size_t event_bytes;
+    size_t queued_bytes;  /* bytes of records plus bytes the client must still write */
+    size_t event_bytes;   /* bytes held for the application (bounded by max_event_bytes) */
+    size_t held_bytes;    /* of which incoming QoS 2 messages awaiting PUBREL */
     uint64_t reconnects;
-    uint64_t read_pauses; /* times reading paused because the event queue was full */
+    uint64_t read_pauses; /* times reading paused: no room for events, or for replies */
+    uint64_t downgraded;  /* QoS 2 publishes the broker acknowledged with PUBACK */
+    uint64_t connect_failures; /* connect attempts that failed, refused ones included */
+    uint64_t logs_dropped; /* log events dropped while max_event_bytes was reached */
 } mqtt_stats;
 
 void mqtt_client_stats(mqtt_client *c, mqtt_stats *st);

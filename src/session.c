@@ -159,8 +159,9 @@ mqtt_record *mqtt__record_new(mqtt_rec_kind kind, uint8_t qos, size_t len, size_
     mqtt_record *r = mqtt__malloc(sizeof *r + len);
     if (r == NULL)
         return NULL;
-    r->prev = r->next = NULL;
+    r->prev = r->next = r->id_next = NULL;
     r->packet_id = 0;
+    r->filters = 0;
     r->qos = qos;
     r->kind = (uint8_t)kind;
     r->state = MQTT_REC_QUEUED;
@@ -185,6 +186,18 @@ static bool is_inflight_state(uint8_t state)
            state == MQTT_REC_WAIT_PUBCOMP;
 }
 
+/* r gives up its id: the next record sharing it (if any) becomes its holder. */
+static void release_id(mqtt_session *s, const mqtt_record *r)
+{
+    uint32_t i = idt_find(&s->out, r->packet_id);
+    if (i == UINT32_MAX || s->out.slot[i].p != r)
+        return;
+    if (r->id_next != NULL)
+        s->out.slot[i].p = r->id_next;
+    else
+        idt_remove_at(&s->out, i);
+}
+
 /* Unlinks r, drops it from the id table and the counters, frees it. */
 static void session_remove(mqtt_session *s, mqtt_record *r)
 {
@@ -201,7 +214,7 @@ static void session_remove(mqtt_session *s, mqtt_record *r)
     else
         s->tail = r->prev;
     if (r->packet_id != 0)
-        (void)idt_remove(&s->out, r->packet_id);
+        release_id(s, r);
     if (r->state == MQTT_REC_QUEUED)
         s->queued--;
     else if (is_inflight_state(r->state))
@@ -284,13 +297,22 @@ int mqtt__session_add(mqtt_session *s, mqtt_record *r)
     if (s->queued >= s->lim.max_queued || r->len > s->lim.max_queued_bytes - s->bytes)
         return MQTT_ERR_QUEUE_FULL;
     r->packet_id = 0;
+    r->id_next = NULL;
     if (needs_id(r)) {
-        if (s->out.count >= MAX_IDS)
-            return MQTT_ERR_NO_ID;
-        if (!idt_reserve(&s->out))
-            return MQTT_ERR_NOMEM;
-        uint16_t id = free_id(s);
-        idt_place(&s->out, (id_slot){ r, id });
+        uint16_t id;
+        if (s->out.count >= MAX_IDS) {
+            /* Every id is held: r waits behind the last record given the next one. */
+            id = s->next_id;
+            mqtt_record *h = idt_get(&s->out, id);
+            while (h->id_next != NULL)
+                h = h->id_next;
+            h->id_next = r;
+        } else {
+            if (!idt_reserve(&s->out))
+                return MQTT_ERR_NOMEM;
+            id = free_id(s);
+            idt_place(&s->out, (id_slot){ r, id });
+        }
         r->packet_id = id;
         r->packet[r->id_offset] = (uint8_t)(id >> 8);
         r->packet[r->id_offset + 1] = (uint8_t)(id & 0xFFu);
@@ -325,6 +347,9 @@ bool mqtt__session_next(mqtt_session *s, mqtt_bytes *out, uint8_t scratch[4])
     case MQTT_REC_QUEUED:
         /* Strict order: a publish held by the window holds everything behind it. */
         if (r->kind == MQTT_REC_PUBLISH && r->qos > 0 && s->inflight >= s->lim.max_inflight)
+            return false;
+        /* A record sharing its id goes out once the records before it with that id are done. */
+        if (r->packet_id != 0 && idt_get(&s->out, r->packet_id) != r)
             return false;
         break;
     case MQTT_REC_WAIT_PUBACK:
@@ -408,6 +433,10 @@ mqtt_ack_result mqtt__session_ack(mqtt_session *s, uint8_t type, uint16_t id)
     if (r == NULL)
         return MQTT_ACK_UNKNOWN;
     type &= 0xF0u;
+    if (type == MQTT_PUBACK && r->state == MQTT_REC_WAIT_PUBREC) {
+        session_remove(s, r); /* the broker took it as QoS 1: delivered at least once */
+        return MQTT_ACK_DOWNGRADED;
+    }
     if (type == MQTT_PUBREC) {
         if (r->state == MQTT_REC_WAIT_PUBCOMP)
             return MQTT_ACK_DUPLICATE;
@@ -423,6 +452,12 @@ mqtt_ack_result mqtt__session_ack(mqtt_session *s, uint8_t type, uint16_t id)
 }
 
 /* ---- incoming QoS 2 -------------------------------------------------- */
+
+const mqtt_record *mqtt__session_awaiting(const mqtt_session *s, uint16_t id)
+{
+    const mqtt_record *r = s == NULL ? NULL : idt_get(&s->out, id);
+    return r != NULL && r->state != MQTT_REC_QUEUED ? r : NULL;
+}
 
 bool mqtt__session_out_has(const mqtt_session *s, uint16_t id)
 {
@@ -453,6 +488,28 @@ static int by_arrival(const void *a, const void *b)
 {
     uint64_t x = ((const id_slot *)a)->tag >> 16, y = ((const id_slot *)b)->tag >> 16;
     return (x > y) - (x < y);
+}
+
+int mqtt__session_in_replace(mqtt_session *s, void *mark, void (*fn)(void *item, void *ud),
+                             void *ud)
+{
+    if (s == NULL || s->in.count == 0)
+        return MQTT_OK;
+    uint32_t cap = 1u << s->in.bits, n = 0;
+    id_slot *order = mqtt__malloc((size_t)s->in.count * sizeof *order);
+    if (order == NULL)
+        return MQTT_ERR_NOMEM;
+    for (uint32_t i = 0; i < cap; i++)
+        if (s->in.slot[i].p != NULL && s->in.slot[i].p != mark)
+            order[n++] = s->in.slot[i];
+    qsort(order, n, sizeof *order, by_arrival);
+    for (uint32_t i = 0; i < n; i++) {
+        s->in.slot[idt_find(&s->in, slot_id(&order[i]))].p = mark;
+        if (fn != NULL)
+            fn(order[i].p, ud);
+    }
+    mqtt__free(order);
+    return MQTT_OK;
 }
 
 void mqtt__session_in_drain(mqtt_session *s, void (*fn)(void *item, void *ud), void *ud)

@@ -42,7 +42,9 @@ mqtt.CONNACK = 0x20
 --- 0x30: a message arrived; `data.message` at QoS 0 and 1, only `data.mid` at
 -- QoS 2 (its message is delivered once, with PUBREL).
 mqtt.PUBLISH = 0x30
---- 0x40: a QoS 1 publish was acknowledged; `data.mid`.
+--- 0x40: a QoS 1 publish was acknowledged; `data.mid`. A QoS 2 publish that
+-- the broker acknowledged with PUBACK (it took it as QoS 1: delivered at least
+-- once) completes here too, with `data.downgraded = true`.
 mqtt.PUBACK = 0x40
 --- 0x50: the broker received a QoS 2 publish; `data.mid`.
 mqtt.PUBREC = 0x50
@@ -69,6 +71,7 @@ mqtt.DISCONNECT = 0xE0
 -- @field mid the packet's message id (acknowledgements, PUBLISH at QoS 2, PUBREL)
 -- @field granted_qos SUBACK: a list, one entry per requested filter; 0x80 means refused
 -- @field session_present CONNACK: whether the broker kept a session
+-- @field downgraded PUBACK: true when it completes a QoS 2 publish the broker took as QoS 1
 -- @field error CONNACK and DISCONNECT: an error value, when the connection failed or was lost
 -- @table data
 
@@ -91,17 +94,22 @@ local function error_kind(name, parent)
     kind.__index = kind
     kind.__name = name
     kind.__tostring = function(e)
+        local text
         if e.code then
-            return string_format("%s: %s (%s %s)", name, e.message, tostring(e.code), e.name)
+            text = string_format("%s: %s (%s %s)", name, e.message, tostring(e.code), e.name)
+        else
+            text = string_format("%s: %s", name, e.message)
         end
-        return string_format("%s: %s", name, e.message)
+        -- Raised by a callback: where it was raised.
+        if e.traceback then text = text .. "\n" .. e.traceback end
+        return text
     end
     return kind
 end
 
 --- The kind of every error this module raises; the other kinds are under it.
 -- Names of its own errors: "invalid argument", "bad state", "out of memory", "queue full",
--- "no packet id", "system error".
+-- "system error".
 mqtt.MQTTError = error_kind("MQTTError")
 --- Connection failures, an `MQTTError`.
 -- Names: "connection refused" (then `name` is the refusal's, such as "not
@@ -110,7 +118,8 @@ mqtt.MQTTError = error_kind("MQTTError")
 -- "not connected", "cancelled", "tls error".
 mqtt.MQTTConnectionError = error_kind("MQTTConnectionError", mqtt.MQTTError)
 --- The broker broke the protocol, an `MQTTError`.
--- Names: "malformed packet", "protocol error".
+-- Names: "malformed packet", "protocol error", "packet too large" (over
+-- `maximum_packet_size`).
 mqtt.MQTTProtocolError = error_kind("MQTTProtocolError", mqtt.MQTTError)
 
 --- An error value, as raised with `error()`; `tostring(err)` reads
@@ -119,6 +128,7 @@ mqtt.MQTTProtocolError = error_kind("MQTTProtocolError", mqtt.MQTTError)
 -- @field name a stable short name to branch on, e.g. "timeout"
 -- @field code for a refused connection, the CONNACK return code (1 to 5); else nil
 -- @field message readable text
+-- @field traceback raised by a callback or condition: where (`debug.traceback`)
 -- @table error
 
 --- Tests the kind of an error.
@@ -139,7 +149,9 @@ function mqtt.is_error(err, kind)
 end
 
 -- Which kind each core status name belongs to.
-local PROTOCOL_NAMES = { ["malformed packet"] = true, ["protocol error"] = true }
+local PROTOCOL_NAMES = {
+    ["malformed packet"] = true, ["protocol error"] = true, ["packet too large"] = true,
+}
 local CONNECTION_NAMES = {
     ["connection refused"] = true, ["name resolution failed"] = true, ["connect failed"] = true,
     ["timeout"] = true, ["i/o error"] = true, ["connection closed"] = true,
@@ -194,7 +206,7 @@ MQTTMessage.__tostring = function(m)
         m.topic, p, m.qos, tostring(m.retain), m.mid, m.dup and ", dup=true" or "")
 end
 mqtt.MQTTMessage = MQTTMessage
-core.init(MQTTMessage)
+core.init(MQTTMessage, new_error)
 
 ---------------------------------------------------------------------------
 -- Topics (extension): wildcard routing.
@@ -285,12 +297,16 @@ local function core_of(self, fname)
         error(new_error("bad state",
             string_format("cannot call '%s' on a closed client", fname)), 3)
     end
+    local owner = c:foreign()
+    if owner then
+        error(new_error("bad state", string_format("client belongs to process %d", owner)), 3)
+    end
     return c
 end
 
 local OPTION_CHECKS = {
     max_inflight = true, max_queued = true, reconnect = true, connect_timeout = true,
-    logger = true, disconnect_timeout = true, max_event_bytes = true,
+    logger = true, disconnect_timeout = true, max_event_bytes = true, maximum_packet_size = true,
 }
 
 local function core_options(options)
@@ -331,6 +347,8 @@ local function core_options(options)
         o[k] = v
     end
     o.max_event_bytes = check_int(options.max_event_bytes, 3, f, "max_event_bytes", 1, 2^52, nil)
+    o.maximum_packet_size = check_int(options.maximum_packet_size, 3, f, "maximum_packet_size", 2,
+        MAX_REMAINING + 5, nil)
     if options.logger ~= nil then
         check_callable(options.logger, 3, f, "logger")
         o.log = true
@@ -347,17 +365,25 @@ end
 -- @bool[opt=true] clean_session false for a persistent session: the broker
 -- keeps subscriptions and queued messages across disconnects
 -- @tab[opt] options extension, every field optional:
--- @int[opt=64] options.max_inflight outgoing QoS 1/2 messages awaiting
--- acknowledgement; beyond it new ones wait in the queue
+-- @int[opt=20] options.max_inflight outgoing QoS 1/2 messages awaiting
+-- acknowledgement; beyond it new ones wait in the queue. 20 is what brokers
+-- take unasked (mosquitto's `max_inflight_messages`): past it, mosquitto acks
+-- incoming QoS 2 messages and drops them, which MQTT 3.1.1 cannot report
 -- @param[opt=100000] options.max_queued messages held while offline or over the
 -- in-flight window, or `{messages = n, bytes = n}` (bytes default 256 MiB);
--- when full, `publish` raises "queue full" instead of dropping silently
+-- when full, `publish` raises "queue full" instead of dropping silently. The
+-- bytes also bound what the client owes a broker that stops reading (acks):
+-- past them the client stops reading too
 -- @param[opt={min=1; max=30}] options.reconnect `false`, or `{min = seconds,
 -- max = seconds}` for exponential back-off with jitter
 -- @number[opt=10] options.connect_timeout seconds, name resolution included
 -- @number[opt=5] options.disconnect_timeout seconds `disconnect` spends flushing
--- @int[opt=64 MiB] options.max_event_bytes received data held for dispatch
+-- @int[opt=64 MiB] options.max_event_bytes received data held for the
+-- application (events not yet dispatched, QoS 2 messages awaiting PUBREL)
 -- before the client stops reading from the socket
+-- @int[opt=268435460] options.maximum_packet_size the largest packet accepted
+-- from the broker, fixed header included; a larger one ends the connection
+-- with an `MQTTProtocolError` "packet too large"
 -- @func[opt] options.logger `logger(level, text)`, level "debug", "info",
 -- "warning" or "error"; called while dispatching
 -- @treturn Client
@@ -394,7 +420,12 @@ end
 
 function Client:__tostring()
     local c = self._core
-    return string_format("mqtt.Client(%q, %s)", self.client_id, c and c:state() or "closed")
+    local state = "closed"
+    if c then
+        local owner = c:foreign()
+        state = owner and ("belongs to process " .. owner) or c:state()
+    end
+    return string_format("mqtt.Client(%q, %s)", self.client_id, state)
 end
 
 --- Sets a callback for a packet type received from the broker.
@@ -714,8 +745,13 @@ function Client:fd()
 end
 
 --- Counters (extension).
--- @treturn table `queued`, `inflight`, `queued_bytes`, `event_bytes`,
--- `reconnects`, `read_pauses`
+-- @treturn table `queued`, `inflight`, `queued_bytes` (records and what the
+-- client still owes the broker), `event_bytes` (held for the application,
+-- bounded by `max_event_bytes`), `held_bytes` (of which QoS 2 messages
+-- awaiting PUBREL), `reconnects`, `read_pauses`, `downgraded` (QoS 2
+-- publishes the broker acknowledged with PUBACK), `connect_failures` (connect
+-- attempts that failed, refusals included), `logs_dropped` (log lines dropped
+-- while `max_event_bytes` was reached)
 function Client:stats()
     return core_of(self, "stats"):stats()
 end
@@ -750,6 +786,26 @@ end
 
 local LEVELS = { [0] = "debug", "info", "warning", "error" }
 
+-- An error raised by a callback or condition leaves dispatch with where it
+-- was raised: appended to a string, as `traceback` on an MQTTError.
+local function add_traceback(e)
+    if type(e) == "string" then
+        if e:find("\nstack traceback:", 1, true) then return e end
+        return debug.traceback(e, 2)
+    end
+    if mqtt.is_error(e) and e.traceback == nil then
+        e.traceback = debug.traceback("", 2):sub(2)
+    end
+    return e
+end
+
+-- xpcall with arguments: native on 5.2+ and LuaJIT, through a closure on 5.1.
+local XPCALL_ARGS = select(2, xpcall(function(a) return a end, function() end, true)) == true
+local function traced_call(fn, a)
+    if XPCALL_ARGS then return xpcall(fn, add_traceback, a) end
+    return xpcall(function() return fn(a) end, add_traceback)
+end
+
 local function run_callbacks(self, command, data)
     local list = self._specific[command]
     if list then
@@ -768,13 +824,15 @@ end
 local function special(self, c, command, data)
     if command == EV_BEFORE_RECONNECT then
         local cb = self._breconnect
+        local ok, err = true, nil
         if cb then
-            local ok, err = pcall(cb, self)
-            c:proceed()
-            if not ok then error(err, 0) end
-        else
-            c:proceed()
+            self._in_breconnect = true
+            ok, err = traced_call(cb, self)
+            self._in_breconnect = nil
         end
+        -- A callback that closed the client leaves nothing to proceed.
+        if self._core then c:proceed() end
+        if not ok then error(err, 0) end
         return true
     elseif command == EV_LOG then
         if self._logger then self._logger(LEVELS[data.level] or "info", data.text) end
@@ -816,6 +874,13 @@ local function drain(self)
     return n
 end
 
+-- drain, re-raising a callback's error with its traceback.
+local function dispatch_once(self)
+    local ok, n = traced_call(drain, self)
+    if not ok then error(n, 0) end
+    return n
+end
+
 local function check_timeout(timeout, fname, n)
     if timeout == nil then return 0 end
     if type(timeout) ~= "number" or timeout < 0 or timeout ~= timeout then
@@ -832,9 +897,9 @@ end
 function Client:dispatch(timeout)
     local c = core_of(self, "dispatch")
     timeout = check_timeout(timeout, "dispatch")
-    local n = drain(self)
+    local n = dispatch_once(self)
     if n == 0 and timeout > 0 and core.wait({ c }, timeout) > 0 then
-        n = drain(self)
+        n = dispatch_once(self)
     end
     return n
 end
@@ -855,12 +920,16 @@ function Client:wait(mid, timeout)
     local c = core_of(self, "wait")
     mid = check_int(mid, 1, "wait", "mid", 1, 65535, REQUIRED)
     local deadline = timeout ~= nil and core.monotonic() + check_timeout(timeout, "wait", 2)
+    if self._in_breconnect and not deadline then
+        -- The reconnect waits for this callback: waiting for it would never end.
+        raise("bad state", "wait() without a timeout inside breconnect_cb would wait forever")
+    end
     local waiting = self._waiting
     waiting[mid] = false
     while true do
         local pending = c:pending(mid)
         -- Not pending: the ack's event is queued already, or ran before this call.
-        drain(self)
+        dispatch_once(self)
         local got = waiting[mid]
         if got or not pending or not self._core then
             waiting[mid] = nil
@@ -891,7 +960,8 @@ end
 local function open_clients()
     local list, cores = {}, {}
     for cl in pairs(clients) do
-        if cl._core then
+        -- After fork(), the parent's clients are not this process's to dispatch.
+        if cl._core and not cl._core:foreign() then
             list[#list + 1] = cl
             cores[#cores + 1] = cl._core
         end
@@ -907,9 +977,9 @@ function mqtt.dispatch(timeout)
     timeout = check_timeout(timeout, "dispatch")
     local list, cores = open_clients()
     local n = 0
-    for _, cl in ipairs(list) do n = n + drain(cl) end
+    for _, cl in ipairs(list) do n = n + dispatch_once(cl) end
     if n == 0 and timeout > 0 and core.wait(cores, timeout) > 0 then
-        for _, cl in ipairs(list) do n = n + drain(cl) end
+        for _, cl in ipairs(list) do n = n + dispatch_once(cl) end
     end
     return n
 end

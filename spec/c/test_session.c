@@ -131,7 +131,6 @@ static void test_qos2(void)
     CHECK(sends(s, pub, sizeof pub), "qos2: PUBLISH bytes");
     CHECK(mqtt__session_ack(s, MQTT_PUBCOMP, 1) == MQTT_ACK_UNKNOWN,
           "qos2: PUBCOMP before PUBREC is unknown");
-    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 1) == MQTT_ACK_UNKNOWN, "qos2: PUBACK is unknown");
     CHECK(counts(s).inflight == 1, "qos2: still in flight after bad acks");
     CHECK(mqtt__session_ack(s, MQTT_PUBREC, 1) == MQTT_ACK_NEW, "qos2: PUBREC is new");
     CHECK(mqtt__session_ack(s, MQTT_PUBREC, 1) == MQTT_ACK_DUPLICATE,
@@ -303,29 +302,78 @@ static void test_wrap(void)
     mqtt__session_free(s, NULL);
 }
 
-static void test_no_id(void)
+/* Past 65535 held ids, records share ids in turn and wait for them. */
+static void test_shared_ids(void)
 {
-    mqtt_session_limits l = { 64, 70000, (size_t)1 << 30 };
+    mqtt_session_limits l = { 65535, 70000, (size_t)1 << 30 };
     mqtt_session *s = mqtt__session_new(&l);
     bool all = true;
     for (uint32_t i = 1; i <= 65535; i++)
         all = all && add(s, publish("t", "", 1)) == (uint16_t)i;
-    CHECK(all, "no id: 65535 records take ids 1..65535 in order");
-    mqtt_record *r = publish("t", "", 1);
-    CHECK(mqtt__session_add(s, r) == MQTT_ERR_NO_ID, "no id: the 65536th is refused");
-    CHECK(r->packet_id == 0 && counts(s).records == 65535, "no id: nothing changed");
-    mqtt__record_free(r);
-    r = subscribe(MQTT_REC_SUBSCRIBE, "x", 0);
-    CHECK(mqtt__session_add(s, r) == MQTT_ERR_NO_ID, "no id: SUBSCRIBE refused too");
-    mqtt__record_free(r);
-    CHECK(add(s, publish("t", "", 0)) == 0 && counts(s).records == 65536,
-          "no id: QoS 0 still accepted");
-    /* Free id 30000 (written and acked) and it is the only one left. */
-    mqtt__session_rewind(s);
-    for (int i = 0; i < 64; i++)
-        send_any(s);
-    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 40) == MQTT_ACK_NEW, "no id: ack id 40");
-    CHECK(add(s, publish("t", "", 2)) == 40, "no id: the one free id is found");
+    CHECK(all, "shared ids: 65535 records take ids 1..65535 in order");
+    mqtt_record *late = publish("t", "late", 1);
+    CHECK(mqtt__session_add(s, late) == MQTT_OK && late->packet_id == 1,
+          "shared ids: the 65536th is accepted and shares id 1");
+    CHECK(late->packet[late->id_offset] == 0 && late->packet[late->id_offset + 1] == 1,
+          "shared ids: its id is written into the packet");
+    CHECK(add(s, subscribe(MQTT_REC_SUBSCRIBE, "x", 0)) == 2, "shared ids: SUBSCRIBE shares id 2");
+    CHECK(add(s, publish("t", "", 0)) == 0 && counts(s).records == 65538,
+          "shared ids: QoS 0 still accepted");
+    all = true;
+    for (int i = 0; i < 65535; i++)
+        all = all && send_any(s);
+    CHECK(all && idle(s), "shared ids: the holders go out, the sharers wait");
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 2) == MQTT_ACK_NEW && idle(s),
+          "shared ids: id 2 free, but the record sharing id 1 is first in order");
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 1) == MQTT_ACK_NEW, "shared ids: id 1 acked");
+    const uint8_t want_late[] = { 0x32, 0x09, 0, 1, 't', 0, 1, 'l', 'a', 't', 'e' };
+    const uint8_t want_sub[] = { 0x82, 0x06, 0, 2, 0, 1, 'x', 0 };
+    CHECK(sends(s, want_late, sizeof want_late), "shared ids: the sharer of id 1 goes out");
+    CHECK(sends(s, want_sub, sizeof want_sub), "shared ids: then the SUBSCRIBE with id 2");
+    CHECK(send_any(s) && idle(s), "shared ids: then QoS 0, then nothing");
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 1) == MQTT_ACK_NEW,
+          "shared ids: the second holder of id 1 is acked");
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 1) == MQTT_ACK_UNKNOWN, "shared ids: id 1 is free");
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 3) == MQTT_ACK_NEW, "shared ids: ack id 3");
+    CHECK(add(s, publish("t", "", 2)) == 3, "shared ids: a free id is found again");
+    CHECK(add(s, publish("t", "", 2)) == 1, "shared ids: and the next free one, wrapping");
+    /* A chain freed with the session (ASan: no leak). */
+    CHECK(add(s, publish("t", "", 1)) == 2, "shared ids: all held again: id 2 is shared");
+    mqtt__session_free(s, NULL);
+}
+
+/* A broker that answers a QoS 2 PUBLISH with PUBACK took it as QoS 1. */
+static void test_downgraded(void)
+{
+    mqtt_session *s = mqtt__session_new(&roomy);
+    uint16_t a = add(s, publish("t", "x", 2));
+    uint16_t b = add(s, publish("t", "y", 2));
+    send_any(s);
+    send_any(s);
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, a) == MQTT_ACK_DOWNGRADED,
+          "downgraded: PUBACK completes a QoS 2 record awaiting PUBREC");
+    CHECK(counts(s).inflight == 1 && counts(s).records == 1 && !mqtt__session_out_has(s, a),
+          "downgraded: slot and id are free");
+    CHECK(mqtt__session_ack(s, MQTT_PUBREC, b) == MQTT_ACK_NEW, "downgraded: b gets PUBREC");
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, b) == MQTT_ACK_UNKNOWN,
+          "downgraded: PUBACK after PUBREC is ignored");
+    CHECK(mqtt__session_ack(s, MQTT_PUBCOMP, b) == MQTT_ACK_NEW, "downgraded: PUBCOMP completes b");
+    mqtt__session_free(s, NULL);
+}
+
+/* What a sent SUBSCRIBE expects, for checking its SUBACK. */
+static void test_awaiting(void)
+{
+    mqtt_session *s = mqtt__session_new(&roomy);
+    mqtt_record *r = subscribe(MQTT_REC_SUBSCRIBE, "x", 1);
+    r->filters = 1;
+    uint16_t id = add(s, r);
+    CHECK(mqtt__session_awaiting(s, id) == NULL, "awaiting: nothing before it is sent");
+    send_any(s);
+    const mqtt_record *w = mqtt__session_awaiting(s, id);
+    CHECK(w != NULL && w->kind == MQTT_REC_SUBSCRIBE && w->filters == 1,
+          "awaiting: the sent SUBSCRIBE with its filter count");
+    CHECK(mqtt__session_awaiting(s, (uint16_t)(id + 1)) == NULL, "awaiting: unknown id");
     mqtt__session_free(s, NULL);
 }
 
@@ -371,7 +419,6 @@ static void test_unknown(void)
     mqtt_session_counts before = counts(s);
     CHECK(mqtt__session_ack(s, MQTT_PUBACK, 77) == MQTT_ACK_UNKNOWN, "unknown: id never used");
     CHECK(mqtt__session_ack(s, MQTT_PUBACK, 0) == MQTT_ACK_UNKNOWN, "unknown: id 0");
-    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 2) == MQTT_ACK_UNKNOWN, "unknown: PUBACK for QoS 2");
     CHECK(mqtt__session_ack(s, MQTT_PUBREC, 1) == MQTT_ACK_UNKNOWN, "unknown: PUBREC for QoS 1");
     CHECK(mqtt__session_ack(s, MQTT_PUBCOMP, 1) == MQTT_ACK_UNKNOWN, "unknown: PUBCOMP for QoS 1");
     CHECK(mqtt__session_ack(s, MQTT_SUBACK, 1) == MQTT_ACK_UNKNOWN, "unknown: SUBACK for publish");
@@ -579,7 +626,9 @@ int main(void)
     test_window();
     test_order();
     test_wrap();
-    test_no_id();
+    test_shared_ids();
+    test_downgraded();
+    test_awaiting();
     test_queue_full();
     test_unknown();
     test_oldest_removed();
