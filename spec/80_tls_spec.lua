@@ -767,10 +767,6 @@ assert(after == before, "file descriptors leaked")
 os.exit(0, true)
 ]=]
 
-        local function maps_have(lib)
-            return (helpers.read_file("/proc/self/maps") or ""):find(lib, 1, true) ~= nil
-        end
-
         local function run_child(prefix, cycles, timeout)
             local script = pki("leak_child.lua")
             helpers.write_file(script, CHILD)
@@ -789,7 +785,7 @@ os.exit(0, true)
         end)
 
         it("none under valgrind memcheck over 50 cycles", function()
-            if maps_have("libasan") or maps_have("libtsan") or maps_have("vgpreload") then
+            if helpers.memory_instrumented() then
                 pending("the module is built with a sanitizer or already under valgrind")
                 return
             end

@@ -83,6 +83,23 @@ function helpers.run(cmd, timeout)
 end
 local run = helpers.run
 
+--- The resident set size of this process, in bytes.
+function helpers.rss()
+    local status = helpers.read_file("/proc/self/status") or ""
+    return tonumber(status:match("VmRSS:%s*(%d+)%s*kB")) * 1024
+end
+
+--- True when this process runs under a sanitizer or valgrind, whose shadow
+-- memory makes RSS say nothing about the library's own use: assert on the
+-- library's counters then, and on RSS only otherwise.
+function helpers.memory_instrumented()
+    local maps = helpers.read_file("/proc/self/maps") or ""
+    for _, lib in ipairs({ "libasan", "libtsan", "vgpreload" }) do
+        if maps:find(lib, 1, true) then return true end
+    end
+    return false
+end
+
 --- Returns a string unique in this test run: prefix-<lua pid>-<counter>.
 function helpers.unique(prefix)
     counter = counter + 1

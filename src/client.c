@@ -246,7 +246,9 @@ int mqtt_client_set_credentials(mqtt_client *c, const char *username, size_t use
 static int enqueue(mqtt_client *c, mqtt_record *r, uint16_t *mid)
 {
     pthread_mutex_lock(&c->mu);
-    int rc = mqtt__session_add(c->session, r);
+    /* A broker that stops reading fills what the client owes it: no more then. */
+    int rc = mqtt__owed_bytes(c) >= c->opt.max_queued_bytes ? MQTT_ERR_QUEUE_FULL
+                                                            : mqtt__session_add(c->session, r);
     bool wake = false;
     if (rc == MQTT_OK) {
         if (mid && r->packet_id)
@@ -272,7 +274,7 @@ static int publish_direct(mqtt_client *c, const char *topic, size_t topic_len,
     mqtt__session_counts(c->session, &counts);
     if (c->state != ST_CONNECTED || counts.queued)
         return MQTT_OK;
-    if (c->out.len + size > c->opt.max_queued_bytes)
+    if (mqtt__owed_bytes(c) + size > c->opt.max_queued_bytes)
         return MQTT_ERR_QUEUE_FULL;
     int rc = mqtt__buf_reserve(&c->out, size);
     if (rc != MQTT_OK)
@@ -432,7 +434,7 @@ void mqtt_client_stats(mqtt_client *c, mqtt_stats *st)
     mqtt__session_counts(c->session, &n);
     st->queued = n.queued;
     st->inflight = n.inflight;
-    st->queued_bytes = n.bytes + c->out.len;
+    st->queued_bytes = n.bytes + mqtt__owed_bytes(c);
     st->event_bytes = mqtt__app_bytes(c);
     st->held_bytes = c->held_bytes;
     st->reconnects = c->reconnects;

@@ -126,6 +126,12 @@ static inline bool mqtt__foreign(const mqtt_client *c)
  *  message is delivered once. */
 MQTT_HIDDEN extern char mqtt__delivered_mark;
 
+/** Bytes the client must still write: queued for the writer and in its hands. mu held. */
+static inline size_t mqtt__owed_bytes(const mqtt_client *c)
+{
+    return c->out.len + (c->wbuf.len - c->wpos);
+}
+
 /* Events (client_events.c); call with mu held. */
 MQTT_HIDDEN mqtt_event *mqtt__event_new(int type, size_t extra);
 /** Queues ev for the application, or stages it while c->staging. */

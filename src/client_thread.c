@@ -222,7 +222,7 @@ static int handle_packet(mqtt_client *c, const mqtt_packet *p, const char **why)
 static bool input_blocked(const mqtt_client *c)
 {
     return mqtt__app_bytes(c) >= c->opt.max_event_bytes ||
-           c->out.len + (c->wbuf.len - c->wpos) >= c->opt.max_queued_bytes;
+           mqtt__owed_bytes(c) >= c->opt.max_queued_bytes;
 }
 
 /* Decodes and handles the complete packets in c->in while there is room;

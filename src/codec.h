@@ -80,7 +80,8 @@ typedef struct mqtt_packet {
  * MQTT_OK: *pkt filled, *consumed = its total size.
  * MQTT_ERR_INCOMPLETE: *consumed = total bytes needed so far (at least len+1).
  * MQTT_ERR_MALFORMED / MQTT_ERR_PROTOCOL: *why says what is wrong.
- * Packets larger than max_packet bytes in all are malformed.
+ * Packets larger than max_packet bytes in all are MQTT_ERR_TOO_LARGE, judged
+ * from the fixed header alone.
  * Rejects: remaining length over 4 bytes, lengths past the packet, reserved
  * packet types and types a client never receives, wrong flags, QoS 3, DUP on
  * QoS 0, packet id 0, bad CONNACK flags or codes > 5, SUBACK codes other than

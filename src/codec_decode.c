@@ -182,7 +182,7 @@ int mqtt__decode_packet(const uint8_t *buf, size_t len, size_t max_packet, mqtt_
     total = h.header_len + h.remaining;
     /* Judged from the header alone so a huge packet is refused, not awaited. 0: no limit. */
     if (max_packet != 0 && total > max_packet) {
-        return fail(MQTT_ERR_MALFORMED, "packet larger than max_packet", why);
+        return fail(MQTT_ERR_TOO_LARGE, "the packet is larger than maximum_packet_size", why);
     }
     if ((rc = check_remaining(h.type, h.remaining, why)) != MQTT_OK) {
         return rc;

@@ -488,10 +488,10 @@ static void test_decode_max_packet(void)
     size_t n = 0;
     CHECK(mqtt__decode_packet(b, 9, 9, &pkt, &n, &w) == MQTT_OK && n == 9,
           "max_packet equal to the packet size");
-    CHECK(mqtt__decode_packet(b, 9, 8, &pkt, &n, &w) == MQTT_ERR_MALFORMED && w != NULL,
+    CHECK(mqtt__decode_packet(b, 9, 8, &pkt, &n, &w) == MQTT_ERR_TOO_LARGE && w != NULL,
           "packet one byte over max_packet");
     w = NULL;
-    CHECK(mqtt__decode_packet(huge, sizeof huge, 100, &pkt, &n, &w) == MQTT_ERR_MALFORMED &&
+    CHECK(mqtt__decode_packet(huge, sizeof huge, 100, &pkt, &n, &w) == MQTT_ERR_TOO_LARGE &&
               w != NULL,
           "oversized packet refused from its header, before its body");
     CHECK(mqtt__decode_packet(huge, sizeof huge, 0, &pkt, &n, NULL) == MQTT_ERR_INCOMPLETE &&

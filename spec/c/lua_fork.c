@@ -1,0 +1,139 @@
+/*
+ * fork() with live clients: Lua 5.4 embedded with mqtt.core linked in, a
+ * client busy with the in-process fake broker, and children forked again and
+ * again while its I/O thread works (and so now and then holds the lock). In
+ * each child every method must raise MQTTError "bad state" naming the parent,
+ * without blocking (an alarm kills a child that hangs), and close() must
+ * release nothing the parent uses: the parent's client goes on working.
+ * Run from the repository root (as make does): the script loads lua/mqtt/.
+ */
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fake_broker.h"
+#include "test.h"
+
+int luaopen_mqtt_core(lua_State *L);
+
+static const char script[] =
+    "local port, parent = ...\n"
+    "local mqtt = require('mqtt')\n"
+    "local client = mqtt.Client('lua-fork', true, {connect_timeout = 3})\n"
+    "client:connect{host = '127.0.0.1', port = port, keepalive = 30}\n"
+    "local got = 0\n"
+    "client:on(mqtt.PUBACK, function() got = got + 1 end)\n"
+    "local calls = {\n"
+    "    function() return client:publish('t', 'x', 1) end,\n"
+    "    function() return client:subscribe('t', 0) end,\n"
+    "    function() return client:unsubscribe('t') end,\n"
+    "    function() return client:is_connected() end,\n"
+    "    function() return client:state() end,\n"
+    "    function() return client:dispatch(0) end,\n"
+    "    function() return client:wait(1, 0.1) end,\n"
+    "    function() return client:stats() end,\n"
+    "    function() return client:fd() end,\n"
+    "    function() return client:loop() end,\n"
+    "    function() return client:on(mqtt.PUBLISH, print, 'a/#') end,\n"
+    "    function() return client:off(mqtt.PUBLISH, print) end,\n"
+    "    function() return client:set_will('w', 'x', 0, false) end,\n"
+    "    function() return client:set_username_pw('u', 'p') end,\n"
+    "    function() return client:reconnect() end,\n"
+    "    function() return client:disconnect() end,\n"
+    "}\n"
+    "local function in_child()\n"
+    "    for i, call in ipairs(calls) do\n"
+    "        local ok, err = pcall(call)\n"
+    "        assert(not ok, 'call ' .. i .. ' worked in the child')\n"
+    "        assert(mqtt.is_error(err) and err.name == 'bad state', tostring(err))\n"
+    "        assert(err.message == 'client belongs to process ' .. parent, err.message)\n"
+    "    end\n"
+    "    assert(tostring(client):find('belongs to process ' .. parent, 1, true))\n"
+    "    assert(mqtt.dispatch(0) == 0, 'the parent client was dispatched in the child')\n"
+    "    client:close()\n"
+    "    client:close()\n"
+    "end\n"
+    "local children = 0\n"
+    "for round = 1, 40 do\n"
+    "    for _ = 1, 20 do client:publish('t', 'busy', round % 2) end\n"
+    "    local ok, why = fork_and_run(in_child)\n"
+    "    assert(ok, 'child ' .. round .. ': ' .. tostring(why))\n"
+    "    children = children + 1\n"
+    "    client:dispatch(0)\n"
+    "end\n"
+    "assert(client:is_connected(), 'the parent lost its connection')\n"
+    "assert(client:wait(client:publish('t', 'after', 1), 5), 'no PUBACK after the forks')\n"
+    "client:disconnect()\n"
+    "client:close()\n"
+    "return children\n";
+
+/* fork_and_run(fn) -> true | false, why. The child runs fn in its copy of the
+ * state and leaves with _exit; a child that hangs is killed by its alarm. */
+static int l_fork_and_run(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0)
+        return luaL_error(L, "fork failed");
+    if (pid == 0) {
+        alarm(5);
+        lua_pushvalue(L, 1);
+        if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+            fprintf(stderr, "# child: %s\n", luaL_tolstring(L, -1, NULL));
+            _exit(1);
+        }
+        _exit(0);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushboolean(L, 0);
+    if (WIFSIGNALED(status))
+        lua_pushfstring(L, "killed by signal %d (a call blocked)", WTERMSIG(status));
+    else
+        lua_pushfstring(L, "exit status %d", WEXITSTATUS(status));
+    return 2;
+}
+
+int main(void)
+{
+    fake_broker *broker = fake_broker_start();
+    CHECK(broker != NULL, "fake broker listening on 127.0.0.1");
+    if (!broker)
+        return test_done();
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, luaopen_mqtt_core);
+    lua_setfield(L, -2, "mqtt.core");
+    lua_getglobal(L, "package");
+    lua_pushliteral(L, "lua/?.lua;lua/?/init.lua");
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 2);
+    lua_register(L, "fork_and_run", l_fork_and_run);
+    bool loaded = luaL_loadstring(L, script) == LUA_OK;
+    CHECK(loaded, "the script compiles");
+    if (loaded) {
+        lua_pushinteger(L, fake_broker_port(broker));
+        lua_pushinteger(L, (lua_Integer)getpid());
+        int rc = lua_pcall(L, 2, 1, 0);
+        if (rc != LUA_OK)
+            printf("# %s\n", luaL_tolstring(L, -1, NULL));
+        CHECK(rc == LUA_OK && lua_tointeger(L, -1) == 40,
+              "40 children: every method raises 'bad state', none blocks, close releases "
+              "nothing of the parent's, whose client goes on");
+    }
+    lua_close(L);
+    fake_broker_stop(broker);
+    return test_done();
+}
