@@ -170,6 +170,7 @@ test: deps-test $(MODULE) $(CTESTS) $(BUILD)/c_client
 VALGRIND   = valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
 
 $(BUILD)/lua: spec/tools/sanlua.c | deps-check
+	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -I$(LUA_INC) -o $@ $< -l$(LUA) $(LDLIBS)
 
 check: check-asan check-tsan check-valgrind check-gc
