@@ -1,7 +1,7 @@
 # make lint: static checks, each an error when it finds anything.
 #   luacheck   lua/, bin/, examples/, spec/ and integration/ (.luacheckrc: Lua
 #              5.1..5.4 portability, busted, OpenResty and LÖVE globals)
-#   luarocks   lint of the rockspec
+#   luarocks   lint of the rockspecs
 #   clang-tidy src/*.c and src/*.h with the build's flags (.clang-tidy)
 #   cppcheck   src/ (warning, style, performance, portability)
 #   ldoc       the doc comments parse without a warning (mk/docs.mk)
@@ -38,7 +38,7 @@ lint-lua: deps-lint
 	@luacheck --quiet --formatter plain $(LINT_LUA)
 
 lint-rockspec: deps-lint
-	@luarocks lint rockspec/zmqtt-scm-1.rockspec
+	@for r in $(SCM_ROCKSPEC) $(REL_ROCKSPEC); do luarocks lint $$r || exit 1; done
 
 # One clang-tidy per file, LINT_JOBS at a time; clang's "N warnings generated"
 # lines (counts of what the configuration filtered out) are dropped.

@@ -27,7 +27,8 @@ end
 local setfenv, loadstring = rawget(_G, "setfenv"), rawget(_G, "loadstring")
 local function load_rockspec(path)
     local text = assert(helpers.read_file(path), path .. " is missing: run make rockspec")
-    local env, chunk, err = {}, nil, nil
+    local env = {}
+    local chunk, err
     if setfenv then
         chunk, err = loadstring(text, "@" .. path)
         if chunk then setfenv(chunk, env) end
