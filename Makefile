@@ -88,8 +88,8 @@ $(STRICT_OBJ): WARN += -Wconversion -Wsign-conversion
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 
-.PHONY: all deps packages version demo test ctest bench fuzz check check-asan check-tsan check-valgrind check-gc \
-        clean
+.PHONY: all deps packages version demo test ctest bench fuzz check check-asan check-tsan \
+        check-valgrind check-gc clean
 
 all: $(MODULE)
 
@@ -121,14 +121,15 @@ define install_packages
 	fi
 endef
 
+# A purpose's list: purpose dist-test is DIST_TEST_PACKAGES.
+packages_of = $($(shell echo $(1) | tr a-z- A-Z_)_PACKAGES)
+
 # deps-<purpose> installs that purpose's list; deps installs every list.
 deps-%:
 	$(if $(filter $*,$(PACKAGE_LISTS)),,$(error no package list "$*": one of $(PACKAGE_LISTS)))
-	$(call install_packages,$($(call uc,$*)_PACKAGES))
+	$(call install_packages,$(call packages_of,$*))
 
 deps: $(addprefix deps-,$(PACKAGE_LISTS))
-
-uc = $(shell echo $(1) | tr a-z- A-Z_)
 
 # Prints the release version.
 version:
@@ -136,7 +137,7 @@ version:
 
 # Prints each list, one line per purpose.
 packages:
-	@$(foreach p,$(PACKAGE_LISTS),printf '%-12s %s\n' "$(p):" "$(sort $($(call uc,$(p))_PACKAGES))";)
+	@$(foreach p,$(PACKAGE_LISTS),printf '%-12s %s\n' "$(p):" "$(sort $(call packages_of,$(p)))";)
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | deps-build
 	@mkdir -p $(dir $@)
