@@ -39,12 +39,40 @@ ALL_CFLAGS  = -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread $(WARN) 
               $(EXTRA_CFLAGS)
 LDLIBS      = -pthread -lmbedtls -lmbedx509 -lmbedcrypto $(EXTRA_LDFLAGS)
 
-# Debian packages the build, the tests and the demo use (ca-certificates: the
-# specs check that the system CA bundle does not trust their own test CA;
-# libclang-rt-14-dev: libFuzzer and the sanitizer runtimes for clang).
-PACKAGES   := $(LUA_PKGS) lua5.4 liblua5.4-dev libmbedtls-dev lua-busted lua-socket mosquitto \
-              mosquitto-clients luarocks openssl ca-certificates valgrind iproute2 libmosquitto-dev \
-              clang libclang-rt-14-dev
+# The release version. lua/mqtt/init.lua's _VERSION is its one source: the
+# module reports it at run time, and luarocks builds never run make.
+VERSION    := $(firstword $(shell sed -n 's/.*_VERSION = "\([^"]*\)".*/\1/p' lua/mqtt/init.lua))
+
+# The Lua ABI the module is built for (share/lua/<ABI>, lib/lua/<ABI>):
+# LuaJIT loads 5.1 modules.
+ifeq ($(LUA),luajit)
+LUA_ABI    := 5.1
+else
+LUA_ABI    := $(patsubst lua%,%,$(LUA))
+endif
+
+# Debian packages, by purpose: each target installs only the lists it uses
+# (`make packages` prints them all). A fragment adds to its own list.
+#   build  the compiler, Lua and its headers, mbedtls: `make`
+#   demo   build, and a private mosquitto (luasocket picks its free port)
+#   test   build, busted and luasocket, mosquitto and its clients, openssl
+#          (the TLS specs make their PKI), ca-certificates (the system bundle
+#          must not trust the test CA), iproute2 (ss), luarocks, git and zip
+#          (the rock and the release archives), pkgconf (a C program built
+#          against the installed library), valgrind (the TLS leak spec)
+#   check  test, and valgrind; gcc brings the ASan, UBSan and TSan runtimes
+#   fuzz   clang and libFuzzer (libclang-rt-14-dev)
+#   bench  build, mosquitto, luasocket, and libmosquitto for the baseline
+CC_PACKAGES     := $(if $(findstring clang,$(notdir $(CC))),clang,gcc) libc6-dev
+BUILD_PACKAGES   = $(CC_PACKAGES) $(LUA_PKGS) libmbedtls-dev
+DEMO_PACKAGES    = $(BUILD_PACKAGES) mosquitto lua-socket
+TEST_PACKAGES    = $(BUILD_PACKAGES) lua-busted lua-socket mosquitto mosquitto-clients openssl \
+                   ca-certificates iproute2 luarocks git zip unzip pkgconf valgrind
+CHECK_PACKAGES   = $(TEST_PACKAGES) valgrind
+FUZZ_PACKAGES    = clang libclang-rt-14-dev libc6-dev libmbedtls-dev
+BENCH_PACKAGES   = $(BUILD_PACKAGES) mosquitto lua-socket libmosquitto-dev
+# Every purpose, for `make deps` and `make packages`; fragments add theirs.
+PACKAGE_LISTS   := build demo test check fuzz bench
 
 CORE_SRC   := $(filter-out src/lua_%.c,$(wildcard src/*.c))
 LUA_SRC    := $(wildcard src/lua_*.c)
@@ -60,7 +88,8 @@ $(STRICT_OBJ): WARN += -Wconversion -Wsign-conversion
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 
-.PHONY: all deps demo test ctest bench fuzz check check-asan check-tsan check-valgrind check-gc clean
+.PHONY: all deps packages version demo test ctest bench fuzz check check-asan check-tsan \
+        check-valgrind check-gc clean
 
 all: $(MODULE)
 
@@ -69,29 +98,48 @@ all: $(MODULE)
 # list $(CTESTS), which make expands as it reads them.
 include $(wildcard mk/*.mk)
 
-# Installs missing Debian packages: apt-get as root, otherwise prints the command.
-deps: $(BUILD)/.deps
-$(BUILD)/.deps: Makefile
-	@mkdir -p $(BUILD)
-	@missing=""; for p in $(PACKAGES); do \
-	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || \
-	        missing="$$missing $$p"; \
-	done; \
+# install_packages LIST: installs the Debian packages of LIST that are
+# missing (apt-get as root; otherwise prints the command and fails). One
+# dpkg-query per call, so every target checks its list each time it runs.
+define install_packages
+	@list="$(sort $(1))"; \
+	missing=$$(dpkg-query -W -f='$${Package} $${db:Status-Abbrev}\n' $$list 2>/dev/null | \
+	    awk -v want="$$list" '$$2 == "ii" { ok[$$1] = 1 } \
+	        END { n = split(want, w, " "); for (i = 1; i <= n; i++) if (!(w[i] in ok)) printf " %s", w[i] }'); \
 	if [ -n "$$missing" ]; then \
 	    if [ "$$(id -u)" = 0 ]; then \
 	        echo "installing:$$missing"; \
 	        export DEBIAN_FRONTEND=noninteractive; \
-	        apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \
-	        { apt-get update -q >/dev/null && \
-	          apt-get install -y -q --no-install-recommends $$missing >/dev/null; } || exit 1; \
+	        apt="apt-get -y -q -o DPkg::Lock::Timeout=300"; \
+	        $$apt install --no-install-recommends $$missing >/dev/null 2>&1 || \
+	        { $$apt update >/dev/null && \
+	          $$apt install --no-install-recommends $$missing >/dev/null; } || exit 1; \
 	    else \
 	        echo "missing Debian packages; run:"; \
-	        echo "  sudo apt-get install -y$$missing"; exit 1; \
+	        echo "  sudo apt-get install -y --no-install-recommends$$missing"; exit 1; \
 	    fi; \
 	fi
-	@touch $@
+endef
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/.deps
+# A purpose's list: purpose dist-test is DIST_TEST_PACKAGES.
+packages_of = $($(shell echo $(1) | tr a-z- A-Z_)_PACKAGES)
+
+# deps-<purpose> installs that purpose's list; deps installs every list.
+deps-%:
+	$(if $(filter $*,$(PACKAGE_LISTS)),,$(error no package list "$*": one of $(PACKAGE_LISTS)))
+	$(call install_packages,$(call packages_of,$*))
+
+deps: $(addprefix deps-,$(PACKAGE_LISTS))
+
+# Prints the release version.
+version:
+	@echo $(VERSION)
+
+# Prints each list, one line per purpose.
+packages:
+	@$(foreach p,$(PACKAGE_LISTS),printf '%-12s %s\n' "$(p):" "$(sort $(call packages_of,$(p)))";)
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | deps-build
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -I$(LUA_INC) -c $< -o $@
 
@@ -110,10 +158,10 @@ $(BUILD)/test_%: spec/c/test_%.c spec/c/test.h $(BUILD)/libzmqtt.a
 $(BUILD)/c_client: examples/c_client.c src/mqtt.h $(BUILD)/libzmqtt.a
 	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $< $(BUILD)/libzmqtt.a $(LDLIBS)
 
-ctest: $(CTESTS)
+ctest: deps-build $(CTESTS)
 	@for t in $(CTESTS); do $$t || exit 1; done
 
-test: $(MODULE) $(CTESTS) $(BUILD)/c_client
+test: deps-test $(MODULE) $(CTESTS) $(BUILD)/c_client
 	@BUSTED="$(BUSTED)" SPECS="$(SPECS)" ZMQTT_C_CLIENT=$(CURDIR)/$(BUILD)/c_client \
 	    sh spec/run-all.sh $(CTESTS)
 
@@ -122,7 +170,8 @@ test: $(MODULE) $(CTESTS) $(BUILD)/c_client
 # memcheck on the C tests and the publish/subscribe specs.
 VALGRIND   = valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
 
-$(BUILD)/lua: spec/tools/sanlua.c | $(BUILD)/.deps
+$(BUILD)/lua: spec/tools/sanlua.c | deps-check
+	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -I$(LUA_INC) -o $@ $< -l$(LUA) $(LDLIBS)
 
 check: check-asan check-tsan check-valgrind check-gc
@@ -133,7 +182,7 @@ check: check-asan check-tsan check-valgrind check-gc
 GC_MODES := incremental:'collectgarbage("incremental", 0, 400, 6)' \
             generational:'collectgarbage("generational", 1, 100)'
 
-check-gc: $(MODULE) $(CTESTS) $(BUILD)/c_client
+check-gc: deps-check $(MODULE) $(CTESTS) $(BUILD)/c_client
 	@pids=""; for m in $(GC_MODES); do \
 	    name=$${m%%:*}; \
 	    LUA_INIT_5_4="$${m#*:}" $(MAKE) -s test >$(BUILD)/check-gc-$$name.log 2>&1 & \
@@ -154,11 +203,11 @@ check-tsan:
 	    BUSTED="$(CURDIR)/build/tsan/lua /usr/bin/busted" ZMQTT_LUA=$(CURDIR)/build/tsan/lua \
 	    TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0
 
-check-valgrind: $(MODULE) $(CTESTS)
+check-valgrind: deps-check $(MODULE) $(CTESTS)
 	@for t in $(CTESTS); do $(VALGRIND) $$t >/dev/null || { echo "valgrind: $$t"; exit 1; }; done
 	$(MAKE) test SPECS=spec/20_pubsub_spec.lua BUSTED="$(VALGRIND) $(LUA) /usr/bin/busted"
 
-demo: $(MODULE)
+demo: deps-demo $(MODULE)
 	@LUA="$(LUA)" sh examples/run-demo.sh
 
 clean:
@@ -169,20 +218,20 @@ clean:
 BENCH_BIN    := $(BUILD)/bench/fakebroker $(BUILD)/bench/mosq_bench
 BENCH_CFLAGS  = -std=c11 -D_GNU_SOURCE -O2 -pthread $(WARN)
 
-$(BUILD)/bench/fakebroker: bench/fakebroker.c | $(BUILD)/.deps
+$(BUILD)/bench/fakebroker: bench/fakebroker.c | deps-bench
 	@mkdir -p $(dir $@)
 	$(CC) $(BENCH_CFLAGS) -o $@ $<
 
-$(BUILD)/bench/mosq_bench: bench/mosq_bench.c | $(BUILD)/.deps
+$(BUILD)/bench/mosq_bench: bench/mosq_bench.c | deps-bench
 	@mkdir -p $(dir $@)
 	$(CC) $(BENCH_CFLAGS) -o $@ $< -lmosquitto
 
-bench: $(MODULE) $(BENCH_BIN)
+bench: deps-bench $(MODULE) $(BENCH_BIN)
 	@BENCH_BIN=$(CURDIR)/$(BUILD)/bench LUA=$(LUA) $(LUA) bench/run.lua
 
 # libFuzzer targets (clang): each runs FUZZ_SECONDS over its committed corpus
 # in spec/fuzz/corpus/; a crash is saved there as a regression seed.
 FUZZ_SECONDS ?= 10
 
-fuzz: $(BUILD)/.deps
+fuzz: deps-fuzz
 	FUZZ_SECONDS=$(FUZZ_SECONDS) sh spec/fuzz/run.sh

@@ -37,7 +37,7 @@ parse_broker() {
 # once it accepts connections (non-zero, logs printed, if it does not in 5 s).
 start_broker() {
     broker_host=127.0.0.1
-    broker_port=$(lua5.4 -e 'local s = require("socket"); local srv = assert(s.bind("127.0.0.1", 0));
+    broker_port=$(${LUA:-lua5.4} -e 'local s = require("socket"); local srv = assert(s.bind("127.0.0.1", 0));
                              local _, p = srv:getsockname(); srv:close(); io.write(p)') || return 2
     {
         echo "listener $broker_port 127.0.0.1"

@@ -2,10 +2,8 @@
 # into HTML in build/docs/. Any LDoc warning fails the build, so the reference
 # never silently loses an entry. LDoc runs on Lua 5.1, where Debian's
 # lua-markdown lives.
-PACKAGES += lua-ldoc lua-markdown lua5.1
-
-# Install the packages above even where the deps stamp predates this file.
-$(BUILD)/.deps: mk/docs.mk
+DOCS_PACKAGES  = lua-ldoc lua-markdown lua5.1
+PACKAGE_LISTS += docs
 
 DOCS_DIR ?= build/docs
 LDOC     := lua5.1 /usr/bin/ldoc
@@ -18,7 +16,7 @@ define run_ldoc
 	if [ -n "$$out" ]; then echo "$$out"; echo "ldoc: warnings (above)"; exit 1; fi
 endef
 
-docs: $(BUILD)/.deps
+docs: deps-docs
 	$(call run_ldoc,$(DOCS_DIR))
 	@echo "API reference: $(DOCS_DIR)/index.html"
 

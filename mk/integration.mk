@@ -1,11 +1,12 @@
 # Integrations (integration/*_spec.lua): OpenResty, LÖVE, luv, cqueues and
 # several Lua states in one process. They run with Lua 5.4's busted and drive
-# other hosts, which load the LuaJIT build (build/luajit) or their own.
+# other hosts, which load the LuaJIT build (build/luajit) or their own. The
+# host fragments (love.mk, openresty.mk) add their packages to the list.
 INTEGRATION_DEPS := $(MODULE)
-PACKAGES += luajit2 libluajit2-5.1-dev
-$(BUILD)/.deps: mk/integration.mk
+INTEGRATION_PACKAGES += $(TEST_PACKAGES) luajit2 libluajit2-5.1-dev
+PACKAGE_LISTS += integration
 
-integration: $(INTEGRATION_DEPS)
+integration: deps-integration $(INTEGRATION_DEPS)
 	@$(MAKE) -s LUA=luajit all
 	@BUSTED="$(BUSTED)" SPECS="integration/" ZMQTT_ROOT=$(CURDIR) sh spec/run-all.sh
 

@@ -1,7 +1,7 @@
 # make lint: static checks, each an error when it finds anything.
 #   luacheck   lua/, bin/, examples/, spec/ and integration/ (.luacheckrc: Lua
 #              5.1..5.4 portability, busted, OpenResty and LÖVE globals)
-#   luarocks   lint of the rockspec
+#   luarocks   lint of the rockspecs
 #   clang-tidy src/*.c and src/*.h with the build's flags (.clang-tidy)
 #   cppcheck   src/ (warning, style, performance, portability)
 #   ldoc       the doc comments parse without a warning (mk/docs.mk)
@@ -9,10 +9,11 @@
 #              blanks, a final newline
 # `make format-check` shows how far src/ is from .clang-format; it is not part
 # of lint, as the tree predates that file.
-PACKAGES += lua-check clang-tidy cppcheck clang-format
-
-# Install the packages above even where the deps stamp predates this file.
-$(BUILD)/.deps: mk/lint.mk
+# clang-tidy parses src/ with the build's headers (Lua, mbedtls, libc);
+# luarocks lints the rockspecs; LDoc comes with the docs list.
+LINT_PACKAGES  = $(BUILD_PACKAGES) $(DOCS_PACKAGES) lua-check clang-tidy cppcheck clang-format \
+                 luarocks
+PACKAGE_LISTS += lint
 
 LINT_LUA   := lua bin/zmqtt-pub bin/zmqtt-sub examples spec integration
 LINT_C     := $(wildcard src/*.c)
@@ -27,21 +28,21 @@ CPPCHECK_FLAGS := --enable=warning,style,performance,portability --std=c11 --inl
 .PHONY: lint lint-all lint-lua lint-rockspec lint-tidy lint-cppcheck lint-docs lint-whitespace format-check
 
 # Every check runs (-k) so one report shows all findings; any finding fails.
-lint: $(BUILD)/.deps
+lint: deps-lint
 	@$(MAKE) --no-print-directory -k lint-all
 	@echo "lint: clean"
 
 lint-all: lint-lua lint-rockspec lint-cppcheck lint-tidy lint-docs lint-whitespace
 
-lint-lua: $(BUILD)/.deps
+lint-lua: deps-lint
 	@luacheck --quiet --formatter plain $(LINT_LUA)
 
-lint-rockspec: $(BUILD)/.deps
-	@luarocks lint rockspec/zmqtt-scm-1.rockspec
+lint-rockspec: deps-lint
+	@for r in $(SCM_ROCKSPEC) $(REL_ROCKSPEC); do luarocks lint $$r || exit 1; done
 
 # One clang-tidy per file, LINT_JOBS at a time; clang's "N warnings generated"
 # lines (counts of what the configuration filtered out) are dropped.
-lint-tidy: $(BUILD)/.deps
+lint-tidy: deps-lint
 	@printf '%s\n' $(LINT_C) | xargs -P $(LINT_JOBS) -I{} sh -c \
 	    'out=$$(clang-tidy --quiet --warnings-as-errors="*" {} -- $(TIDY_FLAGS) 2>&1); rc=$$?; \
 	     printf "%s\n" "$$out" | grep -v "^[0-9]* warnings\{0,1\} generated\.$$" | grep . ; \
@@ -49,10 +50,10 @@ lint-tidy: $(BUILD)/.deps
 
 # -D fixes the one configuration the build uses (tls_config.c refuses an
 # mbedtls without threading, which cppcheck cannot see without system headers).
-lint-cppcheck: $(BUILD)/.deps
+lint-cppcheck: deps-lint
 	@cppcheck $(CPPCHECK_FLAGS) -j $(LINT_JOBS) src/
 
-lint-docs: $(BUILD)/.deps
+lint-docs: deps-lint
 	$(call run_ldoc,$(BUILD)/lint-docs)
 
 lint-whitespace:
@@ -64,5 +65,5 @@ lint-whitespace:
 	done; \
 	exit $$bad
 
-format-check: $(BUILD)/.deps
+format-check: deps-lint
 	@clang-format --dry-run --Werror src/*.c src/*.h

@@ -1,12 +1,13 @@
 # OpenResty (examples/openresty/): nginx with the Lua module, driven by
 # integration/openresty_spec.lua and `make openresty` (nginx in the foreground
 # with a private mosquitto; see examples/openresty/README.md).
-PACKAGES += nginx libnginx-mod-http-lua procps
+# The spec runs with the integrations; `make openresty` needs the LuaJIT build,
+# nginx, and a private mosquitto whose port Lua 5.4's luasocket picks.
+INTEGRATION_PACKAGES += nginx libnginx-mod-http-lua procps
+OPENRESTY_PACKAGES    = nginx libnginx-mod-http-lua mosquitto lua5.4 lua-socket
+PACKAGE_LISTS        += openresty
 
-# Install the packages above even where the deps stamp predates this file.
-$(BUILD)/.deps: mk/openresty.mk
-
-openresty: $(BUILD)/.deps
+openresty: deps-openresty
 	@$(MAKE) -s LUA=luajit all
 	@sh examples/openresty/run.sh
 

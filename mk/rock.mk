@@ -1,14 +1,13 @@
 # The spec suite against the module as luarocks installs it: the rock is built
 # from a copy of the sources into a private tree, and only that tree is on
 # LUA_PATH/LUA_CPATH (plus spec/ for the helpers). LuaJIT uses the 5.1 rock.
-ifeq ($(LUA),luajit)
-LUA_ABI    := 5.1
-else
-LUA_ABI    := $(patsubst lua%,%,$(LUA))
-endif
 ROCK_TREE  := $(CURDIR)/$(BUILD)/rock-tree
 
-test-rock: $(BUILD)/.deps $(BUILD)/c_client
+# luarocks builds LuaJIT's rock as a Lua 5.1 one, against lua5.1's headers.
+ROCK_PACKAGES  = $(TEST_PACKAGES) $(if $(filter luajit,$(LUA)),lua5.1 liblua5.1-0-dev)
+PACKAGE_LISTS += rock
+
+test-rock: deps-rock $(BUILD)/c_client
 	@rm -rf $(ROCK_TREE) $(BUILD)/rock-src && mkdir -p $(BUILD)/rock-src
 	@cp -r src lua bin rockspec $(BUILD)/rock-src/
 	@cd $(BUILD)/rock-src && luarocks --lua-version=$(LUA_ABI) --tree=$(ROCK_TREE) \

@@ -2,7 +2,8 @@ rockspec_format = "3.0"
 package = "zmqtt"
 version = "scm-1"
 source = {
-    url = "git+file:///work/main",
+    url = "git+https://github.com/zmqtt/zmqtt.git",
+    branch = "main",
 }
 description = {
     summary = "MQTT 3.1.1 client with a C core and the Zerynth-style API",
@@ -12,6 +13,7 @@ background I/O thread) with a Lua API after Zerynth's mqtt module:
 mqtt.Client, on(command, fn, condition, priority), connect, publish,
 subscribe, loop, dispatch.
 ]],
+    homepage = "https://github.com/zmqtt/zmqtt",
     license = "MIT",
 }
 dependencies = {

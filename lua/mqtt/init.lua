@@ -27,7 +27,7 @@ local math_floor, string_format = math.floor, string.format
 -- Lua 5.1, 5.2 and LuaJIT have only floats: an integral float is the integer.
 local tointeger = math.tointeger or function(v) return v end -- luacheck: ignore 143
 
-local mqtt = { _VERSION = "zmqtt 0.1" }
+local mqtt = { _VERSION = "0.2.0" }
 
 --- Packet types.
 -- The MQTT packet-type values, the `command` of `Client:on` and `Client:off`.
