@@ -14,6 +14,12 @@
 --                                             subscribed to, wait for it, repeat
 --   idle    HOST PORT KEEPALIVE SECONDS       connect, say "ready", mqtt.sleep
 --   clients HOST PORT N HOLD                  N connected clients in this process
+--   route   HOST PORT COUNT TOPIC K HOW       as sub, with K topic-filter callbacks
+--                                             that do not match (HOW "miss") or K - 1
+--                                             of them and a last one that matches
+--                                             and counts ("last")
+--   onoff   N                                 N on() with ascending priorities, then
+--                                             N off(), each timed (no broker)
 --
 -- Prints one line "result key=value ..." on stdout; times are seconds, CPU
 -- is the sum over this process's threads (the schedstat of each task).
@@ -163,6 +169,52 @@ local function run_rtt(host, port, qos, count, size, warmup)
     c:close()
 end
 
+local function run_route(host, port, count, topic, k, how)
+    local c = new_client()
+    c:connect(host, 60, port)
+    local received, stray = 0, 0
+    local function none() error("a filter that does not match ran") end
+    for i = 1, (how == "last") and k - 1 or k do
+        c:on(mqtt.PUBLISH, none, "other/" .. i .. "/+")
+    end
+    if how == "last" then
+        c:on(mqtt.PUBLISH, function() received = received + 1 end, topic)
+        c:loop(function() stray = stray + 1 end)
+    else
+        c:loop(function() received = received + 1 end)
+    end
+    local cpu0, t0 = cpu_seconds(), monotonic()
+    c:subscribe(topic, 0)
+    while received < count do c:dispatch(1) end
+    local t1, cpu1 = monotonic(), cpu_seconds()
+    if stray > 0 then error(stray .. " messages missed the matching filter callback") end
+    result { { "count", count }, { "elapsed", t1 - t0 }, { "cpu", cpu1 - cpu0 } }
+    c:disconnect()
+    c:close()
+end
+
+--- Times n on() with ascending priorities (each one first in the order),
+-- half topic filters and half function conditions, then n off().
+local function run_onoff(n)
+    local c = new_client()
+    local fns = {}
+    for i = 1, n do fns[i] = function() return i end end
+    local function cond() return false end
+    local t0 = monotonic()
+    for i = 1, n do
+        if i % 2 == 0 then
+            c:on(mqtt.PUBLISH, fns[i], "devices/" .. i .. "/+", i)
+        else
+            c:on(mqtt.PUBLISH, fns[i], cond, i)
+        end
+    end
+    local t1 = monotonic()
+    for i = 1, n do c:off(mqtt.PUBLISH, fns[i]) end
+    local t2 = monotonic()
+    result { { "count", n }, { "on", t1 - t0 }, { "off", t2 - t1 } }
+    c:close()
+end
+
 local function run_idle(host, port, keepalive, seconds)
     local c = new_client()
     c:connect(host, keepalive, port)
@@ -212,6 +264,8 @@ usage: zmqtt_bench.lua pub HOST PORT QOS COUNT SIZE [EVERY]
        zmqtt_bench.lua rtt HOST PORT QOS COUNT SIZE WARMUP
        zmqtt_bench.lua idle HOST PORT KEEPALIVE SECONDS
        zmqtt_bench.lua clients HOST PORT N HOLD_SECONDS
+       zmqtt_bench.lua route HOST PORT COUNT TOPIC K miss|last
+       zmqtt_bench.lua onoff N
 ]])
     os.exit(2)
 end
@@ -230,6 +284,10 @@ elseif mode == "idle" and #a == 3 then
     run_idle(host, a[1], a[2], a[3])
 elseif mode == "clients" and #a == 3 then
     ok = run_clients(host, a[1], a[2], a[3])
+elseif mode == "route" and #a == 5 then
+    run_route(host, a[1], a[2], a[3], a[4], a[5])
+elseif mode == "onoff" and tonumber(host) then
+    run_onoff(tonumber(host))
 else
     usage()
 end

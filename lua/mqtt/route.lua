@@ -1,0 +1,247 @@
+--- mqtt.route: the specific callbacks of one command, kept in dispatch order.
+-- Callbacks with a function condition sit in a skip list ordered by priority
+-- (highest first), then registration; callbacks with a topic filter sit in a
+-- tree of filter levels whose nodes hold their callbacks in a heap, best
+-- first. For a message the tree yields the best matching filter callback and
+-- the walk over function conditions stops where that one ranks, so neither
+-- routing nor on/off grows with the number of filter callbacks.
+-- Runs no user code except the conditions tried by `first`. Internal to mqtt.
+-- @module mqtt.route
+
+local core = require("mqtt.core")
+
+local type = type
+local math_floor = math.floor
+
+local M = {}
+
+-- Total order of specific callbacks: priority descending, then registration.
+local function before(a, b)
+    local pa, pb = a.prio, b.prio
+    return pa > pb or (pa == pb and a.seq < b.seq)
+end
+
+---------------------------------------------------------------------------
+-- Skip list of function-condition entries. An entry's forward pointers are
+-- its array part (e[1] is the next entry); the head holds the first ones.
+
+local MAX_LEVEL = 32
+local QUARTER = 536870912 -- 2^29, about a quarter of the generator's range
+
+-- A private Park-Miller generator, exact in doubles and in integers alike,
+-- so the levels never disturb the sequence of math.random.
+local seed = 48271
+local function random_level()
+    seed = seed * 16807 % 2147483647
+    local level, u = 1, seed
+    while u < QUARTER and level < MAX_LEVEL do
+        level = level + 1
+        u = u * 4
+    end
+    return level
+end
+
+-- The comparisons are before(nx, e), written out: this is the hot loop of on/off.
+local function list_insert(r, e)
+    local head, level = r.head, random_level()
+    if level > r.levels then r.levels = level end
+    local p, s, x = e.prio, e.seq, head
+    for i = r.levels, 1, -1 do
+        local nx = x[i]
+        while nx and (nx.prio > p or (nx.prio == p and nx.seq < s)) do
+            x = nx
+            nx = x[i]
+        end
+        if i <= level then
+            e[i] = nx
+            x[i] = e
+        end
+    end
+end
+
+-- Unlinks e but leaves its own pointers alone: a walk standing on e still
+-- reaches the entries after it.
+local function list_remove(r, e)
+    local head = r.head
+    local p, s, x = e.prio, e.seq, head
+    for i = r.levels, 1, -1 do
+        local nx = x[i]
+        while nx and (nx.prio > p or (nx.prio == p and nx.seq < s)) do
+            x = nx
+            nx = x[i]
+        end
+        if nx == e then x[i] = e[i] end
+    end
+    while r.levels > 1 and not head[r.levels] do r.levels = r.levels - 1 end
+end
+
+---------------------------------------------------------------------------
+-- Heap of the entries registered with one filter (a tree node), best on top.
+
+local function heap_set(h, i, e)
+    h[i] = e
+    e.slot = i
+end
+
+local function heap_up(h, i)
+    local e = h[i]
+    while i > 1 do
+        local p = math_floor(i / 2)
+        if not before(e, h[p]) then break end
+        heap_set(h, i, h[p])
+        i = p
+    end
+    heap_set(h, i, e)
+end
+
+local function heap_down(h, i)
+    local e, n = h[i], #h
+    while true do
+        local c = 2 * i
+        if c > n then break end
+        if c < n and before(h[c + 1], h[c]) then c = c + 1 end
+        if not before(h[c], e) then break end
+        heap_set(h, i, h[c])
+        i = c
+    end
+    heap_set(h, i, e)
+end
+
+local function heap_remove(h, e)
+    local i, n = e.slot, #h
+    local last = h[n]
+    h[n] = nil
+    if i < n then
+        heap_set(h, i, last)
+        heap_up(h, i)
+        heap_down(h, last.slot)
+    end
+end
+
+---------------------------------------------------------------------------
+-- Filter entries: the C filter tree (mqtt.core) gives each distinct filter a
+-- node id, and here each id has the heap of the entries registered with it.
+
+local tree_new, tree_add, tree_remove, tree_match =
+    core.filter_tree, core.tree_add, core.tree_remove, core.tree_match
+
+local function filter_insert(r, e)
+    local id = tree_add(r.tree, e.cond)
+    local h = r.heaps[id]
+    e.node = id
+    if h then
+        h[#h + 1] = e
+        heap_up(h, #h)
+    else
+        r.heaps[id] = { e }
+        e.slot = 1
+    end
+end
+
+local function filter_remove(r, e)
+    local id = e.node
+    local h = r.heaps[id]
+    heap_remove(h, e)
+    if h[1] == nil then r.heaps[id] = nil end
+    tree_remove(r.tree, id)
+end
+
+-- The better of best and the best entry of heap h registered up to limit.
+local function best_in(h, best, limit)
+    local top = h[1]
+    if top.seq <= limit then
+        if not best or before(top, best) then return top end
+        return best
+    end
+    -- Entries added while this packet was dispatched do not see it: look past them.
+    for i = 2, #h do
+        local e = h[i]
+        if e.seq <= limit and (not best or before(e, best)) then best = e end
+    end
+    return best
+end
+
+-- Ids of the matching filters, filled by tree_match; read before any
+-- condition runs, so one table serves every router.
+local matched = {}
+
+-- The best filter entry whose filter matches topic (as mqtt.topic_matches).
+local function filter_best(r, topic, limit)
+    local n = tree_match(r.tree, topic, matched)
+    if n == 0 then return nil end
+    local heaps, best = r.heaps, nil
+    for i = 1, n do best = best_in(heaps[matched[i]], best, limit) end
+    return best
+end
+
+---------------------------------------------------------------------------
+-- The router of one command.
+
+--- A router with no callbacks.
+function M.new()
+    return { head = {}, levels = 1, tree = tree_new(), heaps = {}, filters = 0, byfn = {} }
+end
+
+--- Adds a specific callback: cond is a function or a checked topic filter
+-- string; seq must exceed every seq given before. Returns the entry.
+function M.add(r, fn, cond, prio, seq)
+    -- Every field the entry will have, so that none grows the table later;
+    -- `same` chains the entries of one fn, newest first.
+    local e = { false, fn = fn, cond = cond, prio = prio, seq = seq, same = r.byfn[fn],
+        node = false, slot = false, dead = false }
+    r.byfn[fn] = e
+    if type(cond) == "string" then
+        filter_insert(r, e)
+        r.filters = r.filters + 1
+    else
+        list_insert(r, e)
+    end
+    return e
+end
+
+--- Removes every specific callback registered with fn; returns how many.
+function M.remove(r, fn)
+    local e, n = r.byfn[fn], 0
+    if not e then return 0 end
+    r.byfn[fn] = nil
+    repeat
+        e.dead = true
+        if e.node then
+            filter_remove(r, e)
+            r.filters = r.filters - 1
+        else
+            list_remove(r, e)
+        end
+        n = n + 1
+        e = e.same
+    until not e
+    return n
+end
+
+--- The entry whose callback runs for data: among the entries registered up
+-- to seq limit, the first in order whose condition holds (a filter holds for
+-- a message whose topic it matches), or nil. Conditions run here; one may
+-- add or remove callbacks: additions wait for the next packet, and a removed
+-- callback is not chosen.
+function M.first(r, data, limit)
+    local best
+    if r.filters > 0 then
+        local m = data.message
+        if m then best = filter_best(r, m.topic, limit) end
+    end
+    local e = r.head[1]
+    while true do
+        if best and (e == nil or before(best, e)) then
+            if not best.dead then return best end
+            -- A condition removed it: the next best ranks after every entry tried.
+            best = filter_best(r, data.message.topic, limit)
+        elseif e == nil then
+            return nil
+        else
+            if e.seq <= limit and not e.dead and e.cond(data) and not e.dead then return e end
+            e = e[1]
+        end
+    end
+end
+
+return M
