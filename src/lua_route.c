@@ -44,13 +44,23 @@ typedef struct rt_tree {
     size_t stackcap;
 } rt_tree;
 
-/* FNV-1a over one level. */
-static uint32_t level_key(const char *s, size_t len)
+/* End of the level starting at i (the next '/' or len), and its key: FNV-1a
+ * over the level's bytes. */
+static size_t level_scan(const char *s, size_t len, size_t i, uint32_t *key)
 {
     uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (uint8_t)s[i]) * 16777619u;
-    return h;
+    while (i < len && s[i] != '/')
+        h = (h ^ (uint8_t)s[i++]) * 16777619u;
+    *key = h;
+    return i;
+}
+
+/* The key of a whole level (a filter's level holds no '/'). */
+static uint32_t level_key(const char *s, size_t len)
+{
+    uint32_t key;
+    (void)level_scan(s, len, 0, &key);
+    return key;
 }
 
 static int same_level(const rt_node *n, uint32_t key, const char *s, size_t len)
@@ -84,7 +94,7 @@ static int kid_add(rt_node *n, rt_node *k)
 {
     if (2 * (n->nkids + 1) > n->cap) {
         uint32_t cap = n->cap ? 2 * n->cap : 4;
-        rt_node **kids = calloc(cap, sizeof *kids);
+        rt_node **kids = calloc(cap, sizeof(rt_node *));
         if (kids == NULL)
             return 0;
         for (uint32_t i = 0; i < n->cap; i++)
@@ -122,7 +132,7 @@ static rt_node *node_new(rt_tree *t, const char *s, size_t len)
 {
     if (t->nfreed == 0 && t->nids == t->idcap) {
         uint32_t cap = t->idcap ? 2 * t->idcap : 16;
-        rt_node **ids = realloc(t->ids, cap * sizeof *ids);
+        rt_node **ids = realloc(t->ids, cap * sizeof(rt_node *));
         uint32_t *freed = realloc(t->freed, cap * sizeof *freed);
         if (ids != NULL)
             t->ids = ids;
@@ -230,37 +240,49 @@ static int stack_reserve(rt_tree *t, size_t used)
     return 1;
 }
 
-/* Appends to the table at out the ids of the nodes whose filter matches the
- * topic and ends there; returns how many, or -1 when out of memory. A "#"
- * also matches its parent level; a topic starting with '$' is not matched by
- * a wildcard first level (MQTT 4.7.2). */
-static int tree_match(lua_State *L, rt_tree *t, const char *topic, size_t len, int out)
+/* The matches of one walk: the first id is returned apart, the others go
+ * to the table at out from index 2 on, which spares the common single match
+ * a table write. */
+typedef struct rt_found {
+    int count;
+    int out;
+    lua_Integer first;
+} rt_found;
+
+static void found_add(lua_State *L, rt_found *f, uint32_t id)
 {
-    int found = 0;
+    if (++f->count == 1) {
+        f->first = id;
+        return;
+    }
+    lua_pushinteger(L, id);
+    lua_rawseti(L, f->out, f->count);
+}
+
+/* Finds the nodes whose filter matches the topic and ends there; 0, or -1
+ * when out of memory. A "#" also matches its parent level; a topic starting
+ * with '$' is not matched by a wildcard first level (MQTT 4.7.2). */
+static int tree_match(lua_State *L, rt_tree *t, const char *topic, size_t len, rt_found *f)
+{
     size_t used = 0;
-    if (len == 0)
+    if (len == 0 || t->root == NULL)
         return 0;
     t->stack[used++] = (rt_walk){t->root, 0};
     while (used > 0) {
         rt_walk w = t->stack[--used];
         const rt_node *n = w.node;
         int wild = !(n == t->root && topic[0] == '$');
-        if (wild && n->hash != NULL && n->hash->ends > 0) {
-            lua_pushinteger(L, n->hash->id);
-            lua_rawseti(L, out, ++found);
-        }
+        if (wild && n->hash != NULL && n->hash->ends > 0)
+            found_add(L, f, n->hash->id);
         if (w.start > len) {
-            if (n->ends > 0) {
-                lua_pushinteger(L, n->id);
-                lua_rawseti(L, out, ++found);
-            }
+            if (n->ends > 0)
+                found_add(L, f, n->id);
             continue;
         }
-        const char *slash = memchr(topic + w.start, '/', len - w.start);
-        size_t end = slash ? (size_t)(slash - topic) : len;
+        uint32_t key;
+        size_t end = level_scan(topic, len, w.start, &key);
         size_t next = end + 1; /* past the end when this was the last level */
-        const rt_node *k = kid_find(n, topic + w.start, end - w.start,
-                                    level_key(topic + w.start, end - w.start));
+        const rt_node *k = kid_find(n, topic + w.start, end - w.start, key);
         if (!stack_reserve(t, used + 2))
             return -1;
         if (k != NULL)
@@ -268,7 +290,7 @@ static int tree_match(lua_State *L, rt_tree *t, const char *topic, size_t len, i
         if (wild && n->plus != NULL)
             t->stack[used++] = (rt_walk){n->plus, next};
     }
-    return found;
+    return 0;
 }
 
 static void tree_free(rt_tree *t)
@@ -287,9 +309,19 @@ static void tree_free(rt_tree *t)
 
 /* ---- Lua ---------------------------------------------------------------- */
 
+/* The tree at argument 1. The functions have the tree metatable as upvalue 1:
+ * comparing with it is cheaper than luaL_checkudata's registry lookup, and
+ * tree_match runs for every message. */
 static rt_tree *check_tree(lua_State *L)
 {
-    rt_tree *t = luaL_checkudata(L, 1, TREE_MT);
+    rt_tree *t = lua_touserdata(L, 1);
+    int ok = t != NULL && lua_getmetatable(L, 1);
+    if (ok) {
+        ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+    }
+    if (!ok)
+        luaL_argerror(L, 1, "filter tree expected");
     if (t->root == NULL)
         luaL_error(L, "filter tree is closed");
     return t;
@@ -338,18 +370,22 @@ static int l_tree_remove(lua_State *L)
     return 0;
 }
 
-/* core.tree_match(tree, topic, out) -> count; out[1..count] = matching ids */
+/* core.tree_match(tree, topic, out) -> count[, first]: the ids of the filters
+ * that match, the first returned, the others in out[2..count] */
 static int l_tree_match(lua_State *L)
 {
     rt_tree *t = check_tree(L);
     size_t len;
     const char *topic = luaL_checklstring(L, 2, &len);
     luaL_checktype(L, 3, LUA_TTABLE);
-    int found = tree_match(L, t, topic, len, 3);
-    if (found < 0)
+    rt_found f = {0, 3, 0};
+    if (tree_match(L, t, topic, len, &f) < 0)
         return luaL_error(L, "not enough memory");
-    lua_pushinteger(L, found);
-    return 1;
+    lua_pushinteger(L, f.count);
+    if (f.count == 0)
+        return 1;
+    lua_pushinteger(L, f.first);
+    return 2;
 }
 
 static int l_tree_gc(lua_State *L)
@@ -369,6 +405,5 @@ void mqtt__lua_route_open(lua_State *L)
         lua_pushcfunction(L, l_tree_gc);
         lua_setfield(L, -2, "__gc");
     }
-    lua_pop(L, 1);
-    luaL_setfuncs(L, functions, 0);
+    luaL_setfuncs(L, functions, 1);
 }

@@ -161,16 +161,18 @@ local function best_in(h, best, limit)
     return best
 end
 
--- Ids of the matching filters, filled by tree_match; read before any
--- condition runs, so one table serves every router.
+-- Ids of the matching filters after the first, filled by tree_match; read
+-- before any condition runs, so one table serves every router.
 local matched = {}
 
--- The best filter entry whose filter matches topic (as mqtt.topic_matches).
-local function filter_best(r, topic, limit)
-    local n = tree_match(r.tree, topic, matched)
-    if n == 0 then return nil end
-    local heaps, best = r.heaps, nil
-    for i = 1, n do best = best_in(heaps[matched[i]], best, limit) end
+-- The best entry of the n filters tree_match found (id, then matched[2..n]).
+local function matched_best(r, n, id, limit)
+    local heaps = r.heaps
+    local h = heaps[id]
+    local best = h[1]
+    if n == 1 and best.seq <= limit then return best end
+    best = best_in(h, nil, limit)
+    for i = 2, n do best = best_in(heaps[matched[i]], best, limit) end
     return best
 end
 
@@ -224,17 +226,19 @@ end
 -- add or remove callbacks: additions wait for the next packet, and a removed
 -- callback is not chosen.
 function M.first(r, data, limit)
-    local best
-    if r.filters > 0 then
-        local m = data.message
-        if m then best = filter_best(r, m.topic, limit) end
+    local best, m = nil, data.message
+    if m and r.filters > 0 then
+        local n, id = tree_match(r.tree, m.topic, matched)
+        if n > 0 then best = matched_best(r, n, id, limit) end
     end
     local e = r.head[1]
     while true do
-        if best and (e == nil or before(best, e)) then
+        -- before(best, e) written out: this runs for every packet.
+        if best and (e == nil or best.prio > e.prio or (best.prio == e.prio and best.seq < e.seq)) then
             if not best.dead then return best end
             -- A condition removed it: the next best ranks after every entry tried.
-            best = filter_best(r, data.message.topic, limit)
+            local n, id = tree_match(r.tree, m.topic, matched)
+            best = n > 0 and matched_best(r, n, id, limit) or nil
         elseif e == nil then
             return nil
         else
