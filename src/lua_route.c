@@ -311,7 +311,7 @@ static void tree_free(rt_tree *t)
 
 /* The tree at argument 1. The functions have the tree metatable as upvalue 1:
  * comparing with it is cheaper than luaL_checkudata's registry lookup, and
- * tree_match runs for every message. */
+ * tree_match runs for every message; luaL_checkudata raises for the rest. */
 static rt_tree *check_tree(lua_State *L)
 {
     rt_tree *t = lua_touserdata(L, 1);
@@ -321,7 +321,7 @@ static rt_tree *check_tree(lua_State *L)
         lua_pop(L, 1);
     }
     if (!ok)
-        luaL_argerror(L, 1, "filter tree expected");
+        t = luaL_checkudata(L, 1, TREE_MT);
     if (t->root == NULL)
         luaL_error(L, "filter tree is closed");
     return t;
