@@ -55,14 +55,6 @@ static size_t level_scan(const char *s, size_t len, size_t i, uint32_t *key)
     return i;
 }
 
-/* The key of a whole level (a filter's level holds no '/'). */
-static uint32_t level_key(const char *s, size_t len)
-{
-    uint32_t key;
-    (void)level_scan(s, len, 0, &key);
-    return key;
-}
-
 static int same_level(const rt_node *n, uint32_t key, const char *s, size_t len)
 {
     return n->key == key && n->len == len && memcmp(n->level, s, len) == 0;
@@ -128,7 +120,7 @@ static void kid_remove(rt_node *n, const rt_node *k)
 }
 
 /* A new node with an id, not yet linked; NULL when out of memory. */
-static rt_node *node_new(rt_tree *t, const char *s, size_t len)
+static rt_node *node_new(rt_tree *t, const char *s, size_t len, uint32_t key)
 {
     if (t->nfreed == 0 && t->nids == t->idcap) {
         uint32_t cap = t->idcap ? 2 * t->idcap : 16;
@@ -147,7 +139,7 @@ static rt_node *node_new(rt_tree *t, const char *s, size_t len)
         return NULL;
     memcpy(n->level, s, len);
     n->len = len;
-    n->key = level_key(s, len);
+    n->key = key;
     n->id = t->nfreed ? t->freed[--t->nfreed] : t->nids++;
     t->ids[n->id] = n;
     return n;
@@ -177,8 +169,9 @@ static void prune(rt_tree *t, rt_node *n)
     }
 }
 
-/* The child of n for level s, created when missing; NULL when out of memory. */
-static rt_node *child(rt_tree *t, rt_node *n, const char *s, size_t len)
+/* The child of n for level s (key: its hash), created when missing; NULL when
+ * out of memory. */
+static rt_node *child(rt_tree *t, rt_node *n, const char *s, size_t len, uint32_t key)
 {
     rt_node **wild = NULL;
     if (len == 1 && s[0] == '+')
@@ -187,10 +180,10 @@ static rt_node *child(rt_tree *t, rt_node *n, const char *s, size_t len)
         wild = &n->hash;
     if (wild != NULL && *wild != NULL)
         return *wild;
-    rt_node *k = wild ? NULL : kid_find(n, s, len, level_key(s, len));
+    rt_node *k = wild ? NULL : kid_find(n, s, len, key);
     if (k != NULL)
         return k;
-    k = node_new(t, s, len);
+    k = node_new(t, s, len, key);
     if (k == NULL)
         return NULL;
     k->parent = n;
@@ -210,9 +203,9 @@ static rt_node *tree_add(rt_tree *t, const char *f, size_t len)
     rt_node *n = t->root;
     size_t i = 0;
     for (;;) {
-        const char *slash = memchr(f + i, '/', len - i);
-        size_t end = slash ? (size_t)(slash - f) : len;
-        rt_node *k = child(t, n, f + i, end - i);
+        uint32_t key;
+        size_t end = level_scan(f, len, i, &key);
+        rt_node *k = child(t, n, f + i, end - i, key);
         if (k == NULL) {
             prune(t, n);
             return NULL;
@@ -333,7 +326,7 @@ static int l_tree_new(lua_State *L)
     rt_tree *t = lua_newuserdatauv(L, sizeof *t, 0);
     memset(t, 0, sizeof *t);
     luaL_setmetatable(L, TREE_MT);
-    t->root = node_new(t, "", 0);
+    t->root = node_new(t, "", 0, 0);
     if (t->root == NULL || !stack_reserve(t, 0)) {
         tree_free(t);
         return luaL_error(L, "not enough memory");
