@@ -709,18 +709,17 @@ local function say(s) out[#out + 1] = s end
 say(fmt("zmqtt %s vs libmosquitto, %s mode, %d rounds (A B A B …), %s, %s cores; %s; %.0f s.",
     git, SHORT and "short" or "full", cfg.rounds, cpu, first_line("nproc"), versions,
     socket.gettime() - started))
-if #rows > 0 then
+local function say_table(header, align, list)
+    if #list == 0 then return end
     say("")
-    say("| scenario | zmqtt | libmosquitto | zmqtt advantage | per round | target | met |")
-    say("|---|---:|---:|---:|---|---|---|")
-    for _, r in ipairs(rows) do say(r) end
+    say(header)
+    say(align)
+    for _, r in ipairs(list) do say(r) end
 end
-if #solo_rows > 0 then
-    say("")
-    say("| routing (zmqtt alone) | zmqtt | ratio to no filter callbacks | per round | target | met |")
-    say("|---|---:|---:|---|---|---|")
-    for _, r in ipairs(solo_rows) do say(r) end
-end
+say_table("| scenario | zmqtt | libmosquitto | zmqtt advantage | per round | target | met |",
+    "|---|---:|---:|---:|---|---|---|", rows)
+say_table("| routing (zmqtt alone) | zmqtt | ratio to no filter callbacks | per round | target | met |",
+    "|---|---:|---:|---|---|---|", solo_rows)
 say("")
 say("Cells are medians over the rounds; the advantage is the median of the per-round")
 say("ratios, oriented so that > 1 means zmqtt did better (faster, fewer µs, fewer")

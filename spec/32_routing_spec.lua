@@ -270,10 +270,18 @@ describe("routing by topic", function()
     local fakes = helpers.fake_brokers()
     helpers.close_after_each(fakes)
 
-    -- A client connected to a scripted broker, its CONNACK dispatched, and
+    -- A callback maker that records, per message index, which callback got it.
+    local function recorder(routed)
+        return function(name)
+            return function(_, d) routed[tonumber(d.message.payload)] = name end
+        end
+    end
+
+    -- A client connected to a scripted broker, its CONNACK dispatched;
     -- deliver(topics): the broker sends one QoS 0 message per topic, payload
     -- its index (counting on from the previous deliveries), and deliver
-    -- returns once the client has dispatched them all.
+    -- returns once the client has dispatched them all; routed, where rec(name)
+    -- makes callbacks record name at that index (recorder).
     local function scripted()
         local fb = fakes:new()
         local c = clients:new()
@@ -300,20 +308,12 @@ describe("routing by topic", function()
             end, 5), "dispatched " .. n .. " of " .. #topics)
             assert.are.equal(#topics, n)
         end
-        return c, deliver
-    end
-
-    -- A callback that records, per message index, which callback got it.
-    local function recorder(routed)
-        return function(name)
-            return function(_, d) routed[tonumber(d.message.payload)] = name end
-        end
+        local routed = {}
+        return c, deliver, routed, recorder(routed)
     end
 
     it("orders filters and function conditions together by priority, then registration", function()
-        local c, deliver = scripted()
-        local routed = {}
-        local rec = recorder(routed)
+        local c, deliver, routed, rec = scripted()
         local function has_x(d) return d.message ~= nil and d.message.topic:find("x", 1, true) ~= nil end
         c:on(mqtt.PUBLISH, rec("a/#@3"), "a/#", 3)
         c:on(mqtt.PUBLISH, rec("x-fn@5"), has_x, 5)
@@ -329,9 +329,7 @@ describe("routing by topic", function()
     end)
 
     it("with overlapping filters at one priority, the one registered first wins", function()
-        local c, deliver = scripted()
-        local routed = {}
-        local rec = recorder(routed)
+        local c, deliver, routed, rec = scripted()
         c:on(mqtt.PUBLISH, rec("a/b"), "a/b")
         c:on(mqtt.PUBLISH, rec("+/b"), "+/b")
         c:on(mqtt.PUBLISH, rec("a/+"), "a/+")
@@ -344,9 +342,7 @@ describe("routing by topic", function()
     end)
 
     it("the same filter twice: the higher priority wins, then the earlier registration", function()
-        local c, deliver = scripted()
-        local routed = {}
-        local rec = recorder(routed)
+        local c, deliver, routed, rec = scripted()
         c:on(mqtt.PUBLISH, rec("first@0"), "s/+")
         c:on(mqtt.PUBLISH, rec("second@0"), "s/+")
         deliver({ "s/1" })
@@ -356,9 +352,7 @@ describe("routing by topic", function()
     end)
 
     it("off removes filter callbacks: every registration of the function, and only those", function()
-        local c, deliver = scripted()
-        local routed = {}
-        local rec = recorder(routed)
+        local c, deliver, routed, rec = scripted()
         local twice = rec("twice")
         c:on(mqtt.PUBLISH, twice, "t/+", 2)
         c:on(mqtt.PUBLISH, twice, "u/#", 2)
@@ -382,9 +376,7 @@ describe("routing by topic", function()
     end)
 
     it("applies the $ rule: a wildcard first level does not match a $-topic", function()
-        local c, deliver = scripted()
-        local routed = {}
-        local rec = recorder(routed)
+        local c, deliver, routed, rec = scripted()
         c:on(mqtt.PUBLISH, rec("#"), "#", 9)
         c:on(mqtt.PUBLISH, rec("+/broker/+"), "+/broker/+", 8)
         c:on(mqtt.PUBLISH, rec("$SYS/broker/+"), "$SYS/broker/+", 7)
@@ -399,9 +391,7 @@ describe("routing by topic", function()
     end)
 
     it("matches $share/group/ filters exactly as mqtt.topic_matches does", function()
-        local c, deliver = scripted()
-        local routed = {}
-        local rec = recorder(routed)
+        local c, deliver, routed, rec = scripted()
         local filters = { "$share/g/a/+", "$share/g/#", "$share/+/a/b", "a/+", "+/g/a/b" }
         for _, f in ipairs(filters) do c:on(mqtt.PUBLISH, rec(f), f) end
         c:on(mqtt.PUBLISH, rec("generic"))
@@ -420,9 +410,7 @@ describe("routing by topic", function()
     end)
 
     it("a callback registered or removed inside a dispatch applies from the next packet", function()
-        local c, deliver = scripted()
-        local routed = {}
-        local rec = recorder(routed)
+        local c, deliver, routed, rec = scripted()
         local registered = 0
         -- A callback that registers a better one for the topic it is handling.
         c:on(mqtt.PUBLISH, function(cl, d)
@@ -452,14 +440,13 @@ describe("routing by topic", function()
     end)
 
     it("a callback that removes itself runs once", function()
-        local c, deliver = scripted()
-        local routed = {}
+        local c, deliver, routed, rec = scripted()
         local function once(cl, d)
             routed[tonumber(d.message.payload)] = "once"
             cl:off(mqtt.PUBLISH, once)
         end
         c:on(mqtt.PUBLISH, once, "o/#", 1)
-        c:on(mqtt.PUBLISH, recorder(routed)("generic"))
+        c:on(mqtt.PUBLISH, rec("generic"))
         deliver({ "o/1", "o/2", "o" })
         assert.are.same({ "once", "generic", "generic" }, routed)
     end)
@@ -515,9 +502,7 @@ describe("routing by topic", function()
     end)
 
     it("takes its place around loop's on_message (priority -1)", function()
-        local c, deliver = scripted()
-        local routed = {}
-        local rec = recorder(routed)
+        local c, deliver, routed, rec = scripted()
         c:loop(rec("on_message"))
         c:on(mqtt.PUBLISH, rec("hi/+@0"), "hi/+")
         c:on(mqtt.PUBLISH, rec("lo/+@-2"), "lo/+", -2)
@@ -526,14 +511,13 @@ describe("routing by topic", function()
     end)
 
     it("routes each message to its one filter among thousands", function()
-        local c, deliver = scripted()
-        local routed = {}
+        local c, deliver, routed, rec = scripted()
         local fns = {}
         for i = 1, 3000 do
-            fns[i] = function(_, d) routed[tonumber(d.message.payload)] = i end
+            fns[i] = rec(i)
             c:on(mqtt.PUBLISH, fns[i], "dev/" .. i .. "/+")
         end
-        c:on(mqtt.PUBLISH, function(_, d) routed[tonumber(d.message.payload)] = "generic" end)
+        c:on(mqtt.PUBLISH, rec("generic"))
         deliver({ "dev/1/t", "dev/3000/t", "dev/1234/t", "dev/3001/t", "dev/12/t/x" })
         for i = 1, 3000, 2 do c:off(mqtt.PUBLISH, fns[i]) end
         deliver({ "dev/1/t", "dev/3000/t", "dev/1235/t", "dev/1234/t" })

@@ -41,37 +41,36 @@ local function random_level()
     return level
 end
 
--- The comparisons are before(nx, e), written out: this is the hot loop of on/off.
-local function list_insert(r, e)
-    local head, level = r.head, random_level()
-    if level > r.levels then r.levels = level end
-    local p, s, x = e.prio, e.seq, head
+-- Walks down to e's place at every level: links e in at the levels up to
+-- `level`, or, with level 0, unlinks it (leaving e's own pointers alone, so
+-- that a walk standing on e still reaches the entries after it). The
+-- comparison is before(nx, e), written out: this is the hot loop of on/off.
+local function list_place(r, e, level)
+    local p, s, x = e.prio, e.seq, r.head
     for i = r.levels, 1, -1 do
         local nx = x[i]
         while nx and (nx.prio > p or (nx.prio == p and nx.seq < s)) do
             x = nx
             nx = x[i]
         end
-        if i <= level then
+        if level == 0 then
+            if nx == e then x[i] = e[i] end
+        elseif i <= level then
             e[i] = nx
             x[i] = e
         end
     end
 end
 
--- Unlinks e but leaves its own pointers alone: a walk standing on e still
--- reaches the entries after it.
+local function list_insert(r, e)
+    local level = random_level()
+    if level > r.levels then r.levels = level end
+    list_place(r, e, level)
+end
+
 local function list_remove(r, e)
+    list_place(r, e, 0)
     local head = r.head
-    local p, s, x = e.prio, e.seq, head
-    for i = r.levels, 1, -1 do
-        local nx = x[i]
-        while nx and (nx.prio > p or (nx.prio == p and nx.seq < s)) do
-            x = nx
-            nx = x[i]
-        end
-        if nx == e then x[i] = e[i] end
-    end
     while r.levels > 1 and not head[r.levels] do r.levels = r.levels - 1 end
 end
 
