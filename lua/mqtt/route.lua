@@ -178,6 +178,10 @@ end
 ---------------------------------------------------------------------------
 -- The router of one command.
 
+-- Counts the changes of any router: a walk that sees it move knows that a
+-- condition added or removed callbacks, and goes on with care.
+local changes = 0
+
 --- A router with no callbacks.
 function M.new()
     return { head = {}, levels = 1, tree = tree_new(), heaps = {}, filters = 0, byfn = {} }
@@ -191,6 +195,7 @@ function M.add(r, fn, cond, prio, seq)
     local e = { false, fn = fn, cond = cond, prio = prio, seq = seq, same = r.byfn[fn],
         node = false, slot = false, dead = false }
     r.byfn[fn] = e
+    changes = changes + 1
     if type(cond) == "string" then
         filter_insert(r, e)
         r.filters = r.filters + 1
@@ -205,6 +210,7 @@ function M.remove(r, fn)
     local e, n = r.byfn[fn], 0
     if not e then return 0 end
     r.byfn[fn] = nil
+    changes = changes + 1
     repeat
         e.dead = true
         if e.node then
@@ -219,6 +225,27 @@ function M.remove(r, fn)
     return n
 end
 
+-- The rest of a walk after a condition changed the callbacks: e is where it
+-- stands, `holds` what e's condition returned. A removed entry is never
+-- chosen; one added since the walk began (seq above limit) is not considered.
+local function careful(r, data, limit, best, e, holds)
+    if holds and not e.dead then return e end
+    e = e[1]
+    while true do
+        if best and (e == nil or before(best, e)) then
+            if not best.dead then return best end
+            -- A condition removed it: the next best ranks after every entry tried.
+            local n, id = tree_match(r.tree, data.message.topic, matched)
+            best = n > 0 and matched_best(r, n, id, limit) or nil
+        elseif e == nil then
+            return nil
+        else
+            if e.seq <= limit and not e.dead and e.cond(data) and not e.dead then return e end
+            e = e[1]
+        end
+    end
+end
+
 --- The entry whose callback runs for data: among the entries registered up
 -- to seq limit, the first in order whose condition holds (a filter holds for
 -- a message whose topic it matches), or nil. Conditions run here; one may
@@ -230,21 +257,20 @@ function M.first(r, data, limit)
         local n, id = tree_match(r.tree, m.topic, matched)
         if n > 0 then best = matched_best(r, n, id, limit) end
     end
-    local e = r.head[1]
-    while true do
+    local e, seen = r.head[1], changes
+    -- Until a condition changes the callbacks, every entry linked is live
+    -- and older than limit: the walk needs no other test.
+    while e do
         -- before(best, e) written out: this runs for every packet.
-        if best and (e == nil or best.prio > e.prio or (best.prio == e.prio and best.seq < e.seq)) then
-            if not best.dead then return best end
-            -- A condition removed it: the next best ranks after every entry tried.
-            local n, id = tree_match(r.tree, m.topic, matched)
-            best = n > 0 and matched_best(r, n, id, limit) or nil
-        elseif e == nil then
-            return nil
-        else
-            if e.seq <= limit and not e.dead and e.cond(data) and not e.dead then return e end
-            e = e[1]
+        if best and (best.prio > e.prio or (best.prio == e.prio and best.seq < e.seq)) then
+            return best
         end
+        local holds = e.cond(data)
+        if changes ~= seen then return careful(r, data, limit, best, e, holds) end
+        if holds then return e end
+        e = e[1]
     end
+    return best
 end
 
 return M
