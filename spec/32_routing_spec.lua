@@ -243,6 +243,159 @@ describe("the router", function()
         end
     end)
 
+    it("skips what a condition removes and ignores what it adds, as a replay of the walk expects", function()
+        local rand = generator(5)
+        local r = route.new()
+        local entries, seq, clock = {}, 0, 0
+        local evaluated
+        -- How often the walk met each change, so the test knows it tried them.
+        local seen = { removed_self = 0, removed_filter = 0, added = 0 }
+
+        local function add(cond, prio)
+            local x = { prio = prio }
+            seq = seq + 1
+            x.seq = seq
+            x.fn = function() return x end
+            if cond == "function" then
+                -- A condition that holds for about one topic in four, its own
+                -- set of them (so that the ones before it do not hide it),
+                -- and, now and then, removes a callback or adds one; some
+                -- remove their own callback when they hold.
+                local salt, plan = rand(1000), rand(4)
+                local function holds(d)
+                    local h, t = salt, d.message.topic
+                    for i = 1, #t do h = (h * 31 + t:byte(i)) % 1000003 end
+                    return h % 4 == 0
+                end
+                x.cond = function(d)
+                    evaluated[#evaluated + 1] = x
+                    x.result = holds(d)
+                    local victim = (plan == 1 and pick(rand, entries)) or (plan == 2 and x.result and x)
+                    if victim and not victim.removed then
+                        clock = clock + 1
+                        victim.removed = clock
+                        route.remove(r, victim.fn)
+                        if victim == x then seen.removed_self = seen.removed_self + 1 end
+                        if type(victim.cond) == "string" then seen.removed_filter = seen.removed_filter + 1 end
+                    elseif plan == 3 and #entries < 600 then
+                        seen.added = seen.added + 1
+                        clock = clock + 1
+                        add(rand(2) == 1 and random_filter(rand) or "function", pick(rand, PRIORITIES))
+                    end
+                    x.after = clock
+                    return x.result
+                end
+            else
+                x.cond = cond
+            end
+            route.add(r, x.fn, x.cond, prio, x.seq)
+            entries[#entries + 1] = x
+            return x
+        end
+
+        -- What the walk should have chosen: the callbacks present when it
+        -- began, in order; one is skipped once removed, a function condition
+        -- is the next one evaluated, a filter holds when it matches.
+        local function replay(data, started, last_seq)
+            local live = {}
+            for _, x in ipairs(entries) do
+                if x.seq <= last_seq and not (x.removed and x.removed <= started) then
+                    live[#live + 1] = x
+                end
+            end
+            table.sort(live, function(a, b)
+                return a.prio > b.prio or (a.prio == b.prio and a.seq < b.seq)
+            end)
+            local now, k = started, 1
+            for _, x in ipairs(live) do
+                if not (x.removed and x.removed <= now) then
+                    if type(x.cond) == "string" then
+                        if data.message and mqtt.topic_matches(x.cond, data.message.topic) then
+                            return x, k
+                        end
+                    else
+                        assert.is_true(rawequal(evaluated[k], x), "condition " .. k .. " out of order")
+                        now = x.after
+                        k = k + 1
+                        if x.result and not (x.removed and x.removed <= now) then return x, k end
+                    end
+                end
+            end
+            return nil, k
+        end
+
+        for _ = 1, 150 do
+            add(rand(2) == 1 and random_filter(rand) or "function", pick(rand, PRIORITIES))
+        end
+        for step = 1, 1500 do
+            local data = { message = { topic = random_topic(rand) } }
+            evaluated = {}
+            local started, last_seq = clock, seq
+            local got = route.first(r, data, last_seq)
+            local want, k = replay(data, started, last_seq)
+            assert.are.equal(k - 1, #evaluated, "step " .. step .. ": conditions evaluated")
+            assert.is_true((got and got.fn()) == want, "step " .. step)
+            if #entries < 600 and rand(2) == 1 then
+                add(rand(3) == 1 and random_filter(rand) or "function", pick(rand, PRIORITIES))
+            end
+        end
+        assert.is_true(seen.removed_self >= 5 and seen.removed_filter >= 5 and seen.added >= 5,
+            string.format("walks met %d self-removals that held, %d filter removals, %d additions",
+                seen.removed_self, seen.removed_filter, seen.added))
+    end)
+
+    it("goes on past entries a condition removed and before ones it added, mid-walk", function()
+        local r, seq, log = route.new(), 0, {}
+        local fns = {}
+        local function add(name, cond, prio)
+            seq = seq + 1
+            local cb = function() return name end
+            local c = cond
+            if type(cond) == "function" then
+                c = function(d)
+                    log[#log + 1] = name
+                    return cond(d)
+                end
+            end
+            route.add(r, cb, c, prio, seq)
+            fns[name] = cb
+        end
+        local function first(topic)
+            local e = route.first(r, { message = { topic = topic } }, seq)
+            return e and e.fn()
+        end
+        -- A removes itself, then B (its next): the walk goes from A to B,
+        -- removed, without trying B. C removes the filter that would win, F;
+        -- G, the next filter, wins before D.
+        add("A", function()
+            route.remove(r, fns.A)
+            route.remove(r, fns.B)
+            return true
+        end, 3)
+        add("B", function() return true end, 2)
+        add("C", function()
+            route.remove(r, fns.F)
+            return false
+        end, 1)
+        add("F", "t/#", 0)
+        add("G", "t/+", -0.5)
+        add("D", function() return true end, -1)
+        assert.are.equal("G", first("t/1"))
+        assert.are.same({ "A", "C" }, log)
+        -- H adds X right after itself, then removes itself: X waits for the next walk.
+        log = {}
+        add("H", function()
+            add("X", function() return true end, 4.5)
+            route.remove(r, fns.H)
+            return false
+        end, 5)
+        assert.are.equal("G", first("t/2"))
+        assert.are.same({ "H", "C" }, log)
+        log = {}
+        assert.are.equal("X", first("t/3"))
+        assert.are.same({ "X" }, log)
+    end)
+
     it("holds 20,000 callbacks registered with ascending priorities, and removes them", function()
         local r = route.new()
         local fns = {}
