@@ -379,7 +379,8 @@ if cfg.scenarios.recv then
 end
 if cfg.scenarios.route then
     local k = count_label(cfg.route_filters)
-    local received = fmt("receive %s × %d B QoS 0", count_label(cfg.route_segment), cfg.payload)
+    local received = fmt("receive %d B QoS 0 (segments of %s)", cfg.payload,
+        count_label(cfg.route_segment))
     add {
         id = "route", broker = "blast", solo = true,
         cmd = function(b)
