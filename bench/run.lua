@@ -7,6 +7,10 @@
 -- broker (bench/fakebroker.c) in sink mode for publishing and the client
 -- tests, in blast mode for receiving; a private mosquitto on a free
 -- 127.0.0.1 port for the round trips. Everything is stopped by PID.
+-- The routing scenarios (route, onoff) measure zmqtt alone, in a table of
+-- their own: one run of route receives in segments, switching its callbacks
+-- between segments, and reports each configuration's rate with its ratio to
+-- the segments without filter callbacks of the same run.
 --
 -- Usage: lua5.4 bench/run.lua        (make bench builds the binaries first)
 -- Environment (the defaults in brackets are full mode / BENCH_SHORT=1):
@@ -29,7 +33,11 @@
 --   BENCH_CLIENTS_HOLD     seconds the clients stay connected before measuring [3 / 1]
 --   BENCH_PAYLOAD          payload bytes [32]
 --   BENCH_DISPATCH_EVERY   zmqtt publisher: dispatch(0) after this many publishes [1000]
---   BENCH_SCENARIOS        subset to run, e.g. "pub0 recv" [pub0 pub1 pub2 recv rtt idle clients]
+--   BENCH_ROUTE_FILTERS    topic-filter callbacks registered in the route rows [1000]
+--   BENCH_ROUTE_SEGMENT    messages per segment of the route rows [50000 / 10000]
+--   BENCH_ONOFF_COUNT      on() and off() calls timed in the onoff rows [20000]
+--   BENCH_SCENARIOS        subset to run, e.g. "pub0 recv"
+--                          [pub0 pub1 pub2 recv route onoff rtt idle clients]
 --   BENCH_NOFILE           RLIMIT_NOFILE to ask for (capped by the hard limit) [65536]
 --   BENCH_TIMEOUT          seconds one run may take before it is killed [600 / 120]
 --   BENCH_BIN              where fakebroker and mosq_bench are [build/bench]
@@ -92,6 +100,9 @@ local cfg = {
     hold = env_number("BENCH_CLIENTS_HOLD", 3, 1),
     payload = env_number("BENCH_PAYLOAD", 32, 32),
     every = env_number("BENCH_DISPATCH_EVERY", 1000, 1000),
+    route_filters = env_number("BENCH_ROUTE_FILTERS", 1000, 1000),
+    route_segment = env_number("BENCH_ROUTE_SEGMENT", 50000, 10000),
+    onoff = env_number("BENCH_ONOFF_COUNT", 20000, 20000),
     nofile = env_number("BENCH_NOFILE", 65536, 65536),
     timeout = env_number("BENCH_TIMEOUT", 600, 120),
     bin = os.getenv("BENCH_BIN") or (ROOT .. "/build/bench"),
@@ -99,8 +110,8 @@ local cfg = {
     lua = os.getenv("LUA") or "lua5.4",
 }
 cfg.scenarios = {}
-for _, s in ipairs(env_list("BENCH_SCENARIOS", "pub0 pub1 pub2 recv rtt idle clients",
-    "pub0 pub1 pub2 recv rtt idle clients")) do
+local ALL_SCENARIOS = "pub0 pub1 pub2 recv route onoff rtt idle clients"
+for _, s in ipairs(env_list("BENCH_SCENARIOS", ALL_SCENARIOS, ALL_SCENARIOS)) do
     cfg.scenarios[s] = true
 end
 assert(cfg.rounds >= 1, "BENCH_ROUNDS must be at least 1")
@@ -315,6 +326,8 @@ end
 -- Scenarios: each has a broker, a command per client, and the metrics read
 -- from a run's result. better = "higher" or "lower"; target = {ratio = x}
 -- (the advantage must reach x) or {text =, check = function(z, runs)}.
+-- A solo scenario runs zmqtt only: cmd(broker), and a metric may have
+-- ratio(result), shown as the median over the rounds.
 
 local function count_label(n)
     local s = tostring(math.tointeger(n) or n)
@@ -361,6 +374,45 @@ if cfg.scenarios.recv then
             { label = fmt("receive %s × %d B QoS 0 into a callback (msg/s)", count_label(cfg.recv),
                 cfg.payload), better = "higher", value = rate, target = { ratio = 3 } },
             { label = "CPU per message, receive (µs)", better = "lower", value = cpu_us },
+        },
+    }
+end
+if cfg.scenarios.route then
+    local k = count_label(cfg.route_filters)
+    local received = fmt("receive %d B QoS 0 (segments of %s)", cfg.payload,
+        count_label(cfg.route_segment))
+    add {
+        id = "route", broker = "blast", solo = true,
+        cmd = function(b)
+            return zmqtt_cmd("route", b.host, b.port, cfg.recv, "bench/blast", cfg.route_filters,
+                cfg.route_segment)
+        end,
+        metrics = {
+            { label = received .. ", no topic-filter callbacks (msg/s)", better = "higher",
+                value = function(r) return r.none end },
+            { label = fmt("%s, %s topic-filter callbacks that do not match (msg/s)", received, k),
+                better = "higher", value = function(r) return r.miss end,
+                ratio = function(r) return r.miss_ratio end, target = { ratio = 0.8 } },
+            { label = fmt("%s, %s topic-filter callbacks, the matching one registered last (msg/s)",
+                received, k), better = "higher", value = function(r) return r.last end,
+                ratio = function(r) return r.last_ratio end, target = { ratio = 0.8 } },
+        },
+    }
+end
+if cfg.scenarios.onoff then
+    local n = count_label(cfg.onoff)
+    local under = {
+        text = "< 0.1 s",
+        check = function(z) return z < 0.1 end,
+    }
+    add {
+        id = "onoff", solo = true,
+        cmd = function() return zmqtt_cmd("onoff", cfg.onoff) end,
+        metrics = {
+            { label = n .. " on() with ascending priorities, half topic filters (s)",
+                better = "lower", value = function(r) return r.on end, target = under },
+            { label = n .. " off() (s)", better = "lower", value = function(r) return r.off end,
+                target = under },
         },
     }
 end
@@ -477,6 +529,7 @@ end
 
 local brokers = {}
 local function broker(kind)
+    if kind == nil then return nil end
     if not brokers[kind] then
         if kind == "sink" then
             brokers[kind] = start_fake("sink")
@@ -505,11 +558,18 @@ local started = socket.gettime()
 local results = {} -- results[scenario.id][client name][round] = fields or false
 local raw = {}
 
+-- What runs in each round: zmqtt and libmosquitto, or zmqtt alone.
+local function runners(s)
+    if s.solo then return { CLIENTS[1] } end
+    return CLIENTS
+end
+
 local function run_scenario(s)
     local b = broker(s.broker)
-    results[s.id] = { zmqtt = {}, libmosquitto = {} }
+    results[s.id] = {}
+    for _, client in ipairs(runners(s)) do results[s.id][client.name] = {} end
     for round = 1, cfg.rounds do
-        for _, client in ipairs(CLIENTS) do
+        for _, client in ipairs(runners(s)) do
             local cmd = s.cmd(b, client.zmqtt)
             local t0 = socket.gettime()
             local r, err
@@ -558,10 +618,48 @@ local function cell(values, notes)
     return notes[1] or "failed"
 end
 
-local rows = {}
+local rows, solo_rows = {}, {}
 local targets, met_count = 0, 0
+
+-- The verdict on metric's target for the median z of runs and the median ratio.
+local function verdict(metric, z, runs, ratio)
+    if not metric.target then return "—", "" end
+    local target, met
+    if metric.target.ratio then
+        target = fmt("≥ %g×", metric.target.ratio)
+        met = ratio and ratio >= metric.target.ratio
+    else
+        target = metric.target.text
+        met = z and metric.target.check(z, runs)
+    end
+    targets = targets + 1
+    if met then met_count = met_count + 1 end
+    return target, met and "yes" or "**no**"
+end
+
+-- A row of the solo table: the median of zmqtt's runs and of their ratios.
+local function solo_row(s, metric)
+    local vals, notes, ratios, per_round = {}, {}, {}, {}
+    for round = 1, cfg.rounds do
+        local r = results[s.id].zmqtt[round]
+        local v, why = false, "failed"
+        if r then v, why = metric.value(r) end
+        vals[round] = v or false
+        if not v then notes[#notes + 1] = why end
+        if metric.ratio then
+            ratios[round] = r and metric.ratio(r) or false
+            per_round[round] = ratios[round] and fmt("%.2f", ratios[round]) or "—"
+        end
+    end
+    local ratio = median(ratios)
+    local target, met = verdict(metric, median(vals), vals, ratio)
+    return fmt("| %s | %s | %s | %s | %s | %s |", metric.label, cell(vals, notes),
+        ratio and fmt("%.2f×", ratio) or "—", #per_round > 0 and table.concat(per_round, " ") or "—",
+        target, met)
+end
+
 for _, s in ipairs(scenarios) do
-    for _, metric in ipairs(s.metrics) do
+    for _, metric in ipairs(s.solo and {} or s.metrics) do
         local vals, notes = { zmqtt = {}, libmosquitto = {} }, { zmqtt = {}, libmosquitto = {} }
         for _, client in ipairs(CLIENTS) do
             for round = 1, cfg.rounds do
@@ -585,22 +683,13 @@ for _, s in ipairs(scenarios) do
         for round = 1, cfg.rounds do
             per_round[round] = ratios[round] and fmt("%.2f", ratios[round]) or "—"
         end
-        local target, met = "—", ""
-        if metric.target and metric.target.ratio then
-            target = fmt("≥ %g×", metric.target.ratio)
-            met = (adv and adv >= metric.target.ratio) and "yes" or "**no**"
-        elseif metric.target then
-            target = metric.target.text
-            local z = median(vals.zmqtt)
-            met = (z and metric.target.check(z, vals.zmqtt)) and "yes" or "**no**"
-        end
-        if met ~= "" then
-            targets = targets + 1
-            if met == "yes" then met_count = met_count + 1 end
-        end
+        local target, met = verdict(metric, median(vals.zmqtt), vals.zmqtt, adv)
         rows[#rows + 1] = fmt("| %s | %s | %s | %s | %s | %s | %s |", metric.label,
             cell(vals.zmqtt, notes.zmqtt), cell(vals.libmosquitto, notes.libmosquitto),
             adv and fmt("%.2f×", adv) or "—", table.concat(per_round, " "), target, met)
+    end
+    if s.solo then
+        for _, metric in ipairs(s.metrics) do solo_rows[#solo_rows + 1] = solo_row(s, metric) end
     end
 end
 
@@ -621,14 +710,23 @@ local function say(s) out[#out + 1] = s end
 say(fmt("zmqtt %s vs libmosquitto, %s mode, %d rounds (A B A B …), %s, %s cores; %s; %.0f s.",
     git, SHORT and "short" or "full", cfg.rounds, cpu, first_line("nproc"), versions,
     socket.gettime() - started))
-say("")
-say("| scenario | zmqtt | libmosquitto | zmqtt advantage | per round | target | met |")
-say("|---|---:|---:|---:|---|---|---|")
-for _, r in ipairs(rows) do say(r) end
+local function say_table(header, align, list)
+    if #list == 0 then return end
+    say("")
+    say(header)
+    say(align)
+    for _, r in ipairs(list) do say(r) end
+end
+say_table("| scenario | zmqtt | libmosquitto | zmqtt advantage | per round | target | met |",
+    "|---|---:|---:|---:|---|---|---|", rows)
+say_table("| routing (zmqtt alone) | zmqtt | ratio to no filter callbacks | per round | target | met |",
+    "|---|---:|---:|---|---|---|", solo_rows)
 say("")
 say("Cells are medians over the rounds; the advantage is the median of the per-round")
 say("ratios, oriented so that > 1 means zmqtt did better (faster, fewer µs, fewer")
-say("wake-ups, less memory). Targets met: " .. met_count .. " of " .. targets .. ".")
+say("wake-ups, less memory); a routing ratio is the median, within one run, of each")
+say("segment's rate over that of the segment without filter callbacks before it.")
+say("Targets met: " .. met_count .. " of " .. targets .. ".")
 local text = table.concat(out, "\n")
 print(text)
 

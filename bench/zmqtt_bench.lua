@@ -14,6 +14,12 @@
 --                                             subscribed to, wait for it, repeat
 --   idle    HOST PORT KEEPALIVE SECONDS       connect, say "ready", mqtt.sleep
 --   clients HOST PORT N HOLD                  N connected clients in this process
+--   route   HOST PORT COUNT TOPIC K SEGMENT   as sub, switching every SEGMENT
+--                                             messages between no filter callbacks,
+--                                             K that do not match, and K - 1 of them
+--                                             plus a matching one registered last
+--   onoff   N                                 N on() with ascending priorities, then
+--                                             N off(), each timed (no broker)
 --
 -- Prints one line "result key=value ..." on stdout; times are seconds, CPU
 -- is the sum over this process's threads (the schedstat of each task).
@@ -163,6 +169,96 @@ local function run_rtt(host, port, qos, count, size, warmup)
     c:close()
 end
 
+local function median(list)
+    table.sort(list)
+    local n = #list
+    if n % 2 == 1 then return list[(n + 1) // 2] end
+    return (list[n // 2] + list[n // 2 + 1]) / 2
+end
+
+--- Receives count messages in segments of `segment`, switching the callbacks
+-- between segments, in turn: none (loop's on_message counts), miss (k filter
+-- callbacks that do not match, on_message counts), last (k - 1 of them, then
+-- the matching one, which counts). The first segment warms up. Reports each
+-- configuration's median rate and the median ratio of miss and last to the
+-- none segment just before them, so that the machine's drift cancels out.
+local function run_route(host, port, count, topic, k, segment)
+    local c = new_client()
+    c:connect(host, 60, port)
+    local fns = {}
+    for i = 1, k do fns[i] = function() error("a filter that does not match ran") end end
+    local ORDER = { "none", "miss", "last" }
+    local rates = { none = {}, miss = {}, last = {} }
+    local ratios = { miss = {}, last = {} }
+    local received, stray, boundary, config, index, t0 = 0, 0, segment, "warm-up", 0, nil
+    local counter
+
+    local function switch(to)
+        for i = 1, k do c:off(mqtt.PUBLISH, fns[i]) end
+        c:off(mqtt.PUBLISH, counter)
+        local n = (to == "miss" and k) or (to == "last" and k - 1) or 0
+        for i = 1, n do c:on(mqtt.PUBLISH, fns[i], "other/" .. i .. "/+") end
+        if to == "last" then c:on(mqtt.PUBLISH, counter, topic) end
+        config = to
+    end
+
+    counter = function()
+        received = received + 1
+        if received ~= boundary then return end
+        local t = monotonic()
+        if t0 then
+            local rate = segment / (t - t0)
+            local list = rates[config]
+            list[#list + 1] = rate
+            if config ~= "none" then
+                local none = rates.none[#rates.none]
+                ratios[config][#ratios[config] + 1] = rate / none
+            end
+        end
+        index = index % #ORDER + 1
+        switch(ORDER[index])
+        boundary = boundary + segment
+        t0 = monotonic()
+    end
+
+    c:loop(function()
+        if config == "last" then stray = stray + 1 end
+        counter()
+    end)
+    c:subscribe(topic, 0)
+    while received < count do c:dispatch(1) end
+    if stray > 0 then error(stray .. " messages missed the matching filter callback") end
+    if #ratios.last == 0 then error("too few segments: count must be at least 4 segments") end
+    result { { "segments", #rates.none + #rates.miss + #rates.last },
+        { "none", median(rates.none) }, { "miss", median(rates.miss) },
+        { "last", median(rates.last) }, { "miss_ratio", median(ratios.miss) },
+        { "last_ratio", median(ratios.last) } }
+    c:disconnect()
+    c:close()
+end
+
+--- Times n on() with ascending priorities (each one first in the order),
+-- half topic filters and half function conditions, then n off().
+local function run_onoff(n)
+    local c = new_client()
+    local fns = {}
+    for i = 1, n do fns[i] = function() return i end end
+    local function cond() return false end
+    local t0 = monotonic()
+    for i = 1, n do
+        if i % 2 == 0 then
+            c:on(mqtt.PUBLISH, fns[i], "devices/" .. i .. "/+", i)
+        else
+            c:on(mqtt.PUBLISH, fns[i], cond, i)
+        end
+    end
+    local t1 = monotonic()
+    for i = 1, n do c:off(mqtt.PUBLISH, fns[i]) end
+    local t2 = monotonic()
+    result { { "count", n }, { "on", t1 - t0 }, { "off", t2 - t1 } }
+    c:close()
+end
+
 local function run_idle(host, port, keepalive, seconds)
     local c = new_client()
     c:connect(host, keepalive, port)
@@ -212,6 +308,8 @@ usage: zmqtt_bench.lua pub HOST PORT QOS COUNT SIZE [EVERY]
        zmqtt_bench.lua rtt HOST PORT QOS COUNT SIZE WARMUP
        zmqtt_bench.lua idle HOST PORT KEEPALIVE SECONDS
        zmqtt_bench.lua clients HOST PORT N HOLD_SECONDS
+       zmqtt_bench.lua route HOST PORT COUNT TOPIC K SEGMENT
+       zmqtt_bench.lua onoff N
 ]])
     os.exit(2)
 end
@@ -230,6 +328,10 @@ elseif mode == "idle" and #a == 3 then
     run_idle(host, a[1], a[2], a[3])
 elseif mode == "clients" and #a == 3 then
     ok = run_clients(host, a[1], a[2], a[3])
+elseif mode == "route" and #a == 5 then
+    run_route(host, a[1], a[2], a[3], a[4], a[5])
+elseif mode == "onoff" and tonumber(host) then
+    run_onoff(tonumber(host))
 else
     usage()
 end

@@ -12,6 +12,7 @@ describe("the module under test", function()
     it("is the one installed into the rock tree", function()
         require("mqtt")
         for _, f in ipairs({ searchpath("mqtt", package.path), searchpath("mqtt.tls", package.path),
+                             searchpath("mqtt.route", package.path),
                              searchpath("mqtt.core", package.cpath) }) do
             assert.equal(tree, f:sub(1, #tree))
         end

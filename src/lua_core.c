@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "lua_compat.h"
+#include "lua_route.h"
 #include "lua_tls.h"
 #include "mqtt.h"
 
@@ -620,5 +621,6 @@ __attribute__((visibility("default"))) int luaopen_mqtt_core(lua_State *L)
     lua_pushcfunction(L, l_init);
     lua_setfield(L, -2, "init");
     mqtt__lua_tls_open(L);
+    mqtt__lua_route_open(L);
     return 1;
 }

@@ -20,6 +20,7 @@
 -- client:disconnect()
 
 local core = require("mqtt.core")
+local route = require("mqtt.route")
 
 local type, error, pairs, ipairs, setmetatable, tostring, select =
     type, error, pairs, ipairs, setmetatable, tostring, select
@@ -435,54 +436,65 @@ end
 -- returns a true value is the only one that runs. A callback without a
 -- condition is generic: at most one per command (setting another replaces
 -- it), run only when no specific callback's condition matched.
+--
+-- Extension: a string condition on PUBLISH or PUBREL is a topic filter
+-- (wildcards as in `topic_matches`), true for a message whose topic it
+-- matches. The library matches it through a filter tree, so routing a
+-- message costs the same with one or thousands of filter callbacks; it takes
+-- its place in the order above like any condition.
+-- A callback added while a packet is being dispatched (from a callback or a
+-- condition) applies from the next packet on; one removed is not run again.
 -- @int command a packet type, e.g. `mqtt.PUBLISH` (see Constants)
 -- @func fn `fn(client, data)`, with `data` as described under `data`
--- @func[opt] condition `condition(data)`, true or false
+-- @param[opt] condition `condition(data)`, true or false; or a topic filter
+-- string (PUBLISH and PUBREL)
 -- @number[opt=0] priority
--- @raise MQTTError "invalid argument" for an unknown command or a non-callable fn
+-- @raise MQTTError "invalid argument" for an unknown command, a non-callable
+-- fn, a malformed filter or a filter on another command
 -- @usage local mid = client:publish("jobs/1", "start", 1)
 -- client:on(mqtt.PUBACK, on_acked, function(d) return d.mid == mid end)
+-- client:on(mqtt.PUBLISH, on_temperature, "sensors/+/temp")
 function Client:on(command, fn, condition, priority)
     local c = core_of(self, "on")
     if not COMMANDS[command] then argerror(1, "on", "unknown command " .. tostring(command)) end
     check_callable(fn, 2, "on", "callback")
-    check_callable(condition, 3, "on", "condition", true)
+    if type(condition) == "string" then
+        if command ~= mqtt.PUBLISH and command ~= mqtt.PUBREL then
+            argerror(3, "on", "a topic filter condition needs PUBLISH or PUBREL, not "
+                .. COMMANDS[command])
+        end
+        local ok, why = core.check_topic(condition, true)
+        if not ok then argerror(3, "on", "topic filter: " .. why) end
+    else
+        check_callable(condition, 3, "on", "condition", true)
+    end
     if priority == nil then priority = 0 end
     if type(priority) ~= "number" then argerror(4, "on", "priority must be a number") end
+    if priority ~= priority then argerror(4, "on", "priority must not be NaN") end
     if command == mqtt.PINGRESP then c:want_pingresp(true) end
     if not condition then
         self._generic[command] = fn
         return
     end
+    local r = self._specific[command]
+    if not r then
+        r = route.new()
+        self._specific[command] = r
+    end
     self._seq = self._seq + 1
-    local entry = { fn = fn, cond = condition, prio = priority, seq = self._seq }
-    local list = self._specific[command]
-    if not list then
-        list = {}
-        self._specific[command] = list
-    end
-    -- Highest priority first; equal priorities keep registration order.
-    local i = #list + 1
-    while i > 1 and list[i - 1].prio < priority do
-        list[i] = list[i - 1]
-        i = i - 1
-    end
-    list[i] = entry
+    route.add(r, fn, condition, priority, self._seq)
 end
 
---- Removes a callback (extension), as a specific and as the generic one.
+--- Removes a callback (extension): every specific registration of `fn` for
+-- `command`, filter ones included, and the generic one if it is `fn`.
 -- @int command a packet type
 -- @func fn the callback given to `on`
 function Client:off(command, fn)
     core_of(self, "off")
     if not COMMANDS[command] then argerror(1, "off", "unknown command " .. tostring(command)) end
     if self._generic[command] == fn then self._generic[command] = nil end
-    local list = self._specific[command]
-    if list then
-        for i = #list, 1, -1 do
-            if list[i].fn == fn then table.remove(list, i) end
-        end
-    end
+    local r = self._specific[command]
+    if r then route.remove(r, fn) end
 end
 
 --- Sets the will: the message the broker publishes when the connection is lost
@@ -785,6 +797,7 @@ end
 -- Dispatch
 
 local LEVELS = { [0] = "debug", "info", "warning", "error" }
+local route_first = route.first
 
 -- An error raised by a callback or condition leaves dispatch with where it
 -- was raised: appended to a string, as `traceback` on an MQTTError.
@@ -807,14 +820,12 @@ local function traced_call(fn, a)
 end
 
 local function run_callbacks(self, command, data)
-    local list = self._specific[command]
-    if list then
-        for i = 1, #list do
-            local h = list[i]
-            if h.cond(data) then
-                h.fn(self, data)
-                return
-            end
+    local r = self._specific[command]
+    if r then
+        local e = route_first(r, data, self._seq)
+        if e then
+            e.fn(self, data)
+            return
         end
     end
     local g = self._generic[command]
