@@ -28,6 +28,7 @@ build = {
         ["mqtt"] = "lua/mqtt/init.lua",
         ["mqtt.tls"] = "lua/mqtt/tls.lua",
         ["mqtt.cli"] = "lua/mqtt/cli.lua",
+        ["mqtt.route"] = "lua/mqtt/route.lua",
         ["mqtt.core"] = {
             sources = {
                 "src/alloc.c",
@@ -41,6 +42,7 @@ build = {
                 "src/codec_header.c",
                 "src/codec_util.c",
                 "src/lua_core.c",
+                "src/lua_route.c",
                 "src/lua_tls.c",
                 "src/session.c",
                 "src/status.c",
