@@ -57,6 +57,12 @@ local CASES = {
     { "/finance", "finance", false },
     { "a/b", "a/bc", false },
     { "ab", "a", false },
+    -- MQTT 5.0 4.8.2 shared subscriptions: the filter part is matched
+    { "$share/group/sport/+", "sport/tennis", true },
+    { "$share/group/#", "sport/tennis", true },
+    { "$share/group/#", "$SYS/x", false },
+    { "$share/group/sport/+", "$share/group/sport/tennis", false },
+    { "$share/g/$SYS/#", "$SYS/x", true },
 }
 
 describe("mqtt.topic_matches", function()
@@ -152,7 +158,8 @@ describe("mqtt.topic_filter", function()
     end)
 
     for _, bad in ipairs { "sport/tennis#", "sport/tennis/#/ranking", "a/#/b", "a#", "a+/b",
-                           "a/b+", "", "a\0b" } do
+                           "a/b+", "", "a\0b", "$share/g", "$share/g/", "$share//a",
+                           "$share/+/a", "$share/#/a" } do
         it(("raises an argument error for the invalid filter %q"):format(bad), function()
             local ok, err = pcall(mqtt.topic_filter, bad)
             assert.is_false(ok)

@@ -131,13 +131,55 @@ static const char *wildcard_problem(const uint8_t *s, size_t len)
     return NULL;
 }
 
+static const char share_prefix[] = "$share/";
+#define SHARE_PREFIX_LEN (sizeof share_prefix - 1)
+
+/* Where the filter of "$share/{group}/{filter}" starts; 0 for other strings. */
+static size_t shared_filter_start(const uint8_t *s, size_t len)
+{
+    if (s == NULL || len <= SHARE_PREFIX_LEN || memcmp(s, share_prefix, SHARE_PREFIX_LEN) != 0) {
+        return 0;
+    }
+    const uint8_t *slash = memchr(s + SHARE_PREFIX_LEN, '/', len - SHARE_PREFIX_LEN);
+    return slash == NULL ? 0 : (size_t)(slash - s) + 1;
+}
+
+/* A shared subscription names a group (no wildcards) and a filter (MQTT 5.0 4.8.2). */
+static const char *shared_problem(const uint8_t *s, size_t len)
+{
+    if (len < SHARE_PREFIX_LEN || memcmp(s, share_prefix, SHARE_PREFIX_LEN) != 0) {
+        return NULL;
+    }
+    size_t start = shared_filter_start(s, len);
+    if (start == 0 || start == len) {
+        return "shared subscription without a topic filter";
+    }
+    if (start == SHARE_PREFIX_LEN + 1) {
+        return "shared subscription with an empty group name";
+    }
+    for (size_t i = SHARE_PREFIX_LEN; i + 1 < start; i++) {
+        if (s[i] == '+' || s[i] == '#') {
+            return "wildcard in a shared subscription's group name";
+        }
+    }
+    return NULL;
+}
+
 int mqtt__check_topic_filter(const uint8_t *s, size_t len, const char **why)
 {
     const char *problem = string_problem(s, len);
     if (problem == NULL) {
+        problem = shared_problem(s, len);
+    }
+    if (problem == NULL) {
         problem = wildcard_problem(s, len);
     }
     return verdict(problem, why);
+}
+
+size_t mqtt_shared_filter_start(const char *filter, size_t len)
+{
+    return shared_filter_start((const uint8_t *)filter, len);
 }
 
 /* End of the level that starts at i: the next '/' or len. */
@@ -162,6 +204,13 @@ bool mqtt__topic_match(const uint8_t *filter, size_t flen, const uint8_t *topic,
     size_t fi = 0, ti = 0;
     bool topic_done = false;
     if (flen == 0 || tlen == 0 || filter == NULL || topic == NULL) {
+        return false;
+    }
+    /* "$share/{group}/{filter}" matches what {filter} matches. */
+    size_t shared = shared_filter_start(filter, flen);
+    filter += shared;
+    flen -= shared;
+    if (flen == 0) {
         return false;
     }
     /* MQTT 4.7.2: a leading wildcard does not match topics starting with '$'. */

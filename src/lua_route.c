@@ -343,7 +343,8 @@ static int l_tree_add(lua_State *L)
     const char *why = NULL;
     if (mqtt_validate_topic_filter(f, len, &why) != MQTT_OK)
         return luaL_argerror(L, 2, why);
-    rt_node *n = tree_add(t, f, len);
+    size_t shared = mqtt_shared_filter_start(f, len); /* routed by its filter part */
+    rt_node *n = tree_add(t, f + shared, len - shared);
     if (n == NULL)
         return luaL_error(L, "not enough memory");
     lua_pushinteger(L, n->id);

@@ -295,6 +295,9 @@ void mqtt_client_stats(mqtt_client *c, mqtt_stats *st);
 /* Topic helpers (pure). */
 bool mqtt_topic_matches(const char *filter, size_t filter_len, const char *topic,
                         size_t topic_len);
+/** Where the filter part of a shared subscription "$share/{group}/{filter}"
+ *  starts; 0 for any other filter. mqtt_topic_matches matches that part. */
+size_t mqtt_shared_filter_start(const char *filter, size_t len);
 /** MQTT_OK, or MQTT_ERR_INVAL with *why set. */
 int mqtt_validate_topic_name(const char *topic, size_t len, const char **why);
 int mqtt_validate_topic_filter(const char *filter, size_t len, const char **why);

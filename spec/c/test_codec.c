@@ -638,9 +638,14 @@ static void test_topic_names(void)
 
 static void test_topic_filters(void)
 {
-    static const char *good[] = {"#", "+", "/+/", "a/+/#", "a/b", "+/+", "/#", "+/#", "$SYS/#",
-                                 "a//b", "/"};
-    static const char *bad[] = {"a/#/b", "a#", "a/b+", "", "#/a", "##", "+a", "a/+b/c", "++"};
+    static const char *good[] = {"#",      "+",       "/+/",          "a/+/#",    "a/b",
+                                 "+/+",    "/#",      "+/#",          "$SYS/#",   "a//b",
+                                 "/",      "$share/g/a/+", "$share/g/#", "$share/g//", "$shared/+",
+                                 "$share"};
+    static const char *bad[] = {"a/#/b",      "a#",        "a/b+",      "",           "#/a",
+                                "##",         "+a",        "a/+b/c",    "++",         "$share/",
+                                "$share/g",   "$share/g/", "$share//a", "$share/+/a", "$share/#/a",
+                                "$share/g+/a", "$share/g/a#"};
     char name[64];
     const char *w = NULL;
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
@@ -694,6 +699,12 @@ static void test_matching(void)
         {"a/#/b", "a/x/b", false},
         {"#", "", false},
         {"", "", false},
+        {"$share/g/a/+", "a/b", true},
+        {"$share/g/#", "a/b", true},
+        {"$share/g/#", "$SYS/x", false},
+        {"$share/g/a/b", "$share/g/a/b", false},
+        {"$share/g/$SYS/#", "$SYS/x", true},
+        {"$shared/a", "a", false},
     };
     char name[96];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

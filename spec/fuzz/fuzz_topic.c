@@ -87,10 +87,31 @@ static bool ref_name(const uint8_t *s, size_t n)
     return n >= 1 && n <= 65535 && ref_utf8(s, n) && !memchr(s, '+', n) && !memchr(s, '#', n);
 }
 
+/* "$share/{group}/{filter}": where {filter} starts (0: not shared, or no
+ * second '/'). */
+static size_t ref_shared_start(const uint8_t *s, size_t n)
+{
+    if (n < 7 || memcmp(s, "$share/", 7) != 0)
+        return 0;
+    for (size_t i = 7; i < n; i++)
+        if (s[i] == '/')
+            return i + 1;
+    return 0;
+}
+
 static bool ref_filter(const uint8_t *s, size_t n)
 {
     if (n < 1 || n > 65535 || !ref_utf8(s, n))
         return false;
+    if (n >= 7 && memcmp(s, "$share/", 7) == 0) {
+        /* A group without wildcards, then a filter that is not empty. */
+        size_t start = ref_shared_start(s, n);
+        if (start == 0 || start == n || start == 8)
+            return false;
+        for (size_t i = 7; i + 1 < start; i++)
+            if (s[i] == '+' || s[i] == '#')
+                return false;
+    }
     levels l = split(s, n);
     bool ok = true;
     for (size_t i = 0; i < l.n && ok; i++) {
@@ -107,6 +128,9 @@ static bool ref_filter(const uint8_t *s, size_t n)
 /* For a valid filter and topic name. */
 static bool ref_match(const uint8_t *f, size_t fn, const uint8_t *t, size_t tn)
 {
+    size_t shared = ref_shared_start(f, fn);
+    f += shared;
+    fn -= shared;
     if (t[0] == '$' && (f[0] == '+' || f[0] == '#'))
         return false;
     levels fl = split(f, fn), tl = split(t, tn);
@@ -153,18 +177,26 @@ static void check_string(const uint8_t *s, size_t n)
     FZ_CHECK(filter == MQTT_OK || (filter == MQTT_ERR_INVAL && why != NULL && why[0] != '\0'));
     FZ_CHECK(mqtt_validate_topic_filter((const char *)s, n, NULL) == filter);
     if (name == MQTT_OK) {
-        FZ_CHECK(filter == MQTT_OK && utf8);
-        /* A name matches itself; '#' and '+' obey the '$' rule. */
-        FZ_CHECK(mqtt__topic_match(s, n, s, n));
+        /* Names are filters, but for malformed shared subscriptions. */
+        FZ_CHECK(filter == MQTT_OK || (n >= 7 && memcmp(s, "$share/", 7) == 0));
+        FZ_CHECK(utf8);
+        /* A name matches itself; as a shared filter, it matches by its
+         * shorter filter part, never itself. '#' and '+' obey the '$' rule. */
+        if (filter == MQTT_OK)
+            FZ_CHECK(mqtt__topic_match(s, n, s, n) == (ref_shared_start(s, n) == 0));
         FZ_CHECK(mqtt__topic_match((const uint8_t *)"#", 1, s, n) == (s[0] != '$'));
         FZ_CHECK(mqtt__topic_match((const uint8_t *)"+", 1, s, n) ==
                  (s[0] != '$' && !memchr(s, '/', n)));
     }
 }
 
-/* A topic built from a valid filter (wildcards filled in) must match it. */
-static void check_instance(const uint8_t *f, size_t fn, bool drop_hash)
+/* A topic built from a valid filter (wildcards filled in; of a shared
+ * filter, its filter part) must match it. */
+static void check_instance(const uint8_t *whole, size_t wn, bool drop_hash)
 {
+    size_t shared = ref_shared_start(whole, wn);
+    const uint8_t *f = whole + shared;
+    size_t fn = wn - shared;
     levels l = split(f, fn);
     uint8_t *t = malloc(fn + 4);
     size_t tn = 0;
@@ -185,7 +217,7 @@ static void check_instance(const uint8_t *f, size_t fn, bool drop_hash)
     }
     if (tn > 0 && tn <= 65535) {
         FZ_CHECK(mqtt__check_topic_name(t, tn, NULL) == MQTT_OK);
-        FZ_CHECK(mqtt__topic_match(f, fn, t, tn));
+        FZ_CHECK(mqtt__topic_match(whole, wn, t, tn));
     }
     free(t);
     free_levels(&l);
