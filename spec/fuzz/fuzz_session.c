@@ -2,7 +2,8 @@
  * Fuzz target: the session as a state machine. The input is a script of
  * operations (add publish/subscribe/unsubscribe records, next, sent, acks
  * with ids that are live, unused, repeated or out of order, rewind, take_id,
- * the incoming QoS 2 table, bulk runs that fill the id space) played against
+ * the incoming QoS 2 table and its replacement by a mark, bulk runs that fill
+ * the id space and go past it, so records share ids) played against
  * the real session and a shadow model written here; after each step the
  * answers, the bytes next() hands out and mqtt__session_counts must agree
  * with the model. ASan catches leaks when the session is freed at the end.
@@ -18,6 +19,7 @@
 
 typedef struct shadow_rec {
     struct shadow_rec *prev, *next;
+    struct shadow_rec *id_next; /* the next record given the same id */
     uint16_t id; /* 0 for QoS 0 publishes */
     uint8_t kind, qos, state;
     size_t len;
@@ -42,10 +44,13 @@ typedef struct model {
     size_t nin, capin;
 } model;
 
-/* Indexed by packet id; static because they are large, cleared after each run. */
+/* Indexed by packet id (by_id: the record holding it, the first of those
+ * sharing it); static because they are large, cleared after each run. */
 static shadow_rec *by_id[65536];
 static uint32_t live_pos[65536];
 static model M;
+/* What in_replace holds in place of a handed-over item. */
+static uint16_t mark;
 
 static uint16_t after(uint16_t id)
 {
@@ -96,8 +101,12 @@ static void model_remove(shadow_rec *r)
         r->next->prev = r->prev;
     else
         M.tail = r->prev;
-    if (r->id)
-        live_remove(r->id);
+    if (r->id && by_id[r->id] == r) {
+        if (r->id_next)
+            by_id[r->id] = r->id_next; /* the next sharer holds the id now */
+        else
+            live_remove(r->id);
+    }
     if (r->state == MQTT_REC_QUEUED)
         M.queued--;
     else if (inflight_state(r->state))
@@ -170,9 +179,10 @@ static int add(mqtt_record *r)
         want = MQTT_ERR_INVAL;
     else if (M.queued >= M.lim.max_queued || r->len > M.lim.max_queued_bytes - M.bytes)
         want = MQTT_ERR_QUEUE_FULL;
-    else if (needs_id(r->kind, r->qos) && M.nlive >= MAX_IDS)
-        want = MQTT_ERR_NO_ID;
-    uint16_t want_id = want == MQTT_OK && needs_id(r->kind, r->qos) ? model_free_id() : 0;
+    bool shared = needs_id(r->kind, r->qos) && M.nlive >= MAX_IDS;
+    uint16_t want_id = 0;
+    if (want == MQTT_OK && needs_id(r->kind, r->qos))
+        want_id = shared ? M.next_id : model_free_id();
     int rc = mqtt__session_add(M.s, r);
     FZ_CHECK(rc == want);
     if (rc != MQTT_OK) {
@@ -189,10 +199,19 @@ static int add(mqtt_record *r)
     m->len = r->len;
     memcpy(m->packet, r->packet, r->len);
     if (want_id) {
-        FZ_CHECK(by_id[want_id] == NULL);
         FZ_CHECK(r->packet[r->id_offset] == want_id >> 8);
         FZ_CHECK(r->packet[r->id_offset + 1] == (want_id & 0xFF));
-        live_add(m);
+        if (shared) {
+            /* Every id is held: r waits behind the last record given this one. */
+            shadow_rec *h = by_id[want_id];
+            FZ_CHECK(h != NULL);
+            while (h->id_next)
+                h = h->id_next;
+            h->id_next = m;
+        } else {
+            FZ_CHECK(by_id[want_id] == NULL);
+            live_add(m);
+        }
         M.next_id = after(want_id);
     }
     m->prev = M.tail;
@@ -249,6 +268,8 @@ static bool next(void)
     if (r && r->state == MQTT_REC_QUEUED && r->kind == MQTT_REC_PUBLISH && r->qos > 0 &&
         M.inflight >= M.window)
         want = false;
+    if (r && r->state == MQTT_REC_QUEUED && r->id && by_id[r->id] != r)
+        want = false; /* its id is still another record's */
     FZ_CHECK(got == want);
     if (!got)
         return false;
@@ -330,7 +351,10 @@ static void ack(uint8_t type, uint16_t id)
     shadow_rec *r = id ? by_id[id] : NULL;
     mqtt_ack_result want = MQTT_ACK_UNKNOWN;
     uint8_t t = type & 0xF0;
-    if (r && t == MQTT_PUBREC) {
+    if (r && t == MQTT_PUBACK && r->state == MQTT_REC_WAIT_PUBREC) {
+        want = MQTT_ACK_DOWNGRADED; /* a broker that took it as QoS 1 */
+        model_remove(r);
+    } else if (r && t == MQTT_PUBREC) {
         if (r->state == MQTT_REC_WAIT_PUBCOMP) {
             want = MQTT_ACK_DUPLICATE;
         } else if (r->state == MQTT_REC_WAIT_PUBREC) {
@@ -426,9 +450,10 @@ static void op_in_take(fz_in *in)
         FZ_CHECK(item == NULL);
         return;
     }
-    FZ_CHECK(item == M.in[i].item && *item == id);
+    FZ_CHECK(item == M.in[i].item && (item == &mark || *item == id));
     FZ_CHECK(!mqtt__session_in_has(M.s, id));
-    free(item);
+    if (item != &mark)
+        free(item);
     memmove(M.in + i, M.in + i + 1, (M.nin - i - 1) * sizeof *M.in);
     M.nin--;
 }
@@ -439,8 +464,30 @@ static void drained(void *item, void *ud)
     FZ_CHECK(*n < M.nin && item == M.in[*n].item);
     /* The session is detached from its table: calling back in is allowed. */
     FZ_CHECK(!mqtt__session_in_has(M.s, M.in[*n].id));
+    if (item != &mark)
+        free(item);
+    (*n)++;
+}
+
+/* Handed over by in_replace: the oldest item not handed over yet. */
+static void replaced(void *item, void *ud)
+{
+    size_t *n = ud;
+    while (*n < M.nin && M.in[*n].item == &mark)
+        (*n)++;
+    FZ_CHECK(*n < M.nin && item == M.in[*n].item);
+    FZ_CHECK(mqtt__session_in_has(M.s, M.in[*n].id)); /* the id stays held */
+    M.in[*n].item = &mark;
     free(item);
     (*n)++;
+}
+
+static void op_in_replace(void)
+{
+    size_t n = 0;
+    FZ_CHECK(mqtt__session_in_replace(M.s, &mark, replaced, &n) == MQTT_OK);
+    for (size_t i = 0; i < M.nin; i++)
+        FZ_CHECK(M.in[i].item == &mark);
 }
 
 static void op_in_drain(void)
@@ -501,7 +548,8 @@ static void op_bulk(fz_in *in)
             uint16_t id = M.in[M.nin - 1].id;
             uint16_t *item = mqtt__session_in_take(M.s, id);
             FZ_CHECK(item == M.in[M.nin - 1].item);
-            free(item);
+            if (item != &mark)
+                free(item);
             M.nin--;
         }
         break;
@@ -532,9 +580,15 @@ static void setup(fz_in *in)
     FZ_CHECK(M.s != NULL);
 }
 
+static void free_item(void *item)
+{
+    if (item != &mark)
+        free(item);
+}
+
 static void teardown(void)
 {
-    mqtt__session_free(M.s, free);
+    mqtt__session_free(M.s, free_item);
     while (M.head) {
         shadow_rec *r = M.head;
         M.head = r->next;
@@ -584,7 +638,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
             op_in_take(&in);
             break;
         case 10:
-            op_in_drain();
+            if (op & 0x80)
+                op_in_replace();
+            else
+                op_in_drain();
             break;
         case 11:
             op_bulk(&in);
