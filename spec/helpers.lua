@@ -223,6 +223,21 @@ local function spawn(command, out_path, err_path, dir)
     return rec
 end
 
+--- Starts `command` (a shell word list; bash execs it, so the PID is the
+-- command's own) in the background in the environment given as shell
+-- assignments (`env`, may be nil), output to `log`. It is stopped by PID
+-- with helpers.stop_all() or rec.stop(). Returns the record {pid, stop}.
+function helpers.start_process(command, log, env)
+    local rec = spawn((env and ("env " .. env .. " ") or "") .. command, log)
+    children[rec] = true
+    function rec.stop(grace)
+        local gone = proc_stop(rec, grace)
+        children[rec] = nil
+        return gone
+    end
+    return rec
+end
+
 ---------------------------------------------------------------------------
 -- Ports and polling
 ---------------------------------------------------------------------------
