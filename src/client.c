@@ -406,6 +406,10 @@ bool mqtt_client_pending(mqtt_client *c, uint16_t mid)
         return false;
     pthread_mutex_lock(&c->mu);
     bool pending = mqtt__session_out_has(c->session, mid);
+    /* An ack applied to the session whose event waits for its batch's
+     * replies to be written: still pending until that event is queued. */
+    for (const mqtt_event *ev = c->st_head; ev && !pending; ev = ev->next)
+        pending = ev->mid == mid && !ev->has_message && ev->type != MQTT_EV_PUBLISH;
     pthread_mutex_unlock(&c->mu);
     return pending;
 }
