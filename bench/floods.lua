@@ -51,11 +51,17 @@ io.write(("peak_rss=%d peak_events=%d peak_queued=%d state=%s lost=%s after=%d\n
 c:close()
 ]]
 
+local script = os.tmpname()
+do
+    local f = assert(io.open(script, "w"))
+    f:write(CLIENT)
+    f:close()
+end
+
 -- Starts the client child; returns a handle to read its report.
 local function client(port, seconds, keepalive)
-    local cmd = ("%s -e %q %d %d %d 2>&1"):format(LUA, CLIENT, port, seconds, keepalive)
-    cmd = cmd:gsub("\n", " ")
-    return assert(io.popen(cmd, "r"))
+    return assert(io.popen(("%s %s %d %d %d 2>&1"):format(LUA, script, port, seconds,
+                                                           keepalive), "r"))
 end
 
 -- Sends chunks made by make() until the deadline, never blocking long.
@@ -143,7 +149,7 @@ for _, f in ipairs(FLOODS) do
         child:close()
         fb:close()
         local v = {}
-        for k, x in out:gmatch("(%w+)=(%S+)") do v[k] = x end
+        for k, x in out:gmatch("([%w_]+)=(%S+)") do v[k] = x end
         if not v.peak_rss then
             print(name .. ": the client failed:\n" .. out)
         else
@@ -154,3 +160,4 @@ for _, f in ipairs(FLOODS) do
         end
     end
 end
+os.remove(script)
