@@ -4,8 +4,9 @@
 -- flood lasts and samples its counters and RSS every 20 ms; this process
 -- plays the broker (spec/fake_broker.lua) on a free loopback port. Prints one
 -- row per flood: peak RSS growth, peak stats().event_bytes and queued_bytes,
--- and how the client ended (connected with reading paused, or lost with a
--- named error). The bounds: max_event_bytes 64 MiB, max_queued.bytes 256 MiB.
+-- RSS growth and event_bytes once the client dispatched what it held (RSS
+-- then includes pages the allocator keeps), and how the client ended
+-- (connected with reading paused, or lost with a named error). The bounds: max_event_bytes 64 MiB, max_queued.bytes 256 MiB.
 --
 -- Usage: make bench-floods, or LUA_PATH with lua/ and spec/, then
 --        lua5.4 bench/floods.lua [flood ...]   (default: all)
@@ -46,8 +47,9 @@ local state = c:state() .. (st.read_pauses > 0 and c:is_connected() and ", readi
 local t1 = socket.gettime()
 while socket.gettime() - t1 < 3 and c:dispatch(0.05) > 0 do end
 collectgarbage("collect")
-io.write(("peak_rss=%d peak_events=%d peak_queued=%d state=%s lost=%s after=%d\n"):format(
-    peak.rss, peak.ev, peak.q, state:gsub(" ", "_"), tostring(lost), rss() - rss0))
+io.write(("peak_rss=%d peak_events=%d peak_queued=%d state=%s lost=%s after=%d held_after=%d\n")
+    :format(peak.rss, peak.ev, peak.q, state:gsub(" ", "_"), tostring(lost), rss() - rss0,
+            c:stats().event_bytes))
 c:close()
 ]]
 
@@ -135,8 +137,8 @@ local FLOODS = {
 local wanted = {}
 for _, a in ipairs(arg) do wanted[a] = true end
 
-print(("%-8s %-54s %10s %12s %12s %9s  %s"):format("flood", "", "peak RSS", "events held",
-    "owed bytes", "after", "end state"))
+print(("%-8s %-54s %10s %12s %12s %9s %9s  %s"):format("flood", "", "peak RSS", "events held",
+    "owed bytes", "after", "held", "end state"))
 for _, f in ipairs(FLOODS) do
     local name, what, seconds, keepalive, run = f[1], f[2], f[3], f[4], f[5]
     if next(wanted) == nil or wanted[name] then
@@ -154,9 +156,9 @@ for _, f in ipairs(FLOODS) do
             print(name .. ": the client failed:\n" .. out)
         else
             local lost = v.lost ~= "nil" and (", lost: " .. v.lost) or ""
-            print(("%-8s %-54s %7.1f MiB %8.1f MiB %8.1f MiB %5.1f MiB  %s%s"):format(name, what,
-                v.peak_rss / MiB, v.peak_events / MiB, v.peak_queued / MiB, v.after / MiB,
-                v.state:gsub("_", " "), lost))
+            print(("%-8s %-54s %7.1f MiB %8.1f MiB %8.1f MiB %5.1f MiB %5.1f MiB  %s%s"):format(
+                name, what, v.peak_rss / MiB, v.peak_events / MiB, v.peak_queued / MiB,
+                v.after / MiB, v.held_after / MiB, v.state:gsub("_", " "), lost))
         end
     end
 end

@@ -511,6 +511,31 @@ static int poll_timeout(double deadline)
     return ms > 3600000 ? 3600000 : (int)ms + 1;
 }
 
+/* Waits for the socket, a wake-up or the deadline, then reads and writes
+ * what it can. mu held on entry and exit, released while waiting. */
+static void wait_and_transfer(mqtt_client *c, double deadline)
+{
+    struct pollfd p[2] = {{.fd = c->wake_fd, .events = POLLIN}, {.fd = -1}};
+    bool live = c->tr != NULL;
+    bool read_wants_write = live && c->tr->want_write;
+    if (live) {
+        p[1].fd = c->tr->fd;
+        p[1].events = (short)((c->reading_paused || c->in_backlog ? 0 : POLLIN) |
+                              (take_output(c) || c->tr->want_write ? POLLOUT : 0));
+    }
+    pthread_mutex_unlock(&c->mu);
+    int n = poll(p, live ? 2 : 1, poll_timeout(deadline));
+    if (n > 0 && p[0].revents)
+        mqtt__fd_clear(c->wake_fd);
+    if (live && n > 0 &&
+        (p[1].revents & (POLLIN | POLLHUP | POLLERR) ||
+         (read_wants_write && p[1].revents & POLLOUT)))
+        read_input(c);
+    if (live)
+        write_output(c);
+    pthread_mutex_lock(&c->mu);
+}
+
 void *mqtt__thread_main(void *arg)
 {
     mqtt_client *c = arg;
@@ -533,25 +558,7 @@ void *mqtt__thread_main(void *arg)
         }
         if (c->state == ST_IDLE && c->exit_when_idle && c->request == REQ_NONE)
             break;
-        struct pollfd p[2] = {{.fd = c->wake_fd, .events = POLLIN}, {.fd = -1}};
-        bool live = c->tr != NULL;
-        bool read_wants_write = live && c->tr->want_write;
-        if (live) {
-            p[1].fd = c->tr->fd;
-            p[1].events = (short)((c->reading_paused || c->in_backlog ? 0 : POLLIN) |
-                                  (take_output(c) || c->tr->want_write ? POLLOUT : 0));
-        }
-        pthread_mutex_unlock(&c->mu);
-        int n = poll(p, live ? 2 : 1, poll_timeout(deadline));
-        if (n > 0 && p[0].revents)
-            mqtt__fd_clear(c->wake_fd);
-        if (live && n > 0 &&
-            (p[1].revents & (POLLIN | POLLHUP | POLLERR) ||
-             (read_wants_write && p[1].revents & POLLOUT)))
-            read_input(c);
-        if (live)
-            write_output(c);
-        pthread_mutex_lock(&c->mu);
+        wait_and_transfer(c, deadline);
     }
     if (c->tr)
         mqtt__connection_lost(c, MQTT_OK, "closed");
