@@ -74,11 +74,13 @@ local BROKERS = {
             -- libmqtt-client-java, through the instance's own lib/.
             helpers.run("ln -s /usr/share/java/mqtt-client.jar /usr/share/java/hawtdispatch.jar " ..
                         "/usr/share/java/hawtdispatch-transport.jar " .. helpers.quote(dir .. "/lib"))
+            local schemas = "http://www.springframework.org/schema/beans " ..
+                "http://www.springframework.org/schema/beans/spring-beans-2.0.xsd " ..
+                "http://activemq.apache.org/schema/core " ..
+                "http://activemq.apache.org/schema/core/activemq-core.xsd"
             helpers.write_file(dir .. "/conf/activemq.xml", ([[
 <beans xmlns="http://www.springframework.org/schema/beans"
-  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
-  xsi:schemaLocation="http://www.springframework.org/schema/beans http://www.springframework.org/schema/beans/spring-beans-2.0.xsd
-  http://activemq.apache.org/schema/core http://activemq.apache.org/schema/core/activemq-core.xsd">
+  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:schemaLocation="%s">
   <broker xmlns="http://activemq.apache.org/schema/core" useJmx="false" brokerName="zmqtt"
           dataDirectory="%s/data">
     <persistenceAdapter><kahaDB directory="%s/data/kahadb"/></persistenceAdapter>
@@ -87,7 +89,7 @@ local BROKERS = {
     </transportConnectors>
   </broker>
 </beans>
-]]):format(dir, dir, port))
+]]):format(schemas, dir, dir, port))
             local java = ("java -Xms64M -Xmx256M -Dactivemq.home=/usr/share/activemq " ..
                           "-Dactivemq.base=%s -Dactivemq.conf=%s/conf -Dactivemq.data=%s/data " ..
                           "-jar /usr/share/java/activemq-run.jar start xbean:file:%s/conf/activemq.xml")

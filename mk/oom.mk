@@ -10,7 +10,7 @@ $(BUILD)/test_oom: spec/c/test_oom.c spec/c/test.h $(FAKE_BROKER) $(BUILD)/libzm
 ifeq ($(LUA),lua5.4)
 CTESTS += $(BUILD)/lua_oom
 
-$(BUILD)/lua_oom: spec/c/lua_oom.c spec/c/test.h $(FAKE_BROKER) $(LUA_OBJ) $(BUILD)/libzmqtt.a
+$(BUILD)/lua_oom: spec/c/lua_oom.c spec/c/test.h spec/c/lua_host.h $(FAKE_BROKER) $(LUA_OBJ) $(BUILD)/libzmqtt.a
 	$(CC) $(ALL_CFLAGS) -Isrc -I$(LUA_INC) -o $@ $< spec/c/fake_broker.c $(LUA_OBJ) \
 	    $(BUILD)/libzmqtt.a -l$(LUA) $(LDLIBS)
 endif

@@ -84,27 +84,26 @@ local function assert_rss(rss0, peak, bound, what)
                        what, growth / MiB, bound / MiB, RSS_SLACK / MiB))
 end
 
-local function watch(c)
-    local rec = { disconnects = {}, connacks = {} }
-    c:on(mqtt.DISCONNECT, function(_, d) rec.disconnects[#rec.disconnects + 1] = d end)
-    c:on(mqtt.CONNACK, function(_, d) rec.connacks[#rec.connacks + 1] = d end)
-    return rec
-end
-
 describe("hostile brokers (fake broker)", function()
     local clients = helpers.clients("zhost")
     local brokers = helpers.fake_brokers()
     helpers.close_after_each(clients, brokers)
 
     local function connected_client(opts, keepalive)
-        local fb = brokers:new()
-        local c = clients:new(nil, true, opts)
-        local rec = watch(c)
-        c:connect_async { host = HOST, port = fb.port, keepalive = keepalive or 30 }
-        fb:handshake()
-        assert.is_true(wait_for(function() return c:is_connected() end))
-        assert.is_true(wait_for(function() return #rec.connacks == 1 end))
-        return c, fb, rec
+        return helpers.fake_connected(clients, brokers, true, opts, { keepalive = keepalive })
+    end
+
+    -- A client that owes the broker at most `bound` bytes, and a broker that
+    -- reads (almost) nothing and floods it with `ack` packets for unknown ids;
+    -- returns the client, its events, the flooder and the RSS before.
+    local function owed_flood(ack, bound)
+        local c, fb, rec = connected_client({ max_queued = { messages = 100, bytes = bound } }, 2)
+        fb.client:setoption("recv-buffer-size", 4096)
+        local chunk = {}
+        for id = 1, 16384 do chunk[id] = ack(id) end
+        chunk = table.concat(chunk)
+        collectgarbage("collect")
+        return c, rec, flooder(fb, function() return chunk end), helpers.rss(), fb
     end
 
     it("a QoS 2 flood of 1 MB messages and never a PUBREL: memory stays within " ..
@@ -161,14 +160,7 @@ describe("hostile brokers (fake broker)", function()
     it("a PUBREL flood while the broker never reads: the owed PUBCOMPs stay within " ..
        "max_queued.bytes, publish raises 'queue full', the stalled link is lost by name", function()
         local BOUND = 64 * 1024
-        local c, fb, rec = connected_client({ max_queued = { messages = 100, bytes = BOUND } }, 2)
-        fb.client:setoption("recv-buffer-size", 4096)
-        local chunk = {}
-        for id = 1, 16384 do chunk[id] = FB.pubrel(id) end
-        chunk = table.concat(chunk)
-        local f = flooder(fb, function() return chunk end)
-        collectgarbage("collect")
-        local rss0 = helpers.rss()
+        local c, rec, f, rss0 = owed_flood(FB.pubrel, BOUND)
         local full
         local peak = without_dispatch(c, 6, function()
             if #rec.disconnects == 0 then
@@ -202,14 +194,7 @@ describe("hostile brokers (fake broker)", function()
     it("a PUBREC flood while the application does not dispatch: the owed PUBRELs stay " ..
        "bounded and the memory is given back once the connection is lost", function()
         local BOUND = 256 * 1024
-        local c, fb, rec = connected_client({ max_queued = { messages = 100, bytes = BOUND } }, 2)
-        fb.client:setoption("recv-buffer-size", 4096)
-        local chunk = {}
-        for id = 1, 16384 do chunk[id] = FB.pubrec(id) end
-        chunk = table.concat(chunk)
-        local f = flooder(fb, function() return chunk end)
-        collectgarbage("collect")
-        local rss0 = helpers.rss()
+        local c, rec, f, rss0, fb = owed_flood(FB.pubrec, BOUND)
         local peak = without_dispatch(c, 6, function()
             if c:is_connected() then pcall(f.pump, 0.01) else helpers.sleep(0.01) end
         end)

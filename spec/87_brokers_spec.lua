@@ -21,13 +21,7 @@ describe("real brokers' ways", function()
     helpers.close_after_each(clients, brokers)
 
     local function fake_connected(clean, opts)
-        local fb = brokers:new()
-        local c = clients:new(nil, clean, opts)
-        local rec = helpers.record_events(c)
-        c:connect_async { host = HOST, port = fb.port, keepalive = 30 }
-        fb:handshake()
-        assert.is_true(wait_for(function() return c:is_connected() end))
-        return c, fb, rec
+        return helpers.fake_connected(clients, brokers, clean, opts)
     end
 
     describe("a QoS 2 publish answered with PUBACK (RabbitMQ)", function()

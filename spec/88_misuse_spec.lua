@@ -9,6 +9,7 @@ local mqtt = require("mqtt")
 local FB = require("fake_broker")
 
 local HOST = helpers.HOST
+local unpack = table.unpack or unpack -- luacheck: ignore 113 143
 
 local function wait_for(pred, timeout)
     return helpers.wait_dispatch(pred, timeout, 0.01)
@@ -19,16 +20,20 @@ describe("misuse and odd cases", function()
     local brokers = helpers.fake_brokers({ timeout = 3 })
     helpers.close_after_each(clients, brokers)
 
-    local function fake_connected(opts)
-        local fb = brokers:new()
-        local c = clients:new(nil, true)
-        local rec = helpers.record_events(c)
-        local args = { host = HOST, port = fb.port, keepalive = 30 }
-        for k, v in pairs(opts or {}) do args[k] = v end
-        c:connect_async(args)
-        fb:handshake()
-        assert.is_true(wait_for(function() return c:is_connected() end))
-        return c, fb, rec
+    local function fake_connected(connect)
+        return helpers.fake_connected(clients, brokers, true, nil, connect)
+    end
+
+    -- Dispatches until the dispatching call `fn` raises; returns the error.
+    local function dispatch_error(fn, ...)
+        local args = { ... }
+        local ok, err
+        helpers.wait_until(function()
+            ok, err = pcall(fn, unpack(args))
+            return not ok
+        end, 3)
+        assert.is_false(ok, "nothing raised")
+        return err
     end
 
     describe("inside breconnect_cb", function()
@@ -174,12 +179,7 @@ describe("misuse and odd cases", function()
             c:on(mqtt.PUBLISH, on_message)
             fb:send(FB.publish { topic = "t", payload = "boom" } ..
                     FB.publish { topic = "t", payload = "after" })
-            local ok, err
-            helpers.wait_until(function()
-                ok, err = pcall(c.dispatch, c, 0.05)
-                return not ok
-            end, 3)
-            assert.is_false(ok)
+            local err = dispatch_error(c.dispatch, c, 0.05)
             assert.equal("string", type(err))
             assert.matches("callback failed", err)
             assert.matches("stack traceback:", err)
@@ -193,12 +193,7 @@ describe("misuse and odd cases", function()
             local c, fb = fake_connected()
             c:on(mqtt.PUBLISH, function(cl) cl:publish("t", "x", 3) end)
             fb:send(FB.publish { topic = "t", payload = "x" })
-            local ok, err
-            helpers.wait_until(function()
-                ok, err = pcall(c.dispatch, c, 0.05)
-                return not ok
-            end, 3)
-            assert.is_false(ok)
+            local err = dispatch_error(c.dispatch, c, 0.05)
             assert.is_true(mqtt.is_error(err), tostring(err))
             assert.equal("invalid argument", err.name)
             assert.matches("stack traceback:", err.traceback)
@@ -210,17 +205,13 @@ describe("misuse and odd cases", function()
             local c, fb = fake_connected()
             c:on(mqtt.PUBLISH, function() end, function() error("condition failed") end)
             fb:send(FB.publish { topic = "t", payload = "x" })
-            local ok, err
-            helpers.wait_until(function()
-                ok, err = pcall(mqtt.dispatch, 0.05)
-                return not ok
-            end, 3)
-            assert.is_false(ok)
+            local err = dispatch_error(mqtt.dispatch, 0.05)
             assert.matches("condition failed", err)
             assert.matches("stack traceback:", err)
             local mid = c:publish("t", "y", 1)
             fb:expect(FB.PUBLISH)
             fb:send(FB.publish { topic = "t", payload = "z" } .. FB.puback(mid))
+            local ok
             ok, err = pcall(c.wait, c, mid, 3)
             assert.is_false(ok)
             assert.matches("stack traceback:", err)

@@ -41,9 +41,7 @@ local function load_rockspec(path)
 end
 
 local function run_ok(cmd)
-    local ok, code, out = helpers.run(cmd, 60)
-    assert(ok, cmd .. " failed (" .. tostring(code) .. "): " .. tostring(out))
-    return (out:gsub("%s+$", ""))
+    return (helpers.run_ok(cmd):gsub("%s+$", ""))
 end
 
 local VERSION = require("mqtt")._VERSION

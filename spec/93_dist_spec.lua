@@ -12,11 +12,7 @@ local compat = require("compat")
 
 local quote = helpers.quote
 
-local function run_ok(cmd, timeout)
-    local ok, code, out = helpers.run(cmd, timeout or 60)
-    assert(ok, cmd .. "\nfailed (" .. tostring(code) .. "): " .. tostring(out))
-    return out
-end
+local run_ok = helpers.run_ok
 
 -- The version as make reads it from lua/mqtt/init.lua (spec/90_build_spec.lua
 -- checks that the module reports the same): no build of the module needed.
@@ -132,21 +128,12 @@ describe("make dist", function()
                 assert.equal("0", r.rc, "luarocks install failed:\n" .. r.log)
                 local lmod, cmod = r.tree .. "/share/lua/" .. abi(lua), r.tree .. "/lib/lua/" .. abi(lua)
                 -- Only the tree on the paths; where the modules came from, 5.1's way.
-                local script = [[
+                local out = helpers.run_installed(lua, lmod, cmod, [[
                     local m = require("mqtt")
-                    local function where(path, name)
-                        for t in path:gmatch("[^;]+") do
-                            local f = t:gsub("%?", name)
-                            local h = io.open(f, "rb")
-                            if h then h:close(); return f end
-                        end
-                    end
                     print(m._VERSION)
                     print(where(package.path, "mqtt/init"))
                     print(where(package.cpath, "mqtt/core"))
-                ]]
-                local out = run_ok("cd / && LUA_PATH=" .. quote(lmod .. "/?.lua;" .. lmod .. "/?/init.lua") ..
-                                   " LUA_CPATH=" .. quote(cmod .. "/?.so") .. " " .. lua .. " -e " .. quote(script))
+                ]])
                 assert.same({ VERSION, lmod .. "/mqtt/init.lua", cmod .. "/mqtt/core.so" },
                             { out:match("^([^\n]*)\n([^\n]*)\n([^\n]*)\n$") })
             end)

@@ -16,9 +16,7 @@ local ABI = compat.LUA_VERSION                     -- LuaJIT: 5.1
 local PREFIX = "/usr/local"
 
 local function run_ok(cmd, timeout)
-    local ok, code, out = helpers.run(cmd, timeout or 120)
-    assert(ok, cmd .. "\nfailed (" .. tostring(code) .. "): " .. tostring(out))
-    return out
+    return helpers.run_ok(cmd, timeout or 120)
 end
 
 local ROOT = (run_ok("pwd"):gsub("%s+$", ""))
@@ -64,20 +62,11 @@ describe("make install", function()
 
     it("gives a module that loads from the installed files alone", function()
         local lmod, cmod = root .. "/share/lua/" .. ABI, root .. "/lib/lua/" .. ABI
-        local script = [[
+        local out = helpers.run_installed(helpers.LUA, lmod, cmod, [[
             local m = require("mqtt")
-            local function where(path, name)
-                for t in path:gmatch("[^;]+") do
-                    local f = t:gsub("%?", name)
-                    local h = io.open(f, "rb")
-                    if h then h:close(); return f end
-                end
-            end
             print(m._VERSION, where(package.path, "mqtt/init"), where(package.cpath, "mqtt/core"))
             print(m.topic_matches("a/+", "a/b"))
-        ]]
-        local out = run_ok("cd / && LUA_PATH=" .. quote(lmod .. "/?.lua;" .. lmod .. "/?/init.lua") ..
-                           " LUA_CPATH=" .. quote(cmod .. "/?.so") .. " " .. helpers.LUA .. " -e " .. quote(script))
+        ]])
         assert.equal(VERSION .. "\t" .. lmod .. "/mqtt/init.lua\t" .. cmod .. "/mqtt/core.so\ntrue\n", out)
     end)
 

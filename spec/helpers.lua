@@ -83,6 +83,33 @@ function helpers.run(cmd, timeout)
 end
 local run = helpers.run
 
+--- Runs `lua` on `script` in / with only the installed tree `lmod` (Lua
+-- modules) and `cmod` (C modules) on the search paths; the script sees
+-- where(path, name), the file `name` resolves to on `path` (5.1's way).
+-- Returns the output; a failure raises.
+function helpers.run_installed(lua, lmod, cmod, script)
+    script = [[
+        local function where(path, name)
+            for t in path:gmatch("[^;]+") do
+                local f = t:gsub("%?", name)
+                local h = io.open(f, "rb")
+                if h then h:close(); return f end
+            end
+        end
+    ]] .. script
+    return helpers.run_ok("cd / && LUA_PATH=" .. quote(lmod .. "/?.lua;" .. lmod .. "/?/init.lua") ..
+                          " LUA_CPATH=" .. quote(cmod .. "/?.so") .. " " .. lua .. " -e " ..
+                          quote(script))
+end
+
+--- helpers.run that must succeed: raises with the command and its output
+-- otherwise; returns the output.
+function helpers.run_ok(cmd, timeout)
+    local ok, code, out = run(cmd, timeout or 60)
+    assert(ok, cmd .. "\nfailed (" .. tostring(code) .. "): " .. tostring(out))
+    return out
+end
+
 --- The resident set size of this process, in bytes.
 function helpers.rss()
     local status = helpers.read_file("/proc/self/status") or ""
@@ -805,6 +832,23 @@ function helpers.subscribe_wait(c, topics, qos, timeout)
     local what = type(topics) == "string" and (" for " .. topics) or ""
     require("luassert").is_true(acked, "no SUBACK" .. what)
     return ack, mid
+end
+
+--- A client connected to a fake broker: a new client of the set `client_set`
+-- (clean session `clean`, options `opts`), a new broker of `broker_set`,
+-- connect_async with the connect options `connect` (keepalive 30 unless
+-- given), the broker's handshake, and the client connected. Returns the
+-- client, the broker and the client's recorded events (helpers.record_events).
+function helpers.fake_connected(client_set, broker_set, clean, opts, connect)
+    local fb = broker_set:new()
+    local c = client_set:new(nil, clean, opts)
+    local rec = helpers.record_events(c)
+    local args = { host = HOST, port = fb.port, keepalive = 30 }
+    for k, v in pairs(connect or {}) do args[k] = v end
+    c:connect_async(args)
+    fb:handshake()
+    require("luassert").is_true(helpers.wait_dispatch(function() return c:is_connected() end))
+    return c, fb, rec
 end
 
 --- Records the events of client c (callbacks it registers now) in a table it

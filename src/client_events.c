@@ -39,45 +39,45 @@ size_t mqtt__app_bytes(const mqtt_client *c)
     return c->ev_bytes + c->taken_bytes + c->held_bytes + c->staged_bytes;
 }
 
-void mqtt__event_push(mqtt_client *c, mqtt_event *ev)
+/* Appends the chain first..last to the list head/tail. */
+static void append(mqtt_event **head, mqtt_event **tail, mqtt_event *first, mqtt_event *last)
 {
-    ev->next = NULL;
-    if (c->staging) {
-        if (c->st_tail)
-            c->st_tail->next = ev;
-        else
-            c->st_head = ev;
-        c->st_tail = ev;
-        c->staged_bytes += ev->bytes;
-        return;
-    }
-    bool was_empty = c->ev_head == NULL;
-    if (c->ev_tail)
-        c->ev_tail->next = ev;
+    if (*tail)
+        (*tail)->next = first;
     else
-        c->ev_head = ev;
-    c->ev_tail = ev;
-    c->ev_bytes += ev->bytes;
+        *head = first;
+    *tail = last;
+}
+
+/* Queues the chain first..last (bytes in all) for the application; the
+ * notification fd becomes readable when the queue was empty. */
+static void enqueue(mqtt_client *c, mqtt_event *first, mqtt_event *last, size_t bytes)
+{
+    bool was_empty = c->ev_head == NULL;
+    append(&c->ev_head, &c->ev_tail, first, last);
+    c->ev_bytes += bytes;
     if (was_empty)
         mqtt__fd_signal(c->notify_fd);
 }
 
+void mqtt__event_push(mqtt_client *c, mqtt_event *ev)
+{
+    ev->next = NULL;
+    if (c->staging) {
+        append(&c->st_head, &c->st_tail, ev, ev);
+        c->staged_bytes += ev->bytes;
+        return;
+    }
+    enqueue(c, ev, ev, ev->bytes);
+}
+
 void mqtt__event_release_staged(mqtt_client *c)
 {
-    mqtt_event *head = c->st_head;
-    if (!head)
+    if (!c->st_head)
         return;
-    bool was_empty = c->ev_head == NULL;
-    if (c->ev_tail)
-        c->ev_tail->next = head;
-    else
-        c->ev_head = head;
-    c->ev_tail = c->st_tail;
+    enqueue(c, c->st_head, c->st_tail, c->staged_bytes);
     c->st_head = c->st_tail = NULL;
-    c->ev_bytes += c->staged_bytes;
     c->staged_bytes = 0;
-    if (was_empty)
-        mqtt__fd_signal(c->notify_fd);
 }
 
 int mqtt__event_refill_spare(mqtt_client *c)

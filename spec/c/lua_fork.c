@@ -7,9 +7,6 @@
  * release nothing the parent uses: the parent's client goes on working.
  * Run from the repository root (as make does): the script loads lua/mqtt/.
  */
-#include <lauxlib.h>
-#include <lua.h>
-#include <lualib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,9 +14,8 @@
 #include <unistd.h>
 
 #include "fake_broker.h"
+#include "lua_host.h"
 #include "test.h"
-
-int luaopen_mqtt_core(lua_State *L);
 
 static const char script[] =
     "local port, parent = ...\n"
@@ -111,15 +107,7 @@ int main(void)
     CHECK(broker != NULL, "fake broker listening on 127.0.0.1");
     if (!broker)
         return test_done();
-    lua_State *L = luaL_newstate();
-    luaL_openlibs(L);
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    lua_pushcfunction(L, luaopen_mqtt_core);
-    lua_setfield(L, -2, "mqtt.core");
-    lua_getglobal(L, "package");
-    lua_pushliteral(L, "lua/?.lua;lua/?/init.lua");
-    lua_setfield(L, -2, "path");
-    lua_pop(L, 2);
+    lua_State *L = lua_host_state(NULL, NULL);
     lua_register(L, "fork_and_run", l_fork_and_run);
     bool loaded = luaL_loadstring(L, script) == LUA_OK;
     CHECK(loaded, "the script compiles");

@@ -8,17 +8,13 @@
  * root (as make does): the script loads lua/mqtt/init.lua.
  */
 #include <dirent.h>
-#include <lauxlib.h>
-#include <lua.h>
-#include <lualib.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "alloc.h"
 #include "fake_broker.h"
+#include "lua_host.h"
 #include "test.h"
-
-int luaopen_mqtt_core(lua_State *L);
 
 /* Everything a program does with a client; the port comes as the argument. */
 static const char script[] =
@@ -93,16 +89,7 @@ static bool threads_back_to(int n)
 /* A Lua state whose require('mqtt.core') finds the statically linked binding. */
 static lua_State *new_state(budget *b)
 {
-    lua_State *L = lua_newstate(limited_alloc, b);
-    luaL_openlibs(L);
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    lua_pushcfunction(L, luaopen_mqtt_core);
-    lua_setfield(L, -2, "mqtt.core");
-    lua_getglobal(L, "package");
-    lua_pushliteral(L, "lua/?.lua;lua/?/init.lua");
-    lua_setfield(L, -2, "path");
-    lua_pop(L, 2);
-    return L;
+    return lua_host_state(limited_alloc, b);
 }
 
 /* True when the error on top of L is an MQTTError named "out of memory". */
