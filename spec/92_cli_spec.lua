@@ -285,7 +285,12 @@ describe("zmqtt-pub and zmqtt-sub", function()
         local s = spawn_sub(broker, "-t unused --will-topic " .. topic_base() .. " --will-payload x")
         s.kill("INT")
         assert.equal(130, s.wait(5))
-        local log = read_file(broker.log_file):sub(log_start + 1)
+        -- The broker logs the DISCONNECT once it has read it, maybe after the exit.
+        local log
+        helpers.wait_until(function()
+            log = read_file(broker.log_file):sub(log_start + 1)
+            return log:find("Received DISCONNECT from " .. s.id, 1, true) ~= nil
+        end, 5)
         assert.truthy(log:find("Received DISCONNECT from " .. s.id, 1, true), log)
     end)
 
