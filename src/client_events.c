@@ -34,11 +34,6 @@ void mqtt_event_free(mqtt_event *ev)
     mqtt__free(ev);
 }
 
-size_t mqtt__app_bytes(const mqtt_client *c)
-{
-    return c->ev_bytes + c->taken_bytes + c->held_bytes + c->staged_bytes;
-}
-
 /* Appends the chain first..last to the list head/tail. */
 static void append(mqtt_event **head, mqtt_event **tail, mqtt_event *first, mqtt_event *last)
 {

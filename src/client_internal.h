@@ -139,7 +139,10 @@ MQTT_HIDDEN void mqtt__event_push(mqtt_client *c, mqtt_event *ev);
 /** Moves staged events to the queue (once the acks owed for them are written). */
 MQTT_HIDDEN void mqtt__event_release_staged(mqtt_client *c);
 /** Bytes held for the application: queued, staged, taken and held QoS 2 messages. */
-MQTT_HIDDEN size_t mqtt__app_bytes(const mqtt_client *c);
+static inline size_t mqtt__app_bytes(const mqtt_client *c)
+{
+    return c->ev_bytes + c->taken_bytes + c->held_bytes + c->staged_bytes;
+}
 /** Makes the spare status event if there is none; MQTT_ERR_NOMEM on failure. */
 MQTT_HIDDEN int mqtt__event_refill_spare(mqtt_client *c);
 /** Queues a status event; out of memory, the spare carries it, text cut short. */
