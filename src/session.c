@@ -490,19 +490,27 @@ static int by_arrival(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Copies t's items other than skip into out (which may be t's own slots) in
+ * arrival order; returns how many. */
+static uint32_t by_arrival_order(const id_table *t, id_slot *out, const void *skip)
+{
+    uint32_t cap = 1u << t->bits, n = 0;
+    for (uint32_t i = 0; i < cap; i++)
+        if (t->slot[i].p != NULL && t->slot[i].p != skip)
+            out[n++] = t->slot[i];
+    qsort(out, n, sizeof *out, by_arrival);
+    return n;
+}
+
 int mqtt__session_in_replace(mqtt_session *s, void *mark, void (*fn)(void *item, void *ud),
                              void *ud)
 {
     if (s == NULL || s->in.count == 0)
         return MQTT_OK;
-    uint32_t cap = 1u << s->in.bits, n = 0;
     id_slot *order = mqtt__malloc((size_t)s->in.count * sizeof *order);
     if (order == NULL)
         return MQTT_ERR_NOMEM;
-    for (uint32_t i = 0; i < cap; i++)
-        if (s->in.slot[i].p != NULL && s->in.slot[i].p != mark)
-            order[n++] = s->in.slot[i];
-    qsort(order, n, sizeof *order, by_arrival);
+    uint32_t n = by_arrival_order(&s->in, order, mark);
     for (uint32_t i = 0; i < n; i++) {
         s->in.slot[idt_find(&s->in, slot_id(&order[i]))].p = mark;
         if (fn != NULL)
@@ -519,11 +527,7 @@ void mqtt__session_in_drain(mqtt_session *s, void (*fn)(void *item, void *ud), v
     /* Detach first so fn may call back into the session. */
     id_table t = s->in;
     s->in = (id_table){ NULL, 0, 0 };
-    uint32_t cap = 1u << t.bits, n = 0;
-    for (uint32_t i = 0; i < cap; i++)
-        if (t.slot[i].p != NULL)
-            t.slot[n++] = t.slot[i];
-    qsort(t.slot, n, sizeof *t.slot, by_arrival);
+    uint32_t n = by_arrival_order(&t, t.slot, NULL);
     for (uint32_t i = 0; i < n; i++)
         if (fn != NULL)
             fn(t.slot[i].p, ud);
