@@ -106,7 +106,10 @@ struct mqtt_client {
     mqtt_buf wbuf;
     size_t wpos;
     double last_send, last_recv;
-    double write_ok_at;           /* last time the writer made progress or had nothing to do */
+    /* Last write progress; the keepalive's pings write at least that often,
+     * so with bytes owed and none written for 1.5 x keepalive the broker
+     * reads nothing. */
+    double write_ok_at;
     bool ping_outstanding;
     double disconnect_deadline;
     uint16_t keepalive;

@@ -235,8 +235,7 @@ static void process_input(mqtt_client *c)
     c->in_backlog = false;
     while (off < c->in.len && c->tr) {
         if (input_blocked(c)) {
-            release_held(c);
-            c->in_backlog = true;
+            c->in_backlog = true; /* housekeeping hands over held QoS 2 messages */
             break;
         }
         mqtt_packet p;
@@ -338,8 +337,6 @@ static void write_output(mqtt_client *c)
     for (;;) {
         pthread_mutex_lock(&c->mu);
         bool more = c->tr && take_output(c);
-        if (!more)
-            c->write_ok_at = mqtt__now(); /* nothing owed: the writer is not behind */
         pthread_mutex_unlock(&c->mu);
         if (!more)
             return;
@@ -378,7 +375,7 @@ static double keepalive(mqtt_client *c, double now)
         lost = "no answer from the broker within 1.5 x keepalive";
     else if (c->partial_since > 0 && now - c->partial_since >= limit)
         lost = "a packet took longer than 1.5 x keepalive to arrive";
-    else if (now - c->write_ok_at >= limit)
+    else if (mqtt__owed_bytes(c) > 0 && now - c->write_ok_at >= limit)
         lost = "the broker read nothing for 1.5 x keepalive";
     if (lost) {
         mqtt__connection_lost(c, MQTT_ERR_KEEPALIVE, lost);
@@ -402,7 +399,7 @@ static double keepalive(mqtt_client *c, double now)
     }
     if (c->partial_since > 0 && c->partial_since + limit < next)
         next = c->partial_since + limit;
-    if (c->write_ok_at + limit < next)
+    if (mqtt__owed_bytes(c) > 0 && c->write_ok_at + limit < next)
         next = c->write_ok_at + limit;
     return next;
 }
