@@ -50,23 +50,18 @@ static int check_client_id(const mqtt_options *o)
 }
 
 /* The process clients created now belong to; a child of fork() sets its own. */
-static pid_t process_id;
+pid_t mqtt__process_id;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
 static void after_fork_in_child(void)
 {
-    process_id = getpid();
+    mqtt__process_id = getpid();
 }
 
 static void watch_forks(void)
 {
-    process_id = getpid();
+    mqtt__process_id = getpid();
     (void)pthread_atfork(NULL, NULL, after_fork_in_child);
-}
-
-pid_t mqtt__process_id(void)
-{
-    return process_id;
 }
 
 long mqtt_client_owner(const mqtt_client *c)
@@ -93,7 +88,7 @@ int mqtt_client_create(const mqtt_options *o, mqtt_client **out)
     mqtt_client *c = mqtt__calloc(1, sizeof *c);
     if (!c)
         return MQTT_ERR_NOMEM;
-    c->pid = process_id;
+    c->pid = mqtt__process_id;
     c->opt = *o;
     c->opt.client_id = NULL;
     c->wake_fd = c->notify_fd = -1;

@@ -115,13 +115,14 @@ struct mqtt_client {
     uint16_t keepalive;
 };
 
-/** The process clients created now belong to (client.c). */
-MQTT_HIDDEN pid_t mqtt__process_id(void);
+/** The process clients created now belong to (client.c): written once before
+ *  the first client exists, and in a child of fork() before it runs on. */
+MQTT_HIDDEN extern pid_t mqtt__process_id;
 
 /** True in a child of fork(): the client is its parent's; touch nothing shared. */
 static inline bool mqtt__foreign(const mqtt_client *c)
 {
-    return c->pid != mqtt__process_id();
+    return c->pid != mqtt__process_id;
 }
 
 /** Held in the session for an incoming QoS 2 id whose message was delivered

@@ -111,6 +111,14 @@ static int l_new(lua_State *L)
     return 1;
 }
 
+/* c:owned(): raises MQTTError "bad state" in a child of fork(), for the
+ * methods written in Lua alone. */
+static int l_owned(lua_State *L)
+{
+    check_box(L);
+    return 0;
+}
+
 /* c:foreign() -> owner pid | nil: whether the client belongs to another process. */
 static int l_foreign(lua_State *L)
 {
@@ -424,7 +432,9 @@ static void push_data(lua_State *L, const mqtt_event *ev)
  * table exists, so an out-of-memory error loses nothing. */
 static int l_next_event(lua_State *L)
 {
-    zbox *b = check_box(L);
+    /* Per event: the dispatching call checked the owner (core_of), and the
+     * core hands a child nothing. */
+    zbox *b = luaL_checkudata(L, 1, CLIENT_MT);
     if (!b->c)
         return 0;
     if (!b->pending && !lua_toboolean(L, 2)) {
@@ -557,6 +567,7 @@ static const luaL_Reg client_methods[] = {
     {"proceed", l_proceed},
     {"stats", l_stats},
     {"foreign", l_foreign},
+    {"owned", l_owned},
     {"next_event", NULL},
     {NULL, NULL},
 };

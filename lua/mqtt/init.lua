@@ -298,10 +298,7 @@ local function core_of(self, fname)
         error(new_error("bad state",
             string_format("cannot call '%s' on a closed client", fname)), 3)
     end
-    local owner = c:foreign()
-    if owner then
-        error(new_error("bad state", string_format("client belongs to process %d", owner)), 3)
-    end
+    c:owned() -- raises "bad state" in a child of fork()
     return c
 end
 
