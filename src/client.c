@@ -242,8 +242,9 @@ static int enqueue(mqtt_client *c, mqtt_record *r, uint16_t *mid)
 {
     pthread_mutex_lock(&c->mu);
     /* A broker that stops reading fills what the client owes it: no more then. */
-    int rc = mqtt__owed_bytes(c) >= c->opt.max_queued_bytes ? MQTT_ERR_QUEUE_FULL
-                                                            : mqtt__session_add(c->session, r);
+    int rc = mqtt__owed_bytes(c) + r->len > c->opt.max_queued_bytes
+                 ? MQTT_ERR_QUEUE_FULL
+                 : mqtt__session_add(c->session, r);
     bool wake = false;
     if (rc == MQTT_OK) {
         if (mid && r->packet_id)
