@@ -74,15 +74,26 @@ BENCH_PACKAGES   = $(BUILD_PACKAGES) mosquitto lua-socket libmosquitto-dev
 # Every purpose, for `make deps` and `make packages`; fragments add theirs.
 PACKAGE_LISTS   := build demo test check fuzz bench
 
-CORE_SRC   := $(filter-out src/lua_%.c,$(wildcard src/*.c))
-LUA_SRC    := $(wildcard src/lua_*.c)
+# The core's layers, bottom up; each compiles with the include paths of the
+# layers below it and its own, so no file reaches up.
+LAYERS     := base codec session transport client
+INC_base      := -Iinclude -Isrc/base
+INC_codec     := $(INC_base) -Isrc/codec
+INC_session   := $(INC_codec) -Isrc/session
+INC_transport := $(INC_codec) -Isrc/transport
+INC_client    := $(INC_session) -Isrc/transport -Isrc/client
+INC_lua       := -Iinclude -Isrc/lua -I$(LUA_INC)
+# Every internal header, for the C tests and tools that look inside.
+INC_ALL       := $(INC_client)
+CORE_SRC   := $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c))
+LUA_SRC    := $(wildcard src/lua/*.c)
 CORE_OBJ   := $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o)
 LUA_OBJ    := $(LUA_SRC:src/%.c=$(BUILD)/obj/%.o)
 CTESTS     := $(patsubst spec/c/%.c,$(BUILD)/%,$(wildcard spec/c/test_*.c))
 MODULE     := $(BUILD)/mqtt/core.so
 
 # Files whose arithmetic is all byte-level get the stricter conversion checks.
-STRICT_OBJ := $(filter $(BUILD)/obj/codec%.o $(BUILD)/obj/session%.o,$(CORE_OBJ))
+STRICT_OBJ := $(filter $(BUILD)/obj/codec/%.o $(BUILD)/obj/session/%.o,$(CORE_OBJ))
 $(STRICT_OBJ): WARN += -Wconversion -Wsign-conversion
 
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
@@ -139,9 +150,12 @@ version:
 packages:
 	@$(foreach p,$(PACKAGE_LISTS),printf '%-12s %s\n' "$(p):" "$(sort $(call packages_of,$(p)))";)
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | deps-build
+# layer_of: the layer of an object, from its folder (build/obj/<layer>/x.o).
+layer_of = $(notdir $(patsubst %/,%,$(dir $(1))))
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard include/*.h src/*/*.h) | deps-build
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -I$(LUA_INC) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(INC_$(call layer_of,$@)) -c $< -o $@
 
 $(BUILD)/libzmqtt.a: $(CORE_OBJ)
 	@rm -f $@
@@ -152,11 +166,11 @@ $(MODULE): $(LUA_OBJ) $(BUILD)/libzmqtt.a
 	$(CC) -shared -o $@ $(LUA_OBJ) $(BUILD)/libzmqtt.a $(LDLIBS)
 
 $(BUILD)/test_%: spec/c/test_%.c spec/c/test.h $(BUILD)/libzmqtt.a
-	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $< $(BUILD)/libzmqtt.a $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(INC_ALL) -o $@ $< $(BUILD)/libzmqtt.a $(LDLIBS)
 
 # A C program on the public header alone (no Lua), run by spec/95_c_api_spec.lua.
-$(BUILD)/c_client: examples/c_client.c src/mqtt.h $(BUILD)/libzmqtt.a
-	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $< $(BUILD)/libzmqtt.a $(LDLIBS)
+$(BUILD)/c_client: examples/c_client.c include/mqtt.h $(BUILD)/libzmqtt.a
+	$(CC) $(ALL_CFLAGS) -Iinclude -o $@ $< $(BUILD)/libzmqtt.a $(LDLIBS)
 
 ctest: deps-build $(CTESTS)
 	@for t in $(CTESTS); do $$t || exit 1; done

@@ -4,5 +4,5 @@ ACK_ORDER_WRAP := -Wl,--wrap=send,--wrap=mqtt__event_push,--wrap=mqtt__event_rel
 
 $(BUILD)/test_ack_order: spec/c/test_ack_order.c spec/c/test.h spec/c/fake_broker.c \
                          spec/c/fake_broker.h $(BUILD)/libzmqtt.a
-	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $< spec/c/fake_broker.c $(BUILD)/libzmqtt.a $(LDLIBS) \
+	$(CC) $(ALL_CFLAGS) $(INC_ALL) -o $@ $< spec/c/fake_broker.c $(BUILD)/libzmqtt.a $(LDLIBS) \
 	    $(ACK_ORDER_WRAP)

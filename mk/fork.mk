@@ -4,6 +4,6 @@ ifeq ($(LUA),lua5.4)
 CTESTS += $(BUILD)/lua_fork
 
 $(BUILD)/lua_fork: spec/c/lua_fork.c spec/c/test.h spec/c/lua_host.h spec/c/fake_broker.c spec/c/fake_broker.h $(LUA_OBJ) $(BUILD)/libzmqtt.a
-	$(CC) $(ALL_CFLAGS) -Isrc -I$(LUA_INC) -o $@ $< spec/c/fake_broker.c $(LUA_OBJ) \
+	$(CC) $(ALL_CFLAGS) $(INC_ALL) -I$(LUA_INC) -o $@ $< spec/c/fake_broker.c $(LUA_OBJ) \
 	    $(BUILD)/libzmqtt.a -l$(LUA) $(LDLIBS)
 endif

@@ -52,7 +52,7 @@ install: $(MODULE) $(BUILD)/libzmqtt.a
 	    { printf '%s\n' "$$ZMQTT_TOOL_HEADER"; tail -n +2 bin/$$t; } >$(DESTDIR)$(BINDIR)/$$t && \
 	    chmod 755 $(DESTDIR)$(BINDIR)/$$t && echo "installed $(DESTDIR)$(BINDIR)/$$t" || exit 1; \
 	done
-	$(INSTALL) -m 644 src/mqtt.h $(DESTDIR)$(INCLUDEDIR)/zmqtt/mqtt.h
+	$(INSTALL) -m 644 include/mqtt.h $(DESTDIR)$(INCLUDEDIR)/zmqtt/mqtt.h
 	$(INSTALL) -m 644 $(BUILD)/libzmqtt.a $(DESTDIR)$(LIBDIR)/libzmqtt.a
 	@printf '%s\n' "$$ZMQTT_PKG_CONFIG" >$(DESTDIR)$(PKGCONFIGDIR)/zmqtt.pc
 	@echo "installed $(DESTDIR)$(PKGCONFIGDIR)/zmqtt.pc"

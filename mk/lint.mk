@@ -2,7 +2,7 @@
 #   luacheck   lua/, bin/, examples/, spec/ and integration/ (.luacheckrc: Lua
 #              5.1..5.4 portability, busted, OpenResty and LÖVE globals)
 #   luarocks   lint of the rockspecs
-#   clang-tidy src/*.c and src/*.h with the build's flags (.clang-tidy)
+#   clang-tidy src/*/*.c and their headers with the build's flags (.clang-tidy)
 #   cppcheck   src/ (warning, style, performance, portability)
 #   ldoc       the doc comments parse without a warning (mk/docs.mk)
 #   whitespace what .editorconfig asks of C and Lua: no tabs, no trailing
@@ -16,14 +16,15 @@ LINT_PACKAGES  = $(BUILD_PACKAGES) $(DOCS_PACKAGES) lua-check clang-tidy cppchec
 PACKAGE_LISTS += lint
 
 LINT_LUA   := lua bin/zmqtt-pub bin/zmqtt-sub examples spec integration
-LINT_C     := $(wildcard src/*.c)
-LINT_TEXT   = $(wildcard src/*.[ch] lua/mqtt/*.lua bin/zmqtt-* examples/*.lua examples/*/*.lua \
+LINT_C     := $(wildcard src/*/*.c)
+LINT_TEXT   = $(wildcard include/*.h src/*/*.[ch] lua/mqtt/*.lua bin/zmqtt-* examples/*.lua examples/*/*.lua \
                   examples/*/*.c spec/*.lua spec/c/*.[ch] spec/fuzz/*.[ch] integration/*.lua)
 LINT_JOBS  ?= $(shell nproc 2>/dev/null || echo 2)
 # What the compiler sees, so clang-tidy parses each file as the build does.
-TIDY_FLAGS  = -std=c11 -D_GNU_SOURCE -pthread $(WARN) -I$(LUA_INC) -Isrc
+TIDY_FLAGS  = -std=c11 -D_GNU_SOURCE -pthread $(WARN) -I$(LUA_INC) $(INC_ALL) -Isrc/lua
 CPPCHECK_FLAGS := --enable=warning,style,performance,portability --std=c11 --inline-suppr \
-                  --error-exitcode=1 --quiet -D_GNU_SOURCE -DMBEDTLS_THREADING_C -Isrc
+                  --error-exitcode=1 --quiet -D_GNU_SOURCE -DMBEDTLS_THREADING_C \
+                  -Iinclude -Isrc/base -Isrc/codec -Isrc/session -Isrc/transport -Isrc/client -Isrc/lua
 
 .PHONY: lint lint-all lint-lua lint-rockspec lint-tidy lint-cppcheck lint-docs lint-whitespace format-check
 
@@ -66,4 +67,4 @@ lint-whitespace:
 	exit $$bad
 
 format-check: deps-lint
-	@clang-format --dry-run --Werror src/*.c src/*.h
+	@clang-format --dry-run --Werror include/*.h src/*/*.c src/*/*.h

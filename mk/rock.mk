@@ -9,7 +9,7 @@ PACKAGE_LISTS += rock
 
 test-rock: deps-rock $(BUILD)/c_client
 	@rm -rf $(ROCK_TREE) $(BUILD)/rock-src && mkdir -p $(BUILD)/rock-src
-	@cp -r src lua bin rockspec $(BUILD)/rock-src/
+	@cp -r include src lua bin rockspec $(BUILD)/rock-src/
 	@cd $(BUILD)/rock-src && luarocks --lua-version=$(LUA_ABI) --tree=$(ROCK_TREE) \
 	    make rockspec/zmqtt-scm-1.rockspec >$(CURDIR)/$(BUILD)/rock.log 2>&1 || \
 	    { cat $(CURDIR)/$(BUILD)/rock.log; echo "0 passed, 1 failed"; exit 1; }

@@ -54,7 +54,7 @@ describe("make install", function()
         end
         table.sort(want)
         assert.same(want, files_under(dest .. PREFIX))
-        assert.equal(helpers.read_file("src/mqtt.h"), helpers.read_file(root .. "/include/zmqtt/mqtt.h"))
+        assert.equal(helpers.read_file("include/mqtt.h"), helpers.read_file(root .. "/include/zmqtt/mqtt.h"))
         local pc = helpers.read_file(root .. "/lib/pkgconfig/zmqtt.pc")
         assert.matches("\nVersion: " .. VERSION .. "\n", pc, 1, true)
         assert.matches("^prefix=" .. PREFIX .. "\n", pc)

@@ -27,7 +27,8 @@ if ! command -v "$FUZZ_CC" >/dev/null 2>&1; then
 fi
 
 SAN="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all"
-CFLAGS="-std=c11 -D_GNU_SOURCE -pthread -g -O1 -fno-omit-frame-pointer -Isrc \
+CFLAGS="-std=c11 -D_GNU_SOURCE -pthread -g -O1 -fno-omit-frame-pointer \
+    -Iinclude -Isrc/base -Isrc/codec -Isrc/session -Isrc/transport -Isrc/client \
     -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes"
 LIBS="-pthread -lmbedtls -lmbedx509 -lmbedcrypto"
 
@@ -50,9 +51,9 @@ fi
 
 mkdir -p "$FUZZ_BUILD/obj" || exit 2
 objs=""
-for src in src/*.c; do
-    case $src in src/lua_*) continue ;; esac
-    obj=$FUZZ_BUILD/obj/$(basename "$src" .c).o
+for src in src/base/*.c src/codec/*.c src/session/*.c src/transport/*.c src/client/*.c; do
+    layer=$(basename "$(dirname "$src")")
+    obj=$FUZZ_BUILD/obj/$layer-$(basename "$src" .c).o
     # -fsanitize=fuzzer-no-link: coverage for libFuzzer without a second main.
     # shellcheck disable=SC2086
     $FUZZ_CC $CFLAGS -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \

@@ -11,9 +11,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "lua_compat.h"
-#include "lua_route.h"
-#include "lua_tls.h"
+#include "compat.h"
+#include "route.h"
+#include "ssl_context.h"
 #include "mqtt.h"
 
 #define CLIENT_MT "zmqtt.core.client"

@@ -5,7 +5,7 @@
 #ifndef MQTT_LUA_ROUTE_H
 #define MQTT_LUA_ROUTE_H
 
-#include "lua_compat.h"
+#include "compat.h"
 
 /** Adds filter_tree, tree_add, tree_remove and tree_match to the module
  * table at the top of the stack. */

@@ -7,7 +7,7 @@
 
 #include <mbedtls/ssl.h>
 
-#include "codec.h"
+#include "base.h"
 
 /** The context's mbedtls configuration, its verification name override, its
  * unique id, and flags {verify, client certificate, PSK}. */

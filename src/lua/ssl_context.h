@@ -5,7 +5,7 @@
 #ifndef MQTT_LUA_TLS_H
 #define MQTT_LUA_TLS_H
 
-#include "lua_compat.h"
+#include "compat.h"
 
 #include "mqtt.h"
 

@@ -7,8 +7,8 @@
  */
 #include <string.h>
 
-#include "lua_compat.h"
-#include "lua_tls.h"
+#include "compat.h"
+#include "ssl_context.h"
 
 #define CONTEXT_MT "zmqtt.core.ssl_context"
 #define MAX_ALPN 32

@@ -25,7 +25,7 @@
 #include <mbedtls/x509_crt.h>
 
 #include "alloc.h"
-#include "codec.h"
+#include "base.h"
 #include "mqtt.h"
 #include "tls_internal.h"
 

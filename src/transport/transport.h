@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "codec.h"
+#include "base.h"
 
 typedef struct mqtt_transport mqtt_transport;
 

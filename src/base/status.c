@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "codec.h"
+#include "base.h"
 #include "mqtt.h"
 
 #define NAME_ENTRY(e, name, text) name,

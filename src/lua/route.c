@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lua_compat.h"
-#include "lua_route.h"
+#include "compat.h"
+#include "route.h"
 #include "mqtt.h"
 
 #define TREE_MT "zmqtt.core.filter_tree"
