@@ -87,18 +87,24 @@ static double cpu_seconds(void)
     return total;
 }
 
-/* VmRSS of this process in KiB. */
-static long rss_kib(void)
+/* A number field of /proc/self/status ("VmRSS: %ld kB", "Threads: %ld"); -1 if absent. */
+static long status_field(const char *format)
 {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
-    long kib = -1;
+    long v = -1;
     while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+        if (sscanf(line, format, &v) == 1)
             break;
     if (f)
         fclose(f);
-    return kib;
+    return v;
+}
+
+/* VmRSS of this process in KiB. */
+static long rss_kib(void)
+{
+    return status_field("VmRSS: %ld kB");
 }
 
 /* Waits up to limit seconds for done(); every callback that may make it true signals cv. */
@@ -399,8 +405,8 @@ static int run_clients(const char *host, int port, int n, double hold)
     sleep_seconds(hold);
     long rss1 = rss_kib();
     int connected = atomic_load(&st.connected);
-    printf("result clients=%d connected=%d connect_time=%.3f rss_kib=%ld base_kib=%ld\n", n,
-           connected, connect_time, rss1, rss0);
+    printf("result clients=%d connected=%d connect_time=%.3f rss_kib=%ld base_kib=%ld threads=%ld\n",
+           n, connected, connect_time, rss1, rss0, status_field("Threads: %ld"));
     fflush(stdout);
     for (int i = 0; i < started; i++)
         mosquitto_disconnect(ms[i]);

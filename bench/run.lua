@@ -41,6 +41,9 @@
 --   BENCH_NOFILE           RLIMIT_NOFILE to ask for (capped by the hard limit) [65536]
 --   BENCH_TIMEOUT          seconds one run may take before it is killed [600 / 120]
 --   BENCH_BIN              where fakebroker and mosq_bench are [build/bench]
+--   BENCH_BASELINE         a git revision of zmqtt to run as a third contestant
+--                          (built once into BENCH_BIN/baseline-<rev>): the
+--                          table gains its rates and zmqtt's per-round ratio to it
 --   BENCH_OUT              the table is also written here [build/bench/results.md]
 --   LUA                    the interpreter for zmqtt_bench.lua [lua5.4]
 
@@ -155,8 +158,11 @@ local function args(...)
     return table.concat(t, " ")
 end
 
+-- The zmqtt build a command runs: this checkout's, or the baseline's (run_scenario).
+local module_env = ZMQTT_ENV
+
 local function zmqtt_cmd(...)
-    return fmt("env %s %s %s %s", ZMQTT_ENV, cfg.lua, shell_quote(ROOT .. "/bench/zmqtt_bench.lua"),
+    return fmt("env %s %s %s %s", module_env, cfg.lua, shell_quote(ROOT .. "/bench/zmqtt_bench.lua"),
         args(...))
 end
 
@@ -498,6 +504,20 @@ if cfg.scenarios.clients then
                         if r.connected ~= r.clients then return nil, "—" end
                         return (r.rss_kib - r.base_kib) / r.clients
                     end,
+                    target = n >= 20000 and {
+                        text = "all connected, ≤ 4 KiB",
+                        check = function(z, runs)
+                            for _, v in ipairs(runs) do if not v then return false end end
+                            return z <= 4
+                        end,
+                    } or nil,
+                },
+                { label = fmt("%s connected clients: threads in the process", count_label(n)),
+                    better = "lower", value = function(r) return r.threads end,
+                    target = n >= 20000 and {
+                        text = "≤ 2 (the application's and one I/O thread)",
+                        check = function(z) return z <= 2 end,
+                    } or nil,
                 },
             },
         }
@@ -552,16 +572,50 @@ local function stop_brokers()
     end
 end
 
-local CLIENTS = { { name = "zmqtt", zmqtt = true }, { name = "libmosquitto", zmqtt = false } }
+local CLIENTS = {
+    { name = "zmqtt", zmqtt = true, env = ZMQTT_ENV },
+    { name = "libmosquitto", zmqtt = false },
+}
+
+--- Builds revision rev of zmqtt once into cfg.bin/baseline-<rev>; returns the
+-- LUA_PATH/LUA_CPATH settings that load it.
+local function build_baseline(rev)
+    local short = capture(fmt("git -C %s rev-parse --short %s", shell_quote(ROOT), shell_quote(rev)))
+    assert(short ~= "", "BENCH_BASELINE: no revision " .. rev)
+    local dir = cfg.bin .. "/baseline-" .. short
+    local so = io.open(dir .. "/build/mqtt/core.so")
+    if so then
+        so:close()
+    else
+        note("building the baseline " .. short .. " into " .. dir)
+        local ok = os.execute(fmt("rm -rf %s && mkdir -p %s && git -C %s archive %s | tar -x -C %s" ..
+            " && make -C %s -s all >>%s 2>&1", shell_quote(dir), shell_quote(dir),
+            shell_quote(ROOT), shell_quote(short), shell_quote(dir), shell_quote(dir),
+            shell_quote(LOG)))
+        assert(ok, "building the baseline failed (see " .. LOG .. ")")
+    end
+    return fmt("LUA_PATH=%s LUA_CPATH=%s", shell_quote(dir .. "/lua/?.lua;" .. dir .. "/lua/?/init.lua;;"),
+        shell_quote(dir .. "/build/?.so;;")), short
+end
+
+local BASELINE = os.getenv("BENCH_BASELINE")
+local baseline_rev
+if BASELINE and BASELINE ~= "" then
+    local env
+    env, baseline_rev = build_baseline(BASELINE)
+    CLIENTS[3] = { name = "baseline", zmqtt = true, env = env }
+end
 
 local started = socket.gettime()
 local results = {} -- results[scenario.id][client name][round] = fields or false
 local raw = {}
 
--- What runs in each round: zmqtt and libmosquitto, or zmqtt alone.
+-- What runs in each round: every contestant, or the zmqtt builds alone.
 local function runners(s)
-    if s.solo then return { CLIENTS[1] } end
-    return CLIENTS
+    if not s.solo then return CLIENTS end
+    local t = {}
+    for _, c in ipairs(CLIENTS) do if c.zmqtt then t[#t + 1] = c end end
+    return t
 end
 
 local function run_scenario(s)
@@ -570,6 +624,7 @@ local function run_scenario(s)
     for _, client in ipairs(runners(s)) do results[s.id][client.name] = {} end
     for round = 1, cfg.rounds do
         for _, client in ipairs(runners(s)) do
+            module_env = client.env or ZMQTT_ENV
             local cmd = s.cmd(b, client.zmqtt)
             local t0 = socket.gettime()
             local r, err
@@ -637,56 +692,64 @@ local function verdict(metric, z, runs, ratio)
     return target, met and "yes" or "**no**"
 end
 
--- A row of the solo table: the median of zmqtt's runs and of their ratios.
-local function solo_row(s, metric)
-    local vals, notes, ratios, per_round = {}, {}, {}, {}
+--- One contestant's values of metric per round (false where a run failed or
+-- the metric has none), and the notes of the failures.
+local function values_of(s, metric, name)
+    local vals, notes = {}, {}
     for round = 1, cfg.rounds do
-        local r = results[s.id].zmqtt[round]
+        local r = results[s.id][name] and results[s.id][name][round]
         local v, why = false, "failed"
         if r then v, why = metric.value(r) end
         vals[round] = v or false
         if not v then notes[#notes + 1] = why end
-        if metric.ratio then
-            ratios[round] = r and metric.ratio(r) or false
-            per_round[round] = ratios[round] and fmt("%.2f", ratios[round]) or "—"
-        end
+    end
+    return vals, notes
+end
+
+--- The median of the per-round advantages of a over b, and the rounds' ratios.
+local function ratio_cells(metric, a, b)
+    local ratios, per_round = {}, {}
+    for round = 1, cfg.rounds do
+        ratios[round] = advantage(metric, a[round] or nil, b[round] or nil) or false
+        per_round[round] = ratios[round] and fmt("%.2f", ratios[round]) or "—"
+    end
+    return median(ratios), table.concat(per_round, " ")
+end
+
+--- The baseline's cells of a row ("" without a baseline): its value, and
+-- zmqtt's advantage over it with the per-round ratios.
+local function baseline_cells(s, metric, zvals)
+    if not baseline_rev then return "" end
+    local bvals, bnotes = values_of(s, metric, "baseline")
+    local adv, per_round = ratio_cells(metric, zvals, bvals)
+    return fmt(" %s | %s (%s) |", cell(bvals, bnotes), adv and fmt("%.2f×", adv) or "—", per_round)
+end
+
+-- A row of the solo table: the median of zmqtt's runs and of their ratios.
+local function solo_row(s, metric)
+    local vals, notes = values_of(s, metric, "zmqtt")
+    local ratios, per_round = {}, {}
+    for round = 1, metric.ratio and cfg.rounds or 0 do
+        local r = results[s.id].zmqtt[round]
+        ratios[round] = r and metric.ratio(r) or false
+        per_round[round] = ratios[round] and fmt("%.2f", ratios[round]) or "—"
     end
     local ratio = median(ratios)
     local target, met = verdict(metric, median(vals), vals, ratio)
-    return fmt("| %s | %s | %s | %s | %s | %s |", metric.label, cell(vals, notes),
+    return fmt("| %s | %s | %s | %s | %s | %s |%s", metric.label, cell(vals, notes),
         ratio and fmt("%.2f×", ratio) or "—", #per_round > 0 and table.concat(per_round, " ") or "—",
-        target, met)
+        target, met, baseline_cells(s, metric, vals))
 end
 
 for _, s in ipairs(scenarios) do
     for _, metric in ipairs(s.solo and {} or s.metrics) do
-        local vals, notes = { zmqtt = {}, libmosquitto = {} }, { zmqtt = {}, libmosquitto = {} }
-        for _, client in ipairs(CLIENTS) do
-            for round = 1, cfg.rounds do
-                local r = results[s.id][client.name][round]
-                local v, why = false, "failed"
-                if r then
-                    v, why = metric.value(r)
-                    v = v or false
-                end
-                vals[client.name][round] = v
-                if not v then notes[client.name][#notes[client.name] + 1] = why end
-            end
-        end
-        local ratios = {}
-        for round = 1, cfg.rounds do
-            ratios[round] = advantage(metric, vals.zmqtt[round] or nil,
-                vals.libmosquitto[round] or nil) or false
-        end
-        local adv = median(ratios)
-        local per_round = {}
-        for round = 1, cfg.rounds do
-            per_round[round] = ratios[round] and fmt("%.2f", ratios[round]) or "—"
-        end
-        local target, met = verdict(metric, median(vals.zmqtt), vals.zmqtt, adv)
-        rows[#rows + 1] = fmt("| %s | %s | %s | %s | %s | %s | %s |", metric.label,
-            cell(vals.zmqtt, notes.zmqtt), cell(vals.libmosquitto, notes.libmosquitto),
-            adv and fmt("%.2f×", adv) or "—", table.concat(per_round, " "), target, met)
+        local zvals, znotes = values_of(s, metric, "zmqtt")
+        local mvals, mnotes = values_of(s, metric, "libmosquitto")
+        local adv, per_round = ratio_cells(metric, zvals, mvals)
+        local target, met = verdict(metric, median(zvals), zvals, adv)
+        rows[#rows + 1] = fmt("| %s | %s | %s | %s | %s | %s | %s |%s", metric.label,
+            cell(zvals, znotes), cell(mvals, mnotes), adv and fmt("%.2f×", adv) or "—", per_round,
+            target, met, baseline_cells(s, metric, zvals))
     end
     if s.solo then
         for _, metric in ipairs(s.metrics) do solo_rows[#solo_rows + 1] = solo_row(s, metric) end
@@ -717,10 +780,15 @@ local function say_table(header, align, list)
     say(align)
     for _, r in ipairs(list) do say(r) end
 end
-say_table("| scenario | zmqtt | libmosquitto | zmqtt advantage | per round | target | met |",
-    "|---|---:|---:|---:|---|---|---|", rows)
-say_table("| routing (zmqtt alone) | zmqtt | ratio to no filter callbacks | per round | target | met |",
-    "|---|---:|---:|---|---|---|", solo_rows)
+local bhead, balign = "", ""
+if baseline_rev then
+    bhead = fmt(" baseline %s | zmqtt vs baseline (per round) |", baseline_rev)
+    balign = "---:|---|"
+end
+say_table("| scenario | zmqtt | libmosquitto | zmqtt advantage | per round | target | met |" .. bhead,
+    "|---|---:|---:|---:|---|---|---|" .. balign, rows)
+say_table("| routing (zmqtt alone) | zmqtt | ratio to no filter callbacks | per round | target | met |" ..
+    bhead, "|---|---:|---:|---|---|---|" .. balign, solo_rows)
 say("")
 say("Cells are medians over the rounds; the advantage is the median of the per-round")
 say("ratios, oriented so that > 1 means zmqtt did better (faster, fewer µs, fewer")

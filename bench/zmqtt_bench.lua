@@ -49,9 +49,14 @@ end
 
 --- VmRSS of this process in KiB, read from status, an open /proc/self/status:
 -- kept open, it can still be read once clients have taken every descriptor.
-local function rss_kib(status)
+--- A number field of /proc/self/status, e.g. "VmRSS" (KiB) or "Threads".
+local function status_field(status, name)
     status:seek("set", 0)
-    return tonumber(status:read("a"):match("VmRSS:%s*(%d+)"))
+    return tonumber(status:read("a"):match(name .. ":%s*(%d+)"))
+end
+
+local function rss_kib(status)
+    return status_field(status, "VmRSS")
 end
 
 local function result(fields)
@@ -296,7 +301,8 @@ local function run_clients(host, port, n, hold)
         if c:is_connected() then connected = connected + 1 end
     end
     result { { "clients", n }, { "connected", connected },
-        { "connect_time", connect_time }, { "rss_kib", rss1 }, { "base_kib", rss0 } }
+        { "connect_time", connect_time }, { "rss_kib", rss1 }, { "base_kib", rss0 },
+        { "threads", status_field(status, "Threads") } }
     for _, c in ipairs(clients) do c:close() end
     return connected == n
 end
