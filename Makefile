@@ -37,7 +37,7 @@ EXTRA_LDFLAGS += -fsanitize=$(SAN)
 endif
 ALL_CFLAGS  = -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread $(WARN) $(CFLAGS) \
               $(EXTRA_CFLAGS)
-LDLIBS      = -pthread -lmbedtls -lmbedx509 -lmbedcrypto $(EXTRA_LDFLAGS)
+LDLIBS      = -pthread -lcares -lmbedtls -lmbedx509 -lmbedcrypto $(EXTRA_LDFLAGS)
 
 # The release version. lua/mqtt/init.lua's _VERSION is its one source: the
 # module reports it at run time, and luarocks builds never run make.
@@ -64,7 +64,7 @@ endif
 #   fuzz   clang and libFuzzer (libclang-rt-14-dev)
 #   bench  build, mosquitto, luasocket, and libmosquitto for the baseline
 CC_PACKAGES     := $(if $(findstring clang,$(notdir $(CC))),clang,gcc) libc6-dev
-BUILD_PACKAGES   = $(CC_PACKAGES) $(LUA_PKGS) libmbedtls-dev
+BUILD_PACKAGES   = $(CC_PACKAGES) $(LUA_PKGS) libmbedtls-dev libc-ares-dev
 DEMO_PACKAGES    = $(BUILD_PACKAGES) mosquitto lua-socket
 TEST_PACKAGES    = $(BUILD_PACKAGES) lua-busted lua-socket mosquitto mosquitto-clients openssl \
                    ca-certificates iproute2 luarocks git zip unzip pkgconf valgrind
