@@ -31,6 +31,8 @@ struct mqtt_resolver {
     char host[];
 };
 
+static const char *test_servers; /* mqtt__resolver_servers */
+
 static pthread_once_t ares_once = PTHREAD_ONCE_INIT;
 static int ares_init_status;
 
@@ -158,6 +160,10 @@ static int make_resolver(const char *host, mqtt_resolver **out)
         return rc;
     }
     ares_set_socket_configure_callback(r->channel, close_on_exec, NULL);
+    if (test_servers && ares_set_servers_ports_csv(r->channel, test_servers) != ARES_SUCCESS) {
+        mqtt__resolver_free(r);
+        return MQTT_ERR_INVAL;
+    }
     *out = r;
     return MQTT_OK;
 }
@@ -215,6 +221,11 @@ int mqtt__resolve_start(const char *host, unsigned port, mqtt_resolver **out, mq
     arm_timer(r);
     *out = r;
     return MQTT_ERR_INCOMPLETE;
+}
+
+void mqtt__resolver_servers(const char *csv)
+{
+    test_servers = csv;
 }
 
 int mqtt__resolver_fd(const mqtt_resolver *r)

@@ -38,6 +38,10 @@ MQTT_HIDDEN int mqtt__resolver_fd(const mqtt_resolver *r);
 MQTT_HIDDEN int mqtt__resolve_progress(mqtt_resolver *r, mqtt_addr **addrs, size_t *n, char *err,
                                        size_t errlen);
 
+/** Test hook: the DNS servers ("127.0.0.1:5353,...") of resolutions started from
+ * now on; NULL: the system's (/etc/resolv.conf). Not thread-safe; tests only. */
+MQTT_HIDDEN void mqtt__resolver_servers(const char *csv);
+
 /** Abandons or ends a resolution. NULL is fine. */
 MQTT_HIDDEN void mqtt__resolver_free(mqtt_resolver *r);
 
