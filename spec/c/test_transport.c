@@ -305,11 +305,11 @@ static void tls_server_free(tls_server *s)
 {
     mbedtls_ssl_config_free(&s->conf);
     mbedtls_pk_free(&s->key);
+    unlink(s->key_path); /* the files go with what was read from them */
     mbedtls_x509_crt_free(&s->crt);
+    unlink(s->crt_path);
     mbedtls_ctr_drbg_free(&s->drbg);
     mbedtls_entropy_free(&s->entropy);
-    unlink(s->crt_path);
-    unlink(s->key_path);
     rmdir(s->dir);
 }
 
@@ -455,7 +455,9 @@ static void job_step(job *j, loop_stats *st)
 
 typedef struct servers {
     int lfd[4];        /* TCP v4, TCP v6, Unix, TLS */
+    int silent;        /* a listener that never accepts */
     int dns_fd, silent_dns_fd;
+    char sock[100], dns[32], silent_dns[32];
     tls_server tls;
 } servers;
 
@@ -654,6 +656,42 @@ static void check_blocking(const unsigned *port, unsigned refused, unsigned sile
     close(efd);
 }
 
+/* Starts the peers: listeners (port[0..4]: v4 echo, v6 echo, -, TLS, silent),
+ * the Unix socket, both DNS servers; a refused port. */
+static void servers_start(servers *sv, unsigned *port, unsigned *refused)
+{
+    unsigned dns_port, silent_dns_port;
+    tls_server_init(&sv->tls);
+    CHECK(sv->tls.ok, "a TLS server with a fresh certificate (openssl) is up");
+    sv->lfd[0] = listen_on(AF_INET, "127.0.0.1", &port[0]);
+    sv->lfd[1] = listen_on(AF_INET6, "::1", &port[1]);
+    snprintf(sv->sock, sizeof sv->sock, "%s/broker.sock", sv->tls.dir);
+    sv->lfd[2] = listen_unix(sv->sock);
+    sv->lfd[3] = listen_on(AF_INET, "127.0.0.1", &port[3]);
+    sv->silent = listen_on(AF_INET, "127.0.0.1", &port[4]); /* never accepts */
+    int gone = listen_on(AF_INET, "127.0.0.1", refused);
+    close(gone);
+    snprintf(refused_err, sizeof refused_err, "connect failed: 127.0.0.1:%u: Connection refused",
+             *refused);
+    sv->dns_fd = udp_on_loopback(&dns_port);
+    sv->silent_dns_fd = udp_on_loopback(&silent_dns_port);
+    snprintf(sv->dns, sizeof sv->dns, "127.0.0.1:%u", dns_port);
+    snprintf(sv->silent_dns, sizeof sv->silent_dns, "127.0.0.1:%u", silent_dns_port);
+}
+
+static void servers_stop(servers *sv)
+{
+    close_peers();
+    for (size_t i = 0; i < 4; i++)
+        if (sv->lfd[i] >= 0)
+            close(sv->lfd[i]);
+    close(sv->silent);
+    close(sv->dns_fd);
+    close(sv->silent_dns_fd);
+    unlink(sv->sock);
+    tls_server_free(&sv->tls);
+}
+
 int main(void)
 {
     mqtt__alloc_track();
@@ -661,35 +699,18 @@ int main(void)
     test_clock();
 
     servers sv;
-    unsigned port[5] = {0}, dns_port, silent_dns_port, refused;
-    char sock[128], dns[64], silent_dns[64];
-    tls_server_init(&sv.tls);
-    CHECK(sv.tls.ok, "a TLS server with a fresh certificate (openssl) is up");
-    sv.lfd[0] = listen_on(AF_INET, "127.0.0.1", &port[0]);
-    sv.lfd[1] = listen_on(AF_INET6, "::1", &port[1]);
-    snprintf(sock, sizeof sock, "%s/broker.sock", sv.tls.dir);
-    sv.lfd[2] = listen_unix(sock);
-    sv.lfd[3] = listen_on(AF_INET, "127.0.0.1", &port[3]);
-    int silent = listen_on(AF_INET, "127.0.0.1", &port[4]); /* never accepts */
-    int gone = listen_on(AF_INET, "127.0.0.1", &refused);
-    close(gone);
-    snprintf(refused_err, sizeof refused_err, "connect failed: 127.0.0.1:%u: Connection refused",
-             refused);
-    sv.dns_fd = udp_on_loopback(&dns_port);
-    sv.silent_dns_fd = udp_on_loopback(&silent_dns_port);
-    snprintf(dns, sizeof dns, "127.0.0.1:%u", dns_port);
-    snprintf(silent_dns, sizeof silent_dns, "127.0.0.1:%u", silent_dns_port);
-
+    unsigned port[5] = {0}, refused;
+    servers_start(&sv, port, &refused);
     mqtt_tls_config *good = tls_config(sv.tls.crt_path, NULL);
     mqtt_tls_config *wrong = tls_config(sv.tls.crt_path, "wrong.example");
     job jobs[32];
-    size_t n = make_jobs(jobs, port, refused, sock, good, wrong, sv.lfd[1] >= 0);
+    size_t n = make_jobs(jobs, port, refused, sv.sock, good, wrong, sv.lfd[1] >= 0);
     for (size_t i = 0; i < n; i++)
         if (strstr(jobs[i].uri, ".test"))
-            jobs[i].dns = dns;
+            jobs[i].dns = sv.dns;
     jobs[n] = (job){.what = "TLS to a silent broker", .silent = true, .tls = good};
     snprintf(jobs[n++].uri, sizeof jobs[0].uri, "mqtts://127.0.0.1:%u", port[4]);
-    jobs[n] = (job){.what = "a silent DNS server", .silent = true, .dns = silent_dns};
+    jobs[n] = (job){.what = "a silent DNS server", .silent = true, .dns = sv.silent_dns};
     snprintf(jobs[n++].uri, sizeof jobs[0].uri, "mqtt://silent.test:1");
 
     loop_stats st = {0, 0};
@@ -710,17 +731,9 @@ int main(void)
             jobs[i].t->ops->close(jobs[i].t);
     check_blocking(port, refused, port[4]);
 
-    close_peers();
-    for (size_t i = 0; i < 4; i++)
-        if (sv.lfd[i] >= 0)
-            close(sv.lfd[i]);
-    close(silent);
-    close(sv.dns_fd);
-    close(sv.silent_dns_fd);
-    unlink(sock);
+    servers_stop(&sv);
     mqtt_tls_config_unref(good);
     mqtt_tls_config_unref(wrong);
-    tls_server_free(&sv.tls);
     CHECK(mqtt__alloc_live() == 0, "every block the transports allocated is freed");
     return test_done();
 }
