@@ -38,18 +38,26 @@ bool mqtt__scheme_tls(mqtt_scheme scheme)
     return (size_t)scheme < N_SCHEMES && schemes[scheme].tls;
 }
 
+static void clear_one(mqtt_endpoint *ep)
+{
+    mqtt__free(ep->host);
+    mqtt__free(ep->path);
+    mqtt_tls_config_unref(ep->tls);
+}
+
 void mqtt__endpoint_clear(mqtt_endpoint *ep)
 {
     if (!ep)
         return;
-    mqtt__free(ep->host);
-    mqtt__free(ep->path);
-    mqtt_tls_config_unref(ep->tls);
-    if (ep->proxy) {
-        mqtt__endpoint_clear(ep->proxy);
-        mqtt__free(ep->proxy);
-    }
+    mqtt_endpoint *proxy = ep->proxy; /* a chain of proxies, each on the heap */
+    clear_one(ep);
     memset(ep, 0, sizeof *ep);
+    while (proxy) {
+        mqtt_endpoint *next = proxy->proxy;
+        clear_one(proxy);
+        mqtt__free(proxy);
+        proxy = next;
+    }
 }
 
 /* A copy of s[0..n) or NULL. */
