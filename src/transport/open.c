@@ -33,8 +33,7 @@ static int open_tls(const mqtt_endpoint *ep, const mqtt_transport_env *env, mqtt
     mqtt_transport *inner = NULL;
     rc = mqtt__sock_open(ep, &inner, err, errlen);
     if (rc == MQTT_OK || rc == MQTT_ERR_INCOMPLETE)
-        rc = mqtt__tls_stack(inner, rc, ep, cfg, env ? env->tls_session : NULL, out, err,
-                             errlen);
+        rc = mqtt__tls_stack(inner, ep, cfg, env ? env->tls_session : NULL, out, err, errlen);
     mqtt_tls_config_unref(cfg);
     return rc;
 }

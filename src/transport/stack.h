@@ -15,12 +15,12 @@ MQTT_HIDDEN int mqtt__sock_open(const mqtt_endpoint *ep, mqtt_transport **out, c
                                 size_t errlen);
 
 /**
- * TLS over inner, an opening or open transport whose last answer was inner_rc
- * (MQTT_OK or MQTT_ERR_INCOMPLETE): the handshake starts once inner is open.
+ * TLS over inner, an opening or open transport: the handshake starts once
+ * inner is open (asking an open transport's progress again is harmless).
  * Takes inner in all cases. Verifies against cfg's server_name or ep's host;
  * session as in mqtt_transport_env (NULL: none).
  */
-MQTT_HIDDEN int mqtt__tls_stack(mqtt_transport *inner, int inner_rc, const mqtt_endpoint *ep,
+MQTT_HIDDEN int mqtt__tls_stack(mqtt_transport *inner, const mqtt_endpoint *ep,
                                 mqtt_tls_config *cfg, void **session, mqtt_transport **out,
                                 char *err, size_t errlen);
 

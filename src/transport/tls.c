@@ -590,11 +590,9 @@ static void tls_waiting(const mqtt_transport *t, char *buf, size_t len)
 static const mqtt_transport_ops tls_ops = {tls_read, tls_write, tls_close, tls_progress,
                                            tls_waiting};
 
-int mqtt__tls_stack(mqtt_transport *inner, int inner_rc, const mqtt_endpoint *ep,
-                    mqtt_tls_config *cfg, void **session, mqtt_transport **out, char *err,
-                    size_t errlen)
+int mqtt__tls_stack(mqtt_transport *inner, const mqtt_endpoint *ep, mqtt_tls_config *cfg,
+                    void **session, mqtt_transport **out, char *err, size_t errlen)
 {
-    (void)inner_rc; /* progress asks the inner transport again, which is harmless */
     const char *host = ep->host ? ep->host : "localhost";
     size_t hlen = strlen(host);
     tls_conn *s = mqtt__calloc(1, sizeof *s + hlen + 1);
