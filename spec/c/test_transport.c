@@ -37,6 +37,14 @@ static double real_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* CPU time of this thread: a call that blocks spends wall time, not CPU time. */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* ---- the URI parser ---------------------------------------------------- */
 
 typedef struct uri_case {
@@ -397,10 +405,32 @@ typedef struct job {
     size_t echoed;
 } job;
 
+/* How long calls took, and how long they spent off the CPU (waiting):
+ * a handshake step may compute for a while (slowly under valgrind), but
+ * it must never wait. */
 typedef struct loop_stats {
     unsigned calls;
-    double slowest;
+    double slowest, waited;
+    const char *which; /* the open with the slowest call */
+    double t0, c0;
 } loop_stats;
+
+static void timer_start(loop_stats *st)
+{
+    st->t0 = real_now();
+    st->c0 = cpu_now();
+}
+
+static void timer_stop(loop_stats *st, const job *j)
+{
+    double took = real_now() - st->t0, waited = took - (cpu_now() - st->c0);
+    st->calls++;
+    st->waited = waited > st->waited ? waited : st->waited;
+    if (took > st->slowest) {
+        st->slowest = took;
+        st->which = j->what;
+    }
+}
 
 static void job_start(job *j, loop_stats *st)
 {
@@ -409,11 +439,9 @@ static void job_start(job *j, loop_stats *st)
     mqtt__resolver_servers(j->dns);
     if (j->rc == MQTT_OK) {
         ep.tls = mqtt_tls_config_ref(j->tls);
-        double t0 = real_now();
+        timer_start(st);
         j->rc = mqtt__transport_open(&ep, NULL, &j->t, j->err, sizeof j->err);
-        double took = real_now() - t0;
-        st->slowest = took > st->slowest ? took : st->slowest;
-        st->calls++;
+        timer_stop(st, j);
         mqtt__endpoint_clear(&ep);
     }
     j->stage = j->rc == MQTT_ERR_INCOMPLETE ? J_OPENING : J_DONE;
@@ -427,11 +455,9 @@ static void job_start(job *j, loop_stats *st)
 static void job_step(job *j, loop_stats *st)
 {
     if (j->stage == J_OPENING) {
-        double t0 = real_now();
+        timer_start(st);
         j->rc = mqtt__transport_progress(j->t, j->err, sizeof j->err);
-        double took = real_now() - t0;
-        st->slowest = took > st->slowest ? took : st->slowest;
-        st->calls++;
+        timer_stop(st, j);
         if (j->rc == MQTT_OK) {
             j->stage = J_ECHO;
             ssize_t w = j->t->ops->write(j->t, j->echo, strlen(j->echo));
@@ -601,7 +627,7 @@ static void check_silent(job *jobs, size_t n)
     char name[160];
     snprintf(name, sizeof name, "silent peers: 100 progress calls, each returns at once "
                                 "(slowest %.2f ms), all still waiting for POLLIN", slowest * 1e3);
-    CHECK(waiting && slowest < 0.02, name);
+    CHECK(waiting && slowest < 0.1, name); /* a wait for a silent peer would not end */
 }
 
 /* The blocking wait over a silent open, on a clock that jumps a second per
@@ -713,16 +739,18 @@ int main(void)
     jobs[n] = (job){.what = "a silent DNS server", .silent = true, .dns = sv.silent_dns};
     snprintf(jobs[n++].uri, sizeof jobs[0].uri, "mqtt://silent.test:1");
 
-    loop_stats st = {0, 0};
+    loop_stats st = {0};
     for (size_t i = 0; i < n; i++)
         job_start(&jobs[i], &st);
     mqtt__resolver_servers(NULL);
     run_loop(jobs, n, &sv, &st);
     check_jobs(jobs, n);
     char name[200];
-    snprintf(name, sizeof name, "%zu opens from one poll loop: %u open/progress calls, the "
-                                "slowest %.2f ms", n, st.calls, st.slowest * 1e3);
-    CHECK(st.slowest < 0.25, name);
+    snprintf(name, sizeof name, "%zu opens from one poll loop: %u open/progress calls, none "
+                                "waits (longest off-CPU %.2f ms; slowest call %.2f ms, %s)",
+             n, st.calls, st.waited * 1e3, st.slowest * 1e3, st.which);
+    /* Generous, as the CPU is shared; the silent peers below are the strict test. */
+    CHECK(st.waited < 1.0, name);
     check_silent(jobs, n);
     check_deadline(&jobs[n - 2], "TLS handshake with 127.0.0.1 port");
     check_deadline(&jobs[n - 1], "resolving 'silent.test' timed out");
