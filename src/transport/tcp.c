@@ -22,6 +22,8 @@
 
 enum { S_RESOLVE, S_CONNECT, S_OPEN, S_FAILED };
 
+#define SUN_PATH_SIZE sizeof(((struct sockaddr_un *)0)->sun_path)
+
 typedef struct sock_conn {
     mqtt_transport base; /* first: callers see only this */
     int state;
@@ -258,8 +260,8 @@ int mqtt__sock_open(const mqtt_endpoint *ep, mqtt_transport **out, char *err, si
 {
     bool tcp = ep->scheme != MQTT_SCHEME_UNIX;
     const char *name = tcp ? ep->host : ep->path;
-    if (!name || !name[0] || (!tcp && strlen(name) >= sizeof(((struct sockaddr_un *)0)->sun_path))) {
-        snprintf(err, errlen, tcp ? "no host to connect to" : "bad Unix socket path");
+    if (!name || !name[0] || (!tcp && strlen(name) >= SUN_PATH_SIZE)) {
+        snprintf(err, errlen, "%s", tcp ? "no host to connect to" : "bad Unix socket path");
         return MQTT_ERR_INVAL;
     }
     size_t nlen = strlen(name);
