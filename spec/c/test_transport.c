@@ -601,6 +601,8 @@ static size_t make_jobs(job *jobs, const unsigned *port, unsigned refused, const
     JOB("TLS refused port", MQTT_ERR_CONNECT, "connect failed: 127.0.0.1:", "mqtts://127.0.0.1:%u",
         refused);
     jobs[n - 1].tls = good;
+    JOB("TLS with no context: the system CA store", MQTT_ERR_TLS,
+        "certificate not trusted (unknown CA)", "mqtts://localhost:%u", port[3]);
     JOB("ws://", MQTT_ERR_INVAL, "ws:// (MQTT over WebSocket) is not supported", "ws://h/mqtt");
     JOB("wss://", MQTT_ERR_INVAL, "wss:// (MQTT over WebSocket) is not supported", "wss://h");
 #undef JOB
@@ -643,6 +645,22 @@ static void check_deadline(job *j, const char *step)
     snprintf(name, sizeof name, "%s: the injected clock passes the deadline: \"%s\"", j->what,
              err);
     CHECK(rc == MQTT_ERR_TIMEOUT && strstr(err, step) && real_now() - t0 < 0.5, name);
+}
+
+static void check_proxy(void)
+{
+    mqtt_endpoint ep, *proxy = mqtt__calloc(1, sizeof *proxy);
+    char err[200] = "";
+    mqtt_transport *t = NULL;
+    int rc = mqtt__endpoint_parse("mqtt://127.0.0.1", 0, &ep, err, sizeof err);
+    if (proxy)
+        rc = mqtt__endpoint_parse("mqtt://127.0.0.1:3128", 0, proxy, err, sizeof err);
+    ep.proxy = proxy;
+    if (rc == MQTT_OK)
+        rc = mqtt__transport_open(&ep, NULL, &t, err, sizeof err);
+    CHECK(rc == MQTT_ERR_INVAL && !t && strstr(err, "proxy is not supported"),
+          "an endpoint with a proxy is refused: not supported yet");
+    mqtt__endpoint_clear(&ep);
 }
 
 static bool cancelled(void *ud)
@@ -758,6 +776,7 @@ int main(void)
         if (jobs[i].t)
             jobs[i].t->ops->close(jobs[i].t);
     check_blocking(port, refused, port[4]);
+    check_proxy();
 
     servers_stop(&sv);
     mqtt_tls_config_unref(good);
