@@ -121,7 +121,7 @@ static void test_uri_parser(void)
         err[0] = '\0';
         int rc = mqtt__endpoint_parse(c->uri, c->plain_port, &ep, err, sizeof err);
         if (c->scheme < 0) {
-            snprintf(name, sizeof name, "uri '%s' is refused: %s", c->uri, err);
+            snprintf(name, sizeof name, "uri '%.60s' is refused: %.100s", c->uri, err);
             CHECK(rc == MQTT_ERR_INVAL && strstr(err, c->why) && !ep.host && !ep.path, name);
         } else {
             snprintf(name, sizeof name, "uri '%s' -> %s host %s port %u path %s", c->uri,

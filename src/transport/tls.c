@@ -53,7 +53,7 @@ typedef struct tls_conn {
     uint64_t cfg_id;
     unsigned port;
     int status;          /* the error once T_FAILED */
-    char why[400];       /* its words */
+    char why[448];       /* its words */
     bool check_ip, self_signed;
     uint8_t ip[16];
     size_t ip_len;
