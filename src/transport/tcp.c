@@ -279,6 +279,8 @@ int mqtt__sock_open(const mqtt_endpoint *ep, mqtt_transport **out, char *err, si
                                        errlen)
                  : unix_address(s);
     if (rc != MQTT_ERR_INCOMPLETE && rc != MQTT_OK) {
+        if (rc != MQTT_ERR_DNS) /* the resolver words only its own failures */
+            snprintf(err, errlen, "name resolution failed: %s: %s", name, mqtt_strerror(rc));
         mqtt__free(s);
         return rc;
     }
