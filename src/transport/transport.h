@@ -63,7 +63,10 @@ MQTT_HIDDEN int mqtt__transport_open(const mqtt_endpoint *ep, const mqtt_transpo
 /**
  * Advances an opening transport when its fd is ready (calling it early is
  * harmless). MQTT_OK: it carries bytes now (read, write); MQTT_ERR_INCOMPLETE:
- * poll t->fd for t->events again; else the error, err naming the step:
+ * poll t->fd for t->events again, both read anew after every call: the fd
+ * changes from the resolver's to a socket and from one address to the next,
+ * and the transport has closed the one it left (so epoll forgets it; the new
+ * one must be added); else the error, err naming the step:
  * MQTT_ERR_DNS ("name resolution failed: ..."), MQTT_ERR_CONNECT ("connect
  * failed: 127.0.0.1:1: Connection refused"), MQTT_ERR_TLS ("TLS handshake with
  * ... failed: ..."). After an error only close is allowed. Never blocks.
