@@ -663,6 +663,44 @@ static void check_proxy(void)
     mqtt__endpoint_clear(&ep);
 }
 
+/* Fails each allocation of an open in turn: the open ends in MQTT_ERR_NOMEM
+ * (or succeeds where the allocation was optional) and frees all it took. */
+static void check_oom(servers *sv, const unsigned *port, mqtt_tls_config *good)
+{
+    const char *what[] = {"TCP", "a name from DNS", "TLS", "Unix"};
+    char uris[4][160];
+    snprintf(uris[0], sizeof uris[0], "mqtt://127.0.0.1:%u", port[0]);
+    snprintf(uris[1], sizeof uris[1], "mqtt://one.test:%u", port[0]);
+    snprintf(uris[2], sizeof uris[2], "mqtts://localhost:%u", port[3]);
+    snprintf(uris[3], sizeof uris[3], "unix://%s", sv->sock);
+    for (size_t u = 0; u < 4; u++) {
+        bool clean = true;
+        unsigned long k = 1, points = 0;
+        for (; k < 64; k++) {
+            long live = mqtt__alloc_live();
+            job j = {.what = what[u], .tls = u == 2 ? good : NULL, .dns = sv->dns};
+            snprintf(j.uri, sizeof j.uri, "%s", uris[u]);
+            loop_stats st = {0};
+            mqtt__alloc_fail_at(k);
+            job_start(&j, &st);
+            run_loop(&j, 1, sv, &st);
+            points = mqtt__alloc_fail_at(0);
+            mqtt__resolver_servers(NULL);
+            if (j.t)
+                j.t->ops->close(j.t);
+            close_peers();
+            clean = clean && (j.rc == MQTT_OK || j.rc == MQTT_ERR_NOMEM) &&
+                    mqtt__alloc_live() == live;
+            if (points < k)
+                break; /* the k-th allocation was never made: every one has failed once */
+        }
+        char name[200];
+        snprintf(name, sizeof name, "%s: each of its %lu allocations failing in turn ends the "
+                                    "open cleanly, leaking nothing", what[u], k - 1);
+        CHECK(clean && k > 1 && k < 64, name);
+    }
+}
+
 static bool cancelled(void *ud)
 {
     (void)ud;
@@ -777,6 +815,7 @@ int main(void)
             jobs[i].t->ops->close(jobs[i].t);
     check_blocking(port, refused, port[4]);
     check_proxy();
+    check_oom(&sv, port, good);
 
     servers_stop(&sv);
     mqtt_tls_config_unref(good);
