@@ -42,7 +42,7 @@ enum { T_INNER, T_HANDSHAKE, T_OPEN, T_FAILED };
 
 typedef struct tls_conn {
     mqtt_transport base; /* first: the client sees only this */
-    mqtt_transport *tcp; /* the inner transport: owns the socket */
+    mqtt_transport *inner; /* the transport under TLS: owns the socket */
     mqtt_tls_config *cfg; /* a reference: mbedtls points into it */
     mbedtls_ssl_context ssl;
     int state;
@@ -137,7 +137,7 @@ static void sniff(sniffer *sn, const uint8_t *p, size_t n)
 static bool flush_side(tls_conn *s)
 {
     while (s->side_len) {
-        ssize_t n = s->tcp->ops->write(s->tcp, s->side, s->side_len);
+        ssize_t n = s->inner->ops->write(s->inner, s->side, s->side_len);
         if (n <= 0)
             return false;
         memmove(s->side, s->side + n, s->side_len - (size_t)n);
@@ -164,7 +164,7 @@ static int bio_send(void *ctx, const unsigned char *buf, size_t len)
     tls_conn *s = ctx;
     if (s->side_len && !flush_side(s))
         return stash(s, buf, len) ? (int)len : MBEDTLS_ERR_SSL_WANT_WRITE;
-    ssize_t n = s->tcp->ops->write(s->tcp, buf, len);
+    ssize_t n = s->inner->ops->write(s->inner, buf, len);
     if (n > 0)
         return (int)n;
     if (n == 0)
@@ -175,7 +175,7 @@ static int bio_send(void *ctx, const unsigned char *buf, size_t len)
 static int bio_recv(void *ctx, unsigned char *buf, size_t len)
 {
     tls_conn *s = ctx;
-    ssize_t n = s->tcp->ops->read(s->tcp, buf, len);
+    ssize_t n = s->inner->ops->read(s->inner, buf, len);
     if (n > 0) {
         if (s->handshaking)
             sniff(&s->sn, buf, (size_t)n);
@@ -273,8 +273,8 @@ static ssize_t tls_write(mqtt_transport *t, const void *buf, size_t len)
 static void conn_free(tls_conn *s)
 {
     mbedtls_ssl_free(&s->ssl);
-    if (s->tcp)
-        s->tcp->ops->close(s->tcp);
+    if (s->inner)
+        s->inner->ops->close(s->inner);
     mqtt_tls_config_unref(s->cfg);
     mqtt__free(s);
 }
@@ -411,7 +411,7 @@ static void read_late_alert(tls_conn *s)
 {
     uint8_t buf[512];
     for (int i = 0; i < 16 && s->sn.alert_desc < 0; i++) {
-        ssize_t n = s->tcp->ops->read(s->tcp, buf, sizeof buf);
+        ssize_t n = s->inner->ops->read(s->inner, buf, sizeof buf);
         if (n <= 0)
             break;
         sniff(&s->sn, buf, (size_t)n);
@@ -558,7 +558,7 @@ static int tls_progress(mqtt_transport *t, char *err, size_t errlen)
 {
     tls_conn *s = (tls_conn *)t;
     if (s->state == T_INNER) {
-        mqtt_transport *in = s->tcp;
+        mqtt_transport *in = s->inner;
         int rc = in->ops->progress ? in->ops->progress(in, err, errlen) : MQTT_OK;
         s->base.fd = in->fd;
         s->base.events = in->events;
@@ -581,8 +581,8 @@ static int tls_progress(mqtt_transport *t, char *err, size_t errlen)
 static void tls_waiting(const mqtt_transport *t, char *buf, size_t len)
 {
     const tls_conn *s = (const tls_conn *)t;
-    if (s->state == T_INNER && s->tcp->ops->waiting)
-        s->tcp->ops->waiting(s->tcp, buf, len);
+    if (s->state == T_INNER && s->inner->ops->waiting)
+        s->inner->ops->waiting(s->inner, buf, len);
     else
         snprintf(buf, len, "TLS handshake with %.80s port %u", s->host, s->port);
 }
@@ -604,7 +604,7 @@ int mqtt__tls_stack(mqtt_transport *inner, const mqtt_endpoint *ep, mqtt_tls_con
     memcpy(s->host, host, hlen + 1);
     s->base.ops = &tls_ops;
     s->base.fd = inner->fd;
-    s->tcp = inner;
+    s->inner = inner;
     s->cfg = mqtt_tls_config_ref(cfg);
     s->session = session;
     s->port = ep->port;
