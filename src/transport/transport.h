@@ -44,7 +44,8 @@ typedef struct mqtt_transport_env {
     const mqtt_clock *clock; /* the blocking wrappers' clock; NULL: the default */
     void **tls_session;      /* the caller's slot for a TLS session kept between
                               * connections (freed with mqtt__tls_session_free), so a
-                              * reconnect resumes it; NULL: no resumption */
+                              * reconnect resumes it; it must outlive the opening,
+                              * which writes it at the end; NULL: no resumption */
 } mqtt_transport_env;
 
 /**
