@@ -21,6 +21,7 @@ dependencies = {
 }
 external_dependencies = {
     MBEDTLS = { header = "mbedtls/ssl.h" },
+    CARES = { header = "ares.h" },
 }
 build = {
     type = "builtin",
@@ -32,6 +33,7 @@ build = {
         ["mqtt.core"] = {
             sources = {
                 "src/base/alloc.c",
+                "src/base/clock.c",
                 "src/base/status.c",
                 "src/client/buf.c",
                 "src/client/client.c",
@@ -46,6 +48,9 @@ build = {
                 "src/lua/route.c",
                 "src/lua/ssl_context.c",
                 "src/session/session.c",
+                "src/transport/endpoint.c",
+                "src/transport/open.c",
+                "src/transport/resolve.c",
                 "src/transport/tcp.c",
                 "src/transport/tls.c",
                 "src/transport/tls_config.c",
@@ -53,10 +58,10 @@ build = {
             defines = { "_GNU_SOURCE" },
             incdirs = {
                 "include", "src/base", "src/codec", "src/session", "src/transport",
-                "src/client", "src/lua", "$(MBEDTLS_INCDIR)",
+                "src/client", "src/lua", "$(MBEDTLS_INCDIR)", "$(CARES_INCDIR)",
             },
-            libdirs = { "$(MBEDTLS_LIBDIR)" },
-            libraries = { "mbedtls", "mbedx509", "mbedcrypto", "pthread" },
+            libdirs = { "$(MBEDTLS_LIBDIR)", "$(CARES_LIBDIR)" },
+            libraries = { "cares", "mbedtls", "mbedx509", "mbedcrypto", "pthread" },
         },
     },
     install = {

@@ -22,6 +22,6 @@ describe("the C API without Lua", function()
         local exe = os.getenv("ZMQTT_C_CLIENT") or "build/c_client"
         local ok, _, out = helpers.run(exe .. " 127.0.0.1 " .. helpers.free_port() .. " t m", 20)
         assert.is_false(ok)
-        assert.matches("connect: cannot connect to 127.0.0.1:%d+: Connection refused", out)
+        assert.matches("connect: connect failed: 127.0.0.1:%d+: Connection refused", out)
     end)
 end)

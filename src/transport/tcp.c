@@ -1,172 +1,46 @@
 /*
- * TCP transport: name resolution bounded by the connect deadline (getaddrinfo
- * runs in a detached helper thread that may be abandoned), non-blocking
- * connect over every address IPv4 and IPv6, TCP_NODELAY and keepalive options.
+ * Stream sockets, TCP and Unix, as a non-blocking state machine: resolve
+ * (resolve.c), then a non-blocking connect to each address in turn until one
+ * answers, then TCP_NODELAY and the keepalive options. Every step returns at
+ * once; the caller polls the fd it shows. Once open, reads and writes never
+ * block. It never waits and keeps no deadline: that is the caller's.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "alloc.h"
-#include "transport.h"
+#include "resolve.h"
+#include "stack.h"
 
-double mqtt__now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+enum { S_RESOLVE, S_CONNECT, S_OPEN, S_FAILED };
 
-static int ms_until(double deadline)
-{
-    double left = deadline - mqtt__now();
-    if (left <= 0)
-        return 0;
-    return left > 3600 ? 3600000 : (int)(left * 1000.0) + 1;
-}
+#define SUN_PATH_SIZE sizeof(((struct sockaddr_un *)0)->sun_path)
 
-/* Clears a cancel eventfd (or pipe) that became readable. */
-static void drain_fd(int fd)
-{
-    uint64_t buf[8];
-    while (read(fd, buf, sizeof buf) > 0) {
-    }
-}
+typedef struct sock_conn {
+    mqtt_transport base; /* first: callers see only this */
+    int state;
+    bool tcp;            /* TCP (options, quick acks) rather than a Unix socket */
+    mqtt_resolver *res;
+    mqtt_addr *addrs;
+    size_t n_addrs, next;
+    bool has_ka;
+    int ka[3];
+    int status;          /* the error once S_FAILED */
+    char why[320];       /* its words, or the last address's failure */
+    char name[];         /* host or Unix path */
+} sock_conn;
 
-int mqtt__wait_fd(int fd, short events, double deadline, const mqtt_cancel *cancel)
-{
-    struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = -1, .events = POLLIN}};
-    if (cancel && cancel->fd >= 0)
-        p[1].fd = cancel->fd;
-    for (;;) {
-        int ms = ms_until(deadline);
-        if (ms == 0)
-            return MQTT_ERR_TIMEOUT;
-        int n = poll(p, 2, ms);
-        if (n < 0 && errno != EINTR)
-            return MQTT_ERR_SYSTEM;
-        if (n <= 0)
-            continue;
-        if (p[1].revents) {
-            drain_fd(p[1].fd);
-            /* p[1] polls fd -1, so it has revents only when cancel is non-NULL. */
-            if (cancel->cancelled(cancel->ud)) /* NOLINT(clang-analyzer-core.NullDereference) */
-                return MQTT_ERR_CANCELLED;
-        }
-        if (p[0].revents)
-            return MQTT_OK;
-    }
-}
+/* ---- the stream ------------------------------------------------------ */
 
-/* ---- resolution with a deadline ------------------------------------- */
-
-/* Shared by the waiting thread and the resolver; the last one out frees it. */
-typedef struct resolve_job {
-    pthread_mutex_t mu;
-    int refs;
-    int pipe[2];
-    int rc;
-    struct addrinfo *res;
-    char port[8];
-    char host[];
-} resolve_job;
-
-static void job_release(resolve_job *j)
-{
-    pthread_mutex_lock(&j->mu);
-    int left = --j->refs;
-    pthread_mutex_unlock(&j->mu);
-    if (left)
-        return;
-    if (j->res)
-        freeaddrinfo(j->res);
-    close(j->pipe[0]);
-    close(j->pipe[1]);
-    pthread_mutex_destroy(&j->mu);
-    mqtt__free(j);
-}
-
-static const struct addrinfo resolve_hints = {
-    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
-
-static void *resolve_main(void *arg)
-{
-    resolve_job *j = arg;
-    struct addrinfo *res = NULL;
-    int rc = getaddrinfo(j->host, j->port, &resolve_hints, &res);
-    pthread_mutex_lock(&j->mu);
-    j->rc = rc;
-    j->res = res;
-    pthread_mutex_unlock(&j->mu);
-    ssize_t w = write(j->pipe[1], "", 1);
-    (void)w;
-    job_release(j);
-    return NULL;
-}
-
-static int resolve(const char *host, unsigned port, double deadline, const mqtt_cancel *cancel,
-                   struct addrinfo **out, char *err, size_t errlen)
-{
-    char portstr[8];
-    snprintf(portstr, sizeof portstr, "%u", port);
-    struct addrinfo hints = resolve_hints;
-    hints.ai_flags = AI_NUMERICHOST;
-    if (getaddrinfo(host, portstr, &hints, out) == 0)
-        return MQTT_OK;
-
-    size_t hlen = strlen(host);
-    resolve_job *j = mqtt__calloc(1, sizeof *j + hlen + 1);
-    if (!j)
-        return MQTT_ERR_NOMEM;
-    memcpy(j->host, host, hlen + 1);
-    memcpy(j->port, portstr, sizeof portstr);
-    j->refs = 2;
-    pthread_mutex_init(&j->mu, NULL);
-    if (pipe2(j->pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
-        pthread_mutex_destroy(&j->mu);
-        mqtt__free(j);
-        return MQTT_ERR_SYSTEM;
-    }
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_t tid;
-    int started = pthread_create(&tid, &attr, resolve_main, j);
-    pthread_attr_destroy(&attr);
-    if (started != 0) {
-        j->refs = 1;
-        job_release(j);
-        return MQTT_ERR_SYSTEM;
-    }
-    int rc = mqtt__wait_fd(j->pipe[0], POLLIN, deadline, cancel);
-    pthread_mutex_lock(&j->mu);
-    if (rc == MQTT_OK && j->rc != 0) {
-        snprintf(err, errlen, "cannot resolve '%s': %s", host, gai_strerror(j->rc));
-        rc = MQTT_ERR_DNS;
-    } else if (rc == MQTT_OK) {
-        *out = j->res;
-        j->res = NULL;
-    } else if (rc == MQTT_ERR_TIMEOUT) {
-        snprintf(err, errlen, "resolving '%s' timed out", host);
-    }
-    pthread_mutex_unlock(&j->mu);
-    job_release(j);
-    return rc;
-}
-
-/* ---- the TCP stream ------------------------------------------------- */
-
-static ssize_t tcp_read(mqtt_transport *t, void *buf, size_t len)
+static ssize_t sock_read(mqtt_transport *t, void *buf, size_t len)
 {
     for (;;) {
         ssize_t n = recv(t->fd, buf, len, 0);
@@ -174,7 +48,8 @@ static ssize_t tcp_read(mqtt_transport *t, void *buf, size_t len)
             /* Ack at once: a broker with Nagle on (mosquitto's default) holds
              * its next packet until our ACK, and a delayed ACK costs ~40 ms. */
             int one = 1;
-            setsockopt(t->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+            if (((sock_conn *)t)->tcp)
+                setsockopt(t->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
             return n;
         }
         if (n == 0)
@@ -185,7 +60,7 @@ static ssize_t tcp_read(mqtt_transport *t, void *buf, size_t len)
     }
 }
 
-static ssize_t tcp_write(mqtt_transport *t, const void *buf, size_t len)
+static ssize_t sock_write(mqtt_transport *t, const void *buf, size_t len)
 {
     for (;;) {
         ssize_t n = send(t->fd, buf, len, MSG_NOSIGNAL);
@@ -197,103 +72,223 @@ static ssize_t tcp_write(mqtt_transport *t, const void *buf, size_t len)
     }
 }
 
-static void tcp_close(mqtt_transport *t)
+static void sock_close(mqtt_transport *t)
 {
-    close(t->fd);
-    mqtt__free(t);
+    sock_conn *s = (sock_conn *)t;
+    if (!s->res && t->fd >= 0) /* while resolving, fd is the resolver's */
+        close(t->fd);
+    mqtt__resolver_free(s->res);
+    mqtt__free(s->addrs);
+    mqtt__free(s);
 }
 
-static const mqtt_transport_ops tcp_ops = {tcp_read, tcp_write, tcp_close};
+/* ---- connecting ------------------------------------------------------ */
 
-static void set_options(int fd, const int ka[3])
+static void set_options(const sock_conn *s, int fd)
 {
     int one = 1;
+    if (!s->tcp)
+        return;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (!ka)
+    if (!s->has_ka)
         return;
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &ka[0], sizeof ka[0]);
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &ka[1], sizeof ka[1]);
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &ka[2], sizeof ka[2]);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &s->ka[0], sizeof s->ka[0]);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &s->ka[1], sizeof s->ka[1]);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &s->ka[2], sizeof s->ka[2]);
 }
 
-static void describe_addr(const struct addrinfo *ai, char *out, size_t n)
+/* "127.0.0.1:1883", "[::1]:1883" or the Unix path. */
+static void describe_addr(const sock_conn *s, const mqtt_addr *a, char *out, size_t n)
 {
     char host[NI_MAXHOST], serv[NI_MAXSERV];
-    if (getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof host, serv, sizeof serv,
-                    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+    if (!s->tcp)
+        snprintf(out, n, "%s", s->name);
+    else if (getnameinfo((const struct sockaddr *)&a->sa, a->len, host, sizeof host, serv,
+                         sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV) != 0)
         snprintf(out, n, "?");
     else
-        snprintf(out, n, ai->ai_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
+        snprintf(out, n, a->sa.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
 }
 
-/* Connects one address; returns the socket or -status. */
-static int connect_one(const struct addrinfo *ai, double deadline, const mqtt_cancel *cancel,
-                       int *sys_errno)
+static void address_failed(sock_conn *s, const mqtt_addr *a, int sys_errno)
 {
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
-    if (fd < 0) {
-        *sys_errno = errno;
-        return -MQTT_ERR_CONNECT;
-    }
-    int rc = MQTT_OK;
-    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-        if (errno != EINPROGRESS) {
-            *sys_errno = errno;
-            rc = MQTT_ERR_CONNECT;
-        } else {
-            rc = mqtt__wait_fd(fd, POLLOUT, deadline, cancel);
-            int soerr = 0;
-            socklen_t sl = sizeof soerr;
-            if (rc == MQTT_OK && (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr)) {
-                *sys_errno = soerr ? soerr : errno;
-                rc = MQTT_ERR_CONNECT;
-            }
-        }
-    }
-    if (rc != MQTT_OK) {
-        close(fd);
-        return -rc;
-    }
-    return fd;
+    char addr[200], eb[96];
+    describe_addr(s, a, addr, sizeof addr);
+    snprintf(s->why, sizeof s->why, "connect failed: %.200s: %.96s", addr,
+             strerror_r(sys_errno, eb, sizeof eb)); /* thread-safe strerror */
 }
 
-int mqtt__tcp_open(const char *host, unsigned port, double deadline, const mqtt_cancel *cancel,
-                   const int ka[3], mqtt_transport **out, char *err, size_t errlen)
+static int opened(sock_conn *s)
 {
-    struct addrinfo *list = NULL;
-    snprintf(err, errlen, "cannot connect to %s port %u", host, port);
-    int rc = resolve(host, port, deadline, cancel, &list, err, errlen);
-    if (rc != MQTT_OK)
-        return rc;
-    int fd = -MQTT_ERR_CONNECT;
-    for (const struct addrinfo *ai = list; ai; ai = ai->ai_next) {
-        int sys_errno = 0;
-        fd = connect_one(ai, deadline, cancel, &sys_errno);
-        if (fd >= 0)
-            break;
-        char addr[NI_MAXHOST + 16], eb[128];
-        describe_addr(ai, addr, sizeof addr);
-        if (fd == -MQTT_ERR_TIMEOUT)
-            snprintf(err, errlen, "connecting to %s timed out", addr);
-        else if (fd == -MQTT_ERR_CONNECT)
-            snprintf(err, errlen, "cannot connect to %s: %s", addr,
-                     strerror_r(sys_errno, eb, sizeof eb)); /* thread-safe strerror */
-        if (fd == -MQTT_ERR_TIMEOUT || fd == -MQTT_ERR_CANCELLED)
-            break;
-    }
-    freeaddrinfo(list);
-    if (fd < 0)
-        return -fd;
-    set_options(fd, ka);
-    mqtt_transport *t = mqtt__calloc(1, sizeof *t);
-    if (!t) {
-        close(fd);
-        return MQTT_ERR_NOMEM;
-    }
-    t->ops = &tcp_ops;
-    t->fd = fd;
-    *out = t;
+    set_options(s, s->base.fd);
+    s->state = S_OPEN;
+    s->base.events = 0;
+    mqtt__free(s->addrs);
+    s->addrs = NULL;
     return MQTT_OK;
+}
+
+/* Starts connecting to the next address that does not fail at once. */
+static int connect_next(sock_conn *s)
+{
+    while (s->next < s->n_addrs) {
+        const mqtt_addr *a = &s->addrs[s->next++];
+        int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            address_failed(s, a, errno);
+            continue;
+        }
+        s->base.fd = fd;
+        if (connect(fd, (const struct sockaddr *)&a->sa, a->len) == 0)
+            return opened(s);
+        if (errno == EINPROGRESS) {
+            s->state = S_CONNECT;
+            s->base.events = POLLOUT;
+            return MQTT_ERR_INCOMPLETE;
+        }
+        address_failed(s, a, errno);
+        close(fd);
+        s->base.fd = -1;
+    }
+    return MQTT_ERR_CONNECT;
+}
+
+/* The connect in flight: done, still going, or failed (then the next address). */
+static int check_connect(sock_conn *s)
+{
+    struct pollfd p = {.fd = s->base.fd, .events = POLLOUT};
+    if (poll(&p, 1, 0) == 0)
+        return MQTT_ERR_INCOMPLETE; /* a zero timeout: only asks */
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (getsockopt(s->base.fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0)
+        soerr = errno;
+    if (soerr == 0)
+        return opened(s);
+    address_failed(s, &s->addrs[s->next - 1], soerr);
+    close(s->base.fd);
+    s->base.fd = -1;
+    return connect_next(s);
+}
+
+static int fail(sock_conn *s, int status, char *err, size_t errlen)
+{
+    s->state = S_FAILED;
+    s->status = status;
+    s->base.fd = -1;
+    s->base.events = 0;
+    snprintf(err, errlen, "%s", s->why);
+    return status;
+}
+
+/* Takes the resolver's answer: MQTT_OK with addresses, or its verdict. */
+static int resolve_step(sock_conn *s, int rc, char *err, size_t errlen)
+{
+    if (rc == MQTT_ERR_INCOMPLETE) {
+        s->base.fd = mqtt__resolver_fd(s->res);
+        s->base.events = POLLIN;
+        return rc;
+    }
+    mqtt__resolver_free(s->res);
+    s->res = NULL;
+    s->base.fd = -1;
+    s->state = S_CONNECT;
+    if (rc != MQTT_OK) {
+        snprintf(s->why, sizeof s->why, "%s", rc == MQTT_ERR_DNS ? err : mqtt_strerror(rc));
+        return fail(s, rc, err, errlen);
+    }
+    snprintf(s->why, sizeof s->why, "connect failed: %s: no address", s->name);
+    rc = connect_next(s);
+    return rc == MQTT_ERR_CONNECT ? fail(s, rc, err, errlen) : rc;
+}
+
+static int sock_progress(mqtt_transport *t, char *err, size_t errlen)
+{
+    sock_conn *s = (sock_conn *)t;
+    int rc;
+    switch (s->state) {
+    case S_RESOLVE:
+        rc = mqtt__resolve_progress(s->res, &s->addrs, &s->n_addrs, err, errlen);
+        return resolve_step(s, rc, err, errlen);
+    case S_CONNECT:
+        rc = check_connect(s);
+        return rc == MQTT_ERR_CONNECT ? fail(s, rc, err, errlen) : rc;
+    case S_OPEN:
+        return MQTT_OK;
+    default:
+        snprintf(err, errlen, "%s", s->why);
+        return s->status;
+    }
+}
+
+static void sock_waiting(const mqtt_transport *t, char *buf, size_t len)
+{
+    const sock_conn *s = (const sock_conn *)t;
+    char addr[NI_MAXHOST + 16];
+    if (s->state == S_RESOLVE) {
+        snprintf(buf, len, "resolving '%s'", s->name);
+        return;
+    }
+    if (s->state == S_CONNECT && s->next > 0)
+        describe_addr(s, &s->addrs[s->next - 1], addr, sizeof addr);
+    else
+        snprintf(addr, sizeof addr, "%s", s->name);
+    snprintf(buf, len, "connecting to %s", addr);
+}
+
+static const mqtt_transport_ops sock_ops = {sock_read, sock_write, sock_close, sock_progress,
+                                            sock_waiting};
+
+/* ---- open ------------------------------------------------------------ */
+
+static int unix_address(sock_conn *s)
+{
+    struct sockaddr_un *sun;
+    s->addrs = mqtt__calloc(1, sizeof *s->addrs);
+    if (!s->addrs)
+        return MQTT_ERR_NOMEM;
+    sun = (struct sockaddr_un *)&s->addrs->sa;
+    sun->sun_family = AF_UNIX;
+    snprintf(sun->sun_path, sizeof sun->sun_path, "%s", s->name);
+    s->addrs->len = (socklen_t)sizeof *sun;
+    s->n_addrs = 1;
+    return MQTT_OK;
+}
+
+int mqtt__sock_open(const mqtt_endpoint *ep, mqtt_transport **out, char *err, size_t errlen)
+{
+    bool tcp = ep->scheme != MQTT_SCHEME_UNIX;
+    const char *name = tcp ? ep->host : ep->path;
+    if (!name || !name[0] || (!tcp && strlen(name) >= SUN_PATH_SIZE)) {
+        snprintf(err, errlen, "%s", tcp ? "no host to connect to" : "bad Unix socket path");
+        return MQTT_ERR_INVAL;
+    }
+    size_t nlen = strlen(name);
+    sock_conn *s = mqtt__calloc(1, sizeof *s + nlen + 1);
+    if (!s)
+        return MQTT_ERR_NOMEM;
+    memcpy(s->name, name, nlen + 1);
+    s->base.ops = &sock_ops;
+    s->base.fd = -1;
+    s->tcp = tcp;
+    s->has_ka = ep->has_keepalive;
+    memcpy(s->ka, ep->keepalive, sizeof s->ka);
+    s->state = S_RESOLVE;
+    int rc = tcp ? mqtt__resolve_start(name, ep->port, &s->res, &s->addrs, &s->n_addrs, err,
+                                       errlen)
+                 : unix_address(s);
+    if (rc != MQTT_ERR_INCOMPLETE && rc != MQTT_OK) {
+        if (rc != MQTT_ERR_DNS) /* the resolver words only its own failures */
+            snprintf(err, errlen, "name resolution failed: %s: %s", name, mqtt_strerror(rc));
+        mqtt__free(s);
+        return rc;
+    }
+    rc = resolve_step(s, rc, err, errlen);
+    if (rc != MQTT_OK && rc != MQTT_ERR_INCOMPLETE) {
+        sock_close(&s->base);
+        return rc;
+    }
+    *out = &s->base;
+    return rc;
 }

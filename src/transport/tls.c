@@ -1,9 +1,10 @@
 /*
- * TLS transport: mbedtls over the TCP transport's non-blocking socket. It
- * opens TCP, runs the handshake within the connect deadline (cancellable),
- * checks the broker's name (DNS names by mbedtls, IP addresses here), says
- * why a handshake failed in words, and keeps the session so the next
- * connection resumes it. After open it never blocks and never waits.
+ * TLS transport: mbedtls stacked on an inner transport (TCP or a Unix
+ * socket today). Opening is a state machine: the inner transport opens, then
+ * the handshake steps on WANT_READ/WANT_WRITE; nothing here waits. It checks
+ * the broker's name (DNS names by mbedtls, IP addresses here), says why a
+ * handshake failed in words, and keeps the session so the next connection
+ * resumes it.
  */
 #include <arpa/inet.h>
 #include <poll.h>
@@ -19,7 +20,7 @@
 #include <mbedtls/x509_crt.h>
 
 #include "alloc.h"
-#include "transport.h"
+#include "stack.h"
 #include "tls_internal.h"
 
 /* TLS record and handshake message types (RFC 5246 section 6.2.1, 7.4). */
@@ -37,14 +38,22 @@ typedef struct sniffer {
     int alert_desc; /* last fatal alert received, -1 when none */
 } sniffer;
 
+enum { T_INNER, T_HANDSHAKE, T_OPEN, T_FAILED };
+
 typedef struct tls_conn {
     mqtt_transport base; /* first: the client sees only this */
-    mqtt_transport *tcp; /* owns the socket */
+    mqtt_transport *inner; /* the transport under TLS: owns the socket */
     mqtt_tls_config *cfg; /* a reference: mbedtls points into it */
     mbedtls_ssl_context ssl;
+    int state;
     bool handshaking;
     bool verify, has_cert, has_psk;
-    const char *name;    /* verification name, valid during open */
+    const char *name;    /* verification name: cfg's server_name or host */
+    void **session;      /* the caller's slot for the saved session, or NULL */
+    uint64_t cfg_id;
+    unsigned port;
+    int status;          /* the error once T_FAILED */
+    char why[448];       /* its words */
     bool check_ip, self_signed;
     uint8_t ip[16];
     size_t ip_len;
@@ -54,6 +63,7 @@ typedef struct tls_conn {
     uint8_t side[128];    /* alert bytes a read produced while the socket was full */
     size_t side_len;
     sniffer sn;
+    char host[];         /* the name connected to */
 } tls_conn;
 
 /* A session kept between connections, resumed only with the same context,
@@ -127,7 +137,7 @@ static void sniff(sniffer *sn, const uint8_t *p, size_t n)
 static bool flush_side(tls_conn *s)
 {
     while (s->side_len) {
-        ssize_t n = s->tcp->ops->write(s->tcp, s->side, s->side_len);
+        ssize_t n = s->inner->ops->write(s->inner, s->side, s->side_len);
         if (n <= 0)
             return false;
         memmove(s->side, s->side + n, s->side_len - (size_t)n);
@@ -154,7 +164,7 @@ static int bio_send(void *ctx, const unsigned char *buf, size_t len)
     tls_conn *s = ctx;
     if (s->side_len && !flush_side(s))
         return stash(s, buf, len) ? (int)len : MBEDTLS_ERR_SSL_WANT_WRITE;
-    ssize_t n = s->tcp->ops->write(s->tcp, buf, len);
+    ssize_t n = s->inner->ops->write(s->inner, buf, len);
     if (n > 0)
         return (int)n;
     if (n == 0)
@@ -165,7 +175,7 @@ static int bio_send(void *ctx, const unsigned char *buf, size_t len)
 static int bio_recv(void *ctx, unsigned char *buf, size_t len)
 {
     tls_conn *s = ctx;
-    ssize_t n = s->tcp->ops->read(s->tcp, buf, len);
+    ssize_t n = s->inner->ops->read(s->inner, buf, len);
     if (n > 0) {
         if (s->handshaking)
             sniff(&s->sn, buf, (size_t)n);
@@ -263,8 +273,8 @@ static ssize_t tls_write(mqtt_transport *t, const void *buf, size_t len)
 static void conn_free(tls_conn *s)
 {
     mbedtls_ssl_free(&s->ssl);
-    if (s->tcp)
-        s->tcp->ops->close(s->tcp);
+    if (s->inner)
+        s->inner->ops->close(s->inner);
     mqtt_tls_config_unref(s->cfg);
     mqtt__free(s);
 }
@@ -277,8 +287,6 @@ static void tls_close(mqtt_transport *t)
         mbedtls_ssl_close_notify(&s->ssl);
     conn_free(s);
 }
-
-static const mqtt_transport_ops tls_ops = {tls_read, tls_write, tls_close};
 
 /* ---- verification ---------------------------------------------------- */
 
@@ -403,7 +411,7 @@ static void read_late_alert(tls_conn *s)
 {
     uint8_t buf[512];
     for (int i = 0; i < 16 && s->sn.alert_desc < 0; i++) {
-        ssize_t n = s->tcp->ops->read(s->tcp, buf, sizeof buf);
+        ssize_t n = s->inner->ops->read(s->inner, buf, sizeof buf);
         if (n <= 0)
             break;
         sniff(&s->sn, buf, (size_t)n);
@@ -479,17 +487,18 @@ static void save_session(tls_conn *s, void **slot, uint64_t id, const char *host
     *slot = sv;
 }
 
-/* ---- open ------------------------------------------------------------ */
+/* ---- opening, step by step ------------------------------------------- */
 
-static int conn_setup(tls_conn *s, const char *host, uint64_t *id)
+static int conn_setup(tls_conn *s)
 {
     const char *server_name;
     bool flags[3];
-    const mbedtls_ssl_config *conf = mqtt__tls_config_info(s->cfg, &server_name, id, flags);
+    const mbedtls_ssl_config *conf = mqtt__tls_config_info(s->cfg, &server_name, &s->cfg_id,
+                                                           flags);
     s->verify = flags[0];
     s->has_cert = flags[1];
     s->has_psk = flags[2];
-    s->name = server_name ? server_name : host;
+    s->name = server_name ? server_name : s->host;
     s->sn.alert_desc = -1;
     if (mbedtls_ssl_setup(&s->ssl, conf) != 0)
         return MQTT_ERR_NOMEM;
@@ -504,72 +513,112 @@ static int conn_setup(tls_conn *s, const char *host, uint64_t *id)
         return MQTT_ERR_INVAL; /* longer than the 255 bytes a DNS name may have */
     mbedtls_ssl_set_verify(&s->ssl, verify_cb, s);
     mbedtls_ssl_set_bio(&s->ssl, s, bio_send, bio_recv, NULL);
+    if (s->session)
+        offer_session(s, *s->session, s->cfg_id, s->host, s->port);
     return MQTT_OK;
 }
 
-static int handshake(tls_conn *s, double deadline, const mqtt_cancel *cancel, int *ret)
+static int tls_fail(tls_conn *s, int status, char *err, size_t errlen)
 {
-    for (;;) {
-        *ret = mbedtls_ssl_handshake(&s->ssl);
-        if (*ret == 0)
-            return MQTT_OK;
-        short events = (short)(*ret == MBEDTLS_ERR_SSL_WANT_READ    ? POLLIN
-                               : *ret == MBEDTLS_ERR_SSL_WANT_WRITE ? POLLOUT
-                                                                    : 0);
-        if (!events)
-            return MQTT_ERR_TLS;
-        int rc = mqtt__wait_fd(s->base.fd, events, deadline, cancel);
-        if (rc != MQTT_OK)
-            return rc;
-    }
+    s->state = T_FAILED;
+    s->status = status;
+    s->base.events = 0;
+    snprintf(err, errlen, "%s", s->why);
+    return status;
 }
 
-int mqtt__tls_open(mqtt_tls_config *cfg, const char *host, unsigned port, double deadline,
-                   const mqtt_cancel *cancel, const int ka[3], void **session,
-                   mqtt_transport **out, char *err, size_t errlen)
+/* One go at the handshake: on until mbedtls needs the socket, or the end. */
+static int handshake_step(tls_conn *s, char *err, size_t errlen)
 {
-    mqtt_transport *tcp = NULL;
-    int rc = mqtt__tcp_open(host, port, deadline, cancel, ka, &tcp, err, errlen);
-    if (rc != MQTT_OK)
-        return rc;
-    tls_conn *s = mqtt__calloc(1, sizeof *s);
+    int ret = mbedtls_ssl_handshake(&s->ssl);
+    if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
+        s->base.events = (short)(ret == MBEDTLS_ERR_SSL_WANT_READ ? POLLIN : POLLOUT);
+        return MQTT_ERR_INCOMPLETE;
+    }
+    if (ret == 0) {
+        s->handshaking = false;
+        s->state = T_OPEN;
+        s->base.events = 0;
+        if (s->session)
+            save_session(s, s->session, s->cfg_id, s->host, s->port);
+        return MQTT_OK;
+    }
+    char why[320];
+    describe_failure(s, ret, why, sizeof why);
+    snprintf(s->why, sizeof s->why, "TLS handshake with %.80s port %u failed: %s", s->host,
+             s->port, why);
+    if (s->session) { /* whatever went wrong, the next attempt starts afresh */
+        mqtt__tls_session_free(*s->session);
+        *s->session = NULL;
+    }
+    return tls_fail(s, MQTT_ERR_TLS, err, errlen);
+}
+
+static int tls_progress(mqtt_transport *t, char *err, size_t errlen)
+{
+    tls_conn *s = (tls_conn *)t;
+    if (s->state == T_INNER) {
+        mqtt_transport *in = s->inner;
+        int rc = in->ops->progress ? in->ops->progress(in, err, errlen) : MQTT_OK;
+        s->base.fd = in->fd;
+        s->base.events = in->events;
+        if (rc != MQTT_OK && rc != MQTT_ERR_INCOMPLETE) {
+            snprintf(s->why, sizeof s->why, "%s", err);
+            return tls_fail(s, rc, err, errlen);
+        }
+        if (rc == MQTT_ERR_INCOMPLETE)
+            return rc;
+        s->state = T_HANDSHAKE;
+    }
+    if (s->state == T_HANDSHAKE)
+        return handshake_step(s, err, errlen);
+    if (s->state == T_OPEN)
+        return MQTT_OK;
+    snprintf(err, errlen, "%s", s->why);
+    return s->status;
+}
+
+static void tls_waiting(const mqtt_transport *t, char *buf, size_t len)
+{
+    const tls_conn *s = (const tls_conn *)t;
+    if (s->state == T_INNER && s->inner->ops->waiting)
+        s->inner->ops->waiting(s->inner, buf, len);
+    else
+        snprintf(buf, len, "TLS handshake with %.80s port %u", s->host, s->port);
+}
+
+static const mqtt_transport_ops tls_ops = {tls_read, tls_write, tls_close, tls_progress,
+                                           tls_waiting};
+
+int mqtt__tls_stack(mqtt_transport *inner, const mqtt_endpoint *ep, mqtt_tls_config *cfg,
+                    void **session, mqtt_transport **out, char *err, size_t errlen)
+{
+    const char *host = ep->host ? ep->host : "localhost";
+    size_t hlen = strlen(host);
+    tls_conn *s = mqtt__calloc(1, sizeof *s + hlen + 1);
     if (!s) {
-        tcp->ops->close(tcp);
+        inner->ops->close(inner);
         return MQTT_ERR_NOMEM;
     }
     mbedtls_ssl_init(&s->ssl);
+    memcpy(s->host, host, hlen + 1);
     s->base.ops = &tls_ops;
-    s->base.fd = tcp->fd;
-    s->tcp = tcp;
+    s->base.fd = inner->fd;
+    s->inner = inner;
     s->cfg = mqtt_tls_config_ref(cfg);
+    s->session = session;
+    s->port = ep->port;
     s->handshaking = true;
-    uint64_t id = 0;
-    int ret = 0;
-    rc = conn_setup(s, host, &id);
-    if (rc == MQTT_OK) {
-        offer_session(s, *session, id, host, port);
-        rc = handshake(s, deadline, cancel, &ret);
-    }
-    if (rc == MQTT_OK) {
-        s->handshaking = false;
-        save_session(s, session, id, host, port);
-        s->name = NULL;
-        *out = &s->base;
-        return MQTT_OK;
-    }
-    if (rc == MQTT_ERR_TLS) {
-        char why[320];
-        describe_failure(s, ret, why, sizeof why);
-        snprintf(err, errlen, "TLS handshake with %.80s port %u failed: %s", host, port, why);
-        /* Whatever went wrong, the next attempt starts afresh. */
-        mqtt__tls_session_free(*session);
-        *session = NULL;
-    } else if (rc == MQTT_ERR_TIMEOUT) {
-        snprintf(err, errlen, "TLS handshake with %.80s port %u timed out", host, port);
-    } else if (rc != MQTT_ERR_CANCELLED) {
-        snprintf(err, errlen, "TLS handshake with %.80s port %u failed: %s", host, port,
+    int rc = conn_setup(s);
+    if (rc == MQTT_OK)
+        rc = tls_progress(&s->base, err, errlen);
+    else
+        snprintf(err, errlen, "TLS handshake with %.80s port %u failed: %s", host, ep->port,
                  rc == MQTT_ERR_INVAL ? "the server name is too long" : mqtt_strerror(rc));
+    if (rc != MQTT_OK && rc != MQTT_ERR_INCOMPLETE) {
+        conn_free(s);
+        return rc;
     }
-    conn_free(s);
+    *out = &s->base;
     return rc;
 }

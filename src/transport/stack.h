@@ -1,0 +1,27 @@
+/*
+ * How the transports stack, for open.c: each constructor starts a
+ * non-blocking state machine and answers as mqtt__transport_open does
+ * (MQTT_OK, MQTT_ERR_INCOMPLETE, or an error having freed everything).
+ * Private to src/transport.
+ */
+#ifndef MQTT_STACK_H
+#define MQTT_STACK_H
+
+#include "transport.h"
+
+/** A stream socket: TCP to ep's host and port (resolved without blocking, every
+ * address in turn), or the Unix socket at ep's path for the unix scheme. */
+MQTT_HIDDEN int mqtt__sock_open(const mqtt_endpoint *ep, mqtt_transport **out, char *err,
+                                size_t errlen);
+
+/**
+ * TLS over inner, an opening or open transport: the handshake starts once
+ * inner is open (asking an open transport's progress again is harmless).
+ * Takes inner in all cases. Verifies against cfg's server_name or ep's host;
+ * session as in mqtt_transport_env (NULL: none).
+ */
+MQTT_HIDDEN int mqtt__tls_stack(mqtt_transport *inner, const mqtt_endpoint *ep,
+                                mqtt_tls_config *cfg, void **session, mqtt_transport **out,
+                                char *err, size_t errlen);
+
+#endif
