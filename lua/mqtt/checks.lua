@@ -4,7 +4,6 @@
 -- argument, in Lua's words ("bad argument #2 to 'publish' (...)").
 -- Holds no state and runs no user code. Internal to mqtt.
 -- @module mqtt.checks
--- @local
 
 local core = require("mqtt.core")
 local errors = require("mqtt.errors")
@@ -111,8 +110,7 @@ function M.open(self, fname)
     return c
 end
 
----------------------------------------------------------------------------
--- mqtt.Client
+-- mqtt.Client ------------------------------------------------------------
 
 local OPTIONS = {
     max_inflight = true, max_queued = true, reconnect = true, connect_timeout = true,
@@ -186,8 +184,7 @@ function M.client(client_id, clean_session, options)
     return clean_session, client_options(options)
 end
 
----------------------------------------------------------------------------
--- Client methods
+-- Client methods ---------------------------------------------------------
 
 local CONNECT_KEYS = { "host", "keepalive", "port", "ssl_ctx", "breconnect_cb", "aconnect_cb",
     "sock_keepalive" }

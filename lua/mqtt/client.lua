@@ -5,8 +5,9 @@
 -- callback methods (on, off, dispatch, wait) are the dispatcher's
 -- (mqtt.dispatch), taken in here. It never runs user code itself, except
 -- aconnect_cb after a connect and reconnect that the caller made.
--- Its public part is re-exported by mqtt.
--- @submodule mqtt
+-- Its public part is re-exported by mqtt, and its doc comments are part of
+-- mqtt's reference (config.ld merges).
+-- @module mqtt
 
 local core = require("mqtt.core")
 local errors = require("mqtt.errors")

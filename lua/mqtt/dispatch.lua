@@ -5,8 +5,9 @@
 -- breconnect/aconnect hooks and the logger; `dispatch`, `wait`, `sleep` and
 -- `run` drive it. The per-message path (drain, run_callbacks) touches only
 -- locals of this file: no table lookup or closure per message beyond its work.
--- Its public part is re-exported by mqtt (functions) and mqtt.Client (methods).
--- @submodule mqtt
+-- Its public part is re-exported by mqtt (functions) and mqtt.Client
+-- (methods), and its doc comments are part of mqtt's reference (config.ld merges).
+-- @module mqtt
 
 local core = require("mqtt.core")
 local route = require("mqtt.route")
@@ -88,8 +89,7 @@ function M.topic_filter(filter)
     end
 end
 
----------------------------------------------------------------------------
--- Open clients
+-- Open clients -----------------------------------------------------------
 
 -- Every open client, weakly, so mqtt.dispatch/run can find them.
 local clients = setmetatable({}, { __mode = "k" })
@@ -104,8 +104,7 @@ function M.closed(client)
     clients[client] = nil
 end
 
----------------------------------------------------------------------------
--- Client methods: mqtt.Client takes each function of this table as its own.
+-- Client methods (mqtt.Client takes each as its own) ---------------------
 
 --- A client, made by `mqtt.Client`.
 -- @type Client
@@ -179,8 +178,7 @@ function Client:off(command, fn)
     if r then route.remove(r, fn) end
 end
 
----------------------------------------------------------------------------
--- Running callbacks
+-- Running callbacks ------------------------------------------------------
 
 local LEVELS = { [0] = "debug", "info", "warning", "error" }
 
@@ -346,7 +344,6 @@ function Client:wait(mid, timeout)
     end
 end
 
----------------------------------------------------------------------------
 --- Running callbacks (extension): the background thread never calls Lua.
 -- @section dispatch
 
@@ -366,7 +363,7 @@ end
 -- `timeout` seconds for something to arrive. A game calls it once per frame.
 -- @number[opt=0] timeout seconds
 -- @treturn int how many packets were dispatched
-local function dispatch(timeout)
+function M.dispatch(timeout)
     timeout = check_timeout(timeout, "dispatch")
     local list, cores = open_clients()
     local n = 0
@@ -376,7 +373,7 @@ local function dispatch(timeout)
     end
     return n
 end
-M.dispatch = dispatch
+local dispatch = M.dispatch
 
 --- Sleeps while dispatching: the drop-in for the `sleep()` of a Zerynth main loop.
 -- @number seconds

@@ -2,8 +2,9 @@
 -- MQTTProtocolError under it) and the error values the module raises.
 -- Which kind a status name raises as comes from the C core
 -- (`core.status_kinds`, built from MQTT_STATUS_LIST), never from a list here.
--- Holds no state and runs no user code. Its public part is re-exported by mqtt.
--- @submodule mqtt
+-- Holds no state and runs no user code. Its public part is re-exported by
+-- mqtt, and its doc comments are part of mqtt's reference (config.ld merges).
+-- @module mqtt
 
 local core = require("mqtt.core")
 

@@ -8,12 +8,6 @@
 -- `mqtt.sleep`, `mqtt.run`). Misuse raises at once an `MQTTError` named
 -- "invalid argument" or "bad state"; runtime failures raise the error kinds
 -- below.
---
--- This file is the facade: the constants (their values from the C core) and
--- what the modules below export, under the names of the API.
--- mqtt.errors (error kinds), mqtt.checks (argument checks), mqtt.dispatch
--- (callbacks, conditions, wait/run/sleep; mqtt.route orders the callbacks),
--- mqtt.client (the Client class), mqtt.tls (ssl_context); mqtt.core is C.
 -- @module mqtt
 -- @usage
 -- local mqtt = require("mqtt")
@@ -24,6 +18,17 @@
 -- client:wait(client:publish("sensors/temp", "21.5", 1), 5)
 -- mqtt.sleep(2)  -- dispatches the messages that arrive meanwhile
 -- client:disconnect()
+
+-- This file is the facade: the constants (their values from the C core) and
+-- what the modules below export, under the names of the API. Nothing else
+-- lives here; each module requires only those below it:
+--   mqtt.core      C: the client, events, topics, TLS contexts, the C facts
+--   mqtt.errors    error kinds and values
+--   mqtt.checks    argument checks
+--   mqtt.route     the order of one command's specific callbacks
+--   mqtt.dispatch  MQTTMessage, on/off, conditions, dispatch, wait, sleep, run
+--   mqtt.client    the Client class (takes on/off/dispatch/wait from dispatch)
+--   mqtt.tls       ssl_context
 
 local core = require("mqtt.core")
 local errors = require("mqtt.errors")
@@ -97,6 +102,9 @@ mqtt.run = dispatch.run
 -- Clients (mqtt.client).
 mqtt.Client = client.new
 mqtt.Client_class = client.Client
+
+--- The clock and TLS contexts (extension).
+-- @section more
 
 --- Seconds from a monotonic clock (extension), the clock timeouts use.
 -- @function monotonic
