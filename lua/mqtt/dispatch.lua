@@ -19,6 +19,7 @@ local type, pairs, ipairs, select, setmetatable, tostring, xpcall =
 local math_max, string_format, debug_traceback = math.max, string.format, debug.traceback
 local route_first, core_wait, monotonic = route.first, core.wait, core.monotonic
 local argerror, new_error, raise, is_error = errors.argerror, errors.new, errors.raise, errors.is_error
+local is_status_error = errors.is_status_error
 local check_open, check_callable, check_timeout = checks.open, checks.callable, checks.timeout
 
 local PT, EV = core.packet_types, core.events
@@ -235,7 +236,7 @@ local function special(self, c, command, data)
         return true
     end
     local name = data.error_name
-    if name and errors.is_status_error(name) then
+    if name and is_status_error(name) then
         data.error = new_error(name, data.text or name,
             data.return_code > 0 and data.return_code or nil)
     end
