@@ -27,9 +27,13 @@ build = {
     type = "builtin",
     modules = {
         ["mqtt"] = "lua/mqtt/init.lua",
+        ["mqtt.errors"] = "lua/mqtt/errors.lua",
+        ["mqtt.checks"] = "lua/mqtt/checks.lua",
+        ["mqtt.client"] = "lua/mqtt/client.lua",
+        ["mqtt.dispatch"] = "lua/mqtt/dispatch.lua",
+        ["mqtt.route"] = "lua/mqtt/route.lua",
         ["mqtt.tls"] = "lua/mqtt/tls.lua",
         ["mqtt.cli"] = "lua/mqtt/cli.lua",
-        ["mqtt.route"] = "lua/mqtt/route.lua",
         ["mqtt.core"] = {
             sources = {
                 "src/base/alloc.c",

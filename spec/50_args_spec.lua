@@ -522,3 +522,39 @@ describe("errors", function()
         assert.is_nil(log:find("Received UNSUBSCRIBE from " .. id, 1, true))
     end)
 end)
+
+-- Lua takes these from the C core (mqtt.core, built from include/mqtt.h):
+-- they must still be what API.md promises.
+describe("what Lua takes from the C core", function()
+    it("the packet-type constants have API.md's values", function()
+        local want = { CONNACK = 0x20, PUBLISH = 0x30, PUBACK = 0x40, PUBREC = 0x50, PUBREL = 0x60,
+            PUBCOMP = 0x70, SUBACK = 0x90, UNSUBACK = 0xB0, PINGREQ = 0xC0, PINGRESP = 0xD0,
+            DISCONNECT = 0xE0 }
+        for name, v in pairs(want) do assert.are.equal(v, mqtt[name], name) end
+    end)
+
+    it("every status name raises as the kind API.md gives it; the others as MQTTError", function()
+        local core = require("mqtt.core")
+        local errors = require("mqtt.errors")
+        local documented = {
+            MQTTConnectionError = { "connection refused", "name resolution failed", "connect failed",
+                "timeout", "i/o error", "connection closed", "keepalive timeout", "not connected",
+                "cancelled", "tls error" },
+            MQTTProtocolError = { "malformed packet", "protocol error", "packet too large" },
+            MQTTError = { "invalid argument", "bad state", "out of memory", "queue full", "system error" },
+        }
+        local seen = {}
+        for kind, names in pairs(documented) do
+            for _, name in ipairs(names) do
+                seen[name] = true
+                assert.is_not_nil(core.status_kinds[name], name .. " is not a status name of the core")
+                assert.are.equal(kind, errors.new(name, "m").kind, name)
+            end
+        end
+        for name in pairs(core.status_kinds) do
+            if not seen[name] then assert.are.equal("MQTTError", errors.new(name, "m").kind, name) end
+        end
+        assert.is_false(errors.is_status_error("ok"))
+        assert.is_true(errors.is_status_error("timeout"))
+    end)
+end)

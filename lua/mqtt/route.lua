@@ -82,26 +82,21 @@ local function heap_set(h, i, e)
     e.slot = i
 end
 
-local function heap_up(h, i)
-    local e = h[i]
-    while i > 1 do
-        local p = math_floor(i / 2)
-        if not before(e, h[p]) then break end
-        heap_set(h, i, h[p])
-        i = p
-    end
-    heap_set(h, i, e)
-end
-
-local function heap_down(h, i)
+-- Moves the entry at slot i to its place: up while it comes before its
+-- parent, else down while the better of its children comes before it. One
+-- walk serves both: an entry that went up comes before both children of its
+-- new slot, so it never turns down.
+local function heap_fix(h, i)
     local e, n = h[i], #h
     while true do
-        local c = 2 * i
-        if c > n then break end
-        if c < n and before(h[c + 1], h[c]) then c = c + 1 end
-        if not before(h[c], e) then break end
-        heap_set(h, i, h[c])
-        i = c
+        local j = math_floor(i / 2)
+        if i == 1 or not before(e, h[j]) then
+            j = 2 * i
+            if j < n and before(h[j + 1], h[j]) then j = j + 1 end
+            if j > n or not before(h[j], e) then break end
+        end
+        heap_set(h, i, h[j])
+        i = j
     end
     heap_set(h, i, e)
 end
@@ -112,8 +107,7 @@ local function heap_remove(h, e)
     h[n] = nil
     if i < n then
         heap_set(h, i, last)
-        heap_up(h, i)
-        heap_down(h, last.slot)
+        heap_fix(h, i)
     end
 end
 
@@ -130,7 +124,7 @@ local function filter_insert(r, e)
     e.node = id
     if h then
         h[#h + 1] = e
-        heap_up(h, #h)
+        heap_fix(h, #h)
     else
         r.heaps[id] = { e }
         e.slot = 1

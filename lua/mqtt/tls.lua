@@ -5,6 +5,7 @@
 -- @module mqtt.tls
 
 local core = require("mqtt.core")
+local errors = require("mqtt.errors")
 
 local type, pairs, ipairs, error, setmetatable, tostring =
     type, pairs, ipairs, error, setmetatable, tostring
@@ -28,15 +29,14 @@ KNOWN = table.concat(KNOWN, ", ")
 
 local VERSIONS = { ["tls1.2"] = 2, ["tls1.3"] = 3 }
 
--- mqtt (for its error kinds) is loaded by the time a context is made; asking
--- for it at call time keeps init.lua free to load this module first.
+-- Every error of ssl_context is a plain MQTTError, whatever its name (a file
+-- the TLS layer rejects is "tls error" here, not a connection failure).
 local function raise(name, message)
-    local mqtt = require("mqtt")
-    error(setmetatable({ name = name, message = message }, mqtt.MQTTError), 3)
+    error(setmetatable({ name = name, message = message }, errors.MQTTError), 3)
 end
 
 local function argerror(msg)
-    raise("invalid argument", string_format("bad argument #1 to 'ssl_context' (%s)", msg))
+    errors.argerror(1, "ssl_context", msg)
 end
 
 local function unhex(key, s)

@@ -601,6 +601,126 @@ static int l_init(lua_State *L)
     return 0;
 }
 
+/*
+ * The facts of mqtt.h the Lua half needs, as tables, so it never types them
+ * again: the packet types, the event types, the limits of publish, and each
+ * status name with the kind of error Lua raises for it.
+ */
+
+/* The error kind of a status: "protocol" (MQTTProtocolError), "connection"
+ * (MQTTConnectionError) or "error" (MQTTError); NULL for MQTT_OK. No default:
+ * a status added to MQTT_STATUS_LIST does not compile (-Wswitch) until it is
+ * given its kind here. */
+static const char *status_kind(mqtt_status s)
+{
+    switch (s) {
+    case MQTT_OK:
+    case MQTT_STATUS_COUNT:
+        return NULL;
+    case MQTT_ERR_MALFORMED:
+    case MQTT_ERR_PROTOCOL:
+    case MQTT_ERR_TOO_LARGE:
+        return "protocol";
+    case MQTT_ERR_REFUSED:
+    case MQTT_ERR_DNS:
+    case MQTT_ERR_CONNECT:
+    case MQTT_ERR_TIMEOUT:
+    case MQTT_ERR_IO:
+    case MQTT_ERR_CLOSED:
+    case MQTT_ERR_KEEPALIVE:
+    case MQTT_ERR_NO_CONN:
+    case MQTT_ERR_CANCELLED:
+    case MQTT_ERR_TLS:
+        return "connection";
+    case MQTT_ERR_NOMEM:
+    case MQTT_ERR_INVAL:
+    case MQTT_ERR_INCOMPLETE:
+    case MQTT_ERR_QUEUE_FULL:
+    case MQTT_ERR_NO_ID:
+    case MQTT_ERR_STATE:
+    case MQTT_ERR_SYSTEM:
+        return "error";
+    }
+    return NULL;
+}
+
+typedef struct named_int {
+    const char *name;
+    lua_Integer value;
+} named_int;
+
+static const named_int packet_types[] = {
+    {"CONNECT", MQTT_CONNECT},
+    {"CONNACK", MQTT_CONNACK},
+    {"PUBLISH", MQTT_PUBLISH},
+    {"PUBACK", MQTT_PUBACK},
+    {"PUBREC", MQTT_PUBREC},
+    {"PUBREL", MQTT_PUBREL},
+    {"PUBCOMP", MQTT_PUBCOMP},
+    {"SUBSCRIBE", MQTT_SUBSCRIBE},
+    {"SUBACK", MQTT_SUBACK},
+    {"UNSUBSCRIBE", MQTT_UNSUBSCRIBE},
+    {"UNSUBACK", MQTT_UNSUBACK},
+    {"PINGREQ", MQTT_PINGREQ},
+    {"PINGRESP", MQTT_PINGRESP},
+    {"DISCONNECT", MQTT_DISCONNECT},
+    {NULL, 0},
+};
+
+static const named_int event_types[] = {
+    {"CONNACK", MQTT_EV_CONNACK},
+    {"PUBLISH", MQTT_EV_PUBLISH},
+    {"PUBACK", MQTT_EV_PUBACK},
+    {"PUBREC", MQTT_EV_PUBREC},
+    {"PUBREL", MQTT_EV_PUBREL},
+    {"PUBCOMP", MQTT_EV_PUBCOMP},
+    {"SUBACK", MQTT_EV_SUBACK},
+    {"UNSUBACK", MQTT_EV_UNSUBACK},
+    {"PINGRESP", MQTT_EV_PINGRESP},
+    {"DISCONNECT", MQTT_EV_DISCONNECT},
+    {"BEFORE_RECONNECT", MQTT_EV_BEFORE_RECONNECT},
+    {"LOG", MQTT_EV_LOG},
+    {NULL, 0},
+};
+
+static const named_int limits[] = {
+    {"max_payload", MQTT_MAX_PAYLOAD},
+    {"max_remaining", MQTT_MAX_REMAINING},
+    {NULL, 0},
+};
+
+/* Sets t[name] = value for each row, t being the table at the top. Stack: 0. */
+static void set_named(lua_State *L, const named_int *rows)
+{
+    for (; rows->name; rows++)
+        set_int(L, rows->name, rows->value);
+}
+
+/* Sets core.packet_types, core.events, core.limits and core.status_kinds
+ * ({[mqtt_errname(s)] = kind}, every status but MQTT_OK) on the module table
+ * at the top. Stack: 0. */
+static void set_facts(lua_State *L)
+{
+    lua_newtable(L);
+    set_named(L, packet_types);
+    lua_setfield(L, -2, "packet_types");
+    lua_newtable(L);
+    set_named(L, event_types);
+    lua_setfield(L, -2, "events");
+    lua_newtable(L);
+    set_named(L, limits);
+    lua_setfield(L, -2, "limits");
+    lua_createtable(L, 0, MQTT_STATUS_COUNT);
+    for (int s = 0; s < MQTT_STATUS_COUNT; s++) {
+        const char *kind = status_kind((mqtt_status)s);
+        if (kind) {
+            lua_pushstring(L, kind);
+            lua_setfield(L, -2, mqtt_errname(s));
+        }
+    }
+    lua_setfield(L, -2, "status_kinds");
+}
+
 __attribute__((visibility("default"))) int luaopen_mqtt_core(lua_State *L);
 /*
  * Keeps this library mapped until the process ends. Closing a Lua state
@@ -631,6 +751,7 @@ __attribute__((visibility("default"))) int luaopen_mqtt_core(lua_State *L)
     luaL_newlib(L, module_functions);
     lua_pushcfunction(L, l_init);
     lua_setfield(L, -2, "init");
+    set_facts(L);
     mqtt__lua_tls_open(L);
     mqtt__lua_route_open(L);
     return 1;
