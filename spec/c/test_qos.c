@@ -143,52 +143,63 @@ static void test_predicates(void)
           "predicates: nothing past the end");
 }
 
-/* Applies events from state; returns the final state, or -1 when one is refused.
- * actions collects what each step asked for. */
-static int walk(mqtt_qos_state s, const mqtt_qos_event *ev, size_t n, mqtt_qos_action *actions)
+/* A flow walked from a state: each event's expected action; end is the
+ * final state, or -1 when the last event must be refused. */
+typedef struct script {
+    const char *name;
+    mqtt_qos_state start;
+    int end;
+    size_t n;
+    mqtt_qos_event ev[6];
+    mqtt_qos_action want[6];
+} script;
+
+static const script scripts[] = {
+    { "flow: QoS 1 lost once, resent with DUP, acked", Q(QUEUED1), Q(NONE), 4,
+      { E(SEND), E(RECONNECT), E(SEND), E(PUBACK) },
+      { A(SEND), A(MARK_DUP), A(RESEND), A(ACKED) } },
+    { "flow: QoS 2 lost after PUBREC: PUBREL again, a late PUBREC is a duplicate", Q(QUEUED2),
+      Q(NONE), 6, { E(SEND), E(PUBREC), E(RECONNECT), E(SEND), E(PUBREC), E(PUBCOMP) },
+      { A(SEND), A(ACKED), A(NONE), A(PUBREL), A(DUPLICATE), A(ACKED) } },
+    { "flow: QoS 2 answered by PUBACK is downgraded and complete", Q(QUEUED2), Q(NONE), 2,
+      { E(SEND), E(PUBACK) }, { A(SEND), A(DOWNGRADED) } },
+    { "flow: PUBACK after PUBREC is refused", Q(QUEUED2), -1, 3,
+      { E(SEND), E(PUBREC), E(PUBACK) }, { A(SEND), A(ACKED), A(INVALID) } },
+    { "flow: QoS 0 is gone once written", Q(QUEUED0), -1, 2, { E(SEND), E(SEND) },
+      { A(SEND), A(INVALID) } },
+    { "flow: no ack before the first write", Q(QUEUED1), -1, 1, { E(PUBACK) }, { A(INVALID) } },
+    { "flow: SUBSCRIBE resent unchanged after a reconnect", Q(QUEUED_SUB), Q(NONE), 4,
+      { E(SEND), E(RECONNECT), E(SEND), E(SUBACK) },
+      { A(SEND), A(NONE), A(RESEND), A(ACKED) } },
+    { "flow: incoming QoS 2 stored once, delivered once at PUBREL", Q(NONE), Q(NONE), 5,
+      { E(PUBLISH), E(PUBLISH), E(RECONNECT), E(PUBREL), E(PUBREL) },
+      { A(STORE), A(PUBREC), A(NONE), A(DELIVER), A(PUBCOMP) } },
+    { "flow: incoming QoS 2 handed over early is not delivered again", Q(NONE), Q(NONE), 5,
+      { E(PUBLISH), E(RELEASE), E(PUBLISH), E(RELEASE), E(PUBREL) },
+      { A(STORE), A(DELIVER), A(PUBREC), A(NONE), A(PUBCOMP) } },
+    { "flow: incoming QoS 2 whose session is lost is delivered, not lost", Q(NONE), Q(NONE), 2,
+      { E(PUBLISH), E(DROP) }, { A(STORE), A(DELIVER) } },
+};
+
+/* Plays a script; true when every step and the end are as it says. */
+static bool play(const script *sc)
 {
-    for (size_t i = 0; i < n; i++) {
-        mqtt_qos_step st = mqtt__qos_step(s, ev[i]);
+    mqtt_qos_state s = sc->start;
+    for (size_t i = 0; i < sc->n; i++) {
+        mqtt_qos_step st = mqtt__qos_step(s, sc->ev[i]);
+        if (st.action != sc->want[i])
+            return false;
         if (st.action == MQTT_QA_INVALID)
-            return -1;
-        actions[i] = (mqtt_qos_action)st.action;
+            return st.next == s && sc->end == -1 && i + 1 == sc->n;
         s = (mqtt_qos_state)st.next;
     }
-    return (int)s;
+    return (int)s == sc->end;
 }
 
 static void test_flows(void)
 {
-    mqtt_qos_action a[8];
-    const mqtt_qos_event q1[] = { E(SEND), E(RECONNECT), E(SEND), E(PUBACK) };
-    CHECK(walk(Q(QUEUED1), q1, 4, a) == Q(NONE) && a[1] == A(MARK_DUP) && a[2] == A(RESEND) &&
-              a[3] == A(ACKED),
-          "flow: QoS 1 lost once, resent with DUP, acked");
-    const mqtt_qos_event q2[] = { E(SEND), E(PUBREC), E(RECONNECT), E(SEND), E(PUBREC),
-                                  E(PUBCOMP) };
-    CHECK(walk(Q(QUEUED2), q2, 6, a) == Q(NONE) && a[2] == A(NONE) && a[3] == A(PUBREL) &&
-              a[4] == A(DUPLICATE) && a[5] == A(ACKED),
-          "flow: QoS 2 lost after PUBREC: PUBREL again, a late PUBREC is a duplicate");
-    const mqtt_qos_event down[] = { E(SEND), E(PUBACK) };
-    CHECK(walk(Q(QUEUED2), down, 2, a) == Q(NONE) && a[1] == A(DOWNGRADED),
-          "flow: QoS 2 answered by PUBACK is downgraded and complete");
-    const mqtt_qos_event late[] = { E(SEND), E(PUBREC), E(PUBACK) };
-    CHECK(walk(Q(QUEUED2), late, 3, a) == -1, "flow: PUBACK after PUBREC is refused");
-    const mqtt_qos_event q0[] = { E(SEND), E(SEND) };
-    CHECK(walk(Q(QUEUED0), q0, 2, a) == -1, "flow: QoS 0 is gone once written");
-    const mqtt_qos_event early[] = { E(PUBACK) };
-    CHECK(walk(Q(QUEUED1), early, 1, a) == -1, "flow: no ack before the first write");
-    const mqtt_qos_event in[] = { E(PUBLISH), E(PUBLISH), E(RECONNECT), E(PUBREL), E(PUBREL) };
-    CHECK(walk(Q(NONE), in, 5, a) == Q(NONE) && a[0] == A(STORE) && a[1] == A(PUBREC) &&
-              a[3] == A(DELIVER) && a[4] == A(PUBCOMP),
-          "flow: incoming QoS 2 stored once, delivered once at PUBREL");
-    const mqtt_qos_event rel[] = { E(PUBLISH), E(RELEASE), E(PUBLISH), E(RELEASE), E(PUBREL) };
-    CHECK(walk(Q(NONE), rel, 5, a) == Q(NONE) && a[1] == A(DELIVER) && a[2] == A(PUBREC) &&
-              a[3] == A(NONE) && a[4] == A(PUBCOMP),
-          "flow: incoming QoS 2 handed over early is not delivered again");
-    const mqtt_qos_event drop[] = { E(PUBLISH), E(DROP) };
-    CHECK(walk(Q(NONE), drop, 2, a) == Q(NONE) && a[1] == A(DELIVER),
-          "flow: incoming QoS 2 whose session is lost is delivered, not lost");
+    for (size_t i = 0; i < sizeof scripts / sizeof scripts[0]; i++)
+        CHECK(play(&scripts[i]), scripts[i].name);
 }
 
 /* Whatever is written and then acked the expected way ends; nothing loops forever. */
