@@ -1,8 +1,9 @@
 /*
- * Session state: outgoing records in publish order with a resend cursor,
- * packet-id allocation through a small open-addressing id table, the
- * in-flight window and queue limits, and incoming QoS 2 items held until
- * PUBREL. No I/O, no clock, no locking: the caller owns all of that.
+ * Session state: outgoing records (messages, not bytes) in publish order
+ * with a resend cursor, packet-id allocation through a small open-addressing
+ * id table, the in-flight window and queue limits, and incoming QoS 2 items
+ * held until PUBREL. Every state change is a cell of the QoS table (qos.c).
+ * No I/O, no encoding, no clock, no locking: the caller owns all of that.
  */
 #include <stdlib.h>
 #include <string.h>
