@@ -65,7 +65,7 @@ static size_t encode(const mqtt_record *r, mqtt_qos_action a, uint8_t *buf)
         buf[0] = 0x62;
     } else if (r->kind == MQTT_REC_PUBLISH) {
         buf[0] = (uint8_t)(MQTT_PUBLISH | r->qos << 1 | (r->dup && r->qos ? 0x08 : 0) | r->retain);
-        p = put_text(p, r->topic);
+        p = put_text(p, mqtt__record_topic(r));
     } else {
         buf[0] = r->kind == MQTT_REC_SUBSCRIBE ? 0x82 : 0xA2;
     }
@@ -73,14 +73,15 @@ static size_t encode(const mqtt_record *r, mqtt_qos_action a, uint8_t *buf)
         *p++ = (uint8_t)(r->packet_id >> 8);
         *p++ = (uint8_t)(r->packet_id & 0xFF);
     }
-    if (a != MQTT_QA_PUBREL && r->kind == MQTT_REC_PUBLISH && r->payload.len) {
-        memcpy(p, r->payload.data, r->payload.len);
-        p += r->payload.len;
+    mqtt_bytes payload = mqtt__record_payload(r);
+    if (a != MQTT_QA_PUBREL && r->kind == MQTT_REC_PUBLISH && payload.len) {
+        memcpy(p, payload.data, payload.len);
+        p += payload.len;
     }
     for (size_t i = 0; a != MQTT_QA_PUBREL && i < r->entry_count; i++) {
-        p = put_text(p, r->entries[i].filter);
+        p = put_text(p, mqtt__record_entries(r)[i].filter);
         if (r->kind == MQTT_REC_SUBSCRIBE)
-            *p++ = r->entries[i].qos;
+            *p++ = mqtt__record_entries(r)[i].qos;
     }
     buf[1] = (uint8_t)(p - buf - 2);
     return (size_t)(p - buf);
@@ -671,33 +672,37 @@ static void test_record_new(void)
     CHECK(mqtt__record_publish(text(topic), text(payload), 2, true, pb, &r) == MQTT_OK,
           "record: PUBLISH made");
     topic[0] = payload[0] = props[0] = 'X';
-    const uint8_t *lo = (const uint8_t *)r, *hi = lo + sizeof *r + 64;
-    CHECK(r->topic.len == 3 && memcmp(r->topic.data, "a/b", 3) == 0 && r->payload.len == 5 &&
-              memcmp(r->payload.data, "hello", 5) == 0 && r->props.len == 2 &&
-              r->props.data[0] == 0x01,
+    mqtt_bytes t = mqtt__record_topic(r), p = mqtt__record_payload(r), x = mqtt__record_props(r);
+    const uint8_t *lo = (const uint8_t *)r, *hi = lo + sizeof *r + 10;
+    CHECK(t.len == 3 && memcmp(t.data, "a/b", 3) == 0 && p.len == 5 &&
+              memcmp(p.data, "hello", 5) == 0 && x.len == 2 && x.data[0] == 0x01,
           "record: topic, payload and properties copied");
-    CHECK(r->topic.data > lo && r->payload.data + r->payload.len <= hi &&
-              r->props.data > lo && r->props.data < hi,
-          "record: the copies are inline");
+    CHECK(t.data == lo + sizeof *r && p.data + p.len == hi && x.data > lo && x.data < hi,
+          "record: the copies are inline, right after the struct");
     CHECK(r->qos == 2 && r->retain && !r->dup && r->kind == MQTT_REC_PUBLISH &&
-              r->state == MQTT_QS_QUEUED2 && r->entry_count == 0 && r->entries == NULL,
+              r->state == MQTT_QS_QUEUED2 && r->entry_count == 0,
           "record: PUBLISH fields");
     CHECK(r->bytes == 2 + 2 + 3 + 2 + 5 + 2, "record: counts its packet and its properties");
     mqtt__record_free(r);
 
     e[1].qos = 1;
-    CHECK(mqtt__record_subscribe(MQTT_REC_UNSUBSCRIBE, e, 2, no_props, &r) == MQTT_OK,
+    CHECK(mqtt__record_subscribe(MQTT_REC_UNSUBSCRIBE, e, 2, pb, &r) == MQTT_OK,
           "record: UNSUBSCRIBE made");
-    CHECK(r->entry_count == 2 && r->entries[0].filter.len == 3 &&
-              memcmp(r->entries[0].filter.data, "a/+", 3) == 0 &&
-              r->entries[0].filter.data != e[0].filter.data && r->entries[1].qos == 0 &&
-              r->state == MQTT_QS_QUEUED_UNSUB && r->bytes == 2 + 2 + 5 + 3,
+    const mqtt_sub_entry *re = mqtt__record_entries(r);
+    CHECK(r->entry_count == 2 && re[0].filter.len == 3 && memcmp(re[0].filter.data, "a/+", 3) == 0 &&
+              re[0].filter.data != e[0].filter.data && re[1].qos == 0 && re[1].filter.len == 1 &&
+              re[1].filter.data[0] == 'b' && r->state == MQTT_QS_QUEUED_UNSUB &&
+              r->bytes == 2 + 2 + 5 + 3 + 2,
           "record: UNSUBSCRIBE keeps copies of its filters, no QoS");
+    CHECK(mqtt__record_props(r).len == 2 && mqtt__record_props(r).data[0] == 'X' &&
+              mqtt__record_topic(r).len == 0 && mqtt__record_payload(r).len == 0,
+          "record: UNSUBSCRIBE keeps its properties, no topic, no payload");
     mqtt__record_free(r);
     CHECK(mqtt__record_publish(text("t"), no_props, 0, false, no_props, &r) == MQTT_OK &&
-              r->payload.len == 0 && r->state == MQTT_QS_QUEUED0 && r->bytes == 5,
+              r->payload_len == 0 && r->state == MQTT_QS_QUEUED0 && r->bytes == 5,
           "record: an empty payload");
     mqtt__record_free(r);
+    CHECK(sizeof(mqtt_record) <= 48, "record: the struct takes at most 48 bytes");
 }
 
 /* DUP belongs to the record and is set by the reconnect, not by the caller. */

@@ -9,21 +9,15 @@
 /* The record's own packet: PUBLISH, SUBSCRIBE or UNSUBSCRIBE. */
 static int send_packet(mqtt_buf *out, const mqtt_record *r)
 {
-    size_t size;
-    switch (r->kind) {
-    case MQTT_REC_PUBLISH:
-        size = mqtt__publish_size(r->topic.len, r->payload.len, r->qos);
-        break;
-    case MQTT_REC_SUBSCRIBE:
-        size = mqtt__subscribe_size(r->entries, r->entry_count);
-        break;
-    case MQTT_REC_UNSUBSCRIBE:
-        size = mqtt__unsubscribe_size(r->entries, r->entry_count);
-        break;
-    default:
-        size = 0;
-        break;
-    }
+    mqtt_bytes topic = mqtt__record_topic(r), payload = mqtt__record_payload(r);
+    const mqtt_sub_entry *e = mqtt__record_entries(r);
+    size_t size = 0;
+    if (r->kind == MQTT_REC_PUBLISH)
+        size = mqtt__publish_size(topic.len, payload.len, r->qos);
+    else if (r->kind == MQTT_REC_SUBSCRIBE)
+        size = mqtt__subscribe_size(e, r->entry_count);
+    else if (r->kind == MQTT_REC_UNSUBSCRIBE)
+        size = mqtt__unsubscribe_size(e, r->entry_count);
     if (size == 0)
         return MQTT_ERR_INVAL;
     int rc = mqtt__buf_reserve(out, size);
@@ -31,13 +25,12 @@ static int send_packet(mqtt_buf *out, const mqtt_record *r)
         return rc;
     uint8_t *at = out->data + out->len;
     if (r->kind == MQTT_REC_PUBLISH)
-        out->len += mqtt__encode_publish(at, r->topic.data, r->topic.len, r->payload.data,
-                                         r->payload.len, r->qos, r->retain, r->dup,
-                                         r->packet_id);
+        out->len += mqtt__encode_publish(at, topic.data, topic.len, payload.data, payload.len,
+                                         r->qos, r->retain, r->dup, r->packet_id);
     else if (r->kind == MQTT_REC_SUBSCRIBE)
-        out->len += mqtt__encode_subscribe(at, r->packet_id, r->entries, r->entry_count);
+        out->len += mqtt__encode_subscribe(at, r->packet_id, e, r->entry_count);
     else
-        out->len += mqtt__encode_unsubscribe(at, r->packet_id, r->entries, r->entry_count);
+        out->len += mqtt__encode_unsubscribe(at, r->packet_id, e, r->entry_count);
     return MQTT_OK;
 }
 

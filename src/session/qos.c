@@ -1,13 +1,13 @@
 /*
  * The QoS transition table. Each row is one rule of MQTT 3.1.1 section 4.3
  * (and the client's own duties around it); every cell not written here is
- * MQTT_QA_INVALID. Pure data and two lookups: no state, no allocation.
+ * MQTT_QA_INVALID. Pure data: the lookups are inline in qos.h.
  */
 #include "qos.h"
 
 #define S(next, action) { MQTT_QS_##next, MQTT_QA_##action }
 
-static const mqtt_qos_step table[MQTT_QS_COUNT][MQTT_QE_COUNT] = {
+const mqtt_qos_step mqtt__qos_table[MQTT_QS_COUNT][MQTT_QE_COUNT] = {
     /* Written the first time: a QoS 0 PUBLISH is done, the rest await their ack. */
     [MQTT_QS_QUEUED0][MQTT_QE_SEND] = S(NONE, SEND),
     [MQTT_QS_QUEUED1][MQTT_QE_SEND] = S(WAIT_PUBACK, SEND),
@@ -60,28 +60,3 @@ static const mqtt_qos_step table[MQTT_QS_COUNT][MQTT_QE_COUNT] = {
     [MQTT_QS_IN_RELEASED][MQTT_QE_RELEASE] = S(IN_RELEASED, NONE),
     [MQTT_QS_IN_RELEASED][MQTT_QE_DROP] = S(NONE, NONE),
 };
-
-mqtt_qos_step mqtt__qos_step(mqtt_qos_state state, mqtt_qos_event event)
-{
-    mqtt_qos_step invalid = { (uint8_t)state, MQTT_QA_INVALID };
-    if ((unsigned)state >= MQTT_QS_COUNT || (unsigned)event >= MQTT_QE_COUNT)
-        return invalid;
-    mqtt_qos_step st = table[state][event];
-    return st.action == MQTT_QA_INVALID ? invalid : st;
-}
-
-mqtt_qos_state mqtt__qos_initial(mqtt_rec_kind kind, uint8_t qos)
-{
-    static const mqtt_qos_state publish[] = { MQTT_QS_QUEUED0, MQTT_QS_QUEUED1,
-                                              MQTT_QS_QUEUED2 };
-    switch (kind) {
-    case MQTT_REC_PUBLISH:
-        return qos < 3 ? publish[qos] : MQTT_QS_NONE;
-    case MQTT_REC_SUBSCRIBE:
-        return MQTT_QS_QUEUED_SUB;
-    case MQTT_REC_UNSUBSCRIBE:
-        return MQTT_QS_QUEUED_UNSUB;
-    default:
-        return MQTT_QS_NONE;
-    }
-}

@@ -17,7 +17,8 @@ typedef enum mqtt_rec_kind { MQTT_REC_PUBLISH, MQTT_REC_SUBSCRIBE, MQTT_REC_UNSU
 
 typedef enum mqtt_qos_state {
     MQTT_QS_NONE,         /* nothing held: complete, or an incoming id not known */
-    MQTT_QS_QUEUED0,      /* a QoS 0 PUBLISH never written on any connection */
+    MQTT_QS_QUEUED0,      /* a QoS 0 PUBLISH never written on any connection (QUEUED0..2 in
+                           * QoS order: mqtt__qos_initial counts on it) */
     MQTT_QS_QUEUED1,      /* a QoS 1 PUBLISH never written */
     MQTT_QS_QUEUED2,      /* a QoS 2 PUBLISH never written */
     MQTT_QS_QUEUED_SUB,   /* a SUBSCRIBE never written */
@@ -69,14 +70,32 @@ typedef struct mqtt_qos_step {
     uint8_t action; /* mqtt_qos_action */
 } mqtt_qos_step;
 
+/** The table itself (qos.c); read it through mqtt__qos_step. */
+MQTT_HIDDEN extern const mqtt_qos_step mqtt__qos_table[MQTT_QS_COUNT][MQTT_QE_COUNT];
+
 /**
  * The cell for state and event. MQTT_QA_INVALID (state unchanged) for every
- * pair the protocol does not allow and for values out of range. Pure.
+ * pair the protocol does not allow and for values out of range. Pure; inline
+ * because the session asks it about every packet it sends or is acked.
  */
-MQTT_HIDDEN mqtt_qos_step mqtt__qos_step(mqtt_qos_state state, mqtt_qos_event event);
+static inline mqtt_qos_step mqtt__qos_step(mqtt_qos_state state, mqtt_qos_event event)
+{
+    mqtt_qos_step invalid = { (uint8_t)state, MQTT_QA_INVALID };
+    if ((unsigned)state >= MQTT_QS_COUNT || (unsigned)event >= MQTT_QE_COUNT)
+        return invalid;
+    mqtt_qos_step st = mqtt__qos_table[state][event];
+    return st.action == MQTT_QA_INVALID ? invalid : st;
+}
 
 /** The state an outgoing record starts in; MQTT_QS_NONE when kind or qos is invalid. */
-MQTT_HIDDEN mqtt_qos_state mqtt__qos_initial(mqtt_rec_kind kind, uint8_t qos);
+static inline mqtt_qos_state mqtt__qos_initial(mqtt_rec_kind kind, uint8_t qos)
+{
+    if (kind == MQTT_REC_PUBLISH)
+        return qos <= 2 ? (mqtt_qos_state)(MQTT_QS_QUEUED0 + qos) : MQTT_QS_NONE;
+    if (kind == MQTT_REC_SUBSCRIBE)
+        return MQTT_QS_QUEUED_SUB;
+    return kind == MQTT_REC_UNSUBSCRIBE ? MQTT_QS_QUEUED_UNSUB : MQTT_QS_NONE;
+}
 
 /** Never written on any connection yet (counts against max_queued). */
 static inline bool mqtt__qos_queued(uint8_t state)

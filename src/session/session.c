@@ -157,26 +157,20 @@ static void idt_remove_at(id_table *t, uint32_t hole)
 
 /* ---- records --------------------------------------------------------- */
 
-/* Rounds n up so what follows it in a record is aligned for any field. */
-static size_t aligned(size_t n)
-{
-    size_t a = _Alignof(max_align_t);
-    return (n + a - 1u) / a * a;
-}
+_Static_assert(sizeof(mqtt_record) % _Alignof(mqtt_sub_entry) == 0,
+               "a record's entries follow it aligned");
 
 /* One block: the struct, then room for n entries and text bytes of data.
  * NULL on out of memory or when the sizes overflow. */
 static mqtt_record *record_alloc(mqtt_rec_kind kind, uint8_t qos, size_t n, size_t text)
 {
-    size_t head = aligned(sizeof(mqtt_record));
-    if (n > (SIZE_MAX - head) / sizeof(mqtt_sub_entry) ||
-        text > SIZE_MAX - head - n * sizeof(mqtt_sub_entry))
+    if (n > (SIZE_MAX - sizeof(mqtt_record)) / sizeof(mqtt_sub_entry) ||
+        text > SIZE_MAX - sizeof(mqtt_record) - n * sizeof(mqtt_sub_entry))
         return NULL;
-    mqtt_record *r = mqtt__malloc(head + n * sizeof(mqtt_sub_entry) + text);
+    mqtt_record *r = mqtt__malloc(sizeof *r + n * sizeof(mqtt_sub_entry) + text);
     if (r == NULL)
         return NULL;
     memset(r, 0, sizeof *r);
-    r->entries = n > 0 ? (mqtt_sub_entry *)(void *)((uint8_t *)r + head) : NULL;
     r->entry_count = (uint16_t)n;
     r->kind = (uint8_t)kind;
     r->qos = qos;
@@ -184,17 +178,14 @@ static mqtt_record *record_alloc(mqtt_rec_kind kind, uint8_t qos, size_t n, size
     return r;
 }
 
-/* Copies b to *at and advances it; the copy's view (data NULL when empty). */
-static mqtt_bytes put_bytes(uint8_t **at, mqtt_bytes b)
+/* Copies b to *at and advances it; returns its length. */
+static size_t put_bytes(uint8_t **at, mqtt_bytes b)
 {
-    mqtt_bytes v = { NULL, 0 };
     if (b.data == NULL || b.len == 0)
-        return v;
+        return 0;
     memcpy(*at, b.data, b.len);
-    v.data = *at;
-    v.len = b.len;
     *at += b.len;
-    return v;
+    return b.len;
 }
 
 /* Bytes b holds; an absent view holds none. */
@@ -207,39 +198,37 @@ int mqtt__record_publish(mqtt_bytes topic, mqtt_bytes payload, uint8_t qos, bool
                          mqtt_bytes props, mqtt_record **out)
 {
     size_t tl = bytes_len(topic), pl = bytes_len(payload), xl = bytes_len(props);
-    size_t size = mqtt__publish_size(tl, pl, qos);
-    if (out == NULL || size == 0 || xl > SIZE_MAX - size || tl + pl > SIZE_MAX - xl)
+    size_t size = mqtt__publish_size(tl, pl, qos); /* 0 past the limits of tl and pl */
+    if (out == NULL || size == 0 || xl > UINT32_MAX - size)
         return MQTT_ERR_INVAL;
     mqtt_record *r = record_alloc(MQTT_REC_PUBLISH, qos, 0, tl + pl + xl);
     if (r == NULL)
         return MQTT_ERR_NOMEM;
-    uint8_t *at = (uint8_t *)r + aligned(sizeof *r);
-    r->topic = put_bytes(&at, topic);
-    r->props = put_bytes(&at, props);
-    r->payload = put_bytes(&at, payload);
+    uint8_t *at = (uint8_t *)(r + 1);
+    r->topic_len = (uint16_t)put_bytes(&at, topic);
+    r->props_len = (uint32_t)put_bytes(&at, props);
+    r->payload_len = (uint32_t)put_bytes(&at, payload);
     r->retain = retain;
-    r->bytes = size + xl;
+    r->bytes = (uint32_t)(size + xl);
     *out = r;
     return MQTT_OK;
 }
 
-/* Bytes the entries' filters take; SIZE_MAX when the packet cannot exist. */
+/* Size of the packet the entries make; 0 when it cannot exist. */
 static size_t entries_size(mqtt_rec_kind kind, const mqtt_sub_entry *e, size_t n)
 {
     if (n == 0 || n > UINT16_MAX || e == NULL)
-        return SIZE_MAX;
-    size_t size = kind == MQTT_REC_SUBSCRIBE ? mqtt__subscribe_size(e, n)
-                                             : mqtt__unsubscribe_size(e, n);
-    return size == 0 ? SIZE_MAX : size;
+        return 0;
+    if (kind == MQTT_REC_SUBSCRIBE)
+        return mqtt__subscribe_size(e, n);
+    return kind == MQTT_REC_UNSUBSCRIBE ? mqtt__unsubscribe_size(e, n) : 0;
 }
 
 int mqtt__record_subscribe(mqtt_rec_kind kind, const mqtt_sub_entry *e, size_t n,
                            mqtt_bytes props, mqtt_record **out)
 {
-    bool sub = kind == MQTT_REC_SUBSCRIBE;
-    size_t size = sub || kind == MQTT_REC_UNSUBSCRIBE ? entries_size(kind, e, n) : SIZE_MAX;
-    size_t xl = bytes_len(props);
-    if (out == NULL || size == SIZE_MAX || xl > SIZE_MAX - size)
+    size_t size = entries_size(kind, e, n), xl = bytes_len(props);
+    if (out == NULL || size == 0 || xl > UINT32_MAX - size)
         return MQTT_ERR_INVAL;
     size_t text = xl;
     for (size_t i = 0; i < n; i++)
@@ -247,14 +236,16 @@ int mqtt__record_subscribe(mqtt_rec_kind kind, const mqtt_sub_entry *e, size_t n
     mqtt_record *r = record_alloc(kind, 0, n, text);
     if (r == NULL)
         return MQTT_ERR_NOMEM;
-    uint8_t *at = (uint8_t *)(r->entries + n);
+    mqtt_sub_entry *entries = (mqtt_sub_entry *)(void *)(r + 1);
+    uint8_t *at = (uint8_t *)(entries + n);
+    r->props_len = (uint32_t)put_bytes(&at, props);
     for (size_t i = 0; i < n; i++) {
-        r->entries[i] = e[i];
-        r->entries[i].filter = put_bytes(&at, e[i].filter);
-        r->entries[i].qos = sub ? e[i].qos : 0;
+        entries[i] = e[i];
+        entries[i].filter.data = at;
+        entries[i].filter.len = put_bytes(&at, e[i].filter);
+        entries[i].qos = kind == MQTT_REC_SUBSCRIBE ? e[i].qos : 0;
     }
-    r->props = put_bytes(&at, props);
-    r->bytes = size + xl;
+    r->bytes = (uint32_t)(size + xl);
     *out = r;
     return MQTT_OK;
 }
@@ -366,7 +357,7 @@ static bool record_valid(const mqtt_record *r)
         return false;
     if (r->kind == MQTT_REC_PUBLISH)
         return r->entry_count == 0;
-    return r->entry_count > 0 && r->entries != NULL;
+    return r->entry_count > 0 && r->topic_len == 0 && r->payload_len == 0;
 }
 
 /* First id from next_id on that no record holds; the caller knows one exists. */

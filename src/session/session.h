@@ -16,20 +16,21 @@
 
 /**
  * An outgoing message kept until it is complete: what to send, not its
- * bytes; the I/O thread encodes it each time it writes it. One allocation:
- * the struct, then the entries, topic, properties and payload it points at.
+ * bytes; the I/O thread encodes it each time it writes it. One allocation,
+ * small enough that a short message costs what its bytes did: the struct,
+ * then inline the entries (SUBSCRIBE/UNSUBSCRIBE), the topic, the properties,
+ * the filters' text and the payload; read them with the accessors below.
  */
 typedef struct mqtt_record {
     struct mqtt_record *prev, *next; /* session order = publish order */
     struct mqtt_record *id_next;     /* the next record given the same id (ids ran out) */
-    mqtt_bytes topic;                /* PUBLISH: the topic name */
-    mqtt_bytes payload;              /* PUBLISH: data may be NULL when len is 0 */
-    mqtt_bytes props;                /* MQTT 5 properties, encoded, opaque here; empty in 3.1.1 */
-    mqtt_sub_entry *entries;         /* SUBSCRIBE/UNSUBSCRIBE: the filters and their QoS */
-    size_t bytes;                    /* its packet's size (3.1.1, plus props): counted
+    uint32_t bytes;                  /* its packet's size (3.1.1) plus props_len: counted
                                       * against max_queued_bytes */
-    uint16_t packet_id;              /* 0 for QoS 0; set by mqtt__session_add */
+    uint32_t payload_len;            /* PUBLISH */
+    uint32_t props_len;              /* MQTT 5 properties, encoded, opaque here; 0 in 3.1.1 */
+    uint16_t topic_len;              /* PUBLISH */
     uint16_t entry_count;            /* SUBSCRIBE/UNSUBSCRIBE: how many entries (>= 1) */
+    uint16_t packet_id;              /* 0 for QoS 0; set by mqtt__session_add */
     uint8_t kind;                    /* mqtt_rec_kind */
     uint8_t qos;                     /* PUBLISH: 0..2 */
     uint8_t state;                   /* mqtt_qos_state */
@@ -37,8 +38,38 @@ typedef struct mqtt_record {
     bool dup;                        /* PUBLISH: written before, the broker may have it */
 } mqtt_record;
 
+/** SUBSCRIBE/UNSUBSCRIBE: the entry_count filters (views into the record) and their QoS. */
+static inline const mqtt_sub_entry *mqtt__record_entries(const mqtt_record *r)
+{
+    return (const mqtt_sub_entry *)(const void *)(r + 1);
+}
+
+/* Where the topic starts: after the entries. */
+static inline const uint8_t *mqtt__record_text(const mqtt_record *r)
+{
+    return (const uint8_t *)(r + 1) + (size_t)r->entry_count * sizeof(mqtt_sub_entry);
+}
+
+/** PUBLISH: the topic name (len 0 for the others). */
+static inline mqtt_bytes mqtt__record_topic(const mqtt_record *r)
+{
+    return (mqtt_bytes){ mqtt__record_text(r), r->topic_len };
+}
+
+/** The MQTT 5 property block, as given to the maker. */
+static inline mqtt_bytes mqtt__record_props(const mqtt_record *r)
+{
+    return (mqtt_bytes){ mqtt__record_text(r) + r->topic_len, r->props_len };
+}
+
+/** PUBLISH: the payload. */
+static inline mqtt_bytes mqtt__record_payload(const mqtt_record *r)
+{
+    return (mqtt_bytes){ mqtt__record_text(r) + r->topic_len + r->props_len, r->payload_len };
+}
+
 /**
- * A PUBLISH record holding copies of topic, payload and props (either may be
+ * A PUBLISH record holding copies of topic, payload and props (any may be
  * empty, data NULL). MQTT_OK with *out set (the caller's until
  * mqtt__session_add takes it), MQTT_ERR_INVAL when no such packet can exist
  * (qos > 2, a topic over 65535 bytes, too large), MQTT_ERR_NOMEM. Topic
