@@ -11,43 +11,29 @@
 
 static const mqtt_session_limits roomy = { 64, 100000, 1u << 30 };
 
-/* A PUBLISH record (remaining length < 128) with a zero id for the session to fill. */
+static const mqtt_bytes no_props = { NULL, 0 };
+
+static mqtt_bytes text(const char *s)
+{
+    return (mqtt_bytes){ (const uint8_t *)s, strlen(s) };
+}
+
+/* A PUBLISH record; the session gives it its id. */
 static mqtt_record *publish(const char *topic, const char *payload, uint8_t qos)
 {
-    size_t tl = strlen(topic), pl = strlen(payload);
-    size_t rem = 2 + tl + (qos ? 2u : 0u) + pl;
-    mqtt_record *r = mqtt__record_new(MQTT_REC_PUBLISH, qos, 2 + rem, qos ? 4 + tl : 0);
-    uint8_t *p = r->packet;
-    *p++ = (uint8_t)(MQTT_PUBLISH | qos << 1);
-    *p++ = (uint8_t)rem;
-    *p++ = 0;
-    *p++ = (uint8_t)tl;
-    memcpy(p, topic, tl);
-    p += tl;
-    if (qos) {
-        *p++ = 0;
-        *p++ = 0;
-    }
-    memcpy(p, payload, pl);
+    mqtt_record *r = NULL;
+    if (mqtt__record_publish(text(topic), text(payload), qos, false, no_props, &r) != MQTT_OK)
+        return NULL;
     return r;
 }
 
 /* SUBSCRIBE (qos given) or UNSUBSCRIBE with a single filter. */
 static mqtt_record *subscribe(mqtt_rec_kind kind, const char *filter, uint8_t qos)
 {
-    size_t fl = strlen(filter);
-    size_t rem = 2 + 2 + fl + (kind == MQTT_REC_SUBSCRIBE ? 1u : 0u);
-    mqtt_record *r = mqtt__record_new(kind, 1, 2 + rem, 2);
-    uint8_t *p = r->packet;
-    *p++ = kind == MQTT_REC_SUBSCRIBE ? 0x82 : 0xA2;
-    *p++ = (uint8_t)rem;
-    *p++ = 0;
-    *p++ = 0;
-    *p++ = 0;
-    *p++ = (uint8_t)fl;
-    memcpy(p, filter, fl);
-    if (kind == MQTT_REC_SUBSCRIBE)
-        p[fl] = qos;
+    mqtt_sub_entry e = { text(filter), qos };
+    mqtt_record *r = NULL;
+    if (mqtt__record_subscribe(kind, &e, 1, no_props, &r) != MQTT_OK)
+        return NULL;
     return r;
 }
 
@@ -61,18 +47,60 @@ static uint16_t add(mqtt_session *s, mqtt_record *r)
     return r->packet_id;
 }
 
-/* next() must return exactly want; then the caller "writes" it. */
+static uint8_t *put_text(uint8_t *p, mqtt_bytes t)
+{
+    *p++ = (uint8_t)(t.len >> 8);
+    *p++ = (uint8_t)(t.len & 0xFF);
+    if (t.len)
+        memcpy(p, t.data, t.len);
+    return p + t.len;
+}
+
+/* The bytes for what next() handed out, built by hand (remaining length
+ * < 128) so these tests do not depend on the codec or the client. */
+static size_t encode(const mqtt_record *r, mqtt_qos_action a, uint8_t *buf)
+{
+    uint8_t *p = buf + 2;
+    if (a == MQTT_QA_PUBREL) {
+        buf[0] = 0x62;
+    } else if (r->kind == MQTT_REC_PUBLISH) {
+        buf[0] = (uint8_t)(MQTT_PUBLISH | r->qos << 1 | (r->dup && r->qos ? 0x08 : 0) | r->retain);
+        p = put_text(p, mqtt__record_topic(r));
+    } else {
+        buf[0] = r->kind == MQTT_REC_SUBSCRIBE ? 0x82 : 0xA2;
+    }
+    if (a == MQTT_QA_PUBREL || r->kind != MQTT_REC_PUBLISH || r->qos) {
+        *p++ = (uint8_t)(r->packet_id >> 8);
+        *p++ = (uint8_t)(r->packet_id & 0xFF);
+    }
+    mqtt_bytes payload = mqtt__record_payload(r);
+    if (a != MQTT_QA_PUBREL && r->kind == MQTT_REC_PUBLISH && payload.len) {
+        memcpy(p, payload.data, payload.len);
+        p += payload.len;
+    }
+    for (size_t i = 0; a != MQTT_QA_PUBREL && i < r->entry_count; i++) {
+        p = put_text(p, mqtt__record_entries(r)[i].filter);
+        if (r->kind == MQTT_REC_SUBSCRIBE)
+            *p++ = mqtt__record_entries(r)[i].qos;
+    }
+    buf[1] = (uint8_t)(p - buf - 2);
+    return (size_t)(p - buf);
+}
+
+/* next() must hand out exactly want; then the caller "writes" it. */
 static bool sends(mqtt_session *s, const uint8_t *want, size_t len)
 {
-    mqtt_bytes out;
-    uint8_t scratch[4];
-    if (!mqtt__session_next(s, &out, scratch))
+    mqtt_qos_action a;
+    uint8_t got[256];
+    const mqtt_record *r = mqtt__session_next(s, &a);
+    if (r == NULL)
         return false;
-    bool same = out.len == len && memcmp(out.data, want, len) == 0;
+    size_t n = encode(r, a, got);
+    bool same = n == len && memcmp(got, want, len) == 0;
     if (!same) {
         printf("#   got:");
-        for (size_t i = 0; i < out.len; i++)
-            printf(" %02x", out.data[i]);
+        for (size_t i = 0; i < n; i++)
+            printf(" %02x", got[i]);
         printf("\n");
     }
     mqtt__session_sent(s);
@@ -82,9 +110,8 @@ static bool sends(mqtt_session *s, const uint8_t *want, size_t len)
 /* Sends whatever next() offers; false when nothing may be sent. */
 static bool send_any(mqtt_session *s)
 {
-    mqtt_bytes out;
-    uint8_t scratch[4];
-    if (!mqtt__session_next(s, &out, scratch))
+    mqtt_qos_action a;
+    if (mqtt__session_next(s, &a) == NULL)
         return false;
     mqtt__session_sent(s);
     return true;
@@ -92,9 +119,8 @@ static bool send_any(mqtt_session *s)
 
 static bool idle(mqtt_session *s)
 {
-    mqtt_bytes out;
-    uint8_t scratch[4];
-    return !mqtt__session_next(s, &out, scratch);
+    mqtt_qos_action a;
+    return mqtt__session_next(s, &a) == NULL;
 }
 
 static mqtt_session_counts counts(const mqtt_session *s)
@@ -158,9 +184,9 @@ static void test_rewind(void)
     add(s, publish("t", "d", 1)); /* id 6, never written */
     add(s, publish("t", "e", 0));
     /* The connection drops in the middle of writing id 6. */
-    mqtt_bytes out;
-    uint8_t scratch[4];
-    CHECK(mqtt__session_next(s, &out, scratch), "rewind: id 6 offered before the drop");
+    mqtt_qos_action act;
+    CHECK(mqtt__session_next(s, &act) != NULL && act == MQTT_QA_SEND,
+          "rewind: id 6 offered before the drop");
     mqtt__session_rewind(s);
     mqtt__session_sent(s); /* stale: must not advance anything */
 
@@ -292,9 +318,8 @@ static void test_wrap(void)
     burn_ids(s, 65535);
     mqtt_record *r = publish("t", "", 1);
     add(s, r);
-    CHECK(r->packet_id == 65535 && r->packet[r->id_offset] == 0xFF &&
-              r->packet[r->id_offset + 1] == 0xFF,
-          "wrap: id 65535 written big-endian");
+    const uint8_t top[] = { 0x32, 0x05, 0x00, 0x01, 't', 0xFF, 0xFF };
+    CHECK(r->packet_id == 65535 && sends(s, top, sizeof top), "wrap: id 65535 handed out");
     CHECK(add(s, publish("t", "", 2)) == 2, "wrap: 65535 -> skips 1 (in use), takes 2");
     CHECK(add(s, publish("t", "", 1)) == 4, "wrap: skips 3 (unsubscribe in use), takes 4");
     CHECK(add(s, publish("t", "", 0)) == 0, "wrap: QoS 0 takes no id");
@@ -314,8 +339,8 @@ static void test_shared_ids(void)
     mqtt_record *late = publish("t", "late", 1);
     CHECK(mqtt__session_add(s, late) == MQTT_OK && late->packet_id == 1,
           "shared ids: the 65536th is accepted and shares id 1");
-    CHECK(late->packet[late->id_offset] == 0 && late->packet[late->id_offset + 1] == 1,
-          "shared ids: its id is written into the packet");
+    CHECK(late->state == MQTT_QS_QUEUED1 && late->id_next == NULL && !late->dup,
+          "shared ids: it waits, queued, last in the chain of id 1");
     CHECK(add(s, subscribe(MQTT_REC_SUBSCRIBE, "x", 0)) == 2, "shared ids: SUBSCRIBE shares id 2");
     CHECK(add(s, publish("t", "", 0)) == 0 && counts(s).records == 65538,
           "shared ids: QoS 0 still accepted");
@@ -366,12 +391,11 @@ static void test_awaiting(void)
 {
     mqtt_session *s = mqtt__session_new(&roomy);
     mqtt_record *r = subscribe(MQTT_REC_SUBSCRIBE, "x", 1);
-    r->filters = 1;
     uint16_t id = add(s, r);
     CHECK(mqtt__session_awaiting(s, id) == NULL, "awaiting: nothing before it is sent");
     send_any(s);
     const mqtt_record *w = mqtt__session_awaiting(s, id);
-    CHECK(w != NULL && w->kind == MQTT_REC_SUBSCRIBE && w->filters == 1,
+    CHECK(w != NULL && w->kind == MQTT_REC_SUBSCRIBE && w->entry_count == 1,
           "awaiting: the sent SUBSCRIBE with its filter count");
     CHECK(mqtt__session_awaiting(s, (uint16_t)(id + 1)) == NULL, "awaiting: unknown id");
     mqtt__session_free(s, NULL);
@@ -578,26 +602,161 @@ static void test_free_full(void)
     CHECK(true, "free: NULL session is fine");
 }
 
+/* Records changed after they were made are refused, and left to the caller. */
 static void test_misuse(void)
 {
     mqtt_session *s = mqtt__session_new(&roomy);
-    mqtt_record *r = mqtt__record_new(MQTT_REC_PUBLISH, 1, 4, 0);
-    CHECK(mqtt__session_add(s, r) == MQTT_ERR_INVAL, "misuse: QoS 1 without an id offset");
+    mqtt_record *r = publish("t", "a", 1);
+    r->qos = 0;
+    CHECK(mqtt__session_add(s, r) == MQTT_ERR_INVAL, "misuse: QoS changed after it was made");
+    r->qos = 3;
+    CHECK(mqtt__session_add(s, r) == MQTT_ERR_INVAL, "misuse: QoS 3");
+    r->qos = 1;
+    r->kind = 7;
+    CHECK(mqtt__session_add(s, r) == MQTT_ERR_INVAL, "misuse: no such kind");
+    r->kind = MQTT_REC_PUBLISH;
+    r->state = MQTT_QS_WAIT_PUBACK;
+    CHECK(mqtt__session_add(s, r) == MQTT_ERR_INVAL, "misuse: a record not in its queued state");
     mqtt__record_free(r);
-    r = mqtt__record_new(MQTT_REC_SUBSCRIBE, 1, 4, 3);
-    CHECK(mqtt__session_add(s, r) == MQTT_ERR_INVAL, "misuse: id offset past the packet");
+    r = subscribe(MQTT_REC_SUBSCRIBE, "x", 1);
+    r->entry_count = 0;
+    CHECK(mqtt__session_add(s, r) == MQTT_ERR_INVAL, "misuse: SUBSCRIBE without entries");
+    r->entry_count = 1;
+    r->kind = MQTT_REC_PUBLISH;
+    CHECK(mqtt__session_add(s, r) == MQTT_ERR_INVAL, "misuse: a PUBLISH with entries");
     mqtt__record_free(r);
+    CHECK(counts(s).records == 0 && counts(s).bytes == 0, "misuse: nothing was added");
     mqtt__session_sent(s);
     CHECK(counts(s).records == 0 && idle(s), "misuse: sent() without next() does nothing");
     add(s, publish("t", "a", 1));
-    mqtt_bytes o1, o2;
-    uint8_t sc[4];
-    CHECK(mqtt__session_next(s, &o1, sc) && mqtt__session_next(s, &o2, sc) && o1.data == o2.data,
-          "misuse: next() twice offers the same packet");
+    mqtt_qos_action a1, a2;
+    const mqtt_record *o1 = mqtt__session_next(s, &a1), *o2 = mqtt__session_next(s, &a2);
+    CHECK(o1 != NULL && o1 == o2 && a1 == a2, "misuse: next() twice offers the same record");
+    CHECK(mqtt__session_next(s, NULL) == NULL && mqtt__session_next(NULL, &a1) == NULL,
+          "misuse: next() without somewhere to say what to send");
+    o1 = mqtt__session_next(s, &a1);
     mqtt__session_sent(s);
     mqtt__session_sent(s);
     CHECK(counts(s).inflight == 1 && counts(s).queued == 0, "misuse: a second sent() is ignored");
     CHECK(mqtt__session_in_put(s, 1, NULL) == MQTT_ERR_INVAL, "misuse: NULL incoming item");
+    CHECK(mqtt__session_in_put(s, 0, &a1) == MQTT_ERR_INVAL, "misuse: incoming id 0");
+    mqtt__session_free(s, NULL);
+}
+
+/* Records are made valid or not at all. */
+static void test_record_new(void)
+{
+    static uint8_t big[65536];
+    mqtt_record *r = (mqtt_record *)&r; /* must be left alone on failure */
+    mqtt_record *const unset = r;
+    mqtt_bytes long_topic = { big, sizeof big };
+    CHECK(mqtt__record_publish(text("t"), text("x"), 3, false, no_props, &r) == MQTT_ERR_INVAL &&
+              r == unset,
+          "record: QoS 3 refused");
+    CHECK(mqtt__record_publish(long_topic, text("x"), 1, false, no_props, &r) == MQTT_ERR_INVAL,
+          "record: a topic over 65535 bytes refused");
+    CHECK(mqtt__record_publish(text("t"), text("x"), 1, false, no_props, NULL) == MQTT_ERR_INVAL,
+          "record: nowhere to put it");
+    mqtt_sub_entry e[2] = { { text("a/+"), 2 }, { text("b"), 3 } };
+    CHECK(mqtt__record_subscribe(MQTT_REC_SUBSCRIBE, e, 0, no_props, &r) == MQTT_ERR_INVAL,
+          "record: SUBSCRIBE without entries refused");
+    CHECK(mqtt__record_subscribe(MQTT_REC_SUBSCRIBE, e, 2, no_props, &r) == MQTT_ERR_INVAL,
+          "record: SUBSCRIBE with QoS 3 refused");
+    CHECK(mqtt__record_subscribe(MQTT_REC_PUBLISH, e, 1, no_props, &r) == MQTT_ERR_INVAL &&
+              r == unset,
+          "record: a PUBLISH is not made as a SUBSCRIBE");
+
+    /* One block: the copies live inside the record, the caller's text is not kept. */
+    char topic[] = "a/b", payload[] = "hello", props[] = { 0x01, 0x01 };
+    mqtt_bytes pb = { (const uint8_t *)props, sizeof props };
+    CHECK(mqtt__record_publish(text(topic), text(payload), 2, true, pb, &r) == MQTT_OK,
+          "record: PUBLISH made");
+    topic[0] = payload[0] = props[0] = 'X';
+    mqtt_bytes t = mqtt__record_topic(r), p = mqtt__record_payload(r), x = mqtt__record_props(r);
+    const uint8_t *lo = (const uint8_t *)r, *hi = lo + sizeof *r + 10;
+    CHECK(t.len == 3 && memcmp(t.data, "a/b", 3) == 0 && p.len == 5 &&
+              memcmp(p.data, "hello", 5) == 0 && x.len == 2 && x.data[0] == 0x01,
+          "record: topic, payload and properties copied");
+    CHECK(t.data == lo + sizeof *r && p.data + p.len == hi && x.data > lo && x.data < hi,
+          "record: the copies are inline, right after the struct");
+    CHECK(r->qos == 2 && r->retain && !r->dup && r->kind == MQTT_REC_PUBLISH &&
+              r->state == MQTT_QS_QUEUED2 && r->entry_count == 0,
+          "record: PUBLISH fields");
+    CHECK(r->bytes == 2 + 2 + 3 + 2 + 5 + 2, "record: counts its packet and its properties");
+    mqtt__record_free(r);
+
+    e[1].qos = 1;
+    CHECK(mqtt__record_subscribe(MQTT_REC_UNSUBSCRIBE, e, 2, pb, &r) == MQTT_OK,
+          "record: UNSUBSCRIBE made");
+    const mqtt_sub_entry *re = mqtt__record_entries(r);
+    CHECK(r->entry_count == 2 && re[0].filter.len == 3 && memcmp(re[0].filter.data, "a/+", 3) == 0 &&
+              re[0].filter.data != e[0].filter.data && re[1].qos == 0 && re[1].filter.len == 1 &&
+              re[1].filter.data[0] == 'b' && r->state == MQTT_QS_QUEUED_UNSUB &&
+              r->bytes == 2 + 2 + 5 + 3 + 2,
+          "record: UNSUBSCRIBE keeps copies of its filters, no QoS");
+    CHECK(mqtt__record_props(r).len == 2 && mqtt__record_props(r).data[0] == 'X' &&
+              mqtt__record_topic(r).len == 0 && mqtt__record_payload(r).len == 0,
+          "record: UNSUBSCRIBE keeps its properties, no topic, no payload");
+    mqtt__record_free(r);
+    CHECK(mqtt__record_publish(text("t"), no_props, 0, false, no_props, &r) == MQTT_OK &&
+              r->payload_len == 0 && r->state == MQTT_QS_QUEUED0 && r->bytes == 5,
+          "record: an empty payload");
+    mqtt__record_free(r);
+    CHECK(sizeof(mqtt_record) <= 48, "record: the struct takes at most 48 bytes");
+}
+
+/* DUP belongs to the record and is set by the reconnect, not by the caller. */
+static void test_dup(void)
+{
+    mqtt_session_limits l = roomy;
+    l.max_inflight = 2;
+    mqtt_session *s = mqtt__session_new(&l);
+    mqtt_record *a = publish("t", "a", 1), *b = publish("t", "b", 2);
+    mqtt_record *q = publish("t", "q", 1);
+    add(s, a);
+    add(s, b);
+    send_any(s);
+    send_any(s);
+    add(s, q);
+    CHECK(!a->dup && !b->dup, "dup: not on the first write");
+    mqtt__session_rewind(s);
+    CHECK(a->dup && b->dup && !q->dup, "dup: set on what was written, once the connection is lost");
+    mqtt_qos_action act;
+    CHECK(mqtt__session_next(s, &act) == a && act == MQTT_QA_RESEND, "dup: a is resent");
+    mqtt__session_sent(s);
+    CHECK(mqtt__session_ack(s, MQTT_PUBREC, 2) == MQTT_ACK_NEW &&
+              mqtt__session_next(s, &act) == b && act == MQTT_QA_PUBREL,
+          "dup: b acked by PUBREC during the resend: its PUBREL goes out instead");
+    mqtt__session_sent(s);
+    CHECK(mqtt__session_next(s, &act) == NULL, "dup: q waits behind a full window");
+    mqtt__session_free(s, NULL);
+}
+
+/* Incoming QoS 2 items handed over before their PUBREL. */
+static void test_incoming_released(void)
+{
+    static int v[4] = { 1, 2, 3, 4 };
+    static char mark;
+    mqtt_session *s = mqtt__session_new(&roomy);
+    mqtt__session_in_put(s, 7, &v[0]);
+    mqtt__session_in_put(s, 8, &v[1]);
+    int got[4], *cur = got;
+    CHECK(mqtt__session_in_replace(s, NULL, collect, &cur) == MQTT_ERR_INVAL && cur == got,
+          "released: a NULL mark is refused");
+    CHECK(mqtt__session_in_replace(s, &mark, collect, &cur) == MQTT_OK && cur - got == 2,
+          "released: both handed over");
+    CHECK(mqtt__session_in_replace(s, &mark, collect, &cur) == MQTT_OK && cur - got == 2,
+          "released: not twice");
+    CHECK(mqtt__session_in_put(s, 7, &v[2]) == MQTT_ERR_INVAL && mqtt__session_in_has(s, 7),
+          "released: a resent PUBLISH is not stored again");
+    mqtt__session_in_put(s, 9, &v[3]);
+    CHECK(mqtt__session_in_take(s, 7) == NULL && !mqtt__session_in_has(s, 7),
+          "released: PUBREL delivers nothing more and forgets the id");
+    CHECK(mqtt__session_in_take(s, 7) == NULL, "released: an unknown PUBREL delivers nothing");
+    cur = got;
+    mqtt__session_in_drain(s, collect, &cur);
+    CHECK(cur - got == 1 && got[0] == v[3] && counts(s).incoming == 0,
+          "released: drain hands over only what was not handed over");
     mqtt__session_free(s, NULL);
 }
 
@@ -636,5 +795,8 @@ int main(void)
     test_incoming();
     test_free_full();
     test_misuse();
+    test_record_new();
+    test_dup();
+    test_incoming_released();
     return test_done();
 }

@@ -5,30 +5,43 @@
  * the incoming QoS 2 table and its replacement by a mark, bulk runs that fill
  * the id space and go past it, so records share ids) played against
  * the real session and a shadow model written here; after each step the
- * answers, the bytes next() hands out and mqtt__session_counts must agree
- * with the model. ASan catches leaks when the session is freed at the end.
+ * answers, the record and action next() hands out, the bytes the client's
+ * send path encodes for them, and mqtt__session_counts must agree with the
+ * model. ASan catches leaks when the session is freed at the end.
  */
 #include <string.h>
 
 #include "fuzz_util.h"
+#include "send.h"
 #include "session.h"
 
 #define MAX_IDS 65535u
 
 /* ---- the shadow model ------------------------------------------------ */
 
+/* The model's own states, apart from the session's table. */
+enum {
+    S_QUEUED,
+    S_WAIT_PUBACK,
+    S_WAIT_PUBREC,
+    S_WAIT_PUBCOMP,
+    S_WAIT_SUBACK,
+    S_WAIT_UNSUBACK
+};
+
 typedef struct shadow_rec {
     struct shadow_rec *prev, *next;
     struct shadow_rec *id_next; /* the next record given the same id */
+    const mqtt_record *real; /* the session's record, alive as long as this one */
     uint16_t id; /* 0 for QoS 0 publishes */
     uint8_t kind, qos, state;
     size_t len;
-    uint8_t packet[]; /* the bytes next() must hand out */
+    uint8_t packet[]; /* the bytes the record encodes to */
 } shadow_rec;
 
 typedef struct held {
     uint16_t id;
-    uint16_t *item;
+    uint16_t *item; /* &mark once handed over by in_replace: the id stays held */
 } held;
 
 typedef struct model {
@@ -83,8 +96,7 @@ static void live_remove(uint16_t id)
 
 static bool inflight_state(uint8_t st)
 {
-    return st == MQTT_REC_WAIT_PUBACK || st == MQTT_REC_WAIT_PUBREC ||
-           st == MQTT_REC_WAIT_PUBCOMP;
+    return st == S_WAIT_PUBACK || st == S_WAIT_PUBREC || st == S_WAIT_PUBCOMP;
 }
 
 static void model_remove(shadow_rec *r)
@@ -107,7 +119,7 @@ static void model_remove(shadow_rec *r)
         else
             live_remove(r->id);
     }
-    if (r->state == MQTT_REC_QUEUED)
+    if (r->state == S_QUEUED)
         M.queued--;
     else if (inflight_state(r->state))
         M.inflight--;
@@ -129,38 +141,95 @@ static void check_counts(void)
 
 /* ---- records --------------------------------------------------------- */
 
-/* Builds a record with bytes from the input; the model says whether it is valid. */
-static mqtt_record *build(fz_in *in, mqtt_rec_kind kind, uint8_t qos, size_t name_len,
-                          size_t payload_len, bool raw_offset)
+/* A record made from the input and what it must encode to, id 0 for now. */
+typedef struct built {
+    mqtt_record *r; /* NULL: its maker refused it, as the model said */
+    bool tampered;  /* changed after it was made: the session must refuse it */
+    size_t len, id_offset;
+    uint8_t packet[64];
+} built;
+
+/* The bytes of a record of kind, by hand, into b (remaining length < 128). */
+static void expect_bytes(built *b, mqtt_rec_kind kind, uint8_t qos, const uint8_t *name,
+                         size_t name_len, const uint8_t *payload, size_t payload_len)
 {
-    size_t with_id = kind != MQTT_REC_PUBLISH || qos > 0 ? 2u : 0u;
-    size_t rem = 2 + with_id + name_len + payload_len + (kind == MQTT_REC_SUBSCRIBE ? 1u : 0u);
-    size_t len = 2 + rem, off = kind == MQTT_REC_PUBLISH ? (with_id ? 4 + name_len : 0) : 2;
-    if (raw_offset)
-        off = fz_u8(in);
-    mqtt_record *r = mqtt__record_new(kind, qos, len, off);
-    FZ_CHECK(r != NULL);
-    uint8_t *p = r->packet, first = kind == MQTT_REC_PUBLISH ? (uint8_t)(0x30 | (qos & 3) << 1)
-                                   : kind == MQTT_REC_SUBSCRIBE ? 0x82 : 0xA2;
-    *p++ = first;
-    *p++ = (uint8_t)rem;
+    bool with_id = kind != MQTT_REC_PUBLISH || qos > 0;
+    uint8_t *p = b->packet;
+    *p++ = kind == MQTT_REC_PUBLISH ? (uint8_t)(0x30 | qos << 1)
+           : kind == MQTT_REC_SUBSCRIBE ? 0x82 : 0xA2;
+    *p++ = (uint8_t)(2 + (with_id ? 2u : 0u) + name_len + payload_len +
+                     (kind == MQTT_REC_SUBSCRIBE ? 1u : 0u));
+    b->id_offset = kind == MQTT_REC_PUBLISH ? (with_id ? 4 + name_len : 0) : 2;
     if (kind != MQTT_REC_PUBLISH) {
         *p++ = 0;
         *p++ = 0;
     }
     *p++ = 0;
     *p++ = (uint8_t)name_len;
-    for (size_t i = 0; i < name_len; i++)
-        *p++ = (uint8_t)('a' + i);
+    memcpy(p, name, name_len);
+    p += name_len;
     if (kind == MQTT_REC_PUBLISH && with_id) {
         *p++ = 0;
         *p++ = 0;
     }
-    for (size_t i = 0; i < payload_len; i++)
-        *p++ = fz_u8(in);
+    if (payload_len)
+        memcpy(p, payload, payload_len);
+    p += payload_len;
     if (kind == MQTT_REC_SUBSCRIBE)
         *p++ = qos;
-    return r;
+    b->len = (size_t)(p - b->packet);
+}
+
+/* Spoils a made record the way the input says; the session must refuse it. */
+static void tamper(fz_in *in, mqtt_record *r)
+{
+    switch (fz_u8(in) % 4) {
+    case 0:
+        /* Another QoS for a PUBLISH (3 included); QoS 3 for the others. */
+        r->qos = r->kind == MQTT_REC_PUBLISH ? (uint8_t)((r->qos + 1 + fz_u8(in) % 3) % 4) : 3;
+        break;
+    case 1:
+        r->kind = (uint8_t)(3 + fz_u8(in) % 250);
+        break;
+    case 2:
+        r->state = MQTT_QS_WAIT_PUBACK;
+        break;
+    default:
+        r->entry_count = r->kind == MQTT_REC_PUBLISH ? 1 : 0;
+        break;
+    }
+}
+
+/* Builds a record with a payload from the input; the model says whether its
+ * maker accepts it (QoS 3 is refused). */
+static built build(fz_in *in, mqtt_rec_kind kind, uint8_t qos, size_t name_len,
+                   size_t payload_len, bool spoil)
+{
+    built b = { NULL, false, 0, 0, { 0 } };
+    uint8_t name[8], payload[40];
+    for (size_t i = 0; i < name_len; i++)
+        name[i] = (uint8_t)('a' + i);
+    for (size_t i = 0; i < payload_len; i++)
+        payload[i] = fz_u8(in);
+    mqtt_bytes n = { name, name_len }, pl = { payload, payload_len }, none = { NULL, 0 };
+    mqtt_sub_entry e = { n, qos };
+    int rc = kind == MQTT_REC_PUBLISH
+                 ? mqtt__record_publish(n, pl, qos, false, none, &b.r)
+                 : mqtt__record_subscribe(kind, &e, 1, none, &b.r);
+    bool valid = kind == MQTT_REC_UNSUBSCRIBE || qos <= 2;
+    FZ_CHECK(rc == (valid ? MQTT_OK : MQTT_ERR_INVAL));
+    if (rc != MQTT_OK) {
+        b.r = NULL;
+        return b;
+    }
+    expect_bytes(&b, kind, kind == MQTT_REC_UNSUBSCRIBE ? 0 : qos, name, name_len, payload,
+                 payload_len);
+    FZ_CHECK(b.r->bytes == b.len && b.r->entry_count == (kind == MQTT_REC_PUBLISH ? 0 : 1));
+    if (spoil) {
+        tamper(in, b.r);
+        b.tampered = true;
+    }
+    return b;
 }
 
 static bool needs_id(uint8_t kind, uint8_t qos)
@@ -169,15 +238,15 @@ static bool needs_id(uint8_t kind, uint8_t qos)
 }
 
 /* mqtt__session_add against the model; returns the status. */
-static int add(mqtt_record *r)
+static int add(built b)
 {
-    bool valid = r->kind <= MQTT_REC_UNSUBSCRIBE && r->qos <= 2;
-    if (valid && needs_id(r->kind, r->qos))
-        valid = r->id_offset > 0 && r->len >= 2 && r->id_offset <= r->len - 2;
+    mqtt_record *r = b.r;
+    if (r == NULL)
+        return MQTT_ERR_INVAL;
     int want = MQTT_OK;
-    if (!valid)
+    if (b.tampered)
         want = MQTT_ERR_INVAL;
-    else if (M.queued >= M.lim.max_queued || r->len > M.lim.max_queued_bytes - M.bytes)
+    else if (M.queued >= M.lim.max_queued || r->bytes > M.lim.max_queued_bytes - M.bytes)
         want = MQTT_ERR_QUEUE_FULL;
     bool shared = needs_id(r->kind, r->qos) && M.nlive >= MAX_IDS;
     uint16_t want_id = 0;
@@ -189,18 +258,19 @@ static int add(mqtt_record *r)
         mqtt__record_free(r);
         return rc;
     }
-    /* The session owns r now; it is still alive, in state QUEUED, with its id written. */
-    FZ_CHECK(r->packet_id == want_id && r->state == MQTT_REC_QUEUED);
-    shadow_rec *m = calloc(1, sizeof *m + r->len);
+    /* The session owns r now; it is still alive, queued, with its id. */
+    FZ_CHECK(r->packet_id == want_id && mqtt__qos_queued(r->state) && !r->dup);
+    shadow_rec *m = calloc(1, sizeof *m + b.len);
+    m->real = r;
     m->id = want_id;
     m->kind = r->kind;
     m->qos = r->qos;
-    m->state = MQTT_REC_QUEUED;
-    m->len = r->len;
-    memcpy(m->packet, r->packet, r->len);
+    m->state = S_QUEUED;
+    m->len = b.len;
+    memcpy(m->packet, b.packet, b.len);
     if (want_id) {
-        FZ_CHECK(r->packet[r->id_offset] == want_id >> 8);
-        FZ_CHECK(r->packet[r->id_offset + 1] == (want_id & 0xFF));
+        m->packet[b.id_offset] = (uint8_t)(want_id >> 8);
+        m->packet[b.id_offset + 1] = (uint8_t)(want_id & 0xFF);
         if (shared) {
             /* Every id is held: r waits behind the last record given this one. */
             shadow_rec *h = by_id[want_id];
@@ -247,39 +317,47 @@ static void op_add_subscribe(fz_in *in)
 /* An add with a kind the session must refuse. */
 static void op_add_bad_kind(fz_in *in)
 {
-    mqtt_record *r = mqtt__record_new(MQTT_REC_PUBLISH, 1, 8, 2);
-    FZ_CHECK(r != NULL);
-    memset(r->packet, 0, 8);
-    r->kind = (uint8_t)(3 + fz_u8(in) % 250);
-    add(r);
+    built b = build(in, MQTT_REC_PUBLISH, 1, 1, 0, false);
+    b.r->kind = (uint8_t)(3 + fz_u8(in) % 250);
+    b.tampered = true;
+    add(b);
 }
 
 /* ---- writing --------------------------------------------------------- */
 
-/* next() against the model; true when it handed out a packet. */
+/* The client's send path encodes what next() hands out; reused across runs. */
+static mqtt_buf wire;
+
+/* next() against the model; true when it handed out a record. */
 static bool next(void)
 {
-    mqtt_bytes out = {NULL, 0};
-    uint8_t scratch[4];
-    bool got = mqtt__session_next(M.s, &out, scratch);
+    mqtt_qos_action act = MQTT_QA_INVALID;
+    const mqtt_record *got = mqtt__session_next(M.s, &act);
     M.pending = NULL;
     shadow_rec *r = M.cursor;
     bool want = r != NULL;
-    if (r && r->state == MQTT_REC_QUEUED && r->kind == MQTT_REC_PUBLISH && r->qos > 0 &&
+    if (r && r->state == S_QUEUED && r->kind == MQTT_REC_PUBLISH && r->qos > 0 &&
         M.inflight >= M.window)
         want = false;
-    if (r && r->state == MQTT_REC_QUEUED && r->id && by_id[r->id] != r)
+    if (r && r->state == S_QUEUED && r->id && by_id[r->id] != r)
         want = false; /* its id is still another record's */
-    FZ_CHECK(got == want);
+    FZ_CHECK((got != NULL) == want);
     if (!got)
         return false;
-    if (r->state == MQTT_REC_WAIT_PUBACK || r->state == MQTT_REC_WAIT_PUBREC)
+    FZ_CHECK(got == r->real);
+    mqtt_qos_action want_act = r->state == S_QUEUED          ? MQTT_QA_SEND
+                               : r->state == S_WAIT_PUBCOMP ? MQTT_QA_PUBREL
+                                                            : MQTT_QA_RESEND;
+    FZ_CHECK(act == want_act);
+    if (r->state == S_WAIT_PUBACK || r->state == S_WAIT_PUBREC)
         r->packet[0] |= 0x08; /* resent with DUP */
-    if (r->state == MQTT_REC_WAIT_PUBCOMP) {
+    wire.len = 0;
+    FZ_CHECK(mqtt__send_record(&wire, got, act) == MQTT_OK);
+    if (r->state == S_WAIT_PUBCOMP) {
         uint8_t rel[4] = {0x62, 0x02, (uint8_t)(r->id >> 8), (uint8_t)r->id};
-        FZ_CHECK(out.len == 4 && memcmp(out.data, rel, 4) == 0);
+        FZ_CHECK(wire.len == 4 && memcmp(wire.data, rel, 4) == 0);
     } else {
-        FZ_CHECK(out.len == r->len && memcmp(out.data, r->packet, r->len) == 0);
+        FZ_CHECK(wire.len == r->len && memcmp(wire.data, r->packet, r->len) == 0);
     }
     M.pending = r;
     return true;
@@ -293,7 +371,7 @@ static void sent(void)
         return;
     M.pending = NULL;
     M.cursor = r->next;
-    if (r->state != MQTT_REC_QUEUED)
+    if (r->state != S_QUEUED)
         return;
     if (r->kind == MQTT_REC_PUBLISH && r->qos == 0) {
         model_remove(r);
@@ -301,11 +379,11 @@ static void sent(void)
     }
     M.queued--;
     if (r->kind == MQTT_REC_SUBSCRIBE) {
-        r->state = MQTT_REC_WAIT_SUBACK;
+        r->state = S_WAIT_SUBACK;
     } else if (r->kind == MQTT_REC_UNSUBSCRIBE) {
-        r->state = MQTT_REC_WAIT_UNSUBACK;
+        r->state = S_WAIT_UNSUBACK;
     } else {
-        r->state = r->qos == 1 ? MQTT_REC_WAIT_PUBACK : MQTT_REC_WAIT_PUBREC;
+        r->state = r->qos == 1 ? S_WAIT_PUBACK : S_WAIT_PUBREC;
         M.inflight++;
     }
 }
@@ -333,13 +411,13 @@ static int completes(uint8_t type)
 {
     switch (type) {
     case MQTT_PUBACK:
-        return MQTT_REC_WAIT_PUBACK;
+        return S_WAIT_PUBACK;
     case MQTT_PUBCOMP:
-        return MQTT_REC_WAIT_PUBCOMP;
+        return S_WAIT_PUBCOMP;
     case MQTT_SUBACK:
-        return MQTT_REC_WAIT_SUBACK;
+        return S_WAIT_SUBACK;
     case MQTT_UNSUBACK:
-        return MQTT_REC_WAIT_UNSUBACK;
+        return S_WAIT_UNSUBACK;
     default:
         return -1;
     }
@@ -351,15 +429,15 @@ static void ack(uint8_t type, uint16_t id)
     shadow_rec *r = id ? by_id[id] : NULL;
     mqtt_ack_result want = MQTT_ACK_UNKNOWN;
     uint8_t t = type & 0xF0;
-    if (r && t == MQTT_PUBACK && r->state == MQTT_REC_WAIT_PUBREC) {
+    if (r && t == MQTT_PUBACK && r->state == S_WAIT_PUBREC) {
         want = MQTT_ACK_DOWNGRADED; /* a broker that took it as QoS 1 */
         model_remove(r);
     } else if (r && t == MQTT_PUBREC) {
-        if (r->state == MQTT_REC_WAIT_PUBCOMP) {
+        if (r->state == S_WAIT_PUBCOMP) {
             want = MQTT_ACK_DUPLICATE;
-        } else if (r->state == MQTT_REC_WAIT_PUBREC) {
+        } else if (r->state == S_WAIT_PUBREC) {
             want = MQTT_ACK_NEW;
-            r->state = MQTT_REC_WAIT_PUBCOMP;
+            r->state = S_WAIT_PUBCOMP;
         }
     } else if (r && completes(t) == (int)r->state) {
         want = MQTT_ACK_NEW;
@@ -395,11 +473,11 @@ static void ack_all(bool reverse, bool repeat)
     while (r) {
         shadow_rec *step = reverse ? r->prev : r->next;
         uint16_t id = r->id;
-        uint8_t type = r->state == MQTT_REC_WAIT_PUBACK     ? MQTT_PUBACK
-                       : r->state == MQTT_REC_WAIT_PUBREC   ? MQTT_PUBREC
-                       : r->state == MQTT_REC_WAIT_PUBCOMP  ? MQTT_PUBCOMP
-                       : r->state == MQTT_REC_WAIT_SUBACK   ? MQTT_SUBACK
-                       : r->state == MQTT_REC_WAIT_UNSUBACK ? MQTT_UNSUBACK
+        uint8_t type = r->state == S_WAIT_PUBACK     ? MQTT_PUBACK
+                       : r->state == S_WAIT_PUBREC   ? MQTT_PUBREC
+                       : r->state == S_WAIT_PUBCOMP  ? MQTT_PUBCOMP
+                       : r->state == S_WAIT_SUBACK   ? MQTT_SUBACK
+                       : r->state == S_WAIT_UNSUBACK ? MQTT_UNSUBACK
                                                             : MQTT_PUBACK;
         if (id) {
             ack(type, id); /* may free r */
@@ -450,7 +528,11 @@ static void op_in_take(fz_in *in)
         FZ_CHECK(item == NULL);
         return;
     }
-    FZ_CHECK(item == M.in[i].item && (item == &mark || *item == id));
+    /* At PUBREL only an item not handed over yet is delivered. */
+    if (M.in[i].item == &mark)
+        FZ_CHECK(item == NULL);
+    else
+        FZ_CHECK(item == M.in[i].item && *item == id);
     FZ_CHECK(!mqtt__session_in_has(M.s, id));
     if (item != &mark)
         free(item);
@@ -461,11 +543,12 @@ static void op_in_take(fz_in *in)
 static void drained(void *item, void *ud)
 {
     size_t *n = ud;
-    FZ_CHECK(*n < M.nin && item == M.in[*n].item);
+    while (*n < M.nin && M.in[*n].item == &mark)
+        (*n)++; /* handed over already: forgotten, not handed again */
+    FZ_CHECK(*n < M.nin && item == M.in[*n].item && item != &mark);
     /* The session is detached from its table: calling back in is allowed. */
     FZ_CHECK(!mqtt__session_in_has(M.s, M.in[*n].id));
-    if (item != &mark)
-        free(item);
+    free(item);
     (*n)++;
 }
 
@@ -494,6 +577,8 @@ static void op_in_drain(void)
 {
     size_t n = 0;
     mqtt__session_in_drain(M.s, drained, &n);
+    while (n < M.nin && M.in[n].item == &mark)
+        n++;
     FZ_CHECK(n == M.nin);
     M.nin = 0;
 }
@@ -547,7 +632,8 @@ static void op_bulk(fz_in *in)
         while (M.nin > 0) {
             uint16_t id = M.in[M.nin - 1].id;
             uint16_t *item = mqtt__session_in_take(M.s, id);
-            FZ_CHECK(item == M.in[M.nin - 1].item);
+            uint16_t *was = M.in[M.nin - 1].item;
+            FZ_CHECK(item == (was == &mark ? NULL : was));
             if (item != &mark)
                 free(item);
             M.nin--;
@@ -598,6 +684,7 @@ static void teardown(void)
     }
     free(M.in);
     memset(&M, 0, sizeof M);
+    mqtt__buf_free(&wire);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)

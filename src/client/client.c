@@ -242,7 +242,7 @@ static int enqueue(mqtt_client *c, mqtt_record *r, uint16_t *mid)
 {
     pthread_mutex_lock(&c->mu);
     /* A broker that stops reading fills what the client owes it: no more then. */
-    int rc = mqtt__owed_bytes(c) + r->len > c->opt.max_queued_bytes
+    int rc = mqtt__owed_bytes(c) + r->bytes > c->opt.max_queued_bytes
                  ? MQTT_ERR_QUEUE_FULL
                  : mqtt__session_add(c->session, r);
     bool wake = false;
@@ -309,13 +309,10 @@ int mqtt_client_publish(mqtt_client *c, const char *topic, size_t topic_len, con
         if (done || rc != MQTT_OK)
             return rc;
     }
-    size_t id_offset = qos ? size - payload_len - 2 : 0;
-    mqtt_record *r = mqtt__record_new(MQTT_REC_PUBLISH, (uint8_t)qos, size, id_offset);
-    if (!r)
-        return MQTT_ERR_NOMEM;
-    mqtt__encode_publish(r->packet, (const uint8_t *)topic, topic_len, payload, payload_len,
-                         (uint8_t)qos, retain, false, 0);
-    return enqueue(c, r, mid);
+    mqtt_bytes t = {(const uint8_t *)topic, topic_len}, m = {payload, payload_len}, none = {0};
+    mqtt_record *r;
+    int rc = mqtt__record_publish(t, m, (uint8_t)qos, retain, none, &r);
+    return rc == MQTT_OK ? enqueue(c, r, mid) : rc;
 }
 
 static int subscribe_common(mqtt_client *c, const mqtt_subscription *subs, size_t n,
@@ -325,7 +322,7 @@ static int subscribe_common(mqtt_client *c, const mqtt_subscription *subs, size_
         return MQTT_ERR_STATE;
     if (!subs || n == 0 || n > 65535)
         return MQTT_ERR_INVAL;
-    mqtt_sub_entry stack[16];
+    mqtt_sub_entry stack[16] = {0}; /* all set below; zeroed for the compiler */
     mqtt_sub_entry *e = n <= 16 ? stack : mqtt__calloc(n, sizeof *e);
     if (!e)
         return MQTT_ERR_NOMEM;
@@ -340,24 +337,11 @@ static int subscribe_common(mqtt_client *c, const mqtt_subscription *subs, size_
         e[i].filter.len = subs[i].filter_len;
         e[i].qos = (uint8_t)subs[i].qos;
     }
-    size_t size = unsub ? mqtt__unsubscribe_size(e, n) : mqtt__subscribe_size(e, n);
-    if (rc == MQTT_OK && size == 0)
-        rc = MQTT_ERR_INVAL;
     mqtt_record *r = NULL;
-    if (rc == MQTT_OK) {
-        r = mqtt__record_new(unsub ? MQTT_REC_UNSUBSCRIBE : MQTT_REC_SUBSCRIBE, 0, size, 0);
-        rc = r ? MQTT_OK : MQTT_ERR_NOMEM;
-    }
-    if (rc == MQTT_OK) {
-        if (unsub)
-            mqtt__encode_unsubscribe(r->packet, 0, e, n);
-        else
-            mqtt__encode_subscribe(r->packet, 0, e, n);
-        mqtt_fixed_header h;
-        mqtt__decode_fixed_header(r->packet, size, &h, NULL, NULL);
-        r->id_offset = h.header_len;
-        r->filters = (uint16_t)n;
-    }
+    mqtt_bytes none = {0};
+    if (rc == MQTT_OK)
+        rc = mqtt__record_subscribe(unsub ? MQTT_REC_UNSUBSCRIBE : MQTT_REC_SUBSCRIBE, e, n, none,
+                                    &r);
     if (e != stack)
         mqtt__free(e);
     return rc == MQTT_OK ? enqueue(c, r, mid) : rc;

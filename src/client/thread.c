@@ -13,6 +13,7 @@
 
 #include "alloc.h"
 #include "client_internal.h"
+#include "send.h"
 
 #define READ_CHUNK (64 * 1024)
 #define READS_PER_WAKE 4
@@ -39,10 +40,10 @@ void mqtt__wake(mqtt_client *c)
 int mqtt__pump(mqtt_client *c)
 {
     bool was_empty = c->out.len == 0;
-    mqtt_bytes pkt;
-    uint8_t scratch[4];
-    while (mqtt__session_next(c->session, &pkt, scratch)) {
-        if (mqtt__buf_append(&c->out, pkt.data, pkt.len) != MQTT_OK)
+    mqtt_qos_action action;
+    const mqtt_record *r;
+    while ((r = mqtt__session_next(c->session, &action)) != NULL) {
+        if (mqtt__send_record(&c->out, r, action) != MQTT_OK)
             return -1;
         mqtt__session_sent(c->session);
     }
@@ -135,7 +136,7 @@ static void release_held(mqtt_client *c)
 static bool suback_fits(const mqtt_client *c, const mqtt_packet *p)
 {
     const mqtt_record *r = mqtt__session_awaiting(c->session, p->packet_id);
-    return !r || r->kind != MQTT_REC_SUBSCRIBE || r->filters == p->granted.len;
+    return !r || r->kind != MQTT_REC_SUBSCRIBE || r->entry_count == p->granted.len;
 }
 
 /* Applies an ack to the session and queues its event, made first: without

@@ -1,8 +1,9 @@
 /*
- * Session state: outgoing records in publish order with a resend cursor,
- * packet-id allocation through a small open-addressing id table, the
- * in-flight window and queue limits, and incoming QoS 2 items held until
- * PUBREL. No I/O, no clock, no locking: the caller owns all of that.
+ * Session state: outgoing records (messages, not bytes) in publish order
+ * with a resend cursor, packet-id allocation through a small open-addressing
+ * id table, the in-flight window and queue limits, and incoming QoS 2 items
+ * held until PUBREL. Every state change is a cell of the QoS table (qos.c).
+ * No I/O, no encoding, no clock, no locking: the caller owns all of that.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,8 @@
 #define MAX_IDS 65535u
 
 /* One slot of an id table. tag holds the packet id in its low 16 bits and,
- * for incoming items, an arrival number above it so drain can keep order. */
+ * for incoming items, their mqtt_qos_state in the 4 bits above it and an
+ * arrival number above those so drain can keep order. */
 typedef struct id_slot {
     void *p; /* NULL: empty slot */
     uint64_t tag;
@@ -44,9 +46,22 @@ struct mqtt_session {
 
 /* ---- id table -------------------------------------------------------- */
 
+#define TAG_STATE_SHIFT 16u
+#define TAG_SEQ_SHIFT 20u
+
 static uint16_t slot_id(const id_slot *e)
 {
     return (uint16_t)(e->tag & 0xFFFFu);
+}
+
+static mqtt_qos_state slot_state(const id_slot *e)
+{
+    return (mqtt_qos_state)(e->tag >> TAG_STATE_SHIFT & 0xFu);
+}
+
+static void slot_set_state(id_slot *e, uint8_t state)
+{
+    e->tag = (e->tag & ~((uint64_t)0xFu << TAG_STATE_SHIFT)) | (uint64_t)state << TAG_STATE_SHIFT;
 }
 
 /* Fibonacci hashing: consecutive ids, the usual case, land far apart. */
@@ -140,34 +155,99 @@ static void idt_remove_at(id_table *t, uint32_t hole)
         (void)idt_resize(t, (uint8_t)(t->bits - 1u));
 }
 
-static void *idt_remove(id_table *t, uint16_t id)
-{
-    uint32_t i = idt_find(t, id);
-    if (i == UINT32_MAX)
-        return NULL;
-    void *p = t->slot[i].p;
-    idt_remove_at(t, i);
-    return p;
-}
-
 /* ---- records --------------------------------------------------------- */
 
-mqtt_record *mqtt__record_new(mqtt_rec_kind kind, uint8_t qos, size_t len, size_t id_offset)
+_Static_assert(sizeof(mqtt_record) % _Alignof(mqtt_sub_entry) == 0,
+               "a record's entries follow it aligned");
+
+/* One block: the struct, then room for n entries and text bytes of data.
+ * NULL on out of memory or when the sizes overflow. */
+static mqtt_record *record_alloc(mqtt_rec_kind kind, uint8_t qos, size_t n, size_t text)
 {
-    if (len > SIZE_MAX - sizeof(mqtt_record))
+    if (n > (SIZE_MAX - sizeof(mqtt_record)) / sizeof(mqtt_sub_entry) ||
+        text > SIZE_MAX - sizeof(mqtt_record) - n * sizeof(mqtt_sub_entry))
         return NULL;
-    mqtt_record *r = mqtt__malloc(sizeof *r + len);
+    mqtt_record *r = mqtt__malloc(sizeof *r + n * sizeof(mqtt_sub_entry) + text);
     if (r == NULL)
         return NULL;
-    r->prev = r->next = r->id_next = NULL;
-    r->packet_id = 0;
-    r->filters = 0;
-    r->qos = qos;
+    memset(r, 0, sizeof *r);
+    r->entry_count = (uint16_t)n;
     r->kind = (uint8_t)kind;
-    r->state = MQTT_REC_QUEUED;
-    r->id_offset = id_offset;
-    r->len = len;
+    r->qos = qos;
+    r->state = (uint8_t)mqtt__qos_initial(kind, qos);
     return r;
+}
+
+/* Copies b to *at and advances it; returns its length. */
+static size_t put_bytes(uint8_t **at, mqtt_bytes b)
+{
+    if (b.data == NULL || b.len == 0)
+        return 0;
+    memcpy(*at, b.data, b.len);
+    *at += b.len;
+    return b.len;
+}
+
+/* Bytes b holds; an absent view holds none. */
+static size_t bytes_len(mqtt_bytes b)
+{
+    return b.data == NULL ? 0 : b.len;
+}
+
+int mqtt__record_publish(mqtt_bytes topic, mqtt_bytes payload, uint8_t qos, bool retain,
+                         mqtt_bytes props, mqtt_record **out)
+{
+    size_t tl = bytes_len(topic), pl = bytes_len(payload), xl = bytes_len(props);
+    size_t size = mqtt__publish_size(tl, pl, qos); /* 0 past the limits of tl and pl */
+    if (out == NULL || size == 0 || xl > UINT32_MAX - size)
+        return MQTT_ERR_INVAL;
+    mqtt_record *r = record_alloc(MQTT_REC_PUBLISH, qos, 0, tl + pl + xl);
+    if (r == NULL)
+        return MQTT_ERR_NOMEM;
+    uint8_t *at = (uint8_t *)(r + 1);
+    r->topic_len = (uint16_t)put_bytes(&at, topic);
+    r->props_len = (uint32_t)put_bytes(&at, props);
+    r->payload_len = (uint32_t)put_bytes(&at, payload);
+    r->retain = retain;
+    r->bytes = (uint32_t)(size + xl);
+    *out = r;
+    return MQTT_OK;
+}
+
+/* Size of the packet the entries make; 0 when it cannot exist. */
+static size_t entries_size(mqtt_rec_kind kind, const mqtt_sub_entry *e, size_t n)
+{
+    if (n == 0 || n > UINT16_MAX || e == NULL)
+        return 0;
+    if (kind == MQTT_REC_SUBSCRIBE)
+        return mqtt__subscribe_size(e, n);
+    return kind == MQTT_REC_UNSUBSCRIBE ? mqtt__unsubscribe_size(e, n) : 0;
+}
+
+int mqtt__record_subscribe(mqtt_rec_kind kind, const mqtt_sub_entry *e, size_t n,
+                           mqtt_bytes props, mqtt_record **out)
+{
+    size_t size = entries_size(kind, e, n), xl = bytes_len(props);
+    if (out == NULL || size == 0 || xl > UINT32_MAX - size)
+        return MQTT_ERR_INVAL;
+    size_t text = xl;
+    for (size_t i = 0; i < n; i++)
+        text += bytes_len(e[i].filter); /* each under 65536: size bounded their sum */
+    mqtt_record *r = record_alloc(kind, 0, n, text);
+    if (r == NULL)
+        return MQTT_ERR_NOMEM;
+    mqtt_sub_entry *entries = (mqtt_sub_entry *)(void *)(r + 1);
+    uint8_t *at = (uint8_t *)(entries + n);
+    r->props_len = (uint32_t)put_bytes(&at, props);
+    for (size_t i = 0; i < n; i++) {
+        entries[i] = e[i];
+        entries[i].filter.data = at;
+        entries[i].filter.len = put_bytes(&at, e[i].filter);
+        entries[i].qos = kind == MQTT_REC_SUBSCRIBE ? e[i].qos : 0;
+    }
+    r->bytes = (uint32_t)(size + xl);
+    *out = r;
+    return MQTT_OK;
 }
 
 void mqtt__record_free(mqtt_record *r)
@@ -178,12 +258,6 @@ void mqtt__record_free(mqtt_record *r)
 static bool needs_id(const mqtt_record *r)
 {
     return r->kind != MQTT_REC_PUBLISH || r->qos > 0;
-}
-
-static bool is_inflight_state(uint8_t state)
-{
-    return state == MQTT_REC_WAIT_PUBACK || state == MQTT_REC_WAIT_PUBREC ||
-           state == MQTT_REC_WAIT_PUBCOMP;
 }
 
 /* r gives up its id: the next record sharing it (if any) becomes its holder. */
@@ -215,13 +289,23 @@ static void session_remove(mqtt_session *s, mqtt_record *r)
         s->tail = r->prev;
     if (r->packet_id != 0)
         release_id(s, r);
-    if (r->state == MQTT_REC_QUEUED)
-        s->queued--;
-    else if (is_inflight_state(r->state))
-        s->inflight--;
+    s->queued -= mqtt__qos_queued(r->state);
+    s->inflight -= mqtt__qos_inflight(r->state);
     s->records--;
-    s->bytes -= r->len;
+    s->bytes -= r->bytes;
     mqtt__record_free(r);
+}
+
+/* Puts r in the state the table chose, keeping the counters; NONE frees it. */
+static void move_to(mqtt_session *s, mqtt_record *r, uint8_t next)
+{
+    if (next == MQTT_QS_NONE) {
+        session_remove(s, r);
+        return;
+    }
+    s->queued = s->queued - mqtt__qos_queued(r->state) + mqtt__qos_queued(next);
+    s->inflight = s->inflight - mqtt__qos_inflight(r->state) + mqtt__qos_inflight(next);
+    r->state = next;
 }
 
 /* ---- session lifetime ------------------------------------------------ */
@@ -265,13 +349,15 @@ void mqtt__session_free(mqtt_session *s, void (*free_item)(void *))
 
 /* ---- adding ---------------------------------------------------------- */
 
+/* As made by mqtt__record_*: in the queued state its kind and QoS start in. */
 static bool record_valid(const mqtt_record *r)
 {
-    if (r->state != MQTT_REC_QUEUED || r->kind > MQTT_REC_UNSUBSCRIBE || r->qos > 2)
+    if (r->kind > MQTT_REC_UNSUBSCRIBE || r->qos > 2 ||
+        r->state != mqtt__qos_initial((mqtt_rec_kind)r->kind, r->qos))
         return false;
-    if (!needs_id(r))
-        return true;
-    return r->id_offset > 0 && r->len >= 2 && r->id_offset <= r->len - 2;
+    if (r->kind == MQTT_REC_PUBLISH)
+        return r->entry_count == 0;
+    return r->entry_count > 0 && r->topic_len == 0 && r->payload_len == 0;
 }
 
 /* First id from next_id on that no record holds; the caller knows one exists. */
@@ -290,34 +376,39 @@ uint16_t mqtt__session_take_id(mqtt_session *s)
     return id;
 }
 
+/* Gives r a packet id: a free one, or when every id is held the next one in
+ * turn, r waiting behind the last record given it. False on NOMEM. */
+static bool assign_id(mqtt_session *s, mqtt_record *r)
+{
+    uint16_t id;
+    if (s->out.count >= MAX_IDS) {
+        id = s->next_id;
+        mqtt_record *h = idt_get(&s->out, id);
+        while (h->id_next != NULL)
+            h = h->id_next;
+        h->id_next = r;
+    } else {
+        if (!idt_reserve(&s->out))
+            return false;
+        id = free_id(s);
+        idt_place(&s->out, (id_slot){ r, id });
+    }
+    r->packet_id = id;
+    s->next_id = id == MAX_IDS ? 1 : (uint16_t)(id + 1u);
+    return true;
+}
+
 int mqtt__session_add(mqtt_session *s, mqtt_record *r)
 {
     if (s == NULL || r == NULL || !record_valid(r))
         return MQTT_ERR_INVAL;
-    if (s->queued >= s->lim.max_queued || r->len > s->lim.max_queued_bytes - s->bytes)
+    if (s->queued >= s->lim.max_queued || r->bytes > s->lim.max_queued_bytes - s->bytes)
         return MQTT_ERR_QUEUE_FULL;
     r->packet_id = 0;
     r->id_next = NULL;
-    if (needs_id(r)) {
-        uint16_t id;
-        if (s->out.count >= MAX_IDS) {
-            /* Every id is held: r waits behind the last record given the next one. */
-            id = s->next_id;
-            mqtt_record *h = idt_get(&s->out, id);
-            while (h->id_next != NULL)
-                h = h->id_next;
-            h->id_next = r;
-        } else {
-            if (!idt_reserve(&s->out))
-                return MQTT_ERR_NOMEM;
-            id = free_id(s);
-            idt_place(&s->out, (id_slot){ r, id });
-        }
-        r->packet_id = id;
-        r->packet[r->id_offset] = (uint8_t)(id >> 8);
-        r->packet[r->id_offset + 1] = (uint8_t)(id & 0xFFu);
-        s->next_id = id == MAX_IDS ? 1 : (uint16_t)(id + 1u);
-    }
+    r->dup = false;
+    if (needs_id(r) && !assign_id(s, r))
+        return MQTT_ERR_NOMEM;
     r->next = NULL;
     r->prev = s->tail;
     if (s->tail != NULL)
@@ -329,49 +420,34 @@ int mqtt__session_add(mqtt_session *s, mqtt_record *r)
         s->cursor = r; /* everything before was written: r is the first unwritten */
     s->queued++;
     s->records++;
-    s->bytes += r->len;
+    s->bytes += r->bytes;
     return MQTT_OK;
 }
 
 /* ---- writing --------------------------------------------------------- */
 
-bool mqtt__session_next(mqtt_session *s, mqtt_bytes *out, uint8_t scratch[4])
+const mqtt_record *mqtt__session_next(mqtt_session *s, mqtt_qos_action *action)
 {
-    if (s == NULL || out == NULL || scratch == NULL)
-        return false;
+    if (s == NULL || action == NULL)
+        return NULL;
     s->pending = NULL;
     mqtt_record *r = s->cursor;
     if (r == NULL)
-        return false;
-    switch (r->state) {
-    case MQTT_REC_QUEUED:
+        return NULL;
+    mqtt_qos_step st = mqtt__qos_step((mqtt_qos_state)r->state, MQTT_QE_SEND);
+    if (st.action == MQTT_QA_INVALID)
+        return NULL;
+    if (st.action == MQTT_QA_SEND) {
         /* Strict order: a publish held by the window holds everything behind it. */
-        if (r->kind == MQTT_REC_PUBLISH && r->qos > 0 && s->inflight >= s->lim.max_inflight)
-            return false;
+        if (mqtt__qos_inflight(st.next) && s->inflight >= s->lim.max_inflight)
+            return NULL;
         /* A record sharing its id goes out once the records before it with that id are done. */
         if (r->packet_id != 0 && idt_get(&s->out, r->packet_id) != r)
-            return false;
-        break;
-    case MQTT_REC_WAIT_PUBACK:
-    case MQTT_REC_WAIT_PUBREC:
-        r->packet[0] |= 0x08u; /* DUP: the broker may have seen it already */
-        break;
-    case MQTT_REC_WAIT_PUBCOMP:
-        scratch[0] = MQTT_PUBREL | 0x02u;
-        scratch[1] = 0x02;
-        scratch[2] = (uint8_t)(r->packet_id >> 8);
-        scratch[3] = (uint8_t)(r->packet_id & 0xFFu);
-        out->data = scratch;
-        out->len = 4;
-        s->pending = r;
-        return true;
-    default: /* WAIT_SUBACK, WAIT_UNSUBACK: resent unchanged */
-        break;
+            return NULL;
     }
-    out->data = r->packet;
-    out->len = r->len;
+    *action = (mqtt_qos_action)st.action;
     s->pending = r;
-    return true;
+    return r;
 }
 
 void mqtt__session_sent(mqtt_session *s)
@@ -381,47 +457,43 @@ void mqtt__session_sent(mqtt_session *s)
     mqtt_record *r = s->pending;
     s->pending = NULL;
     s->cursor = r->next;
-    if (r->state != MQTT_REC_QUEUED)
-        return; /* a resend: the record keeps waiting for the same ack */
-    if (r->kind == MQTT_REC_PUBLISH && r->qos == 0) {
-        session_remove(s, r);
-        return;
-    }
-    s->queued--;
-    if (r->kind == MQTT_REC_SUBSCRIBE) {
-        r->state = MQTT_REC_WAIT_SUBACK;
-    } else if (r->kind == MQTT_REC_UNSUBSCRIBE) {
-        r->state = MQTT_REC_WAIT_UNSUBACK;
-    } else {
-        r->state = r->qos == 1 ? MQTT_REC_WAIT_PUBACK : MQTT_REC_WAIT_PUBREC;
-        s->inflight++;
-    }
+    move_to(s, r, mqtt__qos_step((mqtt_qos_state)r->state, MQTT_QE_SEND).next);
 }
 
 void mqtt__session_rewind(mqtt_session *s)
 {
     if (s == NULL)
         return;
+    /* Records from the cursor on were not written on this connection and
+     * were told of any earlier loss already: only those before it change. */
+    for (mqtt_record *r = s->head; r != NULL && r != s->cursor; r = r->next) {
+        mqtt_qos_step st = mqtt__qos_step((mqtt_qos_state)r->state, MQTT_QE_RECONNECT);
+        if (st.action == MQTT_QA_MARK_DUP)
+            r->dup = true;
+        move_to(s, r, st.next);
+    }
     s->cursor = s->head;
     s->pending = NULL;
 }
 
 /* ---- acks ------------------------------------------------------------ */
 
-/* The state a record must be in for an ack of this type to complete it. */
-static int completes(uint8_t type)
+/* The table's event for an ack packet type; MQTT_QE_COUNT for any other. */
+static mqtt_qos_event ack_event(uint8_t type)
 {
-    switch (type) {
+    switch (type & 0xF0u) {
     case MQTT_PUBACK:
-        return MQTT_REC_WAIT_PUBACK;
+        return MQTT_QE_PUBACK;
+    case MQTT_PUBREC:
+        return MQTT_QE_PUBREC;
     case MQTT_PUBCOMP:
-        return MQTT_REC_WAIT_PUBCOMP;
+        return MQTT_QE_PUBCOMP;
     case MQTT_SUBACK:
-        return MQTT_REC_WAIT_SUBACK;
+        return MQTT_QE_SUBACK;
     case MQTT_UNSUBACK:
-        return MQTT_REC_WAIT_UNSUBACK;
+        return MQTT_QE_UNSUBACK;
     default:
-        return -1;
+        return MQTT_QE_COUNT;
     }
 }
 
@@ -432,37 +504,39 @@ mqtt_ack_result mqtt__session_ack(mqtt_session *s, uint8_t type, uint16_t id)
     mqtt_record *r = idt_get(&s->out, id);
     if (r == NULL)
         return MQTT_ACK_UNKNOWN;
-    type &= 0xF0u;
-    if (type == MQTT_PUBACK && r->state == MQTT_REC_WAIT_PUBREC) {
-        session_remove(s, r); /* the broker took it as QoS 1: delivered at least once */
-        return MQTT_ACK_DOWNGRADED;
-    }
-    if (type == MQTT_PUBREC) {
-        if (r->state == MQTT_REC_WAIT_PUBCOMP)
-            return MQTT_ACK_DUPLICATE;
-        if (r->state != MQTT_REC_WAIT_PUBREC)
-            return MQTT_ACK_UNKNOWN;
-        r->state = MQTT_REC_WAIT_PUBCOMP;
-        return MQTT_ACK_NEW;
-    }
-    if (completes(type) != (int)r->state)
+    mqtt_qos_step st = mqtt__qos_step((mqtt_qos_state)r->state, ack_event(type));
+    mqtt_ack_result res;
+    switch (st.action) {
+    case MQTT_QA_ACKED:
+        res = MQTT_ACK_NEW;
+        break;
+    case MQTT_QA_DOWNGRADED:
+        res = MQTT_ACK_DOWNGRADED;
+        break;
+    case MQTT_QA_DUPLICATE:
+        res = MQTT_ACK_DUPLICATE;
+        break;
+    default:
         return MQTT_ACK_UNKNOWN;
-    session_remove(s, r);
-    return MQTT_ACK_NEW;
+    }
+    move_to(s, r, st.next);
+    return res;
 }
 
-/* ---- incoming QoS 2 -------------------------------------------------- */
+/* ---- lookups ---------------------------------------------------------- */
 
 const mqtt_record *mqtt__session_awaiting(const mqtt_session *s, uint16_t id)
 {
     const mqtt_record *r = s == NULL ? NULL : idt_get(&s->out, id);
-    return r != NULL && r->state != MQTT_REC_QUEUED ? r : NULL;
+    return r != NULL && !mqtt__qos_queued(r->state) ? r : NULL;
 }
 
 bool mqtt__session_out_has(const mqtt_session *s, uint16_t id)
 {
     return s != NULL && idt_get(&s->out, id) != NULL;
 }
+
+/* ---- incoming QoS 2 -------------------------------------------------- */
 
 bool mqtt__session_in_has(const mqtt_session *s, uint16_t id)
 {
@@ -471,32 +545,46 @@ bool mqtt__session_in_has(const mqtt_session *s, uint16_t id)
 
 int mqtt__session_in_put(mqtt_session *s, uint16_t id, void *item)
 {
-    if (s == NULL || item == NULL || id == 0 || idt_get(&s->in, id) != NULL)
+    if (s == NULL || item == NULL || id == 0)
         return MQTT_ERR_INVAL;
+    uint32_t i = idt_find(&s->in, id);
+    mqtt_qos_state state = i == UINT32_MAX ? MQTT_QS_NONE : slot_state(&s->in.slot[i]);
+    mqtt_qos_step st = mqtt__qos_step(state, MQTT_QE_PUBLISH);
+    if (st.action != MQTT_QA_STORE)
+        return MQTT_ERR_INVAL; /* a resent PUBLISH: the id is held already */
     if (!idt_reserve(&s->in))
         return MQTT_ERR_NOMEM;
-    idt_place(&s->in, (id_slot){ item, s->in_seq++ << 16 | id });
+    uint64_t tag = s->in_seq++ << TAG_SEQ_SHIFT | (uint64_t)st.next << TAG_STATE_SHIFT | id;
+    idt_place(&s->in, (id_slot){ item, tag });
     return MQTT_OK;
 }
 
 void *mqtt__session_in_take(mqtt_session *s, uint16_t id)
 {
-    return s == NULL ? NULL : idt_remove(&s->in, id);
+    uint32_t i = s == NULL ? UINT32_MAX : idt_find(&s->in, id);
+    if (i == UINT32_MAX)
+        return NULL; /* MQTT_QS_NONE: PUBCOMP, nothing to deliver */
+    void *item = s->in.slot[i].p;
+    mqtt_qos_step st = mqtt__qos_step(slot_state(&s->in.slot[i]), MQTT_QE_PUBREL);
+    idt_remove_at(&s->in, i); /* every held state ends at PUBREL */
+    return st.action == MQTT_QA_DELIVER ? item : NULL;
 }
 
 static int by_arrival(const void *a, const void *b)
 {
-    uint64_t x = ((const id_slot *)a)->tag >> 16, y = ((const id_slot *)b)->tag >> 16;
+    uint64_t x = ((const id_slot *)a)->tag >> TAG_SEQ_SHIFT;
+    uint64_t y = ((const id_slot *)b)->tag >> TAG_SEQ_SHIFT;
     return (x > y) - (x < y);
 }
 
-/* Copies t's items other than skip into out (which may be t's own slots) in
- * arrival order; returns how many. */
-static uint32_t by_arrival_order(const id_table *t, id_slot *out, const void *skip)
+/* Copies the slots of t whose item event hands over into out (which may be
+ * t's own slots), in arrival order; returns how many. */
+static uint32_t to_deliver(const id_table *t, id_slot *out, mqtt_qos_event event)
 {
-    uint32_t cap = 1u << t->bits, n = 0;
+    uint32_t cap = t->bits ? 1u << t->bits : 0u, n = 0;
     for (uint32_t i = 0; i < cap; i++)
-        if (t->slot[i].p != NULL && t->slot[i].p != skip)
+        if (t->slot[i].p != NULL &&
+            mqtt__qos_step(slot_state(&t->slot[i]), event).action == MQTT_QA_DELIVER)
             out[n++] = t->slot[i];
     qsort(out, n, sizeof *out, by_arrival);
     return n;
@@ -507,12 +595,16 @@ int mqtt__session_in_replace(mqtt_session *s, void *mark, void (*fn)(void *item,
 {
     if (s == NULL || s->in.count == 0)
         return MQTT_OK;
+    if (mark == NULL)
+        return MQTT_ERR_INVAL;
     id_slot *order = mqtt__malloc((size_t)s->in.count * sizeof *order);
     if (order == NULL)
         return MQTT_ERR_NOMEM;
-    uint32_t n = by_arrival_order(&s->in, order, mark);
+    uint32_t n = to_deliver(&s->in, order, MQTT_QE_RELEASE);
     for (uint32_t i = 0; i < n; i++) {
-        s->in.slot[idt_find(&s->in, slot_id(&order[i]))].p = mark;
+        id_slot *e = &s->in.slot[idt_find(&s->in, slot_id(&order[i]))];
+        e->p = mark;
+        slot_set_state(e, mqtt__qos_step(slot_state(e), MQTT_QE_RELEASE).next);
         if (fn != NULL)
             fn(order[i].p, ud);
     }
@@ -524,10 +616,11 @@ void mqtt__session_in_drain(mqtt_session *s, void (*fn)(void *item, void *ud), v
 {
     if (s == NULL || s->in.count == 0)
         return;
-    /* Detach first so fn may call back into the session. */
+    /* Detach first so fn may call back into the session: every id is
+     * forgotten (MQTT_QE_DROP), the items not handed over yet go to fn. */
     id_table t = s->in;
     s->in = (id_table){ NULL, 0, 0 };
-    uint32_t n = by_arrival_order(&t, t.slot, NULL);
+    uint32_t n = to_deliver(&t, t.slot, MQTT_QE_DROP);
     for (uint32_t i = 0; i < n; i++)
         if (fn != NULL)
             fn(t.slot[i].p, ud);

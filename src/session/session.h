@@ -12,41 +12,84 @@
 #include <stdint.h>
 
 #include "codec.h"
+#include "qos.h"
 
-typedef enum mqtt_rec_kind { MQTT_REC_PUBLISH, MQTT_REC_SUBSCRIBE, MQTT_REC_UNSUBSCRIBE } mqtt_rec_kind;
-
-typedef enum mqtt_rec_state {
-    MQTT_REC_QUEUED,       /* never written on any connection */
-    MQTT_REC_WAIT_PUBACK,  /* QoS 1 sent */
-    MQTT_REC_WAIT_PUBREC,  /* QoS 2 sent */
-    MQTT_REC_WAIT_PUBCOMP, /* QoS 2 PUBREC received, PUBREL sent */
-    MQTT_REC_WAIT_SUBACK,
-    MQTT_REC_WAIT_UNSUBACK
-} mqtt_rec_state;
-
-/** An outgoing packet kept until it is complete. Allocated with mqtt__record_new. */
+/**
+ * An outgoing message kept until it is complete: what to send, not its
+ * bytes; the I/O thread encodes it each time it writes it. One allocation,
+ * small enough that a short message costs what its bytes did: the struct,
+ * then inline the entries (SUBSCRIBE/UNSUBSCRIBE), the topic, the properties,
+ * the filters' text and the payload; read them with the accessors below.
+ */
 typedef struct mqtt_record {
     struct mqtt_record *prev, *next; /* session order = publish order */
     struct mqtt_record *id_next;     /* the next record given the same id (ids ran out) */
-    uint16_t packet_id;              /* 0 for QoS 0 */
-    uint16_t filters;                /* SUBSCRIBE: how many filters (return codes expected) */
-    uint8_t qos;
+    uint32_t bytes;                  /* its packet's size (3.1.1) plus props_len: counted
+                                      * against max_queued_bytes */
+    uint32_t payload_len;            /* PUBLISH */
+    uint32_t props_len;              /* MQTT 5 properties, encoded, opaque here; 0 in 3.1.1 */
+    uint16_t topic_len;              /* PUBLISH */
+    uint16_t entry_count;            /* SUBSCRIBE/UNSUBSCRIBE: how many entries (>= 1) */
+    uint16_t packet_id;              /* 0 for QoS 0; set by mqtt__session_add */
     uint8_t kind;                    /* mqtt_rec_kind */
-    uint8_t state;                   /* mqtt_rec_state */
-    size_t id_offset;                /* where the packet id sits in packet[] (0: none) */
-    size_t len;
-    uint8_t packet[];                /* the encoded packet, packet id filled by the session */
+    uint8_t qos;                     /* PUBLISH: 0..2 */
+    uint8_t state;                   /* mqtt_qos_state */
+    bool retain;                     /* PUBLISH */
+    bool dup;                        /* PUBLISH: written before, the broker may have it */
 } mqtt_record;
 
-/** A record able to hold len packet bytes; NULL on out of memory. */
-MQTT_HIDDEN mqtt_record *mqtt__record_new(mqtt_rec_kind kind, uint8_t qos, size_t len,
-                                          size_t id_offset);
+/** SUBSCRIBE/UNSUBSCRIBE: the entry_count filters (views into the record) and their QoS. */
+static inline const mqtt_sub_entry *mqtt__record_entries(const mqtt_record *r)
+{
+    return (const mqtt_sub_entry *)(const void *)(r + 1);
+}
+
+/* Where the topic starts: after the entries. */
+static inline const uint8_t *mqtt__record_text(const mqtt_record *r)
+{
+    return (const uint8_t *)(r + 1) + (size_t)r->entry_count * sizeof(mqtt_sub_entry);
+}
+
+/** PUBLISH: the topic name (len 0 for the others). */
+static inline mqtt_bytes mqtt__record_topic(const mqtt_record *r)
+{
+    return (mqtt_bytes){ mqtt__record_text(r), r->topic_len };
+}
+
+/** The MQTT 5 property block, as given to the maker. */
+static inline mqtt_bytes mqtt__record_props(const mqtt_record *r)
+{
+    return (mqtt_bytes){ mqtt__record_text(r) + r->topic_len, r->props_len };
+}
+
+/** PUBLISH: the payload. */
+static inline mqtt_bytes mqtt__record_payload(const mqtt_record *r)
+{
+    return (mqtt_bytes){ mqtt__record_text(r) + r->topic_len + r->props_len, r->payload_len };
+}
+
+/**
+ * A PUBLISH record holding copies of topic, payload and props (any may be
+ * empty, data NULL). MQTT_OK with *out set (the caller's until
+ * mqtt__session_add takes it), MQTT_ERR_INVAL when no such packet can exist
+ * (qos > 2, a topic over 65535 bytes, too large), MQTT_ERR_NOMEM. Topic
+ * validity (UTF-8, wildcards) is the caller's to check.
+ */
+MQTT_HIDDEN int mqtt__record_publish(mqtt_bytes topic, mqtt_bytes payload, uint8_t qos,
+                                     bool retain, mqtt_bytes props, mqtt_record **out);
+/**
+ * A SUBSCRIBE or UNSUBSCRIBE record holding copies of n entries (1..65535)
+ * and props. MQTT_OK, MQTT_ERR_INVAL (wrong kind, no entries, too large, a
+ * QoS over 2), MQTT_ERR_NOMEM.
+ */
+MQTT_HIDDEN int mqtt__record_subscribe(mqtt_rec_kind kind, const mqtt_sub_entry *e, size_t n,
+                                       mqtt_bytes props, mqtt_record **out);
 MQTT_HIDDEN void mqtt__record_free(mqtt_record *r);
 
 typedef struct mqtt_session_limits {
     uint32_t max_inflight;   /* QoS 1/2 publishes awaiting completion; 0 means 1 */
     uint32_t max_queued;     /* records never sent yet */
-    size_t max_queued_bytes; /* packet bytes held by all records */
+    size_t max_queued_bytes; /* packet bytes (mqtt_record.bytes) held by all records */
 } mqtt_session_limits;
 
 typedef struct mqtt_session mqtt_session;
@@ -58,12 +101,13 @@ MQTT_HIDDEN void mqtt__session_free(mqtt_session *s, void (*free_item)(void *));
 
 /**
  * Takes ownership of r on MQTT_OK: allocates a packet id when the record
- * needs one (publish QoS > 0, subscribe, unsubscribe), writes it big-endian
- * at r->id_offset, appends r in state QUEUED. When every id 1..65535 is held,
- * r shares the next id in turn with the records holding it and is sent only
- * once they are complete: only the queue limits refuse a record. On error r
- * stays the caller's: MQTT_ERR_QUEUE_FULL (max_queued or max_queued_bytes
- * would be exceeded), MQTT_ERR_NOMEM.
+ * needs one (publish QoS > 0, subscribe, unsubscribe) into r->packet_id,
+ * appends r in its queued state. When every id 1..65535 is held, r shares
+ * the next id in turn with the records holding it and is sent only once they
+ * are complete: only the queue limits refuse a record. On error r stays the
+ * caller's: MQTT_ERR_INVAL (r was not made by mqtt__record_* or was changed
+ * since), MQTT_ERR_QUEUE_FULL (max_queued or max_queued_bytes would be
+ * exceeded), MQTT_ERR_NOMEM.
  */
 MQTT_HIDDEN int mqtt__session_add(mqtt_session *s, mqtt_record *r);
 
@@ -74,17 +118,17 @@ MQTT_HIDDEN int mqtt__session_add(mqtt_session *s, mqtt_record *r);
 MQTT_HIDDEN uint16_t mqtt__session_take_id(mqtt_session *s);
 
 /**
- * The next packet to write on the current connection, in session order:
- * a QUEUED record (a QoS 1/2 publish only while the window has room, a
- * record sharing an id only once the records before it with that id are
- * complete), or,
- * after a rewind, the resend of an in-flight record: its PUBLISH with DUP
- * set, its PUBREL (written into scratch) or its SUBSCRIBE/UNSUBSCRIBE.
- * Returns false when nothing may be sent now. *out stays valid until the
- * next call into the session.
+ * The next record to write on the current connection, in session order, and
+ * in *action what to write for it (the QoS table's MQTT_QE_SEND cell):
+ * MQTT_QA_SEND, its packet the first time (a QoS 1/2 publish only while the
+ * window has room, a record sharing an id only once the records before it
+ * with that id are complete); after a rewind MQTT_QA_RESEND, its packet
+ * again (a PUBLISH with r->dup set), or MQTT_QA_PUBREL, a PUBREL for its id.
+ * NULL when nothing may be sent now. The record stays valid until the next
+ * call into the session; the caller encodes it and confirms with sent().
  */
-MQTT_HIDDEN bool mqtt__session_next(mqtt_session *s, mqtt_bytes *out, uint8_t scratch[4]);
-/** Confirms the packet returned by the last next(): QoS 0 records are freed, others wait. */
+MQTT_HIDDEN const mqtt_record *mqtt__session_next(mqtt_session *s, mqtt_qos_action *action);
+/** Confirms the record returned by the last next(): QoS 0 records are freed, others wait. */
 MQTT_HIDDEN void mqtt__session_sent(mqtt_session *s);
 
 typedef enum mqtt_ack_result {
@@ -103,7 +147,8 @@ typedef enum mqtt_ack_result {
  */
 MQTT_HIDDEN mqtt_ack_result mqtt__session_ack(mqtt_session *s, uint8_t type, uint16_t id);
 
-/** After a connection loss: every in-flight record is to be resent, in order. */
+/** After a connection loss: every in-flight record is to be resent, in order,
+ *  publishes with DUP (MQTT_QE_RECONNECT). */
 MQTT_HIDDEN void mqtt__session_rewind(mqtt_session *s);
 
 /** The sent record that awaits an ack for id (NULL: none); valid until the next call. */
@@ -116,23 +161,24 @@ MQTT_HIDDEN bool mqtt__session_out_has(const mqtt_session *s, uint16_t id);
 MQTT_HIDDEN bool mqtt__session_in_has(const mqtt_session *s, uint16_t id);
 /** Holds item for id (id must not be held already). MQTT_OK or MQTT_ERR_NOMEM. */
 MQTT_HIDDEN int mqtt__session_in_put(mqtt_session *s, uint16_t id, void *item);
-/** Removes and returns the item for id, or NULL. */
+/** At PUBREL: forgets id; returns its item when it is to be delivered now, NULL
+ *  when the id was unknown or its item was handed over by in_replace already. */
 MQTT_HIDDEN void *mqtt__session_in_take(mqtt_session *s, uint16_t id);
 /**
- * Hands every held item other than mark to fn, oldest first, and holds mark
- * for its id instead (the id stays known until its PUBREL). MQTT_OK, or
- * MQTT_ERR_NOMEM with nothing changed.
+ * Hands every held item not handed over yet to fn, oldest first, and holds
+ * mark (not NULL) for its id instead (the id stays known until its PUBREL).
+ * MQTT_OK, or MQTT_ERR_NOMEM with nothing changed.
  */
 MQTT_HIDDEN int mqtt__session_in_replace(mqtt_session *s, void *mark,
                                          void (*fn)(void *item, void *ud), void *ud);
-/** Removes every held item, oldest first, handing each to fn. */
+/** Forgets every held id, handing each item not handed over yet to fn, oldest first. */
 MQTT_HIDDEN void mqtt__session_in_drain(mqtt_session *s, void (*fn)(void *item, void *ud), void *ud);
 
 typedef struct mqtt_session_counts {
-    size_t queued;    /* records in state QUEUED */
+    size_t queued;    /* records never written (a queued state) */
     size_t inflight;  /* QoS 1/2 publishes in WAIT_PUBACK/PUBREC/PUBCOMP */
     size_t records;   /* all records */
-    size_t bytes;     /* packet bytes of all records */
+    size_t bytes;     /* mqtt_record.bytes of all records */
     size_t incoming;  /* QoS 2 items held */
 } mqtt_session_counts;
 
