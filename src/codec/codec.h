@@ -118,8 +118,9 @@ typedef struct mqtt_connect_params {
 
 /**
  * A decoded packet; pointers refer into the input buffer. Fields a packet
- * does not have are zero, except connect, which is filled (and zeroed) only
- * for a CONNECT: the hot path clears only what comes before it.
+ * does not have are zero, except the last three (entries, will_props,
+ * connect): they are set only for the packets that have them, so the receive
+ * path clears only what comes before them.
  */
 typedef struct mqtt_packet {
     uint8_t type;          /* MQTT_CONNACK, MQTT_PUBLISH, ... */
@@ -139,9 +140,10 @@ typedef struct mqtt_packet {
     uint8_t version;       /* the protocol level it was decoded under */
     uint8_t reason_code;   /* acks, CONNACK, DISCONNECT, AUTH; 0 when absent */
     mqtt_bytes props;      /* validated property block; data NULL when none */
-    mqtt_bytes will_props; /* CONNECT under 5.0 */
+    /* set only for the packets named */
     mqtt_bytes entries;    /* (UN)SUBSCRIBE: the validated list, for mqtt__sub_next */
-    mqtt_connect_params connect; /* CONNECT only */
+    mqtt_bytes will_props; /* CONNECT (5.0, with a will) */
+    mqtt_connect_params connect; /* CONNECT */
 } mqtt_packet;
 
 /** Who decodes: what a client may receive differs from what a broker may. */

@@ -68,6 +68,8 @@ int mqtt__decode_connect(mqtt_reader *r, mqtt_packet *pkt, const char **why)
     uint8_t flags = 0;
     int rc;
     memset(c, 0, sizeof *c);
+    pkt->will_props.data = NULL;
+    pkt->will_props.len = 0;
     if ((rc = connect_header(r, pkt, &flags, why)) != MQTT_OK)
         return rc;
     if (pkt->version == MQTT_V5 &&
