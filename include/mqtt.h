@@ -76,9 +76,9 @@ const char *mqtt_connack_name(int return_code);
     X(MQTT_DISCONNECT, 0xE0, "DISCONNECT")                                               \
     X(MQTT_AUTH, 0xF0, "AUTH")
 
-#define MQTT_PACKET_ENUM(e, value, name) e = (value),
-enum { MQTT_PACKET_LIST(MQTT_PACKET_ENUM) };
-#undef MQTT_PACKET_ENUM
+/* Turns a row X(enum, value, name) into an enumerator. */
+#define MQTT_ENUM_VALUE_(e, value, name) e = (value),
+enum { MQTT_PACKET_LIST(MQTT_ENUM_VALUE_) };
 
 /** The protocol levels CONNECT carries: 3.1.1 and 5.0. */
 enum { MQTT_V311 = 4, MQTT_V5 = 5 };
@@ -89,19 +89,18 @@ enum { MQTT_WILL_PROPERTIES = 0x00 };
 #define MQTT_PACKET_BIT(type) (1u << ((unsigned)(type) >> 4))
 #define MQTT_PK_(t) MQTT_PACKET_BIT(MQTT_##t)
 
-/* Wire types of properties: X(enum, value, snake_case name of the spec's data type). */
+/* Wire types of properties, numbered from 1: X(enum suffix, the spec's data type in snake_case). */
 #define MQTT_PROPERTY_TYPE_LIST(X)                                                       \
-    X(MQTT_PTYPE_BYTE, 1, "byte")                                                        \
-    X(MQTT_PTYPE_U16, 2, "two_byte_integer")                                             \
-    X(MQTT_PTYPE_U32, 3, "four_byte_integer")                                            \
-    X(MQTT_PTYPE_VARINT, 4, "variable_byte_integer")                                     \
-    X(MQTT_PTYPE_STRING, 5, "utf8_string")                                               \
-    X(MQTT_PTYPE_BINARY, 6, "binary_data")                                               \
-    X(MQTT_PTYPE_PAIR, 7, "utf8_string_pair")
+    X(BYTE, "byte")                                                                      \
+    X(U16, "two_byte_integer")                                                           \
+    X(U32, "four_byte_integer")                                                          \
+    X(VARINT, "variable_byte_integer")                                                   \
+    X(STRING, "utf8_string")                                                             \
+    X(BINARY, "binary_data")                                                             \
+    X(PAIR, "utf8_string_pair")
 
-#define MQTT_PTYPE_ENUM(e, value, name) e = (value),
-enum { MQTT_PROPERTY_TYPE_LIST(MQTT_PTYPE_ENUM) };
-#undef MQTT_PTYPE_ENUM
+#define MQTT_PTYPE_ENUM_(e, name) MQTT_PTYPE_##e,
+enum { MQTT_PTYPE_NONE_ = 0, MQTT_PROPERTY_TYPE_LIST(MQTT_PTYPE_ENUM_) };
 
 /* Packets that carry a property, by family. */
 #define MQTT_PK_MESSAGE_ (MQTT_PK_(PUBLISH) | MQTT_PK_(WILL_PROPERTIES))

@@ -153,22 +153,11 @@ static void test_connect(void)
     const mqtt_property props[] = {PPAIR(0x26, "a", "b"), PINT(0x21, 20), PINT(0x11, 3600)};
     const mqtt_property wire[] = {PINT(0x11, 3600), PINT(0x21, 20), PPAIR(0x26, "a", "b")};
     const mqtt_property will[] = {PINT(0x18, 5)};
-    mqtt_connect_params p = {0};
-    p.version = MQTT_V5;
-    p.client_id = MB("c");
-    p.keepalive = 60;
-    p.clean_session = true;
-    p.will = true;
-    p.will_topic = MB("w");
-    p.will_payload = MB("x");
-    p.will_qos = 1;
-    p.will_retain = true;
-    p.username = MB("u");
-    p.password = MB("p");
-    p.props = props;
-    p.nprops = NPROPS(props);
-    p.will_props = will;
-    p.will_nprops = 1;
+    const mqtt_connect_params p = {.version = MQTT_V5, .client_id = MB("c"), .keepalive = 60,
+                                   .clean_session = true, .will = true, .will_topic = MB("w"),
+                                   .will_payload = MB("x"), .will_qos = 1, .will_retain = true,
+                                   .username = MB("u"), .password = MB("p"), .props = props,
+                                   .nprops = NPROPS(props), .will_props = will, .will_nprops = 1};
     golden("v5 CONNECT", mqtt__connect_size(&p), mqtt__encode_connect(out, &p), want, sizeof want,
            MQTT_V5, MQTT_ROLE_BROKER);
     const mqtt_connect_params *c = &pkt.connect;
@@ -207,7 +196,7 @@ static void test_connack(void)
                                    0x22, 0x00, 0x0A, 0x24, 0x01};
     const mqtt_property props[] = {PINT(0x24, 1), PINT(0x22, 10), PSTR(0x12, "id")};
     const mqtt_property wire[] = {PSTR(0x12, "id"), PINT(0x22, 10), PINT(0x24, 1)};
-    mqtt_reply_params p = {MQTT_CONNACK, 0, true, 0, {NULL, 0}, props, 3};
+    mqtt_reply_params p = {MQTT_CONNACK, 0, true, 0, props, 3, {NULL, 0}};
     mqtt_property found;
     golden("v5 CONNACK", mqtt__reply_size_v(MQTT_V5, &p), mqtt__encode_reply_v(out, MQTT_V5, &p),
            want, sizeof want, MQTT_V5, MQTT_ROLE_CLIENT);
@@ -217,12 +206,12 @@ static void test_connack(void)
     CHECK(mqtt__prop_find(pkt.props, MQTT_PROP_TOPIC_ALIAS_MAXIMUM, &found) && found.value == 10 &&
               !mqtt__prop_find(pkt.props, MQTT_PROP_RECEIVE_MAXIMUM, &found),
           "v5 CONNACK: a property found by identifier");
-    mqtt_reply_params refused = {MQTT_CONNACK, 0, false, 0x87, {NULL, 0}, NULL, 0};
+    mqtt_reply_params refused = {MQTT_CONNACK, 0, false, 0x87, NULL, 0, {NULL, 0}};
     golden("v5 CONNACK not authorized", mqtt__reply_size_v(MQTT_V5, &refused),
            mqtt__encode_reply_v(out, MQTT_V5, &refused), BYTES(0x20, 0x03, 0x00, 0x87, 0x00), 5,
            MQTT_V5, MQTT_ROLE_CLIENT);
     CHECK(pkt.reason_code == 0x87 && pkt.props.len == 0, "v5 CONNACK not authorized: code");
-    mqtt_reply_params v3 = {MQTT_CONNACK, 0, true, 0, {NULL, 0}, NULL, 0};
+    mqtt_reply_params v3 = {MQTT_CONNACK, 0, true, 0, NULL, 0, {NULL, 0}};
     golden("3.1.1 CONNACK", mqtt__reply_size_v(MQTT_V311, &v3),
            mqtt__encode_reply_v(out, MQTT_V311, &v3), BYTES(0x20, 0x02, 0x01, 0x00), 4,
            MQTT_V311, MQTT_ROLE_CLIENT);
@@ -372,24 +361,24 @@ static void test_subscribe(void)
 
 static void test_subacks(void)
 {
-    mqtt_reply_params s = {MQTT_SUBACK, 7, false, 0, {BYTES(0x01, 0x00, 0x87), 3}, NULL, 0};
+    mqtt_reply_params s = {MQTT_SUBACK, 7, false, 0, NULL, 0, {BYTES(0x01, 0x00, 0x87), 3}};
     golden("v5 SUBACK", mqtt__reply_size_v(MQTT_V5, &s), mqtt__encode_reply_v(out, MQTT_V5, &s),
            BYTES(0x90, 0x06, 0x00, 0x07, 0x00, 0x01, 0x00, 0x87), 8, MQTT_V5, MQTT_ROLE_CLIENT);
     CHECK(pkt.packet_id == 7 && same(pkt.granted, (mqtt_bytes){BYTES(0x01, 0x00, 0x87), 3}),
           "v5 SUBACK: reason codes");
     const mqtt_property rs[] = {PSTR(0x1F, "r")};
-    mqtt_reply_params u = {MQTT_UNSUBACK, 8, false, 0, {BYTES(0x00, 0x11), 2}, rs, 1};
+    mqtt_reply_params u = {MQTT_UNSUBACK, 8, false, 0, rs, 1, {BYTES(0x00, 0x11), 2}};
     golden("v5 UNSUBACK", mqtt__reply_size_v(MQTT_V5, &u), mqtt__encode_reply_v(out, MQTT_V5, &u),
            BYTES(0xB0, 0x09, 0x00, 0x08, 0x04, 0x1F, 0x00, 0x01, 'r', 0x00, 0x11), 11, MQTT_V5,
            MQTT_ROLE_CLIENT);
     CHECK(pkt.packet_id == 8 && same(pkt.granted, (mqtt_bytes){BYTES(0x00, 0x11), 2}) &&
               props_are(pkt.props, rs, 1),
           "v5 UNSUBACK: reason codes and reason string");
-    mqtt_reply_params s3 = {MQTT_SUBACK, 1, false, 0, {BYTES(0x01, 0x80), 2}, NULL, 0};
+    mqtt_reply_params s3 = {MQTT_SUBACK, 1, false, 0, NULL, 0, {BYTES(0x01, 0x80), 2}};
     golden("3.1.1 SUBACK", mqtt__reply_size_v(MQTT_V311, &s3),
            mqtt__encode_reply_v(out, MQTT_V311, &s3), BYTES(0x90, 0x04, 0x00, 0x01, 0x01, 0x80),
            6, MQTT_V311, MQTT_ROLE_CLIENT);
-    mqtt_reply_params u3 = {MQTT_UNSUBACK, 2, false, 0, {NULL, 0}, NULL, 0};
+    mqtt_reply_params u3 = {MQTT_UNSUBACK, 2, false, 0, NULL, 0, {NULL, 0}};
     golden("3.1.1 UNSUBACK", mqtt__reply_size_v(MQTT_V311, &u3),
            mqtt__encode_reply_v(out, MQTT_V311, &u3), BYTES(0xB0, 0x02, 0x00, 0x02), 4,
            MQTT_V311, MQTT_ROLE_CLIENT);
@@ -631,11 +620,11 @@ static void test_encode_refusals(void)
                   0 &&
               mqtt__sub_size_v(MQTT_V5, MQTT_PUBLISH, &(mqtt_sub_params){1, nl, 1, NULL, 0}) == 0,
           "refuses: subscription options out of range, no filters, a wrong type");
-    mqtt_reply_params r = {MQTT_CONNACK, 0, false, 0x04, {NULL, 0}, NULL, 0};
+    mqtt_reply_params r = {MQTT_CONNACK, 0, false, 0x04, NULL, 0, {NULL, 0}};
     CHECK(mqtt__reply_size_v(MQTT_V5, &r) == 0, "refuses: CONNACK reason 0x04");
     r.reason_code = 6;
     CHECK(mqtt__reply_size_v(MQTT_V311, &r) == 0, "refuses: 3.1.1 CONNACK return code 6");
-    r = (mqtt_reply_params){MQTT_SUBACK, 1, false, 0, {NULL, 0}, NULL, 0};
+    r = (mqtt_reply_params){MQTT_SUBACK, 1, false, 0, NULL, 0, {NULL, 0}};
     CHECK(mqtt__reply_size_v(MQTT_V5, &r) == 0, "refuses: SUBACK without codes");
     r.codes = (mqtt_bytes){BYTES(0x11), 1};
     CHECK(mqtt__reply_size_v(MQTT_V5, &r) == 0, "refuses: SUBACK code 0x11");

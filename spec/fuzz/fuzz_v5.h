@@ -177,8 +177,8 @@ static inline uint8_t *fz_encode(const mqtt_packet *p, size_t *n)
     case MQTT_CONNACK:
     case MQTT_SUBACK:
     case MQTT_UNSUBACK: {
-        const mqtt_reply_params q = {p->type, p->packet_id, p->session_present, p->return_code,
-                                     p->granted, props.p, props.n};
+        const mqtt_reply_params q = {p->type,   p->packet_id, p->session_present, p->return_code,
+                                     props.p, props.n,     p->granted};
         size = mqtt__reply_size_v(v, &q);
         out = malloc(size + 1);
         FZ_CHECK(size > 0 && mqtt__encode_reply_v(out, v, &q) == size);

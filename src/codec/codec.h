@@ -264,11 +264,12 @@ typedef struct mqtt_reply_params {
     uint16_t packet_id;    /* SUBACK, UNSUBACK */
     bool session_present;  /* CONNACK */
     uint8_t reason_code;   /* CONNACK: 3.1.1 return code or 5.0 reason code */
-    mqtt_bytes codes;      /* SUBACK, UNSUBACK: one code per byte */
     const mqtt_property *props;
     size_t nprops;
+    mqtt_bytes codes;      /* SUBACK, UNSUBACK: one code per byte */
 } mqtt_reply_params;
 
+/** Used by the broker role (tests, fake brokers); a client never sends these. */
 MQTT_HIDDEN size_t mqtt__reply_size_v(uint8_t version, const mqtt_reply_params *p);
 MQTT_HIDDEN size_t mqtt__encode_reply_v(uint8_t *out, uint8_t version,
                                         const mqtt_reply_params *p);

@@ -312,7 +312,7 @@ size_t mqtt__encode_ack(uint8_t out[4], uint8_t type, uint16_t packet_id)
 {
     const mqtt_ack_params p = {(uint8_t)(type & 0xF0u), packet_id, 0, NULL, 0};
     /* A 3.1.1 UNSUBACK has the same shape; it is a broker's reply. */
-    const mqtt_reply_params u = {MQTT_UNSUBACK, packet_id, false, 0, {NULL, 0}, NULL, 0};
+    const mqtt_reply_params u = {MQTT_UNSUBACK, packet_id, false, 0, NULL, 0, {NULL, 0}};
     if (p.type == MQTT_UNSUBACK)
         return mqtt__encode_reply_v(out, MQTT_V311, &u);
     return mqtt__encode_ack_v(out, MQTT_V311, &p);

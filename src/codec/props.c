@@ -9,41 +9,42 @@
 
 #define fail mqtt__fail
 
+/* Bytes of a fixed-width integer type; 0 for the others. */
+static size_t width_of(uint8_t type)
+{
+    static const uint8_t widths[] = {[MQTT_PTYPE_BYTE] = 1, [MQTT_PTYPE_U16] = 2,
+                                     [MQTT_PTYPE_U32] = 4};
+    return type < sizeof widths ? widths[type] : 0;
+}
+
+/* A big-endian integer of width bytes. */
+static bool r_int(mqtt_reader *r, size_t width, uint32_t *v)
+{
+    if (r_left(r) < width)
+        return false;
+    *v = 0;
+    for (size_t i = 0; i < width; i++)
+        *v = *v << 8 | r->b[r->pos++];
+    return true;
+}
+
 /* Reads one property at r; only its encoding is judged here. */
 static int read_prop(mqtt_reader *r, mqtt_property *p, const mqtt_property_info **info,
                      const char **why)
 {
     uint32_t id = 0;
     mqtt_bytes s = {NULL, 0}, s2 = {NULL, 0};
-    uint8_t u8 = 0;
-    uint16_t u16 = 0;
     bool ok;
     if (r_varint(r, &id) != MQTT_OK || (*info = mqtt__prop_info(id)) == NULL)
         return fail(MQTT_ERR_MALFORMED, "unknown property identifier", why);
     memset(p, 0, sizeof *p);
     p->id = (uint8_t)id;
-    switch ((*info)->type) {
-    case MQTT_PTYPE_BYTE:
-        ok = r_u8(r, &u8);
-        p->value = u8;
-        break;
-    case MQTT_PTYPE_U16:
-        ok = r_u16(r, &u16);
-        p->value = u16;
-        break;
-    case MQTT_PTYPE_U32:
-        ok = r_u32(r, &p->value);
-        break;
-    case MQTT_PTYPE_VARINT:
+    if (width_of((*info)->type) != 0)
+        ok = r_int(r, width_of((*info)->type), &p->value);
+    else if ((*info)->type == MQTT_PTYPE_VARINT)
         ok = r_varint(r, &p->value) == MQTT_OK;
-        break;
-    case MQTT_PTYPE_PAIR:
-        ok = r_bytes(r, &s) && r_bytes(r, &s2);
-        break;
-    default: /* string, binary */
-        ok = r_bytes(r, &s);
-        break;
-    }
+    else
+        ok = r_bytes(r, &s) && ((*info)->type != MQTT_PTYPE_PAIR || r_bytes(r, &s2));
     p->data = s.data;
     p->len = s.len;
     p->data2 = s2.data;
@@ -53,8 +54,7 @@ static int read_prop(mqtt_reader *r, mqtt_property *p, const mqtt_property_info 
 
 static bool is_integer(uint8_t type)
 {
-    return type == MQTT_PTYPE_BYTE || type == MQTT_PTYPE_U16 || type == MQTT_PTYPE_U32 ||
-           type == MQTT_PTYPE_VARINT;
+    return width_of(type) != 0 || type == MQTT_PTYPE_VARINT;
 }
 
 static bool utf8_ok(const uint8_t *s, size_t len)
@@ -148,28 +148,16 @@ bool mqtt__prop_find(mqtt_bytes props, uint8_t id, mqtt_property *prop)
 
 static void w_prop(mqtt_writer *w, const mqtt_property *p, uint8_t type)
 {
+    size_t width = width_of(type);
     w_varint(w, p->id);
-    switch (type) {
-    case MQTT_PTYPE_BYTE:
-        w_u8(w, p->value);
-        break;
-    case MQTT_PTYPE_U16:
-        w_u16(w, p->value);
-        break;
-    case MQTT_PTYPE_U32:
-        w_u32(w, p->value);
-        break;
-    case MQTT_PTYPE_VARINT:
+    for (size_t i = width; i > 0; i--)
+        w_u8(w, p->value >> (8 * (i - 1)));
+    if (type == MQTT_PTYPE_VARINT)
         w_varint(w, p->value);
-        break;
-    case MQTT_PTYPE_PAIR:
+    else if (width == 0)
         w_bytes(w, p->data, p->len);
+    if (type == MQTT_PTYPE_PAIR)
         w_bytes(w, p->data2, p->len2);
-        break;
-    default:
-        w_bytes(w, p->data, p->len);
-        break;
-    }
 }
 
 /* The block without its length: ascending identifiers, user_property last. */

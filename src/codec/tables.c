@@ -16,7 +16,7 @@ static const char *const packet_names[16] = {MQTT_PACKET_LIST(PACKET_NAME)};
     [id] = {(id), MQTT_PTYPE_##type, (name), (packets), (repeats), (lo), (hi)},
 static const mqtt_property_info props[MQTT_PROP_MAX_ID + 1] = {MQTT_PROPERTY_LIST(PROP_ROW)};
 
-#define TYPE_NAME(e, value, name) [value] = (name),
+#define TYPE_NAME(e, name) [MQTT_PTYPE_##e] = (name),
 static const char *const type_names[] = {MQTT_PROPERTY_TYPE_LIST(TYPE_NAME)};
 
 typedef struct reason_row {
