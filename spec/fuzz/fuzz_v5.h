@@ -135,6 +135,20 @@ static inline mqtt_sub_entry *fz_entries(const mqtt_packet *p, size_t *n)
     return all;
 }
 
+static inline uint8_t *fz_encode_connect(const mqtt_packet *p, const fz_props *props,
+                                         const fz_props *will, size_t *size)
+{
+    mqtt_connect_params c = p->connect;
+    c.props = props->p;
+    c.nprops = props->n;
+    c.will_props = will->p;
+    c.will_nprops = will->n;
+    *size = mqtt__connect_size(&c);
+    uint8_t *out = malloc(*size + 1);
+    FZ_CHECK(*size > 0 && mqtt__encode_connect(out, &c) == *size);
+    return out;
+}
+
 /* Encodes p with the versioned encoders into a fresh buffer; *n its size. */
 static inline uint8_t *fz_encode(const mqtt_packet *p, size_t *n)
 {
@@ -146,17 +160,9 @@ static inline uint8_t *fz_encode(const mqtt_packet *p, size_t *n)
     size_t count = 0, size = 0;
     mqtt_sub_entry *e = NULL;
     switch (p->type) {
-    case MQTT_CONNECT: {
-        mqtt_connect_params c = p->connect;
-        c.props = props.p;
-        c.nprops = props.n;
-        c.will_props = will.p;
-        c.will_nprops = will.n;
-        size = mqtt__connect_size(&c);
-        out = malloc(size + 1);
-        FZ_CHECK(size > 0 && mqtt__encode_connect(out, &c) == size);
+    case MQTT_CONNECT:
+        out = fz_encode_connect(p, &props, &will, &size);
         break;
-    }
     case MQTT_PUBLISH: {
         const mqtt_publish_params q = {p->topic, p->payload, p->qos, p->retain, p->dup,
                                        p->packet_id, props.p, props.n};

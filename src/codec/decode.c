@@ -245,6 +245,10 @@ HOT int frame(const uint8_t *buf, size_t len, const mqtt_decode_opts *o, mqtt_fi
 {
     size_t need = 0, total;
     int rc;
+    if (buf == NULL) { /* then len is 0: a fixed header needs 2 bytes */
+        *consumed = 2;
+        return MQTT_ERR_INCOMPLETE;
+    }
     if (len > 0 && (rc = check_first_byte(buf[0], o, why)) != MQTT_OK)
         return rc;
     rc = mqtt__decode_fixed_header(buf, len, h, &need, why);

@@ -35,6 +35,7 @@ static size_t size_of(body_fn *body, const void *params, uint8_t version)
     return 1 + mqtt__varint_size((uint32_t)rl) + rl;
 }
 
+/* NOLINTNEXTLINE(readability-non-const-parameter): written through the writer */
 static size_t encode(uint8_t *out, uint8_t first, body_fn *body, const void *params,
                      uint8_t version)
 {
