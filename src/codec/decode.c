@@ -12,7 +12,7 @@
 #define fail mqtt__fail
 /* Inlined into both entry points, so the 3.1.1 client path (the receive rate)
  * is compiled with its version and role known and pays for neither. */
-#define HOT static inline __attribute__((always_inline))
+#define HOT MQTT__INLINE
 #define BIT(type) ((uint32_t)MQTT_PACKET_BIT(type))
 
 /* The packet types each role may receive, under 3.1.1 and under 5.0. */
@@ -62,9 +62,9 @@ HOT int check_first_byte(uint8_t b, const mqtt_decode_opts *o, const char **why)
 {
     uint8_t type = (uint8_t)(b & 0xF0u);
     bool v5 = is_v5(o) || type == MQTT_CONNECT;
-    if (type == 0 || (type == MQTT_AUTH && !v5))
-        return fail(MQTT_ERR_PROTOCOL, "reserved packet type", why);
     if ((receivable[o->role][v5] & BIT(type)) == 0) {
+        if (type == 0 || (type == MQTT_AUTH && !v5))
+            return fail(MQTT_ERR_PROTOCOL, "reserved packet type", why);
         return fail(MQTT_ERR_PROTOCOL,
                     o->role == MQTT_ROLE_CLIENT ? "packet type a server must not send"
                                                 : "packet type a client must not send",
@@ -251,7 +251,7 @@ HOT int frame(const uint8_t *buf, size_t len, const mqtt_decode_opts *o, mqtt_fi
     }
     if (len > 0 && (rc = check_first_byte(buf[0], o, why)) != MQTT_OK)
         return rc;
-    rc = mqtt__decode_fixed_header(buf, len, h, &need, why);
+    rc = mqtt__fixed_header_inline(buf, len, h, &need, why);
     if (rc != MQTT_OK) {
         if (rc == MQTT_ERR_INCOMPLETE)
             *consumed = need;

@@ -15,8 +15,10 @@ static uint8_t level_of(uint8_t version)
     return version == 0 ? MQTT_V311 : version;
 }
 
-/* Runs the body on a counting writer: false when the packet cannot exist. */
-static bool body_len(body_fn *body, const void *params, uint8_t version, size_t *rl)
+/* Runs the body on a counting writer: false when the packet cannot exist.
+ * These three are inlined into each encoder with its body known, so the
+ * counting pass folds to arithmetic and the writing pass to plain stores. */
+MQTT__INLINE bool body_len(body_fn *body, const void *params, uint8_t version, size_t *rl)
 {
     mqtt_writer w = {NULL, 0, true};
     version = level_of(version);
@@ -27,7 +29,7 @@ static bool body_len(body_fn *body, const void *params, uint8_t version, size_t 
 }
 
 /* Whole packet size for a body; 0 when it cannot be encoded. */
-static size_t size_of(body_fn *body, const void *params, uint8_t version)
+MQTT__INLINE size_t size_of(body_fn *body, const void *params, uint8_t version)
 {
     size_t rl = 0;
     if (!body_len(body, params, version, &rl))
@@ -36,7 +38,7 @@ static size_t size_of(body_fn *body, const void *params, uint8_t version)
 }
 
 /* NOLINTNEXTLINE(readability-non-const-parameter): written through the writer */
-static size_t encode(uint8_t *out, uint8_t first, body_fn *body, const void *params,
+MQTT__INLINE size_t encode(uint8_t *out, uint8_t first, body_fn *body, const void *params,
                      uint8_t version)
 {
     size_t rl = 0;
@@ -120,7 +122,7 @@ size_t mqtt__encode_connect(uint8_t *out, const mqtt_connect_params *p)
 
 /* ---- PUBLISH --------------------------------------------------------- */
 
-static void publish_body(mqtt_writer *w, const void *params, uint8_t version)
+MQTT__INLINE void publish_body(mqtt_writer *w, const void *params, uint8_t version)
 {
     const mqtt_publish_params *p = params;
     w->ok = w->ok && p->qos <= 2 && p->payload.len <= MQTT_MAX_REMAINING &&
@@ -140,14 +142,26 @@ static uint8_t publish_first(const mqtt_publish_params *p)
     return (uint8_t)first;
 }
 
-size_t mqtt__publish_size_v(uint8_t version, const mqtt_publish_params *p)
+/* Inlined into the 3.1.1 wrappers too: the client's publish path, where the
+ * level is a constant and the properties vanish. */
+MQTT__INLINE size_t publish_size(uint8_t version, const mqtt_publish_params *p)
 {
     return p == NULL ? 0 : size_of(publish_body, p, version);
 }
 
-size_t mqtt__encode_publish_v(uint8_t *out, uint8_t version, const mqtt_publish_params *p)
+MQTT__INLINE size_t publish_encode(uint8_t *out, uint8_t version, const mqtt_publish_params *p)
 {
     return p == NULL ? 0 : encode(out, publish_first(p), publish_body, p, version);
+}
+
+size_t mqtt__publish_size_v(uint8_t version, const mqtt_publish_params *p)
+{
+    return publish_size(version, p);
+}
+
+size_t mqtt__encode_publish_v(uint8_t *out, uint8_t version, const mqtt_publish_params *p)
+{
+    return publish_encode(out, version, p);
 }
 
 /* ---- acks, DISCONNECT, AUTH, PINGREQ, PINGRESP ------------------------ */
@@ -297,7 +311,7 @@ size_t mqtt__publish_size(size_t topic_len, size_t payload_len, uint8_t qos)
 {
     const mqtt_publish_params p = {{unread, topic_len}, {unread, payload_len}, qos, false,
                                    false, 0, NULL, 0};
-    return mqtt__publish_size_v(MQTT_V311, &p);
+    return publish_size(MQTT_V311, &p);
 }
 
 size_t mqtt__encode_publish(uint8_t *out, const uint8_t *topic, size_t topic_len,
@@ -306,7 +320,7 @@ size_t mqtt__encode_publish(uint8_t *out, const uint8_t *topic, size_t topic_len
 {
     const mqtt_publish_params p = {{topic, topic_len}, {payload, payload_len}, qos, retain, dup,
                                    packet_id, NULL, 0};
-    return mqtt__encode_publish_v(out, MQTT_V311, &p);
+    return publish_encode(out, MQTT_V311, &p);
 }
 
 size_t mqtt__encode_ack(uint8_t out[4], uint8_t type, uint16_t packet_id)

@@ -12,6 +12,63 @@
 #include "codec.h"
 
 #define MQTT__MAX_STRING 65535u
+/* The varint holds at most 4 bytes of 7 bits each. */
+#define VARINT_MAX_BYTES 4u
+/* Inlined where the receive path calls it, so constants fold into it. */
+#define MQTT__INLINE static inline __attribute__((always_inline))
+
+/* ---- varints and the fixed header (the bodies of header.c's functions) ---- */
+
+MQTT__INLINE int mqtt__varint_decode_inline(const uint8_t *b, size_t n, uint32_t *v, size_t *used)
+{
+    uint32_t value = 0;
+    for (size_t i = 0; i < VARINT_MAX_BYTES; i++) {
+        if (i >= n) {
+            *used = n;
+            return MQTT_ERR_INCOMPLETE;
+        }
+        value |= (uint32_t)(b[i] & 0x7Fu) << (7u * i);
+        if ((b[i] & 0x80u) == 0) {
+            *v = value;
+            *used = i + 1;
+            return MQTT_OK;
+        }
+    }
+    return MQTT_ERR_MALFORMED;
+}
+
+/*
+ * Non-minimal encodings (0x80 0x00 for 0) are accepted as the 3.1.1 text
+ * does not forbid them; a continuation bit on the 4th varint byte is
+ * malformed, and is reported without waiting for a 5th byte.
+ */
+MQTT__INLINE int mqtt__fixed_header_inline(const uint8_t *buf, size_t len,
+                                           mqtt_fixed_header *h, size_t *need, const char **why)
+{
+    uint32_t value = 0;
+    size_t used = 0;
+    int rc;
+    if ((buf == NULL && len > 0) || h == NULL) {
+        if (why != NULL) {
+            *why = "invalid argument";
+        }
+        return MQTT_ERR_INVAL;
+    }
+    rc = MQTT_ERR_INCOMPLETE;
+    if (len > 0)
+        rc = mqtt__varint_decode_inline(buf + 1, len - 1, &value, &used);
+    if (rc == MQTT_OK) {
+        h->type = (uint8_t)(buf[0] & 0xF0u);
+        h->flags = (uint8_t)(buf[0] & 0x0Fu);
+        h->remaining = value;
+        h->header_len = used + 1;
+    } else if (rc == MQTT_ERR_INCOMPLETE && need != NULL) {
+        *need = used + 2;
+    } else if (rc == MQTT_ERR_MALFORMED && why != NULL) {
+        *why = "remaining length over 4 bytes";
+    }
+    return rc;
+}
 
 /* ---- reader ----------------------------------------------------------- */
 
@@ -56,7 +113,7 @@ static inline bool r_u32(mqtt_reader *r, uint32_t *v)
 static inline int r_varint(mqtt_reader *r, uint32_t *v)
 {
     size_t used = 0;
-    int rc = mqtt__varint_decode(r->b + r->pos, r_left(r), v, &used);
+    int rc = mqtt__varint_decode_inline(r->b + r->pos, r_left(r), v, &used);
     if (rc == MQTT_OK)
         r->pos += used;
     return rc;
@@ -84,26 +141,26 @@ typedef struct mqtt_writer {
     bool ok;
 } mqtt_writer;
 
-static inline void w_u8(mqtt_writer *w, unsigned v)
+MQTT__INLINE void w_u8(mqtt_writer *w, unsigned v)
 {
     if (w->p != NULL)
         w->p[w->n] = (uint8_t)(v & 0xFFu);
     w->n++;
 }
 
-static inline void w_u16(mqtt_writer *w, unsigned v)
+MQTT__INLINE void w_u16(mqtt_writer *w, unsigned v)
 {
     w_u8(w, v >> 8);
     w_u8(w, v);
 }
 
-static inline void w_u32(mqtt_writer *w, uint32_t v)
+MQTT__INLINE void w_u32(mqtt_writer *w, uint32_t v)
 {
     w_u16(w, v >> 16);
     w_u16(w, v & 0xFFFFu);
 }
 
-static inline void w_varint(mqtt_writer *w, size_t v)
+MQTT__INLINE void w_varint(mqtt_writer *w, size_t v)
 {
     if (v > MQTT_MAX_REMAINING) {
         w->ok = false;
@@ -115,7 +172,7 @@ static inline void w_varint(mqtt_writer *w, size_t v)
         w->n += mqtt__varint_size((uint32_t)v);
 }
 
-static inline void w_raw(mqtt_writer *w, const uint8_t *data, size_t len)
+MQTT__INLINE void w_raw(mqtt_writer *w, const uint8_t *data, size_t len)
 {
     if (data == NULL && len > 0) {
         w->ok = false;
@@ -127,7 +184,7 @@ static inline void w_raw(mqtt_writer *w, const uint8_t *data, size_t len)
 }
 
 /* A length-prefixed string or binary; data NULL is written as "". */
-static inline void w_bytes(mqtt_writer *w, const uint8_t *data, size_t len)
+MQTT__INLINE void w_bytes(mqtt_writer *w, const uint8_t *data, size_t len)
 {
     if (data == NULL)
         len = 0;
@@ -139,7 +196,7 @@ static inline void w_bytes(mqtt_writer *w, const uint8_t *data, size_t len)
     w_raw(w, data, len);
 }
 
-static inline void w_string(mqtt_writer *w, mqtt_bytes s)
+MQTT__INLINE void w_string(mqtt_writer *w, mqtt_bytes s)
 {
     w_bytes(w, s.data, s.len);
 }
