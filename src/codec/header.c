@@ -1,7 +1,9 @@
 /*
  * Codec fixed header: the remaining-length varint (MQTT 3.1.1 section
- * 2.2.3) and decoding of the first 2..5 bytes of every packet. Knows nothing
- * of packet types; the packet decoder judges type and flags.
+ * 2.2.3, also MQTT 5.0's variable byte integer) and decoding of the first
+ * 2..5 bytes of every packet. Knows nothing of packet types; the packet
+ * decoder judges type and flags. The decoding bodies live in wire.h, so the
+ * receive path inlines them; these are the entry points for other layers.
  */
 #include "wire.h"
 
