@@ -528,6 +528,8 @@ static void test_bad_packets(void)
         BAD("a PINGREQ with a body", B5, MAL, 0xC0, 0x01, 0x00),
         BAD("a 3.1.1 DISCONNECT with a body", B4, MAL, 0xE0, 0x01, 0x00),
         BAD("reserved packet type 0", B5, PROTO, 0x00, 0x00),
+        BAD("a subscription_identifier in a client's PUBLISH", B5, PROTO, 0x30, 0x06, 0x00, 0x01,
+            'a', 0x02, 0x0B, 0x01),
     };
     run_bad(cases, sizeof cases / sizeof cases[0]);
 }

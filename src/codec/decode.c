@@ -239,6 +239,17 @@ HOT int decode_body(mqtt_reader *r, mqtt_packet *pkt, const char **why)
     }
 }
 
+/* What only the sender's side forbids: a client's PUBLISH carries no
+ * subscription identifier (MQTT-3.3.4-6). */
+static int check_from_client(const mqtt_packet *pkt, const char **why)
+{
+    mqtt_property id;
+    if (pkt->type == MQTT_PUBLISH &&
+        mqtt__prop_find(pkt->props, MQTT_PROP_SUBSCRIPTION_IDENTIFIER, &id))
+        return fail(MQTT_ERR_PROTOCOL, "subscription identifier in a client's PUBLISH", why);
+    return MQTT_OK;
+}
+
 /* Header and length checks; MQTT_OK when buf holds the whole packet. */
 HOT int frame(const uint8_t *buf, size_t len, const mqtt_decode_opts *o, mqtt_fixed_header *h,
                  size_t *consumed, const char **why)
@@ -293,6 +304,8 @@ HOT int decode(const uint8_t *buf, size_t len, const mqtt_decode_opts *o, mqtt_p
     pkt->flags = h.flags;
     pkt->version = is_v5(o) ? MQTT_V5 : MQTT_V311;
     rc = decode_body(&r, pkt, why);
+    if (rc == MQTT_OK && o->role == MQTT_ROLE_BROKER)
+        rc = check_from_client(pkt, why);
     if (rc == MQTT_OK)
         *consumed = total;
     return rc;
