@@ -53,23 +53,242 @@ const char *mqtt_system_error(void);
 /** Name of a CONNACK return code (1..5 as in MQTT 3.1.1 section 3.2.2.3). */
 const char *mqtt_connack_name(int return_code);
 
-/* MQTT control packet types, as the high nibble of the first byte. */
-enum {
-    MQTT_CONNECT = 0x10,
-    MQTT_CONNACK = 0x20,
-    MQTT_PUBLISH = 0x30,
-    MQTT_PUBACK = 0x40,
-    MQTT_PUBREC = 0x50,
-    MQTT_PUBREL = 0x60,
-    MQTT_PUBCOMP = 0x70,
-    MQTT_SUBSCRIBE = 0x80,
-    MQTT_SUBACK = 0x90,
-    MQTT_UNSUBSCRIBE = 0xA0,
-    MQTT_UNSUBACK = 0xB0,
-    MQTT_PINGREQ = 0xC0,
-    MQTT_PINGRESP = 0xD0,
-    MQTT_DISCONNECT = 0xE0
-};
+/* ---- Protocol tables (MQTT 3.1.1 and 5.0) ------------------------------- */
+/* Each protocol fact is one row of one list below; the enums here, the codec's
+ * validation, the names in errors and events and the Lua constants all derive
+ * from these rows, so adding a property or a reason code is one line. */
+
+/* Control packet types: X(enum, value as the high nibble of the first byte, name). */
+#define MQTT_PACKET_LIST(X)                                                              \
+    X(MQTT_CONNECT, 0x10, "CONNECT")                                                     \
+    X(MQTT_CONNACK, 0x20, "CONNACK")                                                     \
+    X(MQTT_PUBLISH, 0x30, "PUBLISH")                                                     \
+    X(MQTT_PUBACK, 0x40, "PUBACK")                                                       \
+    X(MQTT_PUBREC, 0x50, "PUBREC")                                                       \
+    X(MQTT_PUBREL, 0x60, "PUBREL")                                                       \
+    X(MQTT_PUBCOMP, 0x70, "PUBCOMP")                                                     \
+    X(MQTT_SUBSCRIBE, 0x80, "SUBSCRIBE")                                                 \
+    X(MQTT_SUBACK, 0x90, "SUBACK")                                                       \
+    X(MQTT_UNSUBSCRIBE, 0xA0, "UNSUBSCRIBE")                                             \
+    X(MQTT_UNSUBACK, 0xB0, "UNSUBACK")                                                   \
+    X(MQTT_PINGREQ, 0xC0, "PINGREQ")                                                     \
+    X(MQTT_PINGRESP, 0xD0, "PINGRESP")                                                   \
+    X(MQTT_DISCONNECT, 0xE0, "DISCONNECT")                                               \
+    X(MQTT_AUTH, 0xF0, "AUTH")
+
+/* Turns a row X(enum, value, name) into an enumerator. */
+#define MQTT_ENUM_VALUE_(e, value, name) e = (value),
+enum { MQTT_PACKET_LIST(MQTT_ENUM_VALUE_) };
+
+/** The protocol levels CONNECT carries: 3.1.1 and 5.0. */
+enum { MQTT_V311 = 4, MQTT_V5 = 5 };
+
+/** A pseudo packet type standing for the will's properties inside CONNECT. */
+enum { MQTT_WILL_PROPERTIES = 0x00 };
+/** A packet type (or MQTT_WILL_PROPERTIES) as one bit of a packet set. */
+#define MQTT_PACKET_BIT(type) (1u << ((unsigned)(type) >> 4))
+#define MQTT_PK_(t) MQTT_PACKET_BIT(MQTT_##t)
+
+/* Wire types of properties, numbered from 1: X(enum suffix, the spec's data type in snake_case). */
+#define MQTT_PROPERTY_TYPE_LIST(X)                                                       \
+    X(BYTE, "byte")                                                                      \
+    X(U16, "two_byte_integer")                                                           \
+    X(U32, "four_byte_integer")                                                          \
+    X(VARINT, "variable_byte_integer")                                                   \
+    X(STRING, "utf8_string")                                                             \
+    X(BINARY, "binary_data")                                                             \
+    X(PAIR, "utf8_string_pair")
+
+#define MQTT_PTYPE_ENUM_(e, name) MQTT_PTYPE_##e,
+enum { MQTT_PTYPE_NONE_ = 0, MQTT_PROPERTY_TYPE_LIST(MQTT_PTYPE_ENUM_) };
+
+/* Packets that carry a property, by family. */
+#define MQTT_PK_MESSAGE_ (MQTT_PK_(PUBLISH) | MQTT_PK_(WILL_PROPERTIES))
+#define MQTT_PK_PUBACKS_ (MQTT_PK_(PUBACK) | MQTT_PK_(PUBREC) | MQTT_PK_(PUBREL) | MQTT_PK_(PUBCOMP))
+#define MQTT_PK_ALL_                                                                     \
+    (MQTT_PK_(CONNECT) | MQTT_PK_(CONNACK) | MQTT_PK_MESSAGE_ | MQTT_PK_PUBACKS_ |        \
+     MQTT_PK_(SUBSCRIBE) | MQTT_PK_(SUBACK) | MQTT_PK_(UNSUBSCRIBE) | MQTT_PK_(UNSUBACK) |  \
+     MQTT_PK_(DISCONNECT) | MQTT_PK_(AUTH))
+
+/*
+ * MQTT 5.0 properties (section 2.2.2.2): X(enum suffix, identifier, name,
+ * wire type, packets that may carry it, packets in which it may repeat,
+ * smallest and largest value of an integer). The name is the spec's name in
+ * snake_case, the one Lua uses. A property outside [min, max] is a protocol
+ * error (receive_maximum 0, maximum_qos 2, topic_alias 0, ...).
+ */
+#define MQTT_PROPERTY_LIST(X)                                                                   \
+    X(PAYLOAD_FORMAT_INDICATOR, 0x01, "payload_format_indicator", BYTE, MQTT_PK_MESSAGE_, 0, 0, 1) \
+    X(MESSAGE_EXPIRY_INTERVAL, 0x02, "message_expiry_interval", U32, MQTT_PK_MESSAGE_, 0, 0,      \
+      UINT32_MAX)                                                                               \
+    X(CONTENT_TYPE, 0x03, "content_type", STRING, MQTT_PK_MESSAGE_, 0, 0, 0)                      \
+    X(RESPONSE_TOPIC, 0x08, "response_topic", STRING, MQTT_PK_MESSAGE_, 0, 0, 0)                  \
+    X(CORRELATION_DATA, 0x09, "correlation_data", BINARY, MQTT_PK_MESSAGE_, 0, 0, 0)              \
+    X(SUBSCRIPTION_IDENTIFIER, 0x0B, "subscription_identifier", VARINT,                           \
+      MQTT_PK_(PUBLISH) | MQTT_PK_(SUBSCRIBE), MQTT_PK_(PUBLISH), 1, 268435455)                  \
+    X(SESSION_EXPIRY_INTERVAL, 0x11, "session_expiry_interval", U32,                              \
+      MQTT_PK_(CONNECT) | MQTT_PK_(CONNACK) | MQTT_PK_(DISCONNECT), 0, 0, UINT32_MAX)             \
+    X(ASSIGNED_CLIENT_IDENTIFIER, 0x12, "assigned_client_identifier", STRING, MQTT_PK_(CONNACK),  \
+      0, 0, 0)                                                                                  \
+    X(SERVER_KEEP_ALIVE, 0x13, "server_keep_alive", U16, MQTT_PK_(CONNACK), 0, 0, 65535)          \
+    X(AUTHENTICATION_METHOD, 0x15, "authentication_method", STRING,                               \
+      MQTT_PK_(CONNECT) | MQTT_PK_(CONNACK) | MQTT_PK_(AUTH), 0, 0, 0)                            \
+    X(AUTHENTICATION_DATA, 0x16, "authentication_data", BINARY,                                   \
+      MQTT_PK_(CONNECT) | MQTT_PK_(CONNACK) | MQTT_PK_(AUTH), 0, 0, 0)                            \
+    X(REQUEST_PROBLEM_INFORMATION, 0x17, "request_problem_information", BYTE, MQTT_PK_(CONNECT),  \
+      0, 0, 1)                                                                                  \
+    X(WILL_DELAY_INTERVAL, 0x18, "will_delay_interval", U32, MQTT_PK_(WILL_PROPERTIES), 0, 0,     \
+      UINT32_MAX)                                                                               \
+    X(REQUEST_RESPONSE_INFORMATION, 0x19, "request_response_information", BYTE,                   \
+      MQTT_PK_(CONNECT), 0, 0, 1)                                                               \
+    X(RESPONSE_INFORMATION, 0x1A, "response_information", STRING, MQTT_PK_(CONNACK), 0, 0, 0)     \
+    X(SERVER_REFERENCE, 0x1C, "server_reference", STRING,                                         \
+      MQTT_PK_(CONNACK) | MQTT_PK_(DISCONNECT), 0, 0, 0)                                          \
+    X(REASON_STRING, 0x1F, "reason_string", STRING,                                               \
+      MQTT_PK_ALL_ & ~(MQTT_PK_(CONNECT) | MQTT_PK_MESSAGE_ | MQTT_PK_(SUBSCRIBE) |               \
+                       MQTT_PK_(UNSUBSCRIBE)), 0, 0, 0)                                         \
+    X(RECEIVE_MAXIMUM, 0x21, "receive_maximum", U16, MQTT_PK_(CONNECT) | MQTT_PK_(CONNACK), 0, 1, \
+      65535)                                                                                    \
+    X(TOPIC_ALIAS_MAXIMUM, 0x22, "topic_alias_maximum", U16,                                      \
+      MQTT_PK_(CONNECT) | MQTT_PK_(CONNACK), 0, 0, 65535)                                         \
+    X(TOPIC_ALIAS, 0x23, "topic_alias", U16, MQTT_PK_(PUBLISH), 0, 1, 65535)                      \
+    X(MAXIMUM_QOS, 0x24, "maximum_qos", BYTE, MQTT_PK_(CONNACK), 0, 0, 1)                         \
+    X(RETAIN_AVAILABLE, 0x25, "retain_available", BYTE, MQTT_PK_(CONNACK), 0, 0, 1)               \
+    X(USER_PROPERTY, 0x26, "user_property", PAIR, MQTT_PK_ALL_, MQTT_PK_ALL_, 0, 0)               \
+    X(MAXIMUM_PACKET_SIZE, 0x27, "maximum_packet_size", U32,                                      \
+      MQTT_PK_(CONNECT) | MQTT_PK_(CONNACK), 0, 1, UINT32_MAX)                                    \
+    X(WILDCARD_SUBSCRIPTION_AVAILABLE, 0x28, "wildcard_subscription_available", BYTE,             \
+      MQTT_PK_(CONNACK), 0, 0, 1)                                                               \
+    X(SUBSCRIPTION_IDENTIFIER_AVAILABLE, 0x29, "subscription_identifier_available", BYTE,         \
+      MQTT_PK_(CONNACK), 0, 0, 1)                                                               \
+    X(SHARED_SUBSCRIPTION_AVAILABLE, 0x2A, "shared_subscription_available", BYTE,                 \
+      MQTT_PK_(CONNACK), 0, 0, 1)
+
+#define MQTT_PROP_ENUM(e, id, name, type, packets, repeats, lo, hi) MQTT_PROP_##e = (id),
+enum { MQTT_PROPERTY_LIST(MQTT_PROP_ENUM) };
+#undef MQTT_PROP_ENUM
+/** Largest property identifier of the list (room for a bit set of them all). */
+#define MQTT_PROP_MAX_ID 0x2A
+
+/* Packets that carry a reason code, by family. */
+#define MQTT_PK_PUBRESULT_ (MQTT_PK_(PUBACK) | MQTT_PK_(PUBREC))
+#define MQTT_PK_REFUSALS_                                                                \
+    (MQTT_PK_(CONNACK) | MQTT_PK_PUBRESULT_ | MQTT_PK_(SUBACK) | MQTT_PK_(UNSUBACK) |     \
+     MQTT_PK_(DISCONNECT))
+#define MQTT_PK_CD_ (MQTT_PK_(CONNACK) | MQTT_PK_(DISCONNECT))
+
+/*
+ * MQTT 5.0 reason codes (section 2.4): X(enum suffix, code, name, packets
+ * that may carry it). A code that means different things in different
+ * packets (0x00) has one row per meaning. Names are the spec's, in lower case.
+ */
+#define MQTT_REASON_LIST(X)                                                                     \
+    X(SUCCESS, 0x00, "success",                                                                 \
+      MQTT_PK_(CONNACK) | MQTT_PK_PUBACKS_ | MQTT_PK_(UNSUBACK) | MQTT_PK_(AUTH))                 \
+    X(NORMAL_DISCONNECTION, 0x00, "normal disconnection", MQTT_PK_(DISCONNECT))                 \
+    X(GRANTED_QOS_0, 0x00, "granted qos 0", MQTT_PK_(SUBACK))                                   \
+    X(GRANTED_QOS_1, 0x01, "granted qos 1", MQTT_PK_(SUBACK))                                   \
+    X(GRANTED_QOS_2, 0x02, "granted qos 2", MQTT_PK_(SUBACK))                                   \
+    X(DISCONNECT_WITH_WILL_MESSAGE, 0x04, "disconnect with will message", MQTT_PK_(DISCONNECT)) \
+    X(NO_MATCHING_SUBSCRIBERS, 0x10, "no matching subscribers", MQTT_PK_PUBRESULT_)             \
+    X(NO_SUBSCRIPTION_EXISTED, 0x11, "no subscription existed", MQTT_PK_(UNSUBACK))             \
+    X(CONTINUE_AUTHENTICATION, 0x18, "continue authentication", MQTT_PK_(AUTH))                 \
+    X(RE_AUTHENTICATE, 0x19, "re-authenticate", MQTT_PK_(AUTH))                                 \
+    X(UNSPECIFIED_ERROR, 0x80, "unspecified error", MQTT_PK_REFUSALS_)                          \
+    X(MALFORMED_PACKET, 0x81, "malformed packet", MQTT_PK_CD_)                                  \
+    X(PROTOCOL_ERROR, 0x82, "protocol error", MQTT_PK_CD_)                                      \
+    X(IMPLEMENTATION_SPECIFIC_ERROR, 0x83, "implementation specific error", MQTT_PK_REFUSALS_)  \
+    X(UNSUPPORTED_PROTOCOL_VERSION, 0x84, "unsupported protocol version", MQTT_PK_(CONNACK))    \
+    X(CLIENT_IDENTIFIER_NOT_VALID, 0x85, "client identifier not valid", MQTT_PK_(CONNACK))      \
+    X(BAD_USER_NAME_OR_PASSWORD, 0x86, "bad user name or password", MQTT_PK_(CONNACK))          \
+    X(NOT_AUTHORIZED, 0x87, "not authorized", MQTT_PK_REFUSALS_)                                \
+    X(SERVER_UNAVAILABLE, 0x88, "server unavailable", MQTT_PK_(CONNACK))                        \
+    X(SERVER_BUSY, 0x89, "server busy", MQTT_PK_CD_)                                            \
+    X(BANNED, 0x8A, "banned", MQTT_PK_(CONNACK))                                                \
+    X(SERVER_SHUTTING_DOWN, 0x8B, "server shutting down", MQTT_PK_(DISCONNECT))                 \
+    X(BAD_AUTHENTICATION_METHOD, 0x8C, "bad authentication method", MQTT_PK_CD_)                \
+    X(KEEP_ALIVE_TIMEOUT, 0x8D, "keep alive timeout", MQTT_PK_(DISCONNECT))                     \
+    X(SESSION_TAKEN_OVER, 0x8E, "session taken over", MQTT_PK_(DISCONNECT))                     \
+    X(TOPIC_FILTER_INVALID, 0x8F, "topic filter invalid",                                       \
+      MQTT_PK_(SUBACK) | MQTT_PK_(UNSUBACK) | MQTT_PK_(DISCONNECT))                               \
+    X(TOPIC_NAME_INVALID, 0x90, "topic name invalid", MQTT_PK_CD_ | MQTT_PK_PUBRESULT_)         \
+    X(PACKET_IDENTIFIER_IN_USE, 0x91, "packet identifier in use",                               \
+      MQTT_PK_PUBRESULT_ | MQTT_PK_(SUBACK) | MQTT_PK_(UNSUBACK))                                 \
+    X(PACKET_IDENTIFIER_NOT_FOUND, 0x92, "packet identifier not found",                         \
+      MQTT_PK_(PUBREL) | MQTT_PK_(PUBCOMP))                                                       \
+    X(RECEIVE_MAXIMUM_EXCEEDED, 0x93, "receive maximum exceeded", MQTT_PK_(DISCONNECT))         \
+    X(TOPIC_ALIAS_INVALID, 0x94, "topic alias invalid", MQTT_PK_(DISCONNECT))                   \
+    X(PACKET_TOO_LARGE, 0x95, "packet too large", MQTT_PK_CD_)                                  \
+    X(MESSAGE_RATE_TOO_HIGH, 0x96, "message rate too high", MQTT_PK_(DISCONNECT))               \
+    X(QUOTA_EXCEEDED, 0x97, "quota exceeded", MQTT_PK_CD_ | MQTT_PK_PUBRESULT_ | MQTT_PK_(SUBACK)) \
+    X(ADMINISTRATIVE_ACTION, 0x98, "administrative action", MQTT_PK_(DISCONNECT))               \
+    X(PAYLOAD_FORMAT_INVALID, 0x99, "payload format invalid", MQTT_PK_CD_ | MQTT_PK_PUBRESULT_) \
+    X(RETAIN_NOT_SUPPORTED, 0x9A, "retain not supported", MQTT_PK_CD_)                          \
+    X(QOS_NOT_SUPPORTED, 0x9B, "qos not supported", MQTT_PK_CD_)                                \
+    X(USE_ANOTHER_SERVER, 0x9C, "use another server", MQTT_PK_CD_)                              \
+    X(SERVER_MOVED, 0x9D, "server moved", MQTT_PK_CD_)                                          \
+    X(SHARED_SUBSCRIPTIONS_NOT_SUPPORTED, 0x9E, "shared subscriptions not supported",           \
+      MQTT_PK_(SUBACK) | MQTT_PK_(DISCONNECT))                                                    \
+    X(CONNECTION_RATE_EXCEEDED, 0x9F, "connection rate exceeded", MQTT_PK_CD_)                  \
+    X(MAXIMUM_CONNECT_TIME, 0xA0, "maximum connect time", MQTT_PK_(DISCONNECT))                 \
+    X(SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED, 0xA1, "subscription identifiers not supported",   \
+      MQTT_PK_(SUBACK) | MQTT_PK_(DISCONNECT))                                                    \
+    X(WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED, 0xA2, "wildcard subscriptions not supported",       \
+      MQTT_PK_(SUBACK) | MQTT_PK_(DISCONNECT))
+
+#define MQTT_REASON_ENUM(e, code, name, packets) MQTT_RC_##e = (code),
+enum { MQTT_REASON_LIST(MQTT_REASON_ENUM) };
+#undef MQTT_REASON_ENUM
+
+/**
+ * One MQTT 5.0 property, as the codec takes it to encode and gives it when
+ * walking a decoded packet. Integers (byte, two-, four- and variable-byte)
+ * are in value; a string or binary property is data/len; a user_property's
+ * name is data/len and its value data2/len2. The bytes are borrowed: the
+ * caller's when encoding, the input buffer's when decoding. Strings are not
+ * NUL terminated.
+ */
+typedef struct mqtt_property {
+    uint8_t id;           /* MQTT_PROP_* */
+    uint32_t value;
+    const uint8_t *data;
+    size_t len;
+    const uint8_t *data2;
+    size_t len2;
+} mqtt_property;
+
+/** What the protocol tables say about one property. */
+typedef struct mqtt_property_info {
+    uint8_t id;           /* 0 in an unused slot */
+    uint8_t type;         /* MQTT_PTYPE_* */
+    const char *name;     /* snake_case */
+    uint32_t packets;     /* MQTT_PACKET_BIT of each packet that may carry it */
+    uint32_t repeats;     /* ... and of each in which it may appear more than once */
+    uint32_t min, max;    /* integer range; both 0 for strings, binary and pairs */
+} mqtt_property_info;
+
+/* Lookups in the tables above: pure, any thread. */
+/** "PUBLISH" for MQTT_PUBLISH (the type with or without its flag nibble); NULL for 0x00. */
+const char *mqtt_packet_name(int type);
+/** The property's table row; NULL for an unknown identifier. */
+const mqtt_property_info *mqtt_property_lookup(int id);
+/** "topic_alias" for 0x23; NULL for an unknown identifier. */
+const char *mqtt_property_name(int id);
+/** 0x23 for "topic_alias" (NUL-terminated); 0 for an unknown name. */
+int mqtt_property_id(const char *name);
+/** MQTT_PTYPE_* of the property; 0 for an unknown identifier. */
+int mqtt_property_type(int id);
+/** "two_byte_integer" for MQTT_PTYPE_U16; NULL for an unknown type. */
+const char *mqtt_property_type_name(int type);
+/** The property may be carried by that packet type (or MQTT_WILL_PROPERTIES). */
+bool mqtt_property_allowed(int id, int packet_type);
+/**
+ * The name of a reason code in a packet type, in lower case ("granted qos 1"
+ * in SUBACK, "normal disconnection" in DISCONNECT); with packet_type 0 the
+ * first name the code has in any packet ("success" for 0x00). NULL when the
+ * code does not exist, or does not exist in that packet.
+ */
+const char *mqtt_reason_name(int code, int packet_type);
 
 /** Largest remaining length MQTT can encode (4 bytes of varint). */
 #define MQTT_MAX_REMAINING 268435455u

@@ -1,12 +1,12 @@
 /*
  * Codec fixed header: the remaining-length varint (MQTT 3.1.1 section
- * 2.2.3) and decoding of the first 2..5 bytes of every packet. Knows nothing
- * of packet types; the packet decoder judges type and flags.
+ * 2.2.3, also MQTT 5.0's variable byte integer) and decoding of the first
+ * 2..5 bytes of every packet. Knows nothing of packet types; the packet
+ * decoder judges type and flags. The decoding bodies live in wire.h, so the
+ * receive path inlines them; these are the entry points for other layers.
  */
-#include "codec.h"
+#include "wire.h"
 
-/* The varint holds at most 4 bytes of 7 bits each. */
-#define VARINT_MAX_BYTES 4u
 
 size_t mqtt__varint_size(uint32_t v)
 {
@@ -39,40 +39,13 @@ size_t mqtt__varint_encode(uint8_t *out, uint32_t v)
     return n;
 }
 
-/*
- * Non-minimal encodings (0x80 0x00 for 0) are accepted as the 3.1.1 text
- * does not forbid them; a continuation bit on the 4th varint byte is
- * malformed, and is reported without waiting for a 5th byte.
- */
+int mqtt__varint_decode(const uint8_t *b, size_t n, uint32_t *v, size_t *used)
+{
+    return mqtt__varint_decode_inline(b, n, v, used);
+}
+
 int mqtt__decode_fixed_header(const uint8_t *buf, size_t len, mqtt_fixed_header *h,
                               size_t *need, const char **why)
 {
-    uint32_t value = 0;
-    if ((buf == NULL && len > 0) || h == NULL) {
-        if (why != NULL) {
-            *why = "invalid argument";
-        }
-        return MQTT_ERR_INVAL;
-    }
-    for (size_t i = 0; i < VARINT_MAX_BYTES; i++) {
-        size_t pos = 1 + i;
-        if (pos >= len) {
-            if (need != NULL) {
-                *need = pos + 1;
-            }
-            return MQTT_ERR_INCOMPLETE;
-        }
-        value |= (uint32_t)(buf[pos] & 0x7Fu) << (7u * i);
-        if ((buf[pos] & 0x80u) == 0) {
-            h->type = (uint8_t)(buf[0] & 0xF0u);
-            h->flags = (uint8_t)(buf[0] & 0x0Fu);
-            h->remaining = value;
-            h->header_len = pos + 1;
-            return MQTT_OK;
-        }
-    }
-    if (why != NULL) {
-        *why = "remaining length over 4 bytes";
-    }
-    return MQTT_ERR_MALFORMED;
+    return mqtt__fixed_header_inline(buf, len, h, need, why);
 }

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "compat.h"
+#include "proto.h"
 #include "route.h"
 #include "ssl_context.h"
 #include "mqtt.h"
@@ -754,5 +755,6 @@ __attribute__((visibility("default"))) int luaopen_mqtt_core(lua_State *L)
     set_facts(L);
     mqtt__lua_tls_open(L);
     mqtt__lua_route_open(L);
+    mqtt__lua_proto_open(L);
     return 1;
 }
