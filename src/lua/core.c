@@ -650,24 +650,6 @@ typedef struct named_int {
     lua_Integer value;
 } named_int;
 
-static const named_int packet_types[] = {
-    {"CONNECT", MQTT_CONNECT},
-    {"CONNACK", MQTT_CONNACK},
-    {"PUBLISH", MQTT_PUBLISH},
-    {"PUBACK", MQTT_PUBACK},
-    {"PUBREC", MQTT_PUBREC},
-    {"PUBREL", MQTT_PUBREL},
-    {"PUBCOMP", MQTT_PUBCOMP},
-    {"SUBSCRIBE", MQTT_SUBSCRIBE},
-    {"SUBACK", MQTT_SUBACK},
-    {"UNSUBSCRIBE", MQTT_UNSUBSCRIBE},
-    {"UNSUBACK", MQTT_UNSUBACK},
-    {"PINGREQ", MQTT_PINGREQ},
-    {"PINGRESP", MQTT_PINGRESP},
-    {"DISCONNECT", MQTT_DISCONNECT},
-    {NULL, 0},
-};
-
 static const named_int event_types[] = {
     {"CONNACK", MQTT_EV_CONNACK},
     {"PUBLISH", MQTT_EV_PUBLISH},
@@ -697,14 +679,11 @@ static void set_named(lua_State *L, const named_int *rows)
         set_int(L, rows->name, rows->value);
 }
 
-/* Sets core.packet_types, core.events, core.limits and core.status_kinds
- * ({[mqtt_errname(s)] = kind}, every status but MQTT_OK) on the module table
- * at the top. Stack: 0. */
+/* Sets core.events, core.limits and core.status_kinds ({[mqtt_errname(s)] =
+ * kind}, every status but MQTT_OK) on the module table at the top; the
+ * packet types come with the protocol tables (proto.c). Stack: 0. */
 static void set_facts(lua_State *L)
 {
-    lua_newtable(L);
-    set_named(L, packet_types);
-    lua_setfield(L, -2, "packet_types");
     lua_newtable(L);
     set_named(L, event_types);
     lua_setfield(L, -2, "events");
