@@ -486,10 +486,7 @@ static int setup_ssl(mqtt_tls_config *cfg, const mqtt_tls_options *o, char *err,
 
 static void config_free(mqtt_tls_config *cfg)
 {
-    mbedtls_ssl_config_free(&cfg->ssl);
-    mbedtls_x509_crt_free(&cfg->ca);
-    mbedtls_x509_crt_free(&cfg->cert);
-    mbedtls_pk_free(&cfg->key);
+    /* The random generator, the strings, then what the SSL config points at. */
     mbedtls_ctr_drbg_free(&cfg->drbg);
     mbedtls_entropy_free(&cfg->entropy);
     pthread_mutex_destroy(&cfg->rng_mu);
@@ -498,6 +495,10 @@ static void config_free(mqtt_tls_config *cfg)
     mqtt__free(cfg->alpn);
     mqtt__free(cfg->suites);
     mqtt__free(cfg->server_name);
+    mbedtls_ssl_config_free(&cfg->ssl);
+    mbedtls_x509_crt_free(&cfg->ca);
+    mbedtls_x509_crt_free(&cfg->cert);
+    mbedtls_pk_free(&cfg->key);
     mqtt__free(cfg);
 }
 
