@@ -14,6 +14,7 @@
 
 #include "alloc.h"
 #include "client_internal.h"
+#include "opener.h"
 
 void mqtt_options_init(mqtt_options *o)
 {
@@ -89,9 +90,15 @@ int mqtt_client_create(const mqtt_options *o, mqtt_client **out)
     if (!c)
         return MQTT_ERR_NOMEM;
     c->pid = mqtt__process_id;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cv, &ca);
+    pthread_condattr_destroy(&ca);
     c->opt = *o;
     c->opt.client_id = NULL;
-    c->wake_fd = c->notify_fd = -1;
+    c->notify_fd = -1;
     mqtt_session_limits lim = {o->max_inflight, o->max_queued, o->max_queued_bytes};
     c->session = mqtt__session_new(&lim);
     int rc = c->session ? MQTT_OK : MQTT_ERR_NOMEM;
@@ -100,22 +107,16 @@ int mqtt_client_create(const mqtt_options *o, mqtt_client **out)
     if (rc == MQTT_OK)
         rc = mqtt__event_refill_spare(c);
     if (rc == MQTT_OK) {
-        c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (c->wake_fd >= 0)
-            c->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (c->wake_fd < 0 || c->notify_fd < 0)
+        c->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (c->notify_fd < 0)
             rc = mqtt__system_failure("eventfd", errno);
     }
+    if (rc == MQTT_OK)
+        rc = mqtt__loop_attach(&c->member, mqtt__client_service);
     if (rc != MQTT_OK) {
         mqtt_client_destroy(c);
         return rc;
     }
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->cv, &ca);
-    pthread_condattr_destroy(&ca);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     c->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)c;
@@ -135,7 +136,7 @@ static void free_event_item(void *item)
  * (and its TLS stream) is the parent's. Close the copies, leave the rest. */
 static void abandon_in_child(mqtt_client *c)
 {
-    int fds[] = {c->wake_fd, c->notify_fd, c->tr ? c->tr->fd : -1};
+    int fds[] = {c->notify_fd, c->tr ? c->tr->fd : -1};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
         if (fds[i] >= 0)
             close(fds[i]);
@@ -149,18 +150,18 @@ void mqtt_client_destroy(mqtt_client *c)
         abandon_in_child(c);
         return;
     }
-    if (c->session) {
+    if (c->member.loop) {
+        /* The loop lets go of the client before anything is freed: the open
+         * under way ends first, then the loop closes the connection. */
         pthread_mutex_lock(&c->mu);
         c->stop = true;
-        bool running = c->thread_running;
         pthread_mutex_unlock(&c->mu);
-        if (running) {
-            mqtt__wake(c);
-            pthread_join(c->thread, NULL);
-        }
-        pthread_mutex_destroy(&c->mu);
-        pthread_cond_destroy(&c->cv);
+        mqtt__open_forget(c);
+        mqtt__loop_detach(&c->member);
+        mqtt__open_reap();
     }
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
     for (mqtt_event *ev = c->ev_head, *next; ev; ev = next) {
         next = ev->next;
         mqtt_event_free(ev);
@@ -168,8 +169,6 @@ void mqtt_client_destroy(mqtt_client *c)
     mqtt_event_free(c->spare);
     if (c->session)
         mqtt__session_free(c->session, free_event_item);
-    if (c->wake_fd >= 0)
-        close(c->wake_fd);
     if (c->notify_fd >= 0)
         close(c->notify_fd);
     mqtt_buf *bufs[] = {&c->client_id, &c->will_topic, &c->will_payload, &c->username,

@@ -1,14 +1,16 @@
 /*
- * The I/O thread: waits on the socket and the wake eventfd, reads and decodes
- * in batches, answers the protocol on its own (acks, pings, resends), writes
- * everything queued with as few syscalls as it can, and keeps time for
- * keepalive, back-off and the disconnect flush. It never calls the application.
+ * One client's turn on the I/O loop: reads and decodes in batches, answers
+ * the protocol on its own (acks, pings, resends), writes everything queued
+ * with as few syscalls as it can, keeps time for keepalive, back-off and the
+ * disconnect flush, then tells the loop what to watch and when to come back.
+ * Runs on the loop thread only; never calls the application.
  */
 #include <errno.h>
-#include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -17,39 +19,7 @@
 #define READ_CHUNK (64 * 1024)
 #define READS_PER_WAKE 4
 
-void mqtt__fd_signal(int fd)
-{
-    uint64_t one = 1;
-    ssize_t w = write(fd, &one, sizeof one);
-    (void)w; /* only fails when the counter is already huge: still readable */
-}
-
-void mqtt__fd_clear(int fd)
-{
-    uint64_t n;
-    ssize_t r = read(fd, &n, sizeof n);
-    (void)r;
-}
-
-void mqtt__wake(mqtt_client *c)
-{
-    mqtt__fd_signal(c->wake_fd);
-}
-
-int mqtt__pump(mqtt_client *c)
-{
-    bool was_empty = c->out.len == 0;
-    mqtt_bytes pkt;
-    uint8_t scratch[4];
-    while (mqtt__session_next(c->session, &pkt, scratch)) {
-        if (mqtt__buf_append(&c->out, pkt.data, pkt.len) != MQTT_OK)
-            return -1;
-        mqtt__session_sent(c->session);
-    }
-    return was_empty && c->out.len > 0;
-}
-
-static void write_output(mqtt_client *c);
+static bool write_output(mqtt_client *c);
 
 /* Queues a reply; handle_packet reserved the room for it. */
 static void send_ack(mqtt_client *c, uint8_t type, uint16_t id)
@@ -225,6 +195,30 @@ static bool input_blocked(const mqtt_client *c)
            mqtt__owed_bytes(c) >= c->opt.max_queued_bytes;
 }
 
+/* The first packet of a handshake must be a whole CONNACK; returns the bytes
+ * it took, 0 while it is incomplete or when the attempt ended. */
+static size_t handshake_input(mqtt_client *c)
+{
+    mqtt_packet p;
+    size_t used = 0;
+    const char *why = NULL;
+    int rc = mqtt__decode_packet(c->in.data, c->in.len, c->opt.max_packet, &p, &used, &why);
+    if (rc == MQTT_ERR_INCOMPLETE)
+        return 0;
+    char text[200];
+    if (rc == MQTT_OK && p.type != MQTT_CONNACK) {
+        snprintf(text, sizeof text, "the broker sent packet type 0x%02x before CONNACK", p.type);
+        mqtt__link_lost(c, MQTT_ERR_PROTOCOL, text);
+        return 0;
+    }
+    if (rc != MQTT_OK) {
+        snprintf(text, sizeof text, "invalid CONNACK: %s", why ? why : mqtt_strerror(rc));
+        mqtt__link_lost(c, rc, text);
+        return 0;
+    }
+    return mqtt__attempt_connack(c, &p) == MQTT_OK ? used : 0;
+}
+
 /* Decodes and handles the complete packets in c->in while there is room;
  * mu held, events staged by the caller. */
 static void process_input(mqtt_client *c)
@@ -233,6 +227,11 @@ static void process_input(mqtt_client *c)
     int rc = MQTT_OK;
     const char *why = NULL;
     c->in_backlog = false;
+    if (c->phase == PH_HANDSHAKE) {
+        off = handshake_input(c);
+        if (off == 0)
+            return; /* the CONNACK is incomplete, or the attempt is over */
+    }
     while (off < c->in.len && c->tr) {
         if (input_blocked(c)) {
             c->in_backlog = true; /* housekeeping hands over held QoS 2 messages */
@@ -258,7 +257,8 @@ static void process_input(mqtt_client *c)
         c->partial_since = 0;
     else if (off > 0 || c->partial_since == 0)
         c->partial_since = mqtt__now();
-    mqtt__buf_trim(&c->in, MQTT_BUF_KEEP);
+    /* An idle client holds no input buffer. */
+    mqtt__buf_trim(&c->in, c->in.len ? MQTT_BUF_KEEP : 0);
     if (rc != MQTT_OK) {
         char text[200];
         snprintf(text, sizeof text, "%s: %s", mqtt_strerror(rc), why ? why : "?");
@@ -310,10 +310,11 @@ static void read_input(mqtt_client *c)
     if (got)
         c->last_recv = mqtt__now();
     process_and_flush(c);
-    if (status != MQTT_OK && c->tr)
-        mqtt__connection_lost(c, status, status == MQTT_ERR_CLOSED
-                                             ? "the broker closed the connection"
-                                             : mqtt_strerror(status));
+    if (status != MQTT_OK && c->tr && c->phase == PH_HANDSHAKE)
+        mqtt__link_lost(c, status, "the broker closed the connection before CONNACK");
+    else if (status != MQTT_OK && c->tr)
+        mqtt__link_lost(c, status, status == MQTT_ERR_CLOSED ? "the broker closed the connection"
+                                                             : mqtt_strerror(status));
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -331,28 +332,38 @@ static bool take_output(mqtt_client *c)
     return true;
 }
 
-/* Writes until the socket would block or nothing is left; mu not held. */
-static void write_output(mqtt_client *c)
+/* Writes until the socket would block or nothing is left; mu not held.
+ * Returns true when bytes wait for the socket to take them. A writer that
+ * drained everything gives its buffer back. */
+static bool write_output(mqtt_client *c)
 {
     for (;;) {
         pthread_mutex_lock(&c->mu);
         bool more = c->tr && take_output(c);
+        if (!more && c->out.len == 0) {
+            mqtt__buf_free(&c->wbuf);
+            c->wpos = 0;
+        }
         pthread_mutex_unlock(&c->mu);
         if (!more)
-            return;
+            return false;
         ssize_t n = c->tr->ops->write(c->tr, c->wbuf.data + c->wpos, c->wbuf.len - c->wpos);
         if (n == 0)
-            return;
+            return true;
         pthread_mutex_lock(&c->mu);
-        if (n < 0) {
-            mqtt__connection_lost(c, (int)-n, "writing to the broker failed");
+        if (n < 0 && c->phase == PH_HANDSHAKE) {
+            char text[128];
+            snprintf(text, sizeof text, "sending CONNECT failed: %s", mqtt_strerror((int)-n));
+            mqtt__link_lost(c, (int)-n, text);
+        } else if (n < 0) {
+            mqtt__link_lost(c, (int)-n, "writing to the broker failed");
         } else {
             c->wpos += (size_t)n;
             c->last_send = c->write_ok_at = mqtt__now();
         }
         pthread_mutex_unlock(&c->mu);
         if (n < 0)
-            return;
+            return false;
     }
 }
 
@@ -446,38 +457,52 @@ static double earliest(double a, double b)
     return a < b ? a : b;
 }
 
-/* Timers and requests; returns the poll deadline (-1: none). mu held. */
-static double housekeeping(mqtt_client *c, bool *connect_now)
+/* Requests from the application; mu held. Returns true to start an attempt. */
+static bool take_request(mqtt_client *c)
 {
-    double now = mqtt__now();
-    double deadline = -1;
-    *connect_now = false;
-    if (c->request == REQ_CONNECT) {
-        c->request = REQ_NONE;
+    client_request req = c->request;
+    c->request = REQ_NONE;
+    if (req == REQ_CONNECT) {
         if (c->tr)
             mqtt__connection_lost(c, MQTT_OK, "reconnecting on request");
-        *connect_now = true;
-    } else if (c->request == REQ_DISCONNECT) {
-        c->request = REQ_NONE;
+        return true;
+    }
+    if (req == REQ_DISCONNECT)
         begin_disconnect(c);
+    return false;
+}
+
+/* The back-off and the reconnect hook: returns true to start an attempt. */
+static bool retry_due(mqtt_client *c, double now, bool room)
+{
+    if (c->state == ST_RETRY_WAIT && now >= c->retry_at && room) {
+        if (!c->hook)
+            return true;
+        c->state = ST_HOOK_WAIT;
+        c->proceed = false;
+        mqtt__event_status(c, MQTT_EV_BEFORE_RECONNECT, MQTT_OK, -1, false, NULL);
+    }
+    return c->state == ST_HOOK_WAIT && c->proceed;
+}
+
+/* Timers and requests; returns the next deadline (-1: none, -2: look again).
+ * mu held. */
+static double housekeeping(mqtt_client *c)
+{
+    double now = mqtt__now();
+    if (c->phase != PH_NONE) {
+        /* Requests wait until the attempt under way has ended. */
+        double d = mqtt__attempt_tend(c, now);
+        if (c->phase != PH_NONE || d >= 0)
+            return d;
     }
     /* A reconnect makes events too: none starts while the application's bound is reached. */
     bool room = mqtt__app_bytes(c) < c->opt.max_event_bytes;
-    if (c->state == ST_RETRY_WAIT && now >= c->retry_at && room) {
-        if (c->hook) {
-            c->state = ST_HOOK_WAIT;
-            c->proceed = false;
-            mqtt__event_status(c, MQTT_EV_BEFORE_RECONNECT, MQTT_OK, -1, false, NULL);
-        } else {
-            *connect_now = true;
-        }
+    if (take_request(c) || retry_due(c, now, room)) {
+        mqtt__attempt_begin(c);
+        return -2;
     }
-    if (c->state == ST_HOOK_WAIT && c->proceed)
-        *connect_now = true;
-    if (*connect_now) {
-        c->state = ST_CONNECTING;
-        return -1;
-    }
+    double deadline = -1;
     /* Whatever a failed pump left behind gets one more try; failing again
      * ends the connection, and the reconnect resends it all. */
     if (c->state == ST_CONNECTED && mqtt__pump(c) < 0)
@@ -488,7 +513,7 @@ static double housekeeping(mqtt_client *c, bool *connect_now)
         deadline = earliest(deadline, flushing(c, now));
     /* Last: the keepalive check may itself have lost the connection. */
     if (c->state == ST_RETRY_WAIT)
-        deadline = room ? c->retry_at : -1; /* taking events wakes the thread */
+        deadline = room ? c->retry_at : -1; /* taking events wakes the loop */
     bool paused = c->tr != NULL && input_blocked(c);
     if (paused)
         release_held(c); /* the PUBRELs that would free them cannot be read now */
@@ -498,67 +523,58 @@ static double housekeeping(mqtt_client *c, bool *connect_now)
     return deadline;
 }
 
-static int poll_timeout(double deadline)
+/* Runs housekeeping until nothing more is due now; returns the deadline. mu held. */
+static double tend(mqtt_client *c)
 {
-    if (deadline < 0)
-        return -1;
-    double ms = (deadline - mqtt__now()) * 1000.0;
-    if (ms <= 0)
-        return 0;
-    return ms > 3600000 ? 3600000 : (int)ms + 1;
-}
-
-/* Waits for the socket, a wake-up or the deadline, then reads and writes
- * what it can. mu held on entry and exit, released while waiting. */
-static void wait_and_transfer(mqtt_client *c, double deadline)
-{
-    struct pollfd p[2] = {{.fd = c->wake_fd, .events = POLLIN}, {.fd = -1}};
-    bool live = c->tr != NULL;
-    bool read_wants_write = live && c->tr->want_write;
-    if (live) {
-        p[1].fd = c->tr->fd;
-        p[1].events = (short)((c->reading_paused || c->in_backlog ? 0 : POLLIN) |
-                              (take_output(c) || c->tr->want_write ? POLLOUT : 0));
-    }
-    pthread_mutex_unlock(&c->mu);
-    int n = poll(p, live ? 2 : 1, poll_timeout(deadline));
-    if (n > 0 && p[0].revents)
-        mqtt__fd_clear(c->wake_fd);
-    if (live && n > 0 &&
-        (p[1].revents & (POLLIN | POLLHUP | POLLERR) ||
-         (read_wants_write && p[1].revents & POLLOUT)))
-        read_input(c);
-    if (live)
-        write_output(c);
-    pthread_mutex_lock(&c->mu);
-}
-
-void *mqtt__thread_main(void *arg)
-{
-    mqtt_client *c = arg;
-    pthread_mutex_lock(&c->mu);
-    while (!c->stop) {
-        bool connect_now;
-        double deadline = housekeeping(c, &connect_now);
-        if (connect_now) {
-            pthread_mutex_unlock(&c->mu);
-            mqtt__do_connect(c);
-            pthread_mutex_lock(&c->mu);
-            if (c->state == ST_CONNECTED)
-                process_and_flush(c); /* bytes that came with the CONNACK */
+    for (;;) {
+        double deadline = housekeeping(c);
+        if (deadline == -2)
             continue;
-        }
         /* Input read earlier and left for want of room, now that there is room. */
         if (c->in_backlog && c->tr && !c->reading_paused) {
             process_and_flush(c);
             continue;
         }
-        if (c->state == ST_IDLE && c->exit_when_idle && c->request == REQ_NONE)
-            break;
-        wait_and_transfer(c, deadline);
+        if (c->idle_wanted && c->state == ST_IDLE && c->request == REQ_NONE) {
+            c->idle_wanted = false;
+            pthread_cond_broadcast(&c->cv);
+        }
+        return deadline;
     }
+}
+
+static bool readable(const mqtt_client *c, uint32_t events)
+{
+    return c->tr && (events & (EPOLLIN | EPOLLHUP | EPOLLERR) ||
+                     (c->tr->want_write && events & EPOLLOUT));
+}
+
+void mqtt__client_service(mqtt_member *m, uint32_t events)
+{
+    mqtt_client *c = (mqtt_client *)(void *)((char *)m - offsetof(mqtt_client, member));
+    if (events & MQTT_LOOP_DETACH) {
+        pthread_mutex_lock(&c->mu);
+        mqtt__link_release(c);
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
+    if (readable(c, events))
+        read_input(c);
     if (c->tr)
-        mqtt__connection_lost(c, MQTT_OK, "closed");
+        write_output(c);
+    pthread_mutex_lock(&c->mu);
+    double deadline = tend(c);
     pthread_mutex_unlock(&c->mu);
-    return NULL;
+    /* What housekeeping queued (a ping, the CONNECT) goes out now; a write
+     * that loses the connection changes what is due. */
+    bool blocked = c->tr && write_output(c);
+    pthread_mutex_lock(&c->mu);
+    if (!c->tr)
+        deadline = tend(c);
+    int fd = c->tr ? c->tr->fd : -1;
+    bool in = c->tr && !(c->reading_paused || c->in_backlog);
+    bool out = c->tr && (blocked || c->tr->want_write);
+    pthread_mutex_unlock(&c->mu);
+    mqtt__loop_watch(m, fd, in, out);
+    mqtt__loop_timer(m, deadline);
 }
