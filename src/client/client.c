@@ -443,3 +443,18 @@ void mqtt_client_stats(mqtt_client *c, mqtt_stats *st)
     st->logs_dropped = c->logs_dropped;
     pthread_mutex_unlock(&c->mu);
 }
+
+int mqtt_set_io_threads(unsigned n)
+{
+    return mqtt__loop_set_threads(n);
+}
+
+void mqtt_io_stats_get(mqtt_io_stats *st)
+{
+    mqtt_loop_stats ls;
+    mqtt__loop_stats(&ls);
+    st->threads = ls.threads;
+    st->clients = ls.members;
+    st->wakeups = ls.wakeups;
+    st->services = ls.services;
+}

@@ -64,7 +64,7 @@ int mqtt__heap_set(mqtt_heap *h, mqtt_member *m, double at)
     }
     if (h->len == h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 64;
-        mqtt_member **items = mqtt__realloc(h->items, cap * sizeof *items);
+        mqtt_member **items = mqtt__realloc(h->items, cap * sizeof(mqtt_member *));
         if (!items)
             return MQTT_ERR_NOMEM;
         h->items = items;

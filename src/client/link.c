@@ -334,7 +334,6 @@ double mqtt__attempt_tend(mqtt_client *c, double now)
 
 int mqtt__attempt_connack(mqtt_client *c, const mqtt_packet *pkt)
 {
-    char err[128];
     if (c->stop || c->request != REQ_NONE) {
         attempt_failed(c, MQTT_ERR_CANCELLED, -1, "connect cancelled");
         return MQTT_ERR_CANCELLED;
@@ -345,6 +344,7 @@ int mqtt__attempt_connack(mqtt_client *c, const mqtt_packet *pkt)
         return MQTT_ERR_PROTOCOL;
     }
     if (pkt->return_code != 0) {
+        char err[128];
         snprintf(err, sizeof err, "connection refused: %s", mqtt_connack_name(pkt->return_code));
         attempt_failed(c, MQTT_ERR_REFUSED, pkt->return_code, err);
         return MQTT_ERR_REFUSED;

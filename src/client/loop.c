@@ -59,9 +59,9 @@ void mqtt__fd_clear(int fd)
     (void)r;
 }
 
-static void count(uint64_t *n)
+static void count(uint64_t *n) /* NOLINT(readability-non-const-parameter): the atomic writes *n */
 {
-    __atomic_store_n(n, __atomic_load_n(n, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+    (void)__atomic_fetch_add(n, 1, __ATOMIC_RELAXED);
 }
 
 /* Takes the kicked members; the eventfd was drained first, so a kick that
