@@ -35,7 +35,7 @@ end
 describe("the I/O loop", function()
     local broker, clients = helpers.with_broker({ extra = "max_connections -1" }, "zloop")
 
-    it("serves " .. N .. " connected clients on one thread, and one close leaves the others working",
+    it("serves " .. N .. " connected clients on one thread; a close leaves the others working",
        function()
         collectgarbage("collect") -- clients of earlier specs leave, and maybe their loop
         local before, loops = threads(), mqtt.io_stats().threads
@@ -63,7 +63,7 @@ describe("the I/O loop", function()
         assert.equal(threads(), expected)
     end)
 
-    it("spreads clients over a pool set before the first client, and ends its threads with the last",
+    it("spreads clients over a pool set before the first client, ends its threads with the last",
        function()
         local script = ([[
             local mqtt, socket = require("mqtt"), require("socket")

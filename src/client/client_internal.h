@@ -1,7 +1,7 @@
 /*
- * The client's private state, shared by its files. One mutex guards
- * everything the application thread and the I/O thread both touch; the I/O
- * thread alone owns the transport, the input buffer and the write buffer.
+ * The client's private state, shared by its files, in three parts: settings
+ * fixed at create, state shared under the one mutex by the application
+ * thread and the I/O loop, and the loop's own (transport, input, timers).
  */
 #ifndef MQTT_CLIENT_INTERNAL_H
 #define MQTT_CLIENT_INTERNAL_H
@@ -51,17 +51,16 @@ typedef enum attempt_phase {
 
 typedef struct attempt attempt;
 
-struct mqtt_client {
-    /* ---- Settings: fixed once mqtt_client_create returns. ---- */
+/* Settings: fixed once mqtt_client_create returns; read without the lock. */
+typedef struct client_settings {
     pid_t pid;                    /* the process that created it */
     mqtt_options opt;
     mqtt_buf client_id;
     int notify_fd;                /* eventfd: readable while events are queued */
-    mqtt_member member;           /* its place in the I/O loop (locked by the loop) */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;            /* connect results, disconnect done */
+} client_settings;
 
-    /* ---- Shared with the application thread: under mu. ---- */
+/* State the application thread and the loop share: under the client's lock. */
+typedef struct client_shared {
     bool pingresp_events;         /* someone listens for PINGRESP */
     /* Connect settings, copied by the loop at each attempt. */
     char *host;
@@ -87,11 +86,10 @@ struct mqtt_client {
     mqtt_connect_result result;
     unsigned retry_attempt;
     double retry_at;
-    uint64_t rng;
 
     mqtt_session *session;
     mqtt_buf out;                 /* encoded packets not yet handed to the writer */
-    mqtt_buf wbuf;                /* the writer's; written by the loop under mu */
+    mqtt_buf wbuf;                /* the writer's: its data the loop's, len and wpos shared */
     size_t wpos;
 
     mqtt_event *ev_head, *ev_tail;
@@ -104,10 +102,11 @@ struct mqtt_client {
     mqtt_event *st_head, *st_tail;
     bool staging;                 /* new events go to the staged list */
     bool reading_paused;
-    double connected_at;          /* when the current connection came up; 0: none */
     uint64_t reconnects, read_pauses, downgraded, connect_failures, logs_dropped;
+} client_shared;
 
-    /* ---- The loop thread's alone (an open worker reads att while it runs). ---- */
+/* The loop thread's alone (an open worker reads att's job while it runs). */
+typedef struct client_io {
     mqtt_transport *tr;
     void *tls_session;            /* saved TLS session for resumption */
     attempt *att;                 /* the connection attempt under way; NULL: none */
@@ -122,7 +121,18 @@ struct mqtt_client {
     double write_ok_at;
     bool ping_outstanding;
     double disconnect_deadline;
+    double connected_at;          /* when the current connection came up; 0: none */
     uint16_t keepalive;
+    uint64_t rng;                 /* the back-off's jitter */
+} client_io;
+
+struct mqtt_client {
+    client_settings set;
+    mqtt_member member;           /* its place in the I/O loop (the loop's lock) */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;            /* connect results, disconnect done */
+    client_shared sh;
+    client_io io;
 };
 
 /** The process clients created now belong to (client.c): written once before
@@ -132,7 +142,7 @@ MQTT_HIDDEN extern pid_t mqtt__process_id;
 /** True in a child of fork(): the client is its parent's; touch nothing shared. */
 static inline bool mqtt__foreign(const mqtt_client *c)
 {
-    return c->pid != mqtt__process_id;
+    return c->set.pid != mqtt__process_id;
 }
 
 /** Held in the session for an incoming QoS 2 id whose message was delivered
@@ -143,19 +153,19 @@ MQTT_HIDDEN extern char mqtt__delivered_mark;
 /** Bytes the client must still write: queued for the writer and in its hands. mu held. */
 static inline size_t mqtt__owed_bytes(const mqtt_client *c)
 {
-    return c->out.len + (c->wbuf.len - c->wpos);
+    return c->sh.out.len + (c->sh.wbuf.len - c->sh.wpos);
 }
 
 /* Events (client_events.c); call with mu held. */
 MQTT_HIDDEN mqtt_event *mqtt__event_new(int type, size_t extra);
-/** Queues ev for the application, or stages it while c->staging. */
+/** Queues ev for the application, or stages it while c->sh.staging. */
 MQTT_HIDDEN void mqtt__event_push(mqtt_client *c, mqtt_event *ev);
 /** Moves staged events to the queue (once the acks owed for them are written). */
 MQTT_HIDDEN void mqtt__event_release_staged(mqtt_client *c);
 /** Bytes held for the application: queued, staged, taken and held QoS 2 messages. */
 static inline size_t mqtt__app_bytes(const mqtt_client *c)
 {
-    return c->ev_bytes + c->taken_bytes + c->held_bytes + c->staged_bytes;
+    return c->sh.ev_bytes + c->sh.taken_bytes + c->sh.held_bytes + c->sh.staged_bytes;
 }
 /** Makes the spare status event if there is none; MQTT_ERR_NOMEM on failure. */
 MQTT_HIDDEN int mqtt__event_refill_spare(mqtt_client *c);
@@ -174,7 +184,7 @@ static inline void mqtt__wake(mqtt_client *c)
 }
 
 /* The send path (send.c); mu held. */
-/** Moves what the session may send now into c->out. Returns > 0 when out was
+/** Moves what the session may send now into c->sh.out. Returns > 0 when out was
  * empty and now is not, < 0 when out could not grow (the rest stays queued in
  * the session). */
 MQTT_HIDDEN int mqtt__pump(mqtt_client *c);

@@ -28,12 +28,12 @@ static int store_options(mqtt_client *c, const mqtt_connect_options *o)
     char *host = mqtt__strdup(o->host);
     if (!host)
         return MQTT_ERR_NOMEM;
-    mqtt__free(c->host);
-    c->host = host;
-    mqtt_tls_config *old = c->conn.tls;
-    c->conn = *o;
-    c->conn.host = c->host;
-    c->conn.tls = mqtt_tls_config_ref(o->tls);
+    mqtt__free(c->sh.host);
+    c->sh.host = host;
+    mqtt_tls_config *old = c->sh.conn.tls;
+    c->sh.conn = *o;
+    c->sh.conn.host = c->sh.host;
+    c->sh.conn.tls = mqtt_tls_config_ref(o->tls);
     mqtt_tls_config_unref(old);
     return MQTT_OK;
 }
@@ -41,21 +41,21 @@ static int store_options(mqtt_client *c, const mqtt_connect_options *o)
 /* Posts a connect request with mu held; returns the request's sequence number. */
 static int request_connect(mqtt_client *c, bool async, uint64_t *seq)
 {
-    c->request = REQ_CONNECT;
-    c->state = ST_CONNECTING; /* visible at once: mqtt.run() must wait for it */
-    c->async_attempt = async;
-    c->user_disconnected = false;
-    c->retry_attempt = 0; /* the application starts over: so does the back-off */
-    *seq = ++c->connect_seq;
+    c->sh.request = REQ_CONNECT;
+    c->sh.state = ST_CONNECTING; /* visible at once: mqtt.run() must wait for it */
+    c->sh.async_attempt = async;
+    c->sh.user_disconnected = false;
+    c->sh.retry_attempt = 0; /* the application starts over: so does the back-off */
+    *seq = ++c->sh.connect_seq;
     return MQTT_OK;
 }
 
 static int wait_result(mqtt_client *c, uint64_t seq, mqtt_connect_result *res)
 {
     pthread_mutex_lock(&c->mu);
-    while (c->result_seq < seq)
+    while (c->sh.result_seq < seq)
         pthread_cond_wait(&c->cv, &c->mu);
-    *res = c->result;
+    *res = c->sh.result;
     pthread_mutex_unlock(&c->mu);
     return res->status;
 }
@@ -81,11 +81,11 @@ static int connect_common(mqtt_client *c, const mqtt_connect_options *o, bool as
     pthread_mutex_lock(&c->mu);
     int rc = MQTT_OK;
     /* Two cases give MQTT_ERR_STATE, one before and one after options are stored. */
-    if (c->state == ST_CONNECTED || c->state == ST_DISCONNECTING)
+    if (c->sh.state == ST_CONNECTED || c->sh.state == ST_DISCONNECTING)
         rc = MQTT_ERR_STATE; /* NOLINT(bugprone-branch-clone) */
     else if (o)
         rc = store_options(c, o);
-    else if (!c->host)
+    else if (!c->sh.host)
         rc = MQTT_ERR_STATE;
     uint64_t seq = 0;
     if (rc == MQTT_OK)
@@ -137,9 +137,9 @@ void mqtt_client_set_auto_reconnect(mqtt_client *c, bool on)
     if (mqtt__foreign(c))
         return;
     pthread_mutex_lock(&c->mu);
-    c->auto_reconnect = on;
-    bool kick = on && c->opt.reconnect && c->state == ST_IDLE && c->host &&
-                !c->user_disconnected && c->request == REQ_NONE;
+    c->sh.auto_reconnect = on;
+    bool kick = on && c->set.opt.reconnect && c->sh.state == ST_IDLE && c->sh.host &&
+                !c->sh.user_disconnected && c->sh.request == REQ_NONE;
     if (kick)
         mqtt__schedule_retry(c, 0);
     pthread_mutex_unlock(&c->mu);
@@ -152,9 +152,9 @@ void mqtt_client_set_reconnect_hook(mqtt_client *c, bool on)
     if (mqtt__foreign(c))
         return;
     pthread_mutex_lock(&c->mu);
-    c->hook = on;
+    c->sh.hook = on;
     if (!on)
-        c->proceed = true;
+        c->sh.proceed = true;
     pthread_mutex_unlock(&c->mu);
     post(c);
 }
@@ -164,7 +164,7 @@ void mqtt_client_proceed(mqtt_client *c)
     if (mqtt__foreign(c))
         return;
     pthread_mutex_lock(&c->mu);
-    c->proceed = true;
+    c->sh.proceed = true;
     pthread_mutex_unlock(&c->mu);
     mqtt__wake(c);
 }
@@ -176,17 +176,17 @@ int mqtt_client_disconnect(mqtt_client *c)
     if (mqtt__foreign(c))
         return MQTT_ERR_STATE;
     pthread_mutex_lock(&c->mu);
-    c->user_disconnected = true;
-    bool busy = c->state != ST_IDLE || c->request != REQ_NONE;
+    c->sh.user_disconnected = true;
+    bool busy = c->sh.state != ST_IDLE || c->sh.request != REQ_NONE;
     if (busy)
-        c->request = REQ_DISCONNECT;
+        c->sh.request = REQ_DISCONNECT;
     pthread_mutex_unlock(&c->mu);
     if (!busy)
         return MQTT_OK;
     post(c);
     pthread_mutex_lock(&c->mu);
-    while (c->state != ST_IDLE || c->request != REQ_NONE) {
-        c->idle_wanted = true;
+    while (c->sh.state != ST_IDLE || c->sh.request != REQ_NONE) {
+        c->sh.idle_wanted = true;
         pthread_cond_wait(&c->cv, &c->mu);
     }
     pthread_mutex_unlock(&c->mu);

@@ -26,7 +26,7 @@ static void send_ack(mqtt_client *c, uint8_t type, uint16_t id)
 {
     uint8_t b[4];
     mqtt__encode_ack(b, type, id);
-    mqtt__buf_append(&c->out, b, sizeof b);
+    mqtt__buf_append(&c->sh.out, b, sizeof b);
 }
 
 static mqtt_event *ack_event(int type, uint16_t id, const mqtt_packet *p)
@@ -58,15 +58,16 @@ static int handle_publish(mqtt_client *c, const mqtt_packet *p)
         return MQTT_OK;
     }
     /* QoS 2: hold the message until PUBREL; a resent PUBLISH is not new. */
-    if (!mqtt__session_in_has(c->session, p->packet_id)) {
+    if (!mqtt__session_in_has(c->sh.session, p->packet_id)) {
         mqtt_event *held = mqtt__event_message(MQTT_EV_PUBREL, p);
         mqtt_event *arrival = ack_event(MQTT_EV_PUBLISH, p->packet_id, NULL);
-        if (!held || !arrival || mqtt__session_in_put(c->session, p->packet_id, held) != MQTT_OK) {
+        if (!held || !arrival ||
+            mqtt__session_in_put(c->sh.session, p->packet_id, held) != MQTT_OK) {
             mqtt_event_free(held);
             mqtt_event_free(arrival);
             return MQTT_ERR_NOMEM;
         }
-        c->held_bytes += held->bytes;
+        c->sh.held_bytes += held->bytes;
         mqtt__event_push(c, arrival);
     }
     send_ack(c, MQTT_PUBREC, p->packet_id);
@@ -75,10 +76,10 @@ static int handle_publish(mqtt_client *c, const mqtt_packet *p)
 
 static void handle_pubrel(mqtt_client *c, const mqtt_packet *p)
 {
-    void *held = mqtt__session_in_take(c->session, p->packet_id);
+    void *held = mqtt__session_in_take(c->sh.session, p->packet_id);
     if (held && held != &mqtt__delivered_mark) {
         mqtt_event *ev = held;
-        c->held_bytes -= ev->bytes;
+        c->sh.held_bytes -= ev->bytes;
         mqtt__event_push(c, ev);
     }
     send_ack(c, MQTT_PUBCOMP, p->packet_id);
@@ -88,7 +89,7 @@ static void deliver_early(void *item, void *ud)
 {
     mqtt_client *c = ud;
     mqtt_event *ev = item;
-    c->held_bytes -= ev->bytes;
+    c->sh.held_bytes -= ev->bytes;
     mqtt__event_push(c, ev);
 }
 
@@ -97,14 +98,14 @@ static void deliver_early(void *item, void *ud)
  * application can make room (their ids stay known: still exactly once). */
 static void release_held(mqtt_client *c)
 {
-    if (c->held_bytes > 0 && mqtt__app_bytes(c) >= c->opt.max_event_bytes)
-        (void)mqtt__session_in_replace(c->session, &mqtt__delivered_mark, deliver_early, c);
+    if (c->sh.held_bytes > 0 && mqtt__app_bytes(c) >= c->set.opt.max_event_bytes)
+        (void)mqtt__session_in_replace(c->sh.session, &mqtt__delivered_mark, deliver_early, c);
 }
 
 /* MQTT-3.9.3-1: a SUBACK has one return code per filter subscribed. */
 static bool suback_fits(const mqtt_client *c, const mqtt_packet *p)
 {
-    const mqtt_record *r = mqtt__session_awaiting(c->session, p->packet_id);
+    const mqtt_record *r = mqtt__session_awaiting(c->sh.session, p->packet_id);
     return !r || r->kind != MQTT_REC_SUBSCRIBE || r->filters == p->granted.len;
 }
 
@@ -123,10 +124,10 @@ static int handle_ack(mqtt_client *c, const mqtt_packet *p, const char **why)
         *why = nomem;
         return MQTT_ERR_NOMEM;
     }
-    mqtt_ack_result res = mqtt__session_ack(c->session, p->type, p->packet_id);
+    mqtt_ack_result res = mqtt__session_ack(c->sh.session, p->type, p->packet_id);
     if (res == MQTT_ACK_NEW || res == MQTT_ACK_DOWNGRADED) {
         ev->downgraded = res == MQTT_ACK_DOWNGRADED;
-        c->downgraded += ev->downgraded;
+        c->sh.downgraded += ev->downgraded;
         mqtt__event_push(c, ev);
         return MQTT_OK;
     }
@@ -141,7 +142,7 @@ static int handle_packet(mqtt_client *c, const mqtt_packet *p, const char **why)
 {
     static const char nomem[] = "no memory to queue an event or a reply";
     /* Room for the one reply a packet may need, so no reply is ever lost. */
-    int rc = mqtt__buf_reserve(&c->out, 4);
+    int rc = mqtt__buf_reserve(&c->sh.out, 4);
     if (rc != MQTT_OK) {
         *why = nomem;
         return rc;
@@ -168,10 +169,10 @@ static int handle_packet(mqtt_client *c, const mqtt_packet *p, const char **why)
         mqtt__pump(c); /* on failure housekeeping tries again */
         return rc;
     case MQTT_PINGRESP:
-        c->ping_outstanding = false;
+        c->io.ping_outstanding = false;
         /* Queued only when wanted: an idle client should not wake its
          * application at every keepalive. */
-        if (c->pingresp_events) {
+        if (c->sh.pingresp_events) {
             mqtt_event *ev = ack_event(MQTT_EV_PINGRESP, 0, NULL);
             if (!ev) {
                 *why = nomem;
@@ -191,8 +192,8 @@ static int handle_packet(mqtt_client *c, const mqtt_packet *p, const char **why)
  * does not read. The input waits, unread, until there is room. mu held. */
 static bool input_blocked(const mqtt_client *c)
 {
-    return mqtt__app_bytes(c) >= c->opt.max_event_bytes ||
-           mqtt__owed_bytes(c) >= c->opt.max_queued_bytes;
+    return mqtt__app_bytes(c) >= c->set.opt.max_event_bytes ||
+           mqtt__owed_bytes(c) >= c->set.opt.max_queued_bytes;
 }
 
 /* The first packet of a handshake must be a whole CONNACK; returns the bytes
@@ -202,7 +203,8 @@ static size_t handshake_input(mqtt_client *c)
     mqtt_packet p;
     size_t used = 0;
     const char *why = NULL;
-    int rc = mqtt__decode_packet(c->in.data, c->in.len, c->opt.max_packet, &p, &used, &why);
+    int rc =
+        mqtt__decode_packet(c->io.in.data, c->io.in.len, c->set.opt.max_packet, &p, &used, &why);
     if (rc == MQTT_ERR_INCOMPLETE)
         return 0;
     char text[200];
@@ -219,28 +221,28 @@ static size_t handshake_input(mqtt_client *c)
     return mqtt__attempt_connack(c, &p) == MQTT_OK ? used : 0;
 }
 
-/* Decodes and handles the complete packets in c->in while there is room;
+/* Decodes and handles the complete packets in c->io.in while there is room;
  * mu held, events staged by the caller. */
 static void process_input(mqtt_client *c)
 {
     size_t off = 0;
     int rc = MQTT_OK;
     const char *why = NULL;
-    c->in_backlog = false;
-    if (c->phase == PH_HANDSHAKE) {
+    c->io.in_backlog = false;
+    if (c->io.phase == PH_HANDSHAKE) {
         off = handshake_input(c);
         if (off == 0)
             return; /* the CONNACK is incomplete, or the attempt is over */
     }
-    while (off < c->in.len && c->tr) {
+    while (off < c->io.in.len && c->io.tr) {
         if (input_blocked(c)) {
-            c->in_backlog = true; /* housekeeping hands over held QoS 2 messages */
+            c->io.in_backlog = true; /* housekeeping hands over held QoS 2 messages */
             break;
         }
         mqtt_packet p;
         size_t used = 0;
-        rc = mqtt__decode_packet(c->in.data + off, c->in.len - off, c->opt.max_packet, &p, &used,
-                                 &why);
+        rc = mqtt__decode_packet(c->io.in.data + off, c->io.in.len - off, c->set.opt.max_packet, &p,
+                                 &used, &why);
         if (rc == MQTT_ERR_INCOMPLETE) {
             rc = MQTT_OK;
             break;
@@ -251,14 +253,14 @@ static void process_input(mqtt_client *c)
             break;
         off += used;
     }
-    mqtt__buf_consume(&c->in, off);
+    mqtt__buf_consume(&c->io.in, off);
     /* A packet must arrive within 1.5 x keepalive of its first byte. */
-    if (c->in.len == 0 || c->in_backlog)
-        c->partial_since = 0;
-    else if (off > 0 || c->partial_since == 0)
-        c->partial_since = mqtt__now();
+    if (c->io.in.len == 0 || c->io.in_backlog)
+        c->io.partial_since = 0;
+    else if (off > 0 || c->io.partial_since == 0)
+        c->io.partial_since = mqtt__now();
     /* An idle client holds no input buffer. */
-    mqtt__buf_trim(&c->in, c->in.len ? MQTT_BUF_KEEP : 0);
+    mqtt__buf_trim(&c->io.in, c->io.in.len ? MQTT_BUF_KEEP : 0);
     if (rc != MQTT_OK) {
         char text[200];
         snprintf(text, sizeof text, "%s: %s", mqtt_strerror(rc), why ? why : "?");
@@ -271,12 +273,12 @@ static void process_input(mqtt_client *c)
  * application that exits right after a message has acknowledged it. mu held. */
 static void process_and_flush(mqtt_client *c)
 {
-    c->staging = true;
+    c->sh.staging = true;
     process_input(c);
-    c->staging = false;
-    if (!c->st_head)
+    c->sh.staging = false;
+    if (!c->sh.st_head)
         return;
-    if (c->tr && c->out.len) {
+    if (c->io.tr && c->sh.out.len) {
         pthread_mutex_unlock(&c->mu);
         write_output(c);
         pthread_mutex_lock(&c->mu);
@@ -292,27 +294,27 @@ static void read_input(mqtt_client *c)
     int status = MQTT_OK;
     size_t got = 0;
     for (int i = 0; i < READS_PER_WAKE; i++) {
-        if (mqtt__buf_reserve(&c->in, READ_CHUNK) != MQTT_OK) {
+        if (mqtt__buf_reserve(&c->io.in, READ_CHUNK) != MQTT_OK) {
             status = MQTT_ERR_NOMEM;
             break;
         }
-        ssize_t n = c->tr->ops->read(c->tr, c->in.data + c->in.len, READ_CHUNK);
+        ssize_t n = c->io.tr->ops->read(c->io.tr, c->io.in.data + c->io.in.len, READ_CHUNK);
         if (n < 0)
             status = (int)-n;
         if (n <= 0)
             break;
-        c->in.len += (size_t)n;
+        c->io.in.len += (size_t)n;
         got += (size_t)n;
         if ((size_t)n < READ_CHUNK)
             break;
     }
     pthread_mutex_lock(&c->mu);
     if (got)
-        c->last_recv = mqtt__now();
+        c->io.last_recv = mqtt__now();
     process_and_flush(c);
-    if (status != MQTT_OK && c->tr && c->phase == PH_HANDSHAKE)
+    if (status != MQTT_OK && c->io.tr && c->io.phase == PH_HANDSHAKE)
         mqtt__link_lost(c, status, "the broker closed the connection before CONNACK");
-    else if (status != MQTT_OK && c->tr)
+    else if (status != MQTT_OK && c->io.tr)
         mqtt__link_lost(c, status, status == MQTT_ERR_CLOSED ? "the broker closed the connection"
                                                              : mqtt_strerror(status));
     pthread_mutex_unlock(&c->mu);
@@ -321,14 +323,14 @@ static void read_input(mqtt_client *c)
 /* Swaps the shared out buffer into the writer's buffer; mu held. */
 static bool take_output(mqtt_client *c)
 {
-    if (c->wpos < c->wbuf.len || c->out.len == 0)
-        return c->wpos < c->wbuf.len;
-    mqtt_buf t = c->wbuf;
-    c->wbuf = c->out;
-    c->out = t;
-    c->out.len = 0;
-    c->wpos = 0;
-    mqtt__buf_trim(&c->out, MQTT_BUF_KEEP);
+    if (c->sh.wpos < c->sh.wbuf.len || c->sh.out.len == 0)
+        return c->sh.wpos < c->sh.wbuf.len;
+    mqtt_buf t = c->sh.wbuf;
+    c->sh.wbuf = c->sh.out;
+    c->sh.out = t;
+    c->sh.out.len = 0;
+    c->sh.wpos = 0;
+    mqtt__buf_trim(&c->sh.out, MQTT_BUF_KEEP);
     return true;
 }
 
@@ -339,27 +341,28 @@ static bool write_output(mqtt_client *c)
 {
     for (;;) {
         pthread_mutex_lock(&c->mu);
-        bool more = c->tr && take_output(c);
-        if (!more && c->out.len == 0) {
-            mqtt__buf_free(&c->wbuf);
-            c->wpos = 0;
+        bool more = c->io.tr && take_output(c);
+        if (!more && c->sh.out.len == 0) {
+            mqtt__buf_free(&c->sh.wbuf);
+            c->sh.wpos = 0;
         }
         pthread_mutex_unlock(&c->mu);
         if (!more)
             return false;
-        ssize_t n = c->tr->ops->write(c->tr, c->wbuf.data + c->wpos, c->wbuf.len - c->wpos);
+        ssize_t n = c->io.tr->ops->write(c->io.tr, c->sh.wbuf.data + c->sh.wpos,
+                                         c->sh.wbuf.len - c->sh.wpos);
         if (n == 0)
             return true;
         pthread_mutex_lock(&c->mu);
-        if (n < 0 && c->phase == PH_HANDSHAKE) {
+        if (n < 0 && c->io.phase == PH_HANDSHAKE) {
             char text[128];
             snprintf(text, sizeof text, "sending CONNECT failed: %s", mqtt_strerror((int)-n));
             mqtt__link_lost(c, (int)-n, text);
         } else if (n < 0) {
             mqtt__link_lost(c, (int)-n, "writing to the broker failed");
         } else {
-            c->wpos += (size_t)n;
-            c->last_send = c->write_ok_at = mqtt__now();
+            c->sh.wpos += (size_t)n;
+            c->io.last_send = c->io.write_ok_at = mqtt__now();
         }
         pthread_mutex_unlock(&c->mu);
         if (n < 0)
@@ -370,48 +373,49 @@ static bool write_output(mqtt_client *c)
 /* Keepalive duties; returns the next deadline. mu held. */
 static double keepalive(mqtt_client *c, double now)
 {
-    double ka = c->keepalive;
+    double ka = c->io.keepalive;
     if (ka <= 0)
         return -1;
     double limit = 1.5 * ka;
-    if (c->reading_paused) {
+    if (c->sh.reading_paused) {
         /* PINGRESPs cannot be read while paused: keep pinging every
          * keepalive so the broker sees a live client. */
-        c->last_recv = now;
-        c->ping_outstanding = false;
-        c->partial_since = 0;
+        c->io.last_recv = now;
+        c->io.ping_outstanding = false;
+        c->io.partial_since = 0;
     }
     const char *lost = NULL;
-    if (now - c->last_recv >= limit)
+    if (now - c->io.last_recv >= limit)
         lost = "no answer from the broker within 1.5 x keepalive";
-    else if (c->partial_since > 0 && now - c->partial_since >= limit)
+    else if (c->io.partial_since > 0 && now - c->io.partial_since >= limit)
         lost = "a packet took longer than 1.5 x keepalive to arrive";
-    else if (mqtt__owed_bytes(c) > 0 && now - c->write_ok_at >= limit)
+    else if (mqtt__owed_bytes(c) > 0 && now - c->io.write_ok_at >= limit)
         lost = "the broker read nothing for 1.5 x keepalive";
     if (lost) {
         mqtt__connection_lost(c, MQTT_ERR_KEEPALIVE, lost);
         return -1;
     }
-    if (!c->ping_outstanding && (now - c->last_send >= ka || now - c->last_recv >= ka)) {
+    if (!c->io.ping_outstanding && (now - c->io.last_send >= ka || now - c->io.last_recv >= ka)) {
         uint8_t b[2];
         mqtt__encode_empty(b, MQTT_PINGREQ);
-        if (mqtt__buf_append(&c->out, b, sizeof b) != MQTT_OK) {
+        if (mqtt__buf_append(&c->sh.out, b, sizeof b) != MQTT_OK) {
             mqtt__connection_lost(c, MQTT_ERR_NOMEM, "out of memory: cannot send PINGREQ");
             return -1;
         }
-        c->ping_outstanding = true;
-        c->last_send = now;
+        c->io.ping_outstanding = true;
+        c->io.last_send = now;
     }
-    double next = c->last_recv + limit;
-    if (!c->ping_outstanding) {
-        double t = c->last_send + ka < c->last_recv + ka ? c->last_send + ka : c->last_recv + ka;
+    double next = c->io.last_recv + limit;
+    if (!c->io.ping_outstanding) {
+        double t = c->io.last_send + ka < c->io.last_recv + ka ? c->io.last_send + ka
+                                                               : c->io.last_recv + ka;
         if (t < next)
             next = t;
     }
-    if (c->partial_since > 0 && c->partial_since + limit < next)
-        next = c->partial_since + limit;
-    if (mqtt__owed_bytes(c) > 0 && c->write_ok_at + limit < next)
-        next = c->write_ok_at + limit;
+    if (c->io.partial_since > 0 && c->io.partial_since + limit < next)
+        next = c->io.partial_since + limit;
+    if (mqtt__owed_bytes(c) > 0 && c->io.write_ok_at + limit < next)
+        next = c->io.write_ok_at + limit;
     return next;
 }
 
@@ -419,19 +423,19 @@ static void finish_disconnect(mqtt_client *c)
 {
     uint8_t b[2];
     mqtt__encode_empty(b, MQTT_DISCONNECT);
-    mqtt_transport *t = c->tr;
-    if (t && c->wpos == c->wbuf.len && c->out.len == 0)
+    mqtt_transport *t = c->io.tr;
+    if (t && c->sh.wpos == c->sh.wbuf.len && c->sh.out.len == 0)
         t->ops->write(t, b, sizeof b);
     mqtt__connection_lost(c, MQTT_OK, "disconnected");
 }
 
 static void begin_disconnect(mqtt_client *c)
 {
-    if (c->state == ST_CONNECTED) {
-        c->state = ST_DISCONNECTING;
-        c->disconnect_deadline = mqtt__now() + c->opt.disconnect_timeout;
+    if (c->sh.state == ST_CONNECTED) {
+        c->sh.state = ST_DISCONNECTING;
+        c->io.disconnect_deadline = mqtt__now() + c->set.opt.disconnect_timeout;
     } else {
-        c->state = ST_IDLE;
+        c->sh.state = ST_IDLE;
     }
 }
 
@@ -439,13 +443,13 @@ static void begin_disconnect(mqtt_client *c)
 static double flushing(mqtt_client *c, double now)
 {
     mqtt_session_counts n;
-    mqtt__session_counts(c->session, &n);
-    bool drained = n.records == 0 && c->out.len == 0 && c->wpos == c->wbuf.len;
-    if (drained || now >= c->disconnect_deadline) {
+    mqtt__session_counts(c->sh.session, &n);
+    bool drained = n.records == 0 && c->sh.out.len == 0 && c->sh.wpos == c->sh.wbuf.len;
+    if (drained || now >= c->io.disconnect_deadline) {
         finish_disconnect(c);
         return -1;
     }
-    return c->disconnect_deadline;
+    return c->io.disconnect_deadline;
 }
 
 static double earliest(double a, double b)
@@ -460,10 +464,10 @@ static double earliest(double a, double b)
 /* Requests from the application; mu held. Returns true to start an attempt. */
 static bool take_request(mqtt_client *c)
 {
-    client_request req = c->request;
-    c->request = REQ_NONE;
+    client_request req = c->sh.request;
+    c->sh.request = REQ_NONE;
     if (req == REQ_CONNECT) {
-        if (c->tr)
+        if (c->io.tr)
             mqtt__connection_lost(c, MQTT_OK, "reconnecting on request");
         return true;
     }
@@ -475,29 +479,33 @@ static bool take_request(mqtt_client *c)
 /* The back-off and the reconnect hook: returns true to start an attempt. */
 static bool retry_due(mqtt_client *c, double now, bool room)
 {
-    if (c->state == ST_RETRY_WAIT && now >= c->retry_at && room) {
-        if (!c->hook)
+    if (c->sh.state == ST_RETRY_WAIT && now >= c->sh.retry_at && room) {
+        if (!c->sh.hook)
             return true;
-        c->state = ST_HOOK_WAIT;
-        c->proceed = false;
+        c->sh.state = ST_HOOK_WAIT;
+        c->sh.proceed = false;
         mqtt__event_status(c, MQTT_EV_BEFORE_RECONNECT, MQTT_OK, -1, false, NULL);
     }
-    return c->state == ST_HOOK_WAIT && c->proceed;
+    return c->sh.state == ST_HOOK_WAIT && c->sh.proceed;
 }
 
 /* Timers and requests; returns the next deadline (-1: none, -2: look again).
  * mu held. */
 static double housekeeping(mqtt_client *c)
 {
+    /* Being destroyed: nothing starts (no open may be queued after
+     * mqtt__open_forget), the detach ends what runs. */
+    if (c->sh.stop)
+        return -1;
     double now = mqtt__now();
-    if (c->phase != PH_NONE) {
+    if (c->io.phase != PH_NONE) {
         /* Requests wait until the attempt under way has ended. */
         double d = mqtt__attempt_tend(c, now);
-        if (c->phase != PH_NONE || d >= 0)
+        if (c->io.phase != PH_NONE || d >= 0)
             return d;
     }
     /* A reconnect makes events too: none starts while the application's bound is reached. */
-    bool room = mqtt__app_bytes(c) < c->opt.max_event_bytes;
+    bool room = mqtt__app_bytes(c) < c->set.opt.max_event_bytes;
     if (take_request(c) || retry_due(c, now, room)) {
         mqtt__attempt_begin(c);
         return -2;
@@ -505,21 +513,21 @@ static double housekeeping(mqtt_client *c)
     double deadline = -1;
     /* Whatever a failed pump left behind gets one more try; failing again
      * ends the connection, and the reconnect resends it all. */
-    if (c->state == ST_CONNECTED && mqtt__pump(c) < 0)
+    if (c->sh.state == ST_CONNECTED && mqtt__pump(c) < 0)
         mqtt__connection_lost(c, MQTT_ERR_NOMEM, "out of memory: cannot queue a packet");
-    if (c->state == ST_CONNECTED || c->state == ST_DISCONNECTING)
+    if (c->sh.state == ST_CONNECTED || c->sh.state == ST_DISCONNECTING)
         deadline = keepalive(c, now);
-    if (c->state == ST_DISCONNECTING)
+    if (c->sh.state == ST_DISCONNECTING)
         deadline = earliest(deadline, flushing(c, now));
     /* Last: the keepalive check may itself have lost the connection. */
-    if (c->state == ST_RETRY_WAIT)
-        deadline = room ? c->retry_at : -1; /* taking events wakes the loop */
-    bool paused = c->tr != NULL && input_blocked(c);
+    if (c->sh.state == ST_RETRY_WAIT)
+        deadline = room ? c->sh.retry_at : -1; /* taking events wakes the loop */
+    bool paused = c->io.tr != NULL && input_blocked(c);
     if (paused)
         release_held(c); /* the PUBRELs that would free them cannot be read now */
-    if (paused && !c->reading_paused)
-        c->read_pauses++;
-    c->reading_paused = paused;
+    if (paused && !c->sh.reading_paused)
+        c->sh.read_pauses++;
+    c->sh.reading_paused = paused;
     return deadline;
 }
 
@@ -531,12 +539,12 @@ static double tend(mqtt_client *c)
         if (deadline == -2)
             continue;
         /* Input read earlier and left for want of room, now that there is room. */
-        if (c->in_backlog && c->tr && !c->reading_paused) {
+        if (c->io.in_backlog && c->io.tr && !c->sh.reading_paused) {
             process_and_flush(c);
             continue;
         }
-        if (c->idle_wanted && c->state == ST_IDLE && c->request == REQ_NONE) {
-            c->idle_wanted = false;
+        if (c->sh.idle_wanted && c->sh.state == ST_IDLE && c->sh.request == REQ_NONE) {
+            c->sh.idle_wanted = false;
             pthread_cond_broadcast(&c->cv);
         }
         return deadline;
@@ -545,8 +553,28 @@ static double tend(mqtt_client *c)
 
 static bool readable(const mqtt_client *c, uint32_t events)
 {
-    return c->tr && (events & (EPOLLIN | EPOLLHUP | EPOLLERR) ||
-                     (c->tr->want_write && events & EPOLLOUT));
+    return c->io.tr && (events & (EPOLLIN | EPOLLHUP | EPOLLERR) ||
+                     (c->io.tr->want_write && events & EPOLLOUT));
+}
+
+/* Housekeeping, then what it queued (a ping, the CONNECT) goes out; again
+ * when the write changed what is due: the connection was lost, or the owed
+ * bytes went out so reading may resume (and waiting input be handled).
+ * Returns the deadline with mu held; *blocked: bytes wait for the socket. */
+static double turn(mqtt_client *c, bool *blocked)
+{
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        double deadline = tend(c);
+        pthread_mutex_unlock(&c->mu);
+        bool live = c->io.tr != NULL;
+        *blocked = live && write_output(c);
+        pthread_mutex_lock(&c->mu);
+        bool again = (live && !c->io.tr) || (c->sh.reading_paused && !input_blocked(c));
+        if (!again)
+            return deadline;
+        pthread_mutex_unlock(&c->mu);
+    }
 }
 
 void mqtt__client_service(mqtt_member *m, uint32_t events)
@@ -560,20 +588,13 @@ void mqtt__client_service(mqtt_member *m, uint32_t events)
     }
     if (readable(c, events))
         read_input(c);
-    if (c->tr)
+    if (c->io.tr)
         write_output(c);
-    pthread_mutex_lock(&c->mu);
-    double deadline = tend(c);
-    pthread_mutex_unlock(&c->mu);
-    /* What housekeeping queued (a ping, the CONNECT) goes out now; a write
-     * that loses the connection changes what is due. */
-    bool blocked = c->tr && write_output(c);
-    pthread_mutex_lock(&c->mu);
-    if (!c->tr)
-        deadline = tend(c);
-    int fd = c->tr ? c->tr->fd : -1;
-    bool in = c->tr && !(c->reading_paused || c->in_backlog);
-    bool out = c->tr && (blocked || c->tr->want_write);
+    bool blocked;
+    double deadline = turn(c, &blocked);
+    int fd = c->io.tr ? c->io.tr->fd : -1;
+    bool in = c->io.tr && !(c->sh.reading_paused || c->io.in_backlog);
+    bool out = c->io.tr && (blocked || c->io.tr->want_write);
     pthread_mutex_unlock(&c->mu);
     mqtt__loop_watch(m, fd, in, out);
     mqtt__loop_timer(m, deadline);

@@ -7,13 +7,13 @@
 
 int mqtt__pump(mqtt_client *c)
 {
-    bool was_empty = c->out.len == 0;
+    bool was_empty = c->sh.out.len == 0;
     mqtt_bytes pkt;
     uint8_t scratch[4];
-    while (mqtt__session_next(c->session, &pkt, scratch)) {
-        if (mqtt__buf_append(&c->out, pkt.data, pkt.len) != MQTT_OK)
+    while (mqtt__session_next(c->sh.session, &pkt, scratch)) {
+        if (mqtt__buf_append(&c->sh.out, pkt.data, pkt.len) != MQTT_OK)
             return -1;
-        mqtt__session_sent(c->session);
+        mqtt__session_sent(c->sh.session);
     }
-    return was_empty && c->out.len > 0;
+    return was_empty && c->sh.out.len > 0;
 }
