@@ -596,6 +596,13 @@ void mqtt__client_service(mqtt_member *m, uint32_t events)
     bool in = c->io.tr && !(c->sh.reading_paused || c->io.in_backlog);
     bool out = c->io.tr && (blocked || c->io.tr->want_write);
     pthread_mutex_unlock(&c->mu);
-    mqtt__loop_watch(m, fd, in, out);
+    if (!mqtt__loop_watch(m, fd, in, out)) {
+        /* A socket the loop cannot watch would hang: lose it by name. */
+        pthread_mutex_lock(&c->mu);
+        mqtt__link_lost(c, MQTT_ERR_SYSTEM, mqtt_system_error());
+        pthread_mutex_unlock(&c->mu);
+        deadline = turn(c, &blocked);
+        pthread_mutex_unlock(&c->mu);
+    }
     mqtt__loop_timer(m, deadline);
 }

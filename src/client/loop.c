@@ -65,7 +65,8 @@ static void count(uint64_t *n) /* NOLINT(readability-non-const-parameter): the a
 }
 
 /* Takes the kicked members; the eventfd was drained first, so a kick that
- * comes after sees woken false and signals again. */
+ * comes after sees woken false and signals again. They stay marked dirty
+ * until served: a kick meanwhile is theirs already and leaves the list whole. */
 static mqtt_member *take_dirty(mqtt_loop *lp)
 {
     mqtt__fd_clear(lp->wake_fd);
@@ -73,8 +74,6 @@ static mqtt_member *take_dirty(mqtt_loop *lp)
     mqtt_member *head = lp->dirty_head;
     lp->dirty_head = lp->dirty_tail = NULL;
     lp->woken = false;
-    for (mqtt_member *m = head; m; m = m->next_dirty)
-        m->dirty = false;
     pthread_mutex_unlock(&lp->mu);
     return head;
 }
@@ -92,6 +91,17 @@ static void finish_detach(mqtt_loop *lp, mqtt_member *m)
     mqtt__loop_watch(m, -1, false, false);
     mqtt__heap_remove(&lp->heap, m);
     pthread_mutex_lock(&lp->mu);
+    /* A kick during its last call must not leave it on the list. */
+    mqtt_member *prev = NULL;
+    for (mqtt_member **p = &lp->dirty_head; m->dirty && *p; p = &(*p)->next_dirty) {
+        if (*p == m) {
+            *p = m->next_dirty;
+            lp->dirty_tail = lp->dirty_tail == m ? prev : lp->dirty_tail;
+            m->dirty = false;
+            break;
+        }
+        prev = *p;
+    }
     m->attached = false;
     pthread_cond_broadcast(&lp->cv);
     pthread_mutex_unlock(&lp->mu);
@@ -101,9 +111,9 @@ static void serve_kicked(mqtt_loop *lp)
 {
     mqtt_member *m = take_dirty(lp);
     while (m) {
-        /* next_dirty may be rewritten by a new kick once m is served. */
-        mqtt_member *next = m->next_dirty;
         pthread_mutex_lock(&lp->mu);
+        mqtt_member *next = m->next_dirty;
+        m->dirty = false; /* a kick from now on puts it on the next list */
         bool detach = m->detach;
         pthread_mutex_unlock(&lp->mu);
         if (detach)
@@ -188,7 +198,7 @@ void mqtt__loop_kick(mqtt_member *m)
         mqtt__fd_signal(lp->wake_fd);
 }
 
-void mqtt__loop_watch(mqtt_member *m, int fd, bool in, bool out)
+bool mqtt__loop_watch(mqtt_member *m, int fd, bool in, bool out)
 {
     uint32_t want = (in ? EPOLLIN : 0) | (out ? EPOLLOUT : 0);
     struct epoll_event ev = {.events = want, .data.ptr = m};
@@ -198,13 +208,20 @@ void mqtt__loop_watch(mqtt_member *m, int fd, bool in, bool out)
         if (m->fd >= 0)
             (void)epoll_ctl(ep, EPOLL_CTL_DEL, m->fd, NULL);
         m->fd = -1;
-        if (fd >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == 0)
-            m->fd = fd;
         m->watching = want;
-        return;
+        if (fd < 0)
+            return true;
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0)
+            return mqtt__system_failure("epoll_ctl", errno) == MQTT_OK;
+        m->fd = fd;
+        return true;
     }
-    if (fd >= 0 && want != m->watching && epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev) == 0)
-        m->watching = want;
+    if (fd < 0 || want == m->watching)
+        return true;
+    if (epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev) != 0)
+        return mqtt__system_failure("epoll_ctl", errno) == MQTT_OK;
+    m->watching = want;
+    return true;
 }
 
 void mqtt__loop_timer(mqtt_member *m, double at)

@@ -66,8 +66,9 @@ MQTT_HIDDEN void mqtt__loop_detach(mqtt_member *m);
  *  only when no wake-up is on its way already. */
 MQTT_HIDDEN void mqtt__loop_kick(mqtt_member *m);
 
-/** Loop thread: watch fd (-1: none) for input and/or output. */
-MQTT_HIDDEN void mqtt__loop_watch(mqtt_member *m, int fd, bool in, bool out);
+/** Loop thread: watch fd (-1: none) for input and/or output. False when
+ *  epoll refuses (mqtt_system_error() says why): fd is not watched. */
+MQTT_HIDDEN bool mqtt__loop_watch(mqtt_member *m, int fd, bool in, bool out);
 
 /** Loop thread: call service(m, 0) at `at` (mqtt__now() time); < 0: never. */
 MQTT_HIDDEN void mqtt__loop_timer(mqtt_member *m, double at);
