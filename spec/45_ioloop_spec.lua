@@ -73,6 +73,7 @@ describe("the I/O loop", function()
                 f:close()
                 return n
             end
+            local base = threads() -- a sanitizer's runtime may run one of its own
             mqtt.io_threads(2)
             local list = {}
             for i = 1, 40 do
@@ -90,12 +91,12 @@ describe("the I/O loop", function()
             assert(all(), "not every client connected")
             assert(mqtt.io_stats().threads == 2, "io threads: " .. mqtt.io_stats().threads)
             deadline = socket.gettime() + 10
-            while threads() ~= 3 and socket.gettime() < deadline do socket.sleep(0.01) end
-            assert(threads() == 3, "threads: " .. threads())
+            while threads() ~= base + 2 and socket.gettime() < deadline do socket.sleep(0.01) end
+            assert(threads() == base + 2, "threads: " .. threads() .. ", before: " .. base)
             assert(not pcall(mqtt.io_threads, 1), "the pool changed with clients alive")
             for _, c in ipairs(list) do c:close() end
             assert(mqtt.io_stats().threads == 0, "the loop outlived its clients")
-            assert(threads() == 1, "threads left: " .. threads())
+            assert(threads() == base, "threads left: " .. threads() .. ", before: " .. base)
             io.write("pool ok")
         ]]):format(HOST, broker.port)
         local ok, _, out = helpers.run_lua(script, 60)
