@@ -73,7 +73,8 @@ describe("the I/O loop", function()
                 f:close()
                 return n
             end
-            local base = threads() -- a sanitizer's runtime may run one of its own
+            -- A sanitizer's runtime may start a thread of its own on the way.
+            local base, slack = threads(), %d
             mqtt.io_threads(2)
             local list = {}
             for i = 1, 40 do
@@ -91,14 +92,17 @@ describe("the I/O loop", function()
             assert(all(), "not every client connected")
             assert(mqtt.io_stats().threads == 2, "io threads: " .. mqtt.io_stats().threads)
             deadline = socket.gettime() + 10
-            while threads() ~= base + 2 and socket.gettime() < deadline do socket.sleep(0.01) end
-            assert(threads() == base + 2, "threads: " .. threads() .. ", before: " .. base)
+            local function two_more()
+                return threads() >= base + 2 and threads() <= base + 2 + slack
+            end
+            while not two_more() and socket.gettime() < deadline do socket.sleep(0.01) end
+            assert(two_more(), "threads: " .. threads() .. ", before: " .. base)
             assert(not pcall(mqtt.io_threads, 1), "the pool changed with clients alive")
             for _, c in ipairs(list) do c:close() end
             assert(mqtt.io_stats().threads == 0, "the loop outlived its clients")
-            assert(threads() == base, "threads left: " .. threads() .. ", before: " .. base)
+            assert(threads() <= base + slack, "threads left: " .. threads() .. ", before: " .. base)
             io.write("pool ok")
-        ]]):format(HOST, broker.port)
+        ]]):format(helpers.memory_instrumented() and 1 or 0, HOST, broker.port)
         local ok, _, out = helpers.run_lua(script, 60)
         assert.is_true(ok, out)
         assert.matches("pool ok", out)
