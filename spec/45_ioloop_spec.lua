@@ -43,9 +43,14 @@ describe("the I/O loop", function()
         local io = mqtt.io_stats()
         assert.equal(1, io.threads)
         assert.is_true(io.clients >= N)
-        -- The open workers leave once every open is done: then only the loop's thread is new.
+        -- The open workers leave once every open is done: then only the loop's thread is
+        -- new (and maybe a sanitizer's own, started on the way).
         local expected = before + 1 - loops
-        assert.is_true(helpers.wait_until(function() return threads() == expected end, 10),
+        local slack = helpers.memory_instrumented() and 1 or 0
+        local function as_expected()
+            return threads() >= expected and threads() <= expected + slack
+        end
+        assert.is_true(helpers.wait_until(as_expected, 10),
                        ("threads: %d, expected %d"):format(threads(), expected))
 
         list[1]:close()
@@ -60,7 +65,7 @@ describe("the I/O loop", function()
         assert(b:wait(b:subscribe("zloop/t", 1), 5), "no SUBACK")
         assert(a:wait(a:publish("zloop/t", "after close", 1), 5), "no PUBACK")
         assert.is_true(helpers.wait_dispatch(function() return got == "after close" end))
-        assert.equal(threads(), expected)
+        assert.is_true(as_expected(), ("threads: %d, expected %d"):format(threads(), expected))
     end)
 
     it("spreads clients over a pool set before the first client, ends its threads with the last",
