@@ -511,6 +511,25 @@ typedef struct mqtt_stats {
 
 void mqtt_client_stats(mqtt_client *c, mqtt_stats *st);
 
+/* The I/O loop: one thread (or a small pool) serves every client of the
+ * process through epoll; it starts with the first client and stops when the
+ * last one is destroyed. */
+
+/** Sets how many I/O threads serve the clients (1 to 16, default 1); clients
+ *  spread over them. Any thread; MQTT_ERR_STATE while a client exists,
+ *  MQTT_ERR_INVAL out of range. */
+int mqtt_set_io_threads(unsigned n);
+
+/** What the I/O loop is doing; counters grow for the life of a loop. */
+typedef struct mqtt_io_stats {
+    unsigned threads;  /* I/O threads running (0: no client exists) */
+    size_t clients;    /* clients they serve */
+    uint64_t wakeups;  /* times an I/O thread woke up */
+    uint64_t services; /* client turns: a socket ready, a timer due, a request */
+} mqtt_io_stats;
+
+void mqtt_io_stats_get(mqtt_io_stats *st);
+
 /* Topic helpers (pure). */
 bool mqtt_topic_matches(const char *filter, size_t filter_len, const char *topic,
                         size_t topic_len);

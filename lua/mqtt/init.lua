@@ -111,6 +111,19 @@ mqtt.Client_class = client.Client
 -- @treturn number
 mqtt.monotonic = core.monotonic
 
+--- Sets how many I/O threads serve this process's clients (extension): one
+-- by default; clients spread over them. Only before the first client exists
+-- (raises MQTTError "bad state" otherwise).
+-- @function io_threads
+-- @int n from 1 to 16
+mqtt.io_threads = core.io_threads
+
+--- What the process's I/O loop is doing (extension).
+-- @function io_stats
+-- @treturn table `threads` (I/O threads running), `clients` (clients they
+-- serve), `wakeups` (times a thread woke up), `services` (client turns)
+mqtt.io_stats = core.io_stats
+
 --- A TLS context for `connect`'s `ssl_ctx` (extension of Zerynth's ssl_ctx).
 -- Files are read at once: a missing file, a wrong `key_password` or an unknown
 -- option raises here, naming it. Contexts are immutable and may be shared.

@@ -55,14 +55,14 @@ static void becomes_visible(const mqtt_event *ev)
 
 void __wrap_mqtt__event_push(mqtt_client *c, mqtt_event *ev)
 {
-    if (!c->staging)
+    if (!c->sh.staging)
         becomes_visible(ev);
     __real_mqtt__event_push(c, ev);
 }
 
 void __wrap_mqtt__event_release_staged(mqtt_client *c)
 {
-    for (const mqtt_event *ev = c->st_head; ev; ev = ev->next)
+    for (const mqtt_event *ev = c->sh.st_head; ev; ev = ev->next)
         becomes_visible(ev);
     __real_mqtt__event_release_staged(c);
 }

@@ -8,10 +8,10 @@
  * client writes is well formed, and the events it reports obey the protocol
  * (each outgoing message completes once, through the right acks; each QoS 2
  * arrival is released once; nothing waits behind a window with room).
- * Linked with -Wl,--wrap=mqtt__tcp_open,--wrap=mqtt__now,--wrap=poll so no
- * src/ change is needed: the client's "TCP open" returns one end of a
+ * Linked with -Wl,--wrap=mqtt__tcp_open,--wrap=mqtt__now,--wrap=epoll_wait so
+ * no src/ change is needed: the client's "TCP open" returns one end of a
  * socketpair, its clock is real time plus an offset the script moves, and
- * its poll tells the broker when the I/O thread is idle, which makes each
+ * the I/O loop's epoll_wait tells the broker when it is idle, which makes each
  * step of the script land at the same point of the client's work every run.
  * FUZZ_TRACE=1 in the environment prints the conversation.
  */
@@ -20,6 +20,7 @@
 #include <poll.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -57,10 +58,10 @@ static int idle_fd(void)
     return idle_efd;
 }
 
-int __real_poll(struct pollfd *fds, nfds_t n, int timeout);
-int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout);
+int __real_epoll_wait(int ep, struct epoll_event *evs, int n, int timeout);
+int __wrap_epoll_wait(int ep, struct epoll_event *evs, int n, int timeout);
 
-int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout)
+int __wrap_epoll_wait(int ep, struct epoll_event *evs, int n, int timeout)
 {
     if (!pthread_equal(pthread_self(), main_thread)) {
         atomic_store(&io_poll_reads, atomic_load(&io_reads));
@@ -69,7 +70,7 @@ int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout)
         ssize_t w = write(idle_fd(), &one, sizeof one);
         (void)w;
     }
-    return __real_poll(fds, n, timeout);
+    return __real_epoll_wait(ep, evs, n, timeout);
 }
 
 static double real_now(void)
@@ -364,7 +365,7 @@ static void adopt(void)
 static client_state peek_state(void)
 {
     pthread_mutex_lock(&R.c->mu);
-    client_state s = R.c->state;
+    client_state s = R.c->sh.state;
     pthread_mutex_unlock(&R.c->mu);
     return s;
 }
@@ -400,9 +401,9 @@ static void check_window(void)
 {
     mqtt_session_counts n;
     pthread_mutex_lock(&R.c->mu);
-    mqtt__session_counts(R.c->session, &n);
-    client_state s = R.c->state;
-    uint32_t window = R.c->opt.max_inflight;
+    mqtt__session_counts(R.c->sh.session, &n);
+    client_state s = R.c->sh.state;
+    uint32_t window = R.c->set.opt.max_inflight;
     pthread_mutex_unlock(&R.c->mu);
     FZ_CHECK(n.inflight <= window);
     if (s == ST_CONNECTED)
@@ -420,8 +421,8 @@ static void quiesce(void)
     for (;;) {
         service();
         pthread_mutex_lock(&R.c->mu);
-        bool running = R.c->thread_running, paused = R.c->reading_paused;
-        bool flushed = R.c->out.len == 0 && R.c->wpos == R.c->wbuf.len;
+        bool running = true, paused = R.c->sh.reading_paused; /* the loop always runs */
+        bool flushed = R.c->sh.out.len == 0 && R.c->sh.wpos == R.c->sh.wbuf.len;
         pthread_mutex_unlock(&R.c->mu);
         int q = 0;
         bool unread = R.fd >= 0 && ioctl(R.fd, SIOCOUTQ, &q) == 0 && q > 0;

@@ -33,10 +33,10 @@ CFLAGS="-std=c11 -D_GNU_SOURCE -pthread -g -O1 -fno-omit-frame-pointer \
 LIBS="-pthread -lcares -lmbedtls -lmbedx509 -lmbedcrypto"
 
 # The client target swaps in a socketpair for TCP, a movable clock, and a
-# poll that reports when the I/O thread is idle (see fuzz_client_stream.c).
+# epoll_wait that reports when the I/O loop is idle (see fuzz_client_stream.c).
 extra_ldflags() {
     case $1 in
-    fuzz_client_stream) echo "-Wl,--wrap=mqtt__tcp_open -Wl,--wrap=mqtt__now -Wl,--wrap=poll" ;;
+    fuzz_client_stream) echo "-Wl,--wrap=mqtt__tcp_open -Wl,--wrap=mqtt__now -Wl,--wrap=epoll_wait" ;;
     *) echo "" ;;
     esac
 }

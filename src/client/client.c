@@ -14,6 +14,7 @@
 
 #include "alloc.h"
 #include "client_internal.h"
+#include "opener.h"
 
 void mqtt_options_init(mqtt_options *o)
 {
@@ -66,7 +67,7 @@ static void watch_forks(void)
 
 long mqtt_client_owner(const mqtt_client *c)
 {
-    return (long)c->pid;
+    return (long)c->set.pid;
 }
 
 bool mqtt_client_foreign(const mqtt_client *c)
@@ -88,38 +89,38 @@ int mqtt_client_create(const mqtt_options *o, mqtt_client **out)
     mqtt_client *c = mqtt__calloc(1, sizeof *c);
     if (!c)
         return MQTT_ERR_NOMEM;
-    c->pid = mqtt__process_id;
-    c->opt = *o;
-    c->opt.client_id = NULL;
-    c->wake_fd = c->notify_fd = -1;
-    mqtt_session_limits lim = {o->max_inflight, o->max_queued, o->max_queued_bytes};
-    c->session = mqtt__session_new(&lim);
-    int rc = c->session ? MQTT_OK : MQTT_ERR_NOMEM;
-    if (rc == MQTT_OK)
-        rc = mqtt__buf_append(&c->client_id, o->client_id, o->client_id_len);
-    if (rc == MQTT_OK)
-        rc = mqtt__event_refill_spare(c);
-    if (rc == MQTT_OK) {
-        c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (c->wake_fd >= 0)
-            c->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (c->wake_fd < 0 || c->notify_fd < 0)
-            rc = mqtt__system_failure("eventfd", errno);
-    }
-    if (rc != MQTT_OK) {
-        mqtt_client_destroy(c);
-        return rc;
-    }
+    c->set.pid = mqtt__process_id;
     pthread_mutex_init(&c->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&c->cv, &ca);
     pthread_condattr_destroy(&ca);
+    c->set.opt = *o;
+    c->set.opt.client_id = NULL;
+    c->set.notify_fd = -1;
+    mqtt_session_limits lim = {o->max_inflight, o->max_queued, o->max_queued_bytes};
+    c->sh.session = mqtt__session_new(&lim);
+    int rc = c->sh.session ? MQTT_OK : MQTT_ERR_NOMEM;
+    if (rc == MQTT_OK)
+        rc = mqtt__buf_append(&c->set.client_id, o->client_id, o->client_id_len);
+    if (rc == MQTT_OK)
+        rc = mqtt__event_refill_spare(c);
+    if (rc == MQTT_OK) {
+        c->set.notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (c->set.notify_fd < 0)
+            rc = mqtt__system_failure("eventfd", errno);
+    }
+    if (rc == MQTT_OK)
+        rc = mqtt__loop_attach(&c->member, mqtt__client_service);
+    if (rc != MQTT_OK) {
+        mqtt_client_destroy(c);
+        return rc;
+    }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    c->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)c;
-    c->state = ST_IDLE;
+    c->io.rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)c;
+    c->sh.state = ST_IDLE;
     *out = c;
     return MQTT_OK;
 }
@@ -135,7 +136,7 @@ static void free_event_item(void *item)
  * (and its TLS stream) is the parent's. Close the copies, leave the rest. */
 static void abandon_in_child(mqtt_client *c)
 {
-    int fds[] = {c->wake_fd, c->notify_fd, c->tr ? c->tr->fd : -1};
+    int fds[] = {c->set.notify_fd, c->io.tr ? c->io.tr->fd : -1};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
         if (fds[i] >= 0)
             close(fds[i]);
@@ -149,36 +150,34 @@ void mqtt_client_destroy(mqtt_client *c)
         abandon_in_child(c);
         return;
     }
-    if (c->session) {
+    if (c->member.loop) {
+        /* The loop lets go of the client before anything is freed: the open
+         * under way ends first, then the loop closes the connection. */
         pthread_mutex_lock(&c->mu);
-        c->stop = true;
-        bool running = c->thread_running;
+        c->sh.stop = true;
         pthread_mutex_unlock(&c->mu);
-        if (running) {
-            mqtt__wake(c);
-            pthread_join(c->thread, NULL);
-        }
-        pthread_mutex_destroy(&c->mu);
-        pthread_cond_destroy(&c->cv);
+        mqtt__open_forget(c);
+        mqtt__loop_detach(&c->member);
+        mqtt__open_reap();
     }
-    for (mqtt_event *ev = c->ev_head, *next; ev; ev = next) {
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    for (mqtt_event *ev = c->sh.ev_head, *next; ev; ev = next) {
         next = ev->next;
         mqtt_event_free(ev);
     }
-    mqtt_event_free(c->spare);
-    if (c->session)
-        mqtt__session_free(c->session, free_event_item);
-    if (c->wake_fd >= 0)
-        close(c->wake_fd);
-    if (c->notify_fd >= 0)
-        close(c->notify_fd);
-    mqtt_buf *bufs[] = {&c->client_id, &c->will_topic, &c->will_payload, &c->username,
-                        &c->password, &c->out, &c->in, &c->wbuf};
+    mqtt_event_free(c->sh.spare);
+    if (c->sh.session)
+        mqtt__session_free(c->sh.session, free_event_item);
+    if (c->set.notify_fd >= 0)
+        close(c->set.notify_fd);
+    mqtt_buf *bufs[] = {&c->set.client_id, &c->sh.will_topic, &c->sh.will_payload, &c->sh.username,
+                        &c->sh.password, &c->sh.out, &c->io.in, &c->sh.wbuf};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         mqtt__buf_free(bufs[i]);
-    mqtt__free(c->host);
-    mqtt_tls_config_unref(c->conn.tls);
-    mqtt__tls_session_free(c->tls_session);
+    mqtt__free(c->sh.host);
+    mqtt_tls_config_unref(c->sh.conn.tls);
+    mqtt__tls_session_free(c->io.tls_session);
     mqtt__free(c);
 }
 
@@ -201,14 +200,14 @@ int mqtt_client_set_will(mqtt_client *c, const char *topic, size_t topic_len, co
     }
     pthread_mutex_lock(&c->mu);
     int rc = MQTT_OK;
-    c->has_will = false;
+    c->sh.has_will = false;
     if (topic) {
-        rc = set_buf(&c->will_topic, topic, topic_len);
+        rc = set_buf(&c->sh.will_topic, topic, topic_len);
         if (rc == MQTT_OK)
-            rc = set_buf(&c->will_payload, payload, payload_len);
-        c->will_qos = (uint8_t)qos;
-        c->will_retain = retain;
-        c->has_will = rc == MQTT_OK;
+            rc = set_buf(&c->sh.will_payload, payload, payload_len);
+        c->sh.will_qos = (uint8_t)qos;
+        c->sh.will_retain = retain;
+        c->sh.has_will = rc == MQTT_OK;
     }
     pthread_mutex_unlock(&c->mu);
     return rc;
@@ -224,13 +223,13 @@ int mqtt_client_set_credentials(mqtt_client *c, const char *username, size_t use
         return MQTT_ERR_INVAL;
     pthread_mutex_lock(&c->mu);
     int rc = MQTT_OK;
-    c->has_username = c->has_password = false;
+    c->sh.has_username = c->sh.has_password = false;
     if (username) {
-        rc = set_buf(&c->username, username, username_len);
-        c->has_username = rc == MQTT_OK;
+        rc = set_buf(&c->sh.username, username, username_len);
+        c->sh.has_username = rc == MQTT_OK;
         if (rc == MQTT_OK && password) {
-            rc = set_buf(&c->password, password, password_len);
-            c->has_password = rc == MQTT_OK;
+            rc = set_buf(&c->sh.password, password, password_len);
+            c->sh.has_password = rc == MQTT_OK;
         }
     }
     pthread_mutex_unlock(&c->mu);
@@ -242,14 +241,14 @@ static int enqueue(mqtt_client *c, mqtt_record *r, uint16_t *mid)
 {
     pthread_mutex_lock(&c->mu);
     /* A broker that stops reading fills what the client owes it: no more then. */
-    int rc = mqtt__owed_bytes(c) + r->bytes > c->opt.max_queued_bytes
+    int rc = mqtt__owed_bytes(c) + r->bytes > c->set.opt.max_queued_bytes
                  ? MQTT_ERR_QUEUE_FULL
-                 : mqtt__session_add(c->session, r);
+                 : mqtt__session_add(c->sh.session, r);
     bool wake = false;
     if (rc == MQTT_OK) {
         if (mid && r->packet_id)
             *mid = r->packet_id;
-        if (c->state == ST_CONNECTED)
+        if (c->sh.state == ST_CONNECTED)
             wake = mqtt__pump(c) != 0; /* on failure the I/O thread tries again */
     }
     pthread_mutex_unlock(&c->mu);
@@ -267,16 +266,16 @@ static int publish_direct(mqtt_client *c, const char *topic, size_t topic_len,
                           bool *done, bool *wake)
 {
     mqtt_session_counts counts;
-    mqtt__session_counts(c->session, &counts);
-    if (c->state != ST_CONNECTED || counts.queued)
+    mqtt__session_counts(c->sh.session, &counts);
+    if (c->sh.state != ST_CONNECTED || counts.queued)
         return MQTT_OK;
-    if (mqtt__owed_bytes(c) + size > c->opt.max_queued_bytes)
+    if (mqtt__owed_bytes(c) + size > c->set.opt.max_queued_bytes)
         return MQTT_ERR_QUEUE_FULL;
-    int rc = mqtt__buf_reserve(&c->out, size);
+    int rc = mqtt__buf_reserve(&c->sh.out, size);
     if (rc != MQTT_OK)
         return rc;
-    *wake = c->out.len == 0;
-    c->out.len += mqtt__encode_publish(c->out.data + c->out.len, (const uint8_t *)topic,
+    *wake = c->sh.out.len == 0;
+    c->sh.out.len += mqtt__encode_publish(c->sh.out.data + c->sh.out.len, (const uint8_t *)topic,
                                        topic_len, payload, payload_len, 0, retain, false, 0);
     *done = true;
     return MQTT_OK;
@@ -300,7 +299,7 @@ int mqtt_client_publish(mqtt_client *c, const char *topic, size_t topic_len, con
     if (qos == 0) {
         bool done = false, wake = false;
         pthread_mutex_lock(&c->mu);
-        *mid = mqtt__session_take_id(c->session);
+        *mid = mqtt__session_take_id(c->sh.session);
         int rc = publish_direct(c, topic, topic_len, payload, payload_len, retain, size, &done,
                                 &wake);
         pthread_mutex_unlock(&c->mu);
@@ -363,7 +362,7 @@ bool mqtt_client_is_connected(mqtt_client *c)
     if (mqtt__foreign(c))
         return false;
     pthread_mutex_lock(&c->mu);
-    bool on = c->state == ST_CONNECTED;
+    bool on = c->sh.state == ST_CONNECTED;
     pthread_mutex_unlock(&c->mu);
     return on;
 }
@@ -375,7 +374,7 @@ const char *mqtt_client_state(mqtt_client *c)
     if (mqtt__foreign(c))
         return "disconnected";
     pthread_mutex_lock(&c->mu);
-    const char *s = names[c->state];
+    const char *s = names[c->sh.state];
     pthread_mutex_unlock(&c->mu);
     return s;
 }
@@ -385,10 +384,10 @@ bool mqtt_client_pending(mqtt_client *c, uint16_t mid)
     if (mqtt__foreign(c))
         return false;
     pthread_mutex_lock(&c->mu);
-    bool pending = mqtt__session_out_has(c->session, mid);
+    bool pending = mqtt__session_out_has(c->sh.session, mid);
     /* An ack applied to the session whose event waits for its batch's
      * replies to be written: still pending until that event is queued. */
-    for (const mqtt_event *ev = c->st_head; ev && !pending; ev = ev->next)
+    for (const mqtt_event *ev = c->sh.st_head; ev && !pending; ev = ev->next)
         pending = ev->mid == mid && !ev->has_message && ev->type != MQTT_EV_PUBLISH;
     pthread_mutex_unlock(&c->mu);
     return pending;
@@ -399,13 +398,13 @@ void mqtt_client_want_pingresp(mqtt_client *c, bool on)
     if (mqtt__foreign(c))
         return;
     pthread_mutex_lock(&c->mu);
-    c->pingresp_events = on;
+    c->sh.pingresp_events = on;
     pthread_mutex_unlock(&c->mu);
 }
 
 int mqtt_client_event_fd(mqtt_client *c)
 {
-    return c->notify_fd;
+    return c->set.notify_fd;
 }
 
 void mqtt_client_stats(mqtt_client *c, mqtt_stats *st)
@@ -415,16 +414,31 @@ void mqtt_client_stats(mqtt_client *c, mqtt_stats *st)
         return;
     mqtt_session_counts n;
     pthread_mutex_lock(&c->mu);
-    mqtt__session_counts(c->session, &n);
+    mqtt__session_counts(c->sh.session, &n);
     st->queued = n.queued;
     st->inflight = n.inflight;
     st->queued_bytes = n.bytes + mqtt__owed_bytes(c);
     st->event_bytes = mqtt__app_bytes(c);
-    st->held_bytes = c->held_bytes;
-    st->reconnects = c->reconnects;
-    st->read_pauses = c->read_pauses;
-    st->downgraded = c->downgraded;
-    st->connect_failures = c->connect_failures;
-    st->logs_dropped = c->logs_dropped;
+    st->held_bytes = c->sh.held_bytes;
+    st->reconnects = c->sh.reconnects;
+    st->read_pauses = c->sh.read_pauses;
+    st->downgraded = c->sh.downgraded;
+    st->connect_failures = c->sh.connect_failures;
+    st->logs_dropped = c->sh.logs_dropped;
     pthread_mutex_unlock(&c->mu);
+}
+
+int mqtt_set_io_threads(unsigned n)
+{
+    return mqtt__loop_set_threads(n);
+}
+
+void mqtt_io_stats_get(mqtt_io_stats *st)
+{
+    mqtt_loop_stats ls;
+    mqtt__loop_stats(&ls);
+    st->threads = ls.threads;
+    st->clients = ls.members;
+    st->wakeups = ls.wakeups;
+    st->services = ls.services;
 }

@@ -1,7 +1,7 @@
 /*
- * The client's private state, shared by its files. One mutex guards
- * everything the application thread and the I/O thread both touch; the I/O
- * thread alone owns the transport, the input buffer and the write buffer.
+ * The client's private state, shared by its files, in three parts: settings
+ * fixed at create, state shared under the one mutex by the application
+ * thread and the I/O loop, and the loop's own (transport, input, timers).
  */
 #ifndef MQTT_CLIENT_INTERNAL_H
 #define MQTT_CLIENT_INTERNAL_H
@@ -12,6 +12,7 @@
 
 #include "mqtt.h"
 #include "session.h"
+#include "loop.h"
 #include "transport.h"
 
 /** Buffers grown past this by a large packet or a backlog are given back once drained. */
@@ -32,7 +33,7 @@ MQTT_HIDDEN void mqtt__buf_trim(mqtt_buf *b, size_t cap);
 
 typedef enum client_state {
     ST_IDLE,          /* not connected, nothing scheduled */
-    ST_CONNECTING,    /* the I/O thread is opening a connection */
+    ST_CONNECTING,    /* an attempt runs: opening, then CONNECT and CONNACK */
     ST_CONNECTED,
     ST_RETRY_WAIT,    /* back-off before an automatic reconnect */
     ST_HOOK_WAIT,     /* waiting for the application to run breconnect_cb */
@@ -41,20 +42,27 @@ typedef enum client_state {
 
 typedef enum client_request { REQ_NONE, REQ_CONNECT, REQ_DISCONNECT } client_request;
 
-struct mqtt_client {
-    pid_t pid;                    /* the process that created it; set once */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;            /* connect results, thread exit */
-    pthread_t thread;
-    bool thread_running;
-    int wake_fd;                  /* eventfd: application -> I/O thread */
-    int notify_fd;                /* eventfd: readable while events are queued */
-    bool pingresp_events;         /* someone listens for PINGRESP */
+/* Where a connection attempt stands (the loop's; see link.c). */
+typedef enum attempt_phase {
+    PH_NONE,      /* no attempt */
+    PH_OPENING,   /* an open worker runs the blocking open */
+    PH_HANDSHAKE  /* CONNECT queued on the loop, waiting for CONNACK */
+} attempt_phase;
 
+typedef struct attempt attempt;
+
+/* Settings: fixed once mqtt_client_create returns; read without the lock. */
+typedef struct client_settings {
+    pid_t pid;                    /* the process that created it */
     mqtt_options opt;
     mqtt_buf client_id;
+    int notify_fd;                /* eventfd: readable while events are queued */
+} client_settings;
 
-    /* Connect settings, copied by the I/O thread at each attempt. */
+/* State the application thread and the loop share: under the client's lock. */
+typedef struct client_shared {
+    bool pingresp_events;         /* someone listens for PINGRESP */
+    /* Connect settings, copied by the loop at each attempt. */
     char *host;
     mqtt_connect_options conn;
     bool has_will;
@@ -64,11 +72,10 @@ struct mqtt_client {
     bool has_username, has_password;
     mqtt_buf username, password;
 
-    /* State shared under mu. */
     client_state state;
     client_request request;
-    bool stop;                    /* the thread must exit */
-    bool exit_when_idle;          /* after disconnect: the thread ends */
+    bool stop;                    /* destroy: the loop lets go of the client */
+    bool idle_wanted;             /* disconnect() waits for ST_IDLE */
     bool auto_reconnect;          /* loop() was called */
     bool user_disconnected;
     bool hook;                    /* queue BEFORE_RECONNECT and wait */
@@ -79,10 +86,11 @@ struct mqtt_client {
     mqtt_connect_result result;
     unsigned retry_attempt;
     double retry_at;
-    uint64_t rng;
 
     mqtt_session *session;
     mqtt_buf out;                 /* encoded packets not yet handed to the writer */
+    mqtt_buf wbuf;                /* the writer's: its data the loop's, len and wpos shared */
+    size_t wpos;
 
     mqtt_event *ev_head, *ev_tail;
     mqtt_event *spare;            /* a status event kept for when memory runs out */
@@ -94,17 +102,18 @@ struct mqtt_client {
     mqtt_event *st_head, *st_tail;
     bool staging;                 /* new events go to the staged list */
     bool reading_paused;
-    double connected_at;          /* when the current connection came up; 0: none */
     uint64_t reconnects, read_pauses, downgraded, connect_failures, logs_dropped;
+} client_shared;
 
-    /* I/O thread only. */
+/* The loop thread's alone (an open worker reads att's job while it runs). */
+typedef struct client_io {
     mqtt_transport *tr;
     void *tls_session;            /* saved TLS session for resumption */
-    mqtt_buf in;
+    attempt *att;                 /* the connection attempt under way; NULL: none */
+    attempt_phase phase;
+    mqtt_buf in;                  /* input not handled yet; freed when empty */
     bool in_backlog;              /* in holds packets not handled yet (no room for them) */
     double partial_since;         /* when the incomplete packet at the end of in began; 0: none */
-    mqtt_buf wbuf;
-    size_t wpos;
     double last_send, last_recv;
     /* Last write progress; the keepalive's pings write at least that often,
      * so with bytes owed and none written for 1.5 x keepalive the broker
@@ -112,7 +121,18 @@ struct mqtt_client {
     double write_ok_at;
     bool ping_outstanding;
     double disconnect_deadline;
+    double connected_at;          /* when the current connection came up; 0: none */
     uint16_t keepalive;
+    uint64_t rng;                 /* the back-off's jitter */
+} client_io;
+
+struct mqtt_client {
+    client_settings set;
+    mqtt_member member;           /* its place in the I/O loop (the loop's lock) */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;            /* connect results, disconnect done */
+    client_shared sh;
+    client_io io;
 };
 
 /** The process clients created now belong to (client.c): written once before
@@ -122,7 +142,7 @@ MQTT_HIDDEN extern pid_t mqtt__process_id;
 /** True in a child of fork(): the client is its parent's; touch nothing shared. */
 static inline bool mqtt__foreign(const mqtt_client *c)
 {
-    return c->pid != mqtt__process_id;
+    return c->set.pid != mqtt__process_id;
 }
 
 /** Held in the session for an incoming QoS 2 id whose message was delivered
@@ -133,19 +153,19 @@ MQTT_HIDDEN extern char mqtt__delivered_mark;
 /** Bytes the client must still write: queued for the writer and in its hands. mu held. */
 static inline size_t mqtt__owed_bytes(const mqtt_client *c)
 {
-    return c->out.len + (c->wbuf.len - c->wpos);
+    return c->sh.out.len + (c->sh.wbuf.len - c->sh.wpos);
 }
 
 /* Events (client_events.c); call with mu held. */
 MQTT_HIDDEN mqtt_event *mqtt__event_new(int type, size_t extra);
-/** Queues ev for the application, or stages it while c->staging. */
+/** Queues ev for the application, or stages it while c->sh.staging. */
 MQTT_HIDDEN void mqtt__event_push(mqtt_client *c, mqtt_event *ev);
 /** Moves staged events to the queue (once the acks owed for them are written). */
 MQTT_HIDDEN void mqtt__event_release_staged(mqtt_client *c);
 /** Bytes held for the application: queued, staged, taken and held QoS 2 messages. */
 static inline size_t mqtt__app_bytes(const mqtt_client *c)
 {
-    return c->ev_bytes + c->taken_bytes + c->held_bytes + c->staged_bytes;
+    return c->sh.ev_bytes + c->sh.taken_bytes + c->sh.held_bytes + c->sh.staged_bytes;
 }
 /** Makes the spare status event if there is none; MQTT_ERR_NOMEM on failure. */
 MQTT_HIDDEN int mqtt__event_refill_spare(mqtt_client *c);
@@ -156,19 +176,35 @@ MQTT_HIDDEN void mqtt__log(mqtt_client *c, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 MQTT_HIDDEN mqtt_event *mqtt__event_message(int type, const mqtt_packet *p);
 
-/* The I/O thread (client_thread.c). */
-MQTT_HIDDEN void *mqtt__thread_main(void *arg);
-MQTT_HIDDEN void mqtt__wake(mqtt_client *c);
-/** Signals (or clears) an eventfd; reads and writes are 8-byte counters. */
-MQTT_HIDDEN void mqtt__fd_signal(int fd);
-MQTT_HIDDEN void mqtt__fd_clear(int fd);
-/** Moves what the session may send now into c->out; mu held. Returns > 0 when
- * out was empty and now is not, < 0 when out could not grow (the rest stays
- * queued in the session). */
+/** Asks the loop to serve c soon (after a publish filled an empty buffer,
+ *  a request, room for events); any thread. */
+static inline void mqtt__wake(mqtt_client *c)
+{
+    mqtt__loop_kick(&c->member);
+}
+
+/* The send path (send.c); mu held. */
+/** Moves what the session may send now into c->sh.out. Returns > 0 when out was
+ * empty and now is not, < 0 when out could not grow (the rest stays queued in
+ * the session). */
 MQTT_HIDDEN int mqtt__pump(mqtt_client *c);
 
-/* Connection setup in the I/O thread (client_connect.c). */
-MQTT_HIDDEN void mqtt__do_connect(mqtt_client *c);
+/* The connection's life on the loop (link.c); mu held. */
+/** Starts an attempt (its open runs on a worker); state is ST_CONNECTING. */
+MQTT_HIDDEN void mqtt__attempt_begin(mqtt_client *c);
+/** An attempt's timers and hand-overs: returns its deadline (-1: none), or
+ *  -2 when it ended and the caller should look at the state again. */
+MQTT_HIDDEN double mqtt__attempt_tend(mqtt_client *c, double now);
+/** The first packet of a handshake: MQTT_OK when connected. */
+MQTT_HIDDEN int mqtt__attempt_connack(mqtt_client *c, const mqtt_packet *pkt);
+/** Ends the attempt (PH_HANDSHAKE) or the connection with status. */
+MQTT_HIDDEN void mqtt__link_lost(mqtt_client *c, int status, const char *text);
 MQTT_HIDDEN void mqtt__connection_lost(mqtt_client *c, int status, const char *text);
+MQTT_HIDDEN void mqtt__schedule_retry(mqtt_client *c, double delay);
+/** The loop lets go of c: connection closed, attempt dropped. */
+MQTT_HIDDEN void mqtt__link_release(mqtt_client *c);
+
+/* The loop's service for a client (io.c). */
+MQTT_HIDDEN void mqtt__client_service(mqtt_member *m, uint32_t events);
 
 #endif

@@ -48,19 +48,19 @@ static void append(mqtt_event **head, mqtt_event **tail, mqtt_event *first, mqtt
  * notification fd becomes readable when the queue was empty. */
 static void enqueue(mqtt_client *c, mqtt_event *first, mqtt_event *last, size_t bytes)
 {
-    bool was_empty = c->ev_head == NULL;
-    append(&c->ev_head, &c->ev_tail, first, last);
-    c->ev_bytes += bytes;
+    bool was_empty = c->sh.ev_head == NULL;
+    append(&c->sh.ev_head, &c->sh.ev_tail, first, last);
+    c->sh.ev_bytes += bytes;
     if (was_empty)
-        mqtt__fd_signal(c->notify_fd);
+        mqtt__fd_signal(c->set.notify_fd);
 }
 
 void mqtt__event_push(mqtt_client *c, mqtt_event *ev)
 {
     ev->next = NULL;
-    if (c->staging) {
-        append(&c->st_head, &c->st_tail, ev, ev);
-        c->staged_bytes += ev->bytes;
+    if (c->sh.staging) {
+        append(&c->sh.st_head, &c->sh.st_tail, ev, ev);
+        c->sh.staged_bytes += ev->bytes;
         return;
     }
     enqueue(c, ev, ev, ev->bytes);
@@ -68,24 +68,24 @@ void mqtt__event_push(mqtt_client *c, mqtt_event *ev)
 
 void mqtt__event_release_staged(mqtt_client *c)
 {
-    if (!c->st_head)
+    if (!c->sh.st_head)
         return;
-    enqueue(c, c->st_head, c->st_tail, c->staged_bytes);
-    c->st_head = c->st_tail = NULL;
-    c->staged_bytes = 0;
+    enqueue(c, c->sh.st_head, c->sh.st_tail, c->sh.staged_bytes);
+    c->sh.st_head = c->sh.st_tail = NULL;
+    c->sh.staged_bytes = 0;
 }
 
 int mqtt__event_refill_spare(mqtt_client *c)
 {
-    if (!c->spare)
-        c->spare = mqtt__event_new(0, SPARE_TEXT + 1);
-    return c->spare ? MQTT_OK : MQTT_ERR_NOMEM;
+    if (!c->sh.spare)
+        c->sh.spare = mqtt__event_new(0, SPARE_TEXT + 1);
+    return c->sh.spare ? MQTT_OK : MQTT_ERR_NOMEM;
 }
 
 /* The I/O thread waits for room (reading paused, a reconnect held back). */
 static bool waits_for_room(const mqtt_client *c)
 {
-    return c->reading_paused || c->state == ST_RETRY_WAIT;
+    return c->sh.reading_paused || c->sh.state == ST_RETRY_WAIT;
 }
 
 /* keep: the batch stays counted against max_event_bytes until
@@ -96,12 +96,12 @@ static mqtt_event *take_events(mqtt_client *c, bool keep)
         return NULL;
     pthread_mutex_lock(&c->mu);
     (void)mqtt__event_refill_spare(c); /* failing, it is tried again next time */
-    mqtt_event *head = c->ev_head;
-    c->ev_head = c->ev_tail = NULL;
-    c->taken_bytes = keep ? c->ev_bytes : 0;
-    c->ev_bytes = 0;
+    mqtt_event *head = c->sh.ev_head;
+    c->sh.ev_head = c->sh.ev_tail = NULL;
+    c->sh.taken_bytes = keep ? c->sh.ev_bytes : 0;
+    c->sh.ev_bytes = 0;
     if (!keep || !head) /* nothing taken: nothing left to wake for */
-        mqtt__fd_clear(c->notify_fd);
+        mqtt__fd_clear(c->set.notify_fd);
     bool resume = waits_for_room(c);
     pthread_mutex_unlock(&c->mu);
     if (resume)
@@ -125,10 +125,10 @@ void mqtt_client_events_handled(mqtt_client *c)
         return;
     /* Under the lock: an event pushed since the take keeps the fd readable. */
     pthread_mutex_lock(&c->mu);
-    if (!c->ev_head)
-        mqtt__fd_clear(c->notify_fd);
-    bool resume = c->taken_bytes > 0 && waits_for_room(c);
-    c->taken_bytes = 0;
+    if (!c->sh.ev_head)
+        mqtt__fd_clear(c->set.notify_fd);
+    bool resume = c->sh.taken_bytes > 0 && waits_for_room(c);
+    c->sh.taken_bytes = 0;
     pthread_mutex_unlock(&c->mu);
     if (resume)
         mqtt__wake(c);
@@ -148,10 +148,10 @@ void mqtt__event_status(mqtt_client *c, int type, int status, int return_code,
 {
     size_t len = text ? strlen(text) : 0;
     mqtt_event *ev = mqtt__event_new(type, len + 1);
-    if (!ev && c->spare) {
+    if (!ev && c->sh.spare) {
         /* A lost connection or a waiting reconnect must never go unseen. */
-        ev = c->spare;
-        c->spare = NULL;
+        ev = c->sh.spare;
+        c->sh.spare = NULL;
         ev->type = type;
         len = len < SPARE_TEXT ? len : SPARE_TEXT;
     }
@@ -167,7 +167,7 @@ void mqtt__event_status(mqtt_client *c, int type, int status, int return_code,
 
 void mqtt__log(mqtt_client *c, int level, const char *fmt, ...)
 {
-    if (!c->opt.log_events)
+    if (!c->set.opt.log_events)
         return;
     char text[512];
     va_list ap;
@@ -177,8 +177,8 @@ void mqtt__log(mqtt_client *c, int level, const char *fmt, ...)
     if (n < 0)
         return;
     /* Log lines are the one thing dropped when the application's bound is reached. */
-    if (mqtt__app_bytes(c) >= c->opt.max_event_bytes) {
-        c->logs_dropped++;
+    if (mqtt__app_bytes(c) >= c->set.opt.max_event_bytes) {
+        c->sh.logs_dropped++;
         return;
     }
     size_t len = strlen(text);

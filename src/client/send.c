@@ -1,8 +1,9 @@
 /*
- * Encodes session records into the outgoing buffer with the codec's
- * encoders: the packet's size first, one reserve, then the packet written in
- * place, so the payload goes from the record to the buffer in one copy. It
- * decides nothing about what is sent or when: the session does.
+ * The send path: session records are encoded into the client's outgoing
+ * buffer, where the loop's writer takes it, with the codec's encoders: the
+ * packet's size first, one reserve, then the packet written in place, so the
+ * payload goes from the record to the buffer in one copy. What is sent and
+ * when is the session's to decide.
  */
 #include "send.h"
 
@@ -49,4 +50,17 @@ int mqtt__send_record(mqtt_buf *out, const mqtt_record *r, mqtt_qos_action actio
     default:
         return MQTT_ERR_INVAL;
     }
+}
+
+int mqtt__pump(mqtt_client *c)
+{
+    bool was_empty = c->sh.out.len == 0;
+    mqtt_qos_action action;
+    const mqtt_record *r;
+    while ((r = mqtt__session_next(c->sh.session, &action)) != NULL) {
+        if (mqtt__send_record(&c->sh.out, r, action) != MQTT_OK)
+            return -1;
+        mqtt__session_sent(c->sh.session);
+    }
+    return was_empty && c->sh.out.len > 0;
 }

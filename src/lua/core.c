@@ -549,6 +549,36 @@ static int l_monotonic(lua_State *L)
     return 1;
 }
 
+/* core.io_threads(n): the I/O thread count for clients made from now on;
+ * raises while a client exists. */
+static int l_io_threads(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    int rc = n < 1 || n > 16 ? MQTT_ERR_INVAL : mqtt_set_io_threads((unsigned)n);
+    if (rc == MQTT_ERR_INVAL)
+        return luaL_argerror(L, 1, "an I/O thread count from 1 to 16");
+    if (rc != MQTT_OK)
+        raise_bad_state(L, "the I/O thread count is set before the first client", 0);
+    return 0;
+}
+
+/* core.io_stats() -> {threads, clients, wakeups, services} */
+static int l_io_stats(lua_State *L)
+{
+    mqtt_io_stats st;
+    mqtt_io_stats_get(&st);
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, (lua_Integer)st.threads);
+    lua_setfield(L, -2, "threads");
+    lua_pushinteger(L, (lua_Integer)st.clients);
+    lua_setfield(L, -2, "clients");
+    lua_pushinteger(L, (lua_Integer)st.wakeups);
+    lua_setfield(L, -2, "wakeups");
+    lua_pushinteger(L, (lua_Integer)st.services);
+    lua_setfield(L, -2, "services");
+    return 1;
+}
+
 static const luaL_Reg client_methods[] = {
     {"close", l_close},
     {"set_will", l_set_will},
@@ -581,6 +611,8 @@ static const luaL_Reg module_functions[] = {
     {"utf8_valid", l_utf8_valid},
     {"connack_name", l_connack_name},
     {"monotonic", l_monotonic},
+    {"io_threads", l_io_threads},
+    {"io_stats", l_io_stats},
     {NULL, NULL},
 };
 

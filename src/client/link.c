@@ -1,0 +1,371 @@
+/*
+ * The connection's life on the I/O loop: an attempt (open on a worker, then
+ * CONNECT and CONNACK on the loop, within connect_timeout, cancelled by a
+ * request), the connection's loss, the back-off before the next attempt.
+ * Outcomes reach a blocking connect() through the condition variable and
+ * everyone else through events. Loop thread, client lock held.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "client_internal.h"
+#include "opener.h"
+
+/* What one attempt needs, taken under the lock when it starts. */
+struct attempt {
+    mqtt_open_job job; /* first: the job's done callback finds the attempt */
+    mqtt_client *c;
+    char *host;
+    int ka[3];
+    uint64_t seq;
+    bool async;      /* no caller blocks on the outcome */
+    bool background; /* an automatic attempt: no connect() or connect_async() call waits */
+    bool opened;     /* the worker is done with job (under mu) */
+    uint8_t *connect_pkt;
+    size_t connect_len;
+    mqtt_event *connack; /* made up front: success is never left unreported */
+};
+
+static double backoff(mqtt_client *c)
+{
+    double d = c->set.opt.reconnect_min;
+    for (unsigned i = 0; i < c->sh.retry_attempt && d < c->set.opt.reconnect_max; i++)
+        d *= 2;
+    if (d > c->set.opt.reconnect_max)
+        d = c->set.opt.reconnect_max;
+    c->io.rng ^= c->io.rng << 13;
+    c->io.rng ^= c->io.rng >> 7;
+    c->io.rng ^= c->io.rng << 17;
+    double unit = (double)(c->io.rng >> 11) / 9007199254740992.0;
+    c->sh.retry_attempt++;
+    return d / 2 + unit * d / 2;
+}
+
+void mqtt__schedule_retry(mqtt_client *c, double delay)
+{
+    c->sh.state = ST_RETRY_WAIT;
+    c->sh.retry_at = mqtt__now() + delay;
+}
+
+static bool may_retry(const mqtt_client *c)
+{
+    return c->sh.auto_reconnect && c->set.opt.reconnect && !c->sh.user_disconnected && !c->sh.stop;
+}
+
+/* What one connection leaves behind goes; so do the buffers: a client
+ * without a connection holds none. */
+static void clear_io(mqtt_client *c)
+{
+    if (c->io.tr) {
+        mqtt__loop_watch(&c->member, -1, false, false); /* before the fd closes */
+        c->io.tr->ops->close(c->io.tr);
+        c->io.tr = NULL;
+    }
+    mqtt__buf_free(&c->io.in);
+    mqtt__buf_free(&c->sh.out);
+    mqtt__buf_free(&c->sh.wbuf);
+    c->sh.wpos = 0;
+    c->io.in_backlog = false;
+    c->io.partial_since = 0;
+    c->io.ping_outstanding = false;
+}
+
+/* Back-off starts over only after a connection that lasted: a broker that
+ * accepts and drops at once sees the delays grow like any other failure. */
+static void note_connection_end(mqtt_client *c)
+{
+    if (c->io.connected_at > 0 && mqtt__now() - c->io.connected_at >= 10 * c->set.opt.reconnect_min)
+        c->sh.retry_attempt = 0;
+    c->io.connected_at = 0;
+}
+
+void mqtt__connection_lost(mqtt_client *c, int status, const char *text)
+{
+    bool was_disconnecting = c->sh.state == ST_DISCONNECTING;
+    note_connection_end(c);
+    clear_io(c);
+    if (!was_disconnecting) {
+        mqtt__log(c, 2, "connection lost: %s", text);
+        mqtt__event_status(c, MQTT_EV_DISCONNECT, status, -1, false, text);
+    } else {
+        mqtt__event_status(c, MQTT_EV_DISCONNECT, MQTT_OK, -1, false, "disconnected");
+    }
+    if (!was_disconnecting && may_retry(c))
+        mqtt__schedule_retry(c, backoff(c));
+    else
+        c->sh.state = ST_IDLE;
+}
+
+/* ---- one attempt ----------------------------------------------------- */
+
+static void attempt_free(attempt *a)
+{
+    if (!a)
+        return;
+    if (a->job.tr)
+        a->job.tr->ops->close(a->job.tr);
+    mqtt__free(a->host);
+    mqtt__free(a->connect_pkt);
+    mqtt_event_free(a->connack);
+    mqtt_tls_config_unref(a->job.tls);
+    mqtt__free(a);
+}
+
+/* The worker's question, between the steps of its open. */
+static bool attempt_cancelled(void *owner)
+{
+    mqtt_client *c = owner;
+    pthread_mutex_lock(&c->mu);
+    bool stop = c->sh.stop || c->sh.request != REQ_NONE;
+    pthread_mutex_unlock(&c->mu);
+    return stop;
+}
+
+/* The worker is done: the loop takes it from here. Worker thread. */
+static void attempt_opened(mqtt_open_job *j)
+{
+    attempt *a = (attempt *)(void *)j;
+    mqtt_client *c = a->c;
+    pthread_mutex_lock(&c->mu);
+    a->opened = true;
+    pthread_mutex_unlock(&c->mu);
+    mqtt__wake(c);
+}
+
+static mqtt_bytes view(const mqtt_buf *b)
+{
+    mqtt_bytes v = {b->data ? b->data : (const uint8_t *)"", b->len};
+    return v;
+}
+
+static void connect_params(const mqtt_client *c, mqtt_connect_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->client_id = view(&c->set.client_id);
+    p->keepalive = c->sh.conn.keepalive;
+    p->clean_session = c->set.opt.clean_session;
+    if (c->sh.has_will) {
+        p->will = true;
+        p->will_topic = view(&c->sh.will_topic);
+        p->will_payload = view(&c->sh.will_payload);
+        p->will_qos = c->sh.will_qos;
+        p->will_retain = c->sh.will_retain;
+    }
+    if (c->sh.has_username)
+        p->username = view(&c->sh.username);
+    if (c->sh.has_username && c->sh.has_password)
+        p->password = view(&c->sh.password);
+}
+
+static int snapshot(mqtt_client *c, attempt *a)
+{
+    mqtt_connect_params p;
+    connect_params(c, &p);
+    /* Who to report to comes first: a failed allocation is reported too. */
+    a->c = c;
+    a->seq = c->sh.connect_seq;
+    a->background = c->sh.result_seq >= c->sh.connect_seq;
+    a->async = c->sh.async_attempt || a->background;
+    a->connect_len = mqtt__connect_size(&p);
+    a->connect_pkt = a->connect_len ? mqtt__malloc(a->connect_len) : NULL;
+    a->host = mqtt__strdup(c->sh.host);
+    a->connack = mqtt__event_new(MQTT_EV_CONNACK, 0);
+    if (!a->connect_pkt || !a->host || !a->connack)
+        return MQTT_ERR_NOMEM;
+    mqtt__encode_connect(a->connect_pkt, &p);
+    mqtt_open_job *j = &a->job;
+    j->host = a->host;
+    j->port = c->sh.conn.port;
+    j->tls = mqtt_tls_config_ref(c->sh.conn.tls);
+    memcpy(a->ka, c->sh.conn.sock_keepalive, sizeof a->ka);
+    j->ka = c->sh.conn.has_sock_keepalive ? a->ka : NULL;
+    j->deadline = mqtt__now() + c->set.opt.connect_timeout;
+    j->tls_session = &c->io.tls_session;
+    j->cancelled = attempt_cancelled;
+    j->done = attempt_opened;
+    j->owner = c;
+    c->io.keepalive = c->sh.conn.keepalive;
+    return MQTT_OK;
+}
+
+static void deliver_held(void *item, void *ud)
+{
+    mqtt_client *c = ud;
+    mqtt_event *ev = item;
+    if (item == &mqtt__delivered_mark)
+        return;
+    c->sh.held_bytes -= ev->bytes;
+    mqtt__event_push(c, ev);
+}
+
+static void record_result(mqtt_client *c, const attempt *a, int status, int rcode, bool sp,
+                          const char *text)
+{
+    if (a->seq > c->sh.result_seq) {
+        c->sh.result.status = status;
+        c->sh.result.return_code = rcode;
+        c->sh.result.session_present = sp;
+        snprintf(c->sh.result.message, sizeof c->sh.result.message, "%s", text);
+        c->sh.result_seq = a->seq;
+        pthread_cond_broadcast(&c->cv);
+    }
+}
+
+static void end_attempt(mqtt_client *c)
+{
+    attempt_free(c->io.att);
+    c->io.att = NULL;
+    c->io.phase = PH_NONE;
+}
+
+static void connected(mqtt_client *c, const mqtt_packet *pkt)
+{
+    attempt *a = c->io.att;
+    double now = mqtt__now();
+    if (c->sh.ever_connected)
+        c->sh.reconnects++;
+    c->sh.ever_connected = true;
+    c->sh.state = ST_CONNECTED;
+    c->io.connected_at = now;
+    c->io.last_send = c->io.last_recv = c->io.write_ok_at = now;
+    c->io.ping_outstanding = false;
+    /* A broker without our session will never release held QoS 2 messages:
+     * hand them over now rather than lose them. */
+    if (!pkt->session_present)
+        mqtt__session_in_drain(c->sh.session, deliver_held, c);
+    mqtt__session_rewind(c->sh.session);
+    mqtt__pump(c);
+    mqtt__log(c, 1, "connected to %s port %u", a->host, a->job.port);
+    mqtt_event *ev = a->connack;
+    a->connack = NULL;
+    ev->return_code = 0;
+    ev->session_present = pkt->session_present;
+    ev->sync = !a->async;
+    mqtt__event_push(c, ev);
+    record_result(c, a, MQTT_OK, 0, pkt->session_present, "connected");
+    end_attempt(c);
+}
+
+static void report_failure(mqtt_client *c, const attempt *a, int status, int rcode,
+                           const char *text)
+{
+    clear_io(c);
+    c->sh.connect_failures++;
+    mqtt__log(c, 2, "connect failed: %s", text);
+    /* One CONNACK event per handshake: every CONNACK received, and every
+     * connect()/connect_async() call; an automatic attempt that got no
+     * CONNACK is only counted and logged, and retried. */
+    if (!a->background || rcode >= 0)
+        mqtt__event_status(c, MQTT_EV_CONNACK, status, rcode, false, text);
+    if (a->async && may_retry(c))
+        mqtt__schedule_retry(c, backoff(c));
+    else if (c->sh.state == ST_CONNECTING)
+        c->sh.state = ST_IDLE;
+    record_result(c, a, status, rcode, false, text);
+}
+
+static void attempt_failed(mqtt_client *c, int status, int rcode, const char *text)
+{
+    report_failure(c, c->io.att, status, rcode, text);
+    end_attempt(c);
+}
+
+void mqtt__attempt_begin(mqtt_client *c)
+{
+    clear_io(c);
+    c->sh.state = ST_CONNECTING;
+    c->io.att = mqtt__calloc(1, sizeof *c->io.att);
+    if (!c->io.att) {
+        /* Reported like any failed attempt, from what the attempt would hold. */
+        attempt none = {.seq = c->sh.connect_seq,
+                        .background = c->sh.result_seq >= c->sh.connect_seq};
+        none.async = c->sh.async_attempt || none.background;
+        report_failure(c, &none, MQTT_ERR_NOMEM, -1, "no memory for a connection attempt");
+        return;
+    }
+    c->io.phase = PH_OPENING;
+    int rc = snapshot(c, c->io.att);
+    if (rc == MQTT_OK)
+        rc = mqtt__open_submit(&c->io.att->job);
+    if (rc != MQTT_OK)
+        attempt_failed(c, rc, -1, rc == MQTT_ERR_SYSTEM ? mqtt_system_error() : mqtt_strerror(rc));
+}
+
+/* NON-BLOCKING OPEN: with non-blocking transports, PH_OPENING becomes the
+ * transport's own states, driven here by the loop (its fd watched, its
+ * deadline the attempt's), and the open worker goes. From the hand-over on
+ * nothing changes: the CONNECT is queued and the CONNACK read on the loop. */
+static void handshake_start(mqtt_client *c)
+{
+    attempt *a = c->io.att;
+    c->io.tr = a->job.tr;
+    a->job.tr = NULL;
+    c->io.phase = PH_HANDSHAKE;
+    c->sh.wpos = 0;
+    if (mqtt__buf_append(&c->sh.out, a->connect_pkt, a->connect_len) != MQTT_OK)
+        attempt_failed(c, MQTT_ERR_NOMEM, -1, "no memory to send CONNECT");
+}
+
+double mqtt__attempt_tend(mqtt_client *c, double now)
+{
+    attempt *a = c->io.att;
+    bool cancel = c->sh.stop || c->sh.request != REQ_NONE;
+    if (c->io.phase == PH_OPENING) {
+        if (!a->opened)
+            return -1; /* the worker wakes the loop when it is done */
+        int rc = a->job.rc == MQTT_OK && cancel ? MQTT_ERR_CANCELLED : a->job.rc;
+        if (rc == MQTT_OK) {
+            handshake_start(c);
+            return c->io.phase == PH_HANDSHAKE ? a->job.deadline : -2;
+        }
+        const char *err = a->job.err[0] ? a->job.err : mqtt_strerror(rc);
+        attempt_failed(c, rc, -1, rc == MQTT_ERR_CANCELLED ? "connect cancelled" : err);
+        return -2;
+    }
+    if (cancel)
+        attempt_failed(c, MQTT_ERR_CANCELLED, -1, "connect cancelled");
+    else if (now >= a->job.deadline)
+        attempt_failed(c, MQTT_ERR_TIMEOUT, -1, "no CONNACK within the connect timeout");
+    else
+        return a->job.deadline;
+    return -2;
+}
+
+int mqtt__attempt_connack(mqtt_client *c, const mqtt_packet *pkt)
+{
+    if (c->sh.stop || c->sh.request != REQ_NONE) {
+        attempt_failed(c, MQTT_ERR_CANCELLED, -1, "connect cancelled");
+        return MQTT_ERR_CANCELLED;
+    }
+    if (pkt->return_code == 0 && pkt->session_present && c->set.opt.clean_session) {
+        attempt_failed(c, MQTT_ERR_PROTOCOL, -1,
+                       "session present in the CONNACK of a clean session"); /* MQTT-3.2.2-1 */
+        return MQTT_ERR_PROTOCOL;
+    }
+    if (pkt->return_code != 0) {
+        char err[128];
+        snprintf(err, sizeof err, "connection refused: %s", mqtt_connack_name(pkt->return_code));
+        attempt_failed(c, MQTT_ERR_REFUSED, pkt->return_code, err);
+        return MQTT_ERR_REFUSED;
+    }
+    connected(c, pkt);
+    return MQTT_OK;
+}
+
+void mqtt__link_lost(mqtt_client *c, int status, const char *text)
+{
+    if (c->io.phase == PH_HANDSHAKE)
+        attempt_failed(c, status, -1, text);
+    else
+        mqtt__connection_lost(c, status, text);
+}
+
+void mqtt__link_release(mqtt_client *c)
+{
+    if (c->io.att)
+        attempt_failed(c, MQTT_ERR_CANCELLED, -1, "connect cancelled");
+    else if (c->io.tr)
+        mqtt__connection_lost(c, MQTT_OK, "closed");
+}
