@@ -504,7 +504,7 @@ if cfg.scenarios.clients then
                         if r.connected ~= r.clients then return nil, "—" end
                         return (r.rss_kib - r.base_kib) / r.clients
                     end,
-                    target = n >= 20000 and {
+                    target = n == largest and n >= 5000 and {
                         text = "all connected, ≤ 4 KiB",
                         check = function(z, runs)
                             for _, v in ipairs(runs) do if not v then return false end end
@@ -514,7 +514,7 @@ if cfg.scenarios.clients then
                 },
                 { label = fmt("%s connected clients: threads in the process", count_label(n)),
                     better = "lower", value = function(r) return r.threads end,
-                    target = n >= 20000 and {
+                    target = n == largest and n >= 5000 and {
                         text = "≤ 2 (the application's and one I/O thread)",
                         check = function(z) return z <= 2 end,
                     } or nil,
