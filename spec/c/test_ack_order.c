@@ -99,9 +99,9 @@ int main(void)
     CHECK(mqtt_client_connect(c, &co, &res) == MQTT_OK, "connected to the fake broker");
     unsigned messages = 0;
     for (int round = 0; round < ROUNDS; round++) {
-        mqtt_subscription sub = {"oom/t", 5, 1};
+        mqtt_subscription sub = {.filter = "oom/t", .filter_len = 5, .qos = 1};
         uint16_t mid;
-        mqtt_client_subscribe(c, &sub, 1, &mid);
+        mqtt_client_subscribe(c, &sub, 1, NULL, 0, &mid);
         /* Each SUBACK brings one message at each QoS: 0 and 1 now, 2 at PUBREL. */
         unsigned want = (unsigned)(round + 1) * 3;
         for (int i = 0; i < 3000 && messages < want; i++) {

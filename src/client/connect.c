@@ -46,9 +46,14 @@ static void join_finished_thread(mqtt_client *c)
     pthread_mutex_unlock(&c->mu);
 }
 
-static int store_options(mqtt_client *c, const mqtt_connect_options *o)
+static int store_options(mqtt_client *c, const mqtt_connect_options *user)
 {
-    if (!o || !o->host || !o->host[0] || o->port == 0)
+    mqtt_connect_options full; /* read within the caller's struct_size (args.c) */
+    int rc = mqtt__connect_options_read(&full, user);
+    const mqtt_connect_options *o = &full;
+    if (rc != MQTT_OK)
+        return rc;
+    if (!o->host || !o->host[0] || o->port == 0)
         return MQTT_ERR_INVAL;
     char *host = mqtt__strdup(o->host);
     if (!host)

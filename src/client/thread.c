@@ -62,17 +62,7 @@ static void send_ack(mqtt_client *c, uint8_t type, uint16_t id)
 
 static mqtt_event *ack_event(int type, uint16_t id, const mqtt_packet *p)
 {
-    size_t n = p ? p->granted.len : 0;
-    mqtt_event *ev = mqtt__event_new(type, n);
-    if (!ev)
-        return NULL;
-    ev->mid = id;
-    if (n) {
-        memcpy(ev->data, p->granted.data, n);
-        ev->granted = ev->data;
-        ev->granted_count = n;
-    }
-    return ev;
+    return mqtt__event_ack(type, id, p); /* events.c fills the public fields */
 }
 
 /* An event that cannot be made ends the connection (MQTT_ERR_NOMEM) before
