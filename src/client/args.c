@@ -98,6 +98,11 @@ int mqtt__check_message(const mqtt_message *m, int protocol, bool will)
                             max_payload);
     if (m->payload_len && !m->payload)
         return mqtt__refuse(MQTT_ERR_INVAL, "payload: NULL with payload_len %zu", m->payload_len);
+    for (size_t i = 0; !will && m->props && i < m->prop_count; i++) {
+        if (m->props[i].id == MQTT_PROP_SUBSCRIPTION_IDENTIFIER) /* MQTT-3.3.4-6 */
+            return mqtt__refuse(MQTT_ERR_INVAL, "PUBLISH property subscription_identifier: "
+                                                "property not allowed from a client");
+    }
     return mqtt__check_props(m->props, m->prop_count, will ? MQTT_WILL_PROPERTIES : MQTT_PUBLISH,
                              protocol);
 }
