@@ -91,12 +91,7 @@ int main(void)
     o.client_id_len = strlen(o.client_id);
     mqtt_client *c = NULL;
     CHECK(mqtt_client_create(&o, &c) == MQTT_OK, "client created");
-    mqtt_connect_options co;
-    mqtt_connect_options_init(&co);
-    co.host = "127.0.0.1";
-    co.port = fake_broker_port(broker);
-    mqtt_connect_result res;
-    CHECK(mqtt_client_connect(c, &co, &res) == MQTT_OK, "connected to the fake broker");
+    CHECK(fake_broker_connect(broker, c), "connected to the fake broker");
     unsigned messages = 0;
     for (int round = 0; round < ROUNDS; round++) {
         mqtt_subscription sub = {.filter = "oom/t", .filter_len = 5, .qos = 1};

@@ -257,12 +257,7 @@ static void test_end_to_end(void)
     mqtt_client_create(&o, &c);
     test_publish_refusals(c);
     test_subscribe_refusals(c);
-    mqtt_connect_options co;
-    mqtt_connect_options_init(&co);
-    co.host = "127.0.0.1";
-    co.port = fake_broker_port(broker);
-    mqtt_connect_result res;
-    CHECK(mqtt_client_connect(c, &co, &res) == MQTT_OK, "connected to the fake broker");
+    CHECK(fake_broker_connect(broker, c), "connected to the fake broker");
     mqtt_subscription subs[] = {{.filter = "oom/t", .filter_len = 5, .qos = 2},
                                 {.filter = "x/#", .filter_len = 3, .qos = 0}};
     uint16_t sub_mid = 0, unsub_mid = 0;

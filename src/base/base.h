@@ -35,8 +35,6 @@ MQTT_HIDDEN int mqtt__struct_init(void *o, size_t size, const void *defaults, si
                                   size_t min_size);
 MQTT_HIDDEN int mqtt__struct_read(void *dst, size_t full_size, const void *src, size_t min_size,
                                   const char *what);
-/** True when the field of a versioned struct of type T lies wholly inside size. */
-#define MQTT__HAS_FIELD(T, size, field) (offsetof(T, field) + sizeof(((T *)0)->field) <= (size))
 
 /** A byte string view. data == NULL means absent. */
 typedef struct mqtt_bytes {

@@ -183,14 +183,13 @@ int mqtt__options_read(mqtt_options *dst, const mqtt_options *src)
     if (rc != MQTT_OK)
         return rc;
     /* Fields past the caller's struct_size keep their defaults, also one the
-     * size ends inside of. */
-    mqtt_options d;
-    options_defaults(&d);
-    if (!MQTT__HAS_FIELD(mqtt_options, src->struct_size, protocol))
-        dst->protocol = d.protocol;
-    if (!MQTT__HAS_FIELD(mqtt_options, src->struct_size, connect_props))
+     * size ends inside of (a field ends where the next one starts). */
+    size_t n = src->struct_size;
+    if (n < offsetof(mqtt_options, connect_props))
+        dst->protocol = MQTT_V311;
+    if (n < offsetof(mqtt_options, connect_prop_count))
         dst->connect_props = NULL;
-    if (!MQTT__HAS_FIELD(mqtt_options, src->struct_size, connect_prop_count))
+    if (n < sizeof *dst)
         dst->connect_prop_count = 0;
     rc = check_client_id(dst);
     if (rc == MQTT_OK && (dst->reconnect_min <= 0 || dst->reconnect_max < dst->reconnect_min))
