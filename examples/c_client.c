@@ -1,6 +1,7 @@
 /*
  * The zmqtt core from C, without Lua: connect, subscribe, publish at QoS 1,
- * wait on the event fd, print what arrives, disconnect.
+ * wait on the event fd, print what arrives, disconnect. It also shows an
+ * MQTT 5.0 property refused, in words, while the client speaks 3.1.1.
  * Usage: c_client host port topic message
  */
 #include <poll.h>
@@ -65,7 +66,8 @@ int main(int argc, char **argv)
         mqtt_client_destroy(c);
         return 1;
     }
-    printf("connected (session present: %d)\n", res.session_present);
+    printf("connected (session present: %d, API version %d)\n", res.session_present,
+           mqtt_api_version());
     mqtt_subscription sub = {.filter = argv[3], .filter_len = strlen(argv[3]), .qos = 1};
     uint16_t sub_mid, pub_mid;
     rc = mqtt_client_subscribe(c, &sub, 1, NULL, 0, &sub_mid);
@@ -73,6 +75,13 @@ int main(int argc, char **argv)
                       .payload_len = strlen(argv[4]), .qos = 1};
     if (rc == MQTT_OK)
         rc = mqtt_client_publish(c, &m, &pub_mid);
+    mqtt_property user = {.id = MQTT_PROP_USER_PROPERTY, .data = (const uint8_t *)"from",
+                          .len = 4, .data2 = (const uint8_t *)"c", .len2 = 1};
+    mqtt_message with_props = m;
+    with_props.props = &user;
+    with_props.prop_count = 1;
+    if (rc == MQTT_OK && mqtt_client_publish(c, &with_props, NULL) == MQTT_ERR_INVAL)
+        printf("refused: %s\n", mqtt_last_error());
     if (rc == MQTT_OK)
         rc = run(c, pub_mid) ? MQTT_ERR_TIMEOUT : MQTT_OK;
     mqtt_client_disconnect(c);
