@@ -449,7 +449,7 @@ enum {
 /**
  * One queued event; owned by the caller once taken, freed with
  * mqtt_event_free(). The library allocates events: later versions add
- * fields after reasons..props_len only, so the offsets here never move.
+ * fields after props_len only, so the offsets here never move.
  */
 typedef struct mqtt_event {
     struct mqtt_event *next;
@@ -462,6 +462,9 @@ typedef struct mqtt_event {
     bool sync;            /* CONNACK of a blocking connect already reported */
     bool session_present;
     bool downgraded;      /* PUBACK completing a QoS 2 publish the broker took as QoS 1 */
+    /* The packet's reason code (MQTT 5.0 acks, DISCONNECT, AUTH); 0 when the
+     * packet had none, so always 0 under 3.1.1 (CONNACK's code is return_code). */
+    uint8_t reason_code;
     int return_code;      /* CONNACK code, -1 when none */
     int level;            /* MQTT_EV_LOG level */
     size_t topic_len, payload_len, text_len;
@@ -469,18 +472,16 @@ typedef struct mqtt_event {
     const uint8_t *payload;
     const char *text;     /* error or log text, NUL terminated, or NULL */
     size_t bytes;         /* accounted size */
-    /* The packet's reason code (MQTT 5.0 acks, DISCONNECT, AUTH); 0 when the
-     * packet had none, so always 0 under 3.1.1 (CONNACK's code is return_code). */
-    int reason_code;
-    /* SUBACK and UNSUBACK: one code per filter, in order (SUBACK: the granted
-     * QoS 0..2, or >= 0x80 refused). Under 3.1.1 UNSUBACK has none. NULL/0
-     * for the other events. */
+    /* SUBACK and UNSUBACK: reason_count codes, one per filter, in order
+     * (SUBACK: the granted QoS 0..2, or >= 0x80 refused). Under 3.1.1 UNSUBACK
+     * has none. NULL/0 for the other events. */
     const uint8_t *reasons;
-    size_t reason_count;
-    /* The packet's MQTT 5.0 property block, as received; walk it with
-     * mqtt_event_property_next(). NULL/0 when it had none (always under 3.1.1). */
+    /* The packet's MQTT 5.0 property block (props_len bytes), as received;
+     * walk it with mqtt_event_property_next(). NULL/0 when it had none
+     * (always under 3.1.1). */
     const uint8_t *props;
-    size_t props_len;
+    uint32_t reason_count;
+    uint32_t props_len;
     uint8_t data[];       /* private: what the pointers above point into */
 } mqtt_event;
 

@@ -198,7 +198,7 @@ static void copy_props(mqtt_event *ev, size_t off, const mqtt_packet *p)
         return;
     memcpy(ev->data + off, p->props.data, p->props.len);
     ev->props = ev->data + off;
-    ev->props_len = p->props.len;
+    ev->props_len = (uint32_t)p->props.len; /* at most MQTT_MAX_REMAINING */
 }
 
 mqtt_event *mqtt__event_message(int type, const mqtt_packet *p)
@@ -238,7 +238,7 @@ mqtt_event *mqtt__event_ack(int type, uint16_t id, const mqtt_packet *p)
     if (n) {
         memcpy(ev->data, p->granted.data, n);
         ev->reasons = ev->data;
-        ev->reason_count = n;
+        ev->reason_count = (uint32_t)n;
     }
     copy_props(ev, n, p);
     return ev;
