@@ -1,5 +1,6 @@
 /*
- * zmqtt public C API: an MQTT 3.1.1 client with a background I/O thread.
+ * zmqtt public C API (versioned: MQTT_API_VERSION): an MQTT client, speaking
+ * 3.1.1 for now, with a background I/O thread.
  * The core knows nothing of Lua. Every function may be called from any one
  * application thread (not concurrently with close); the I/O thread is
  * internal. Events the application must see are queued and taken in batches.

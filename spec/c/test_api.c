@@ -84,6 +84,10 @@ static void test_other_structs(void)
     mqtt_connect_result res;
     CHECK(mqtt_client_connect(c, &co, &res) == MQTT_ERR_INVAL && said("connect options"),
           "connect refuses connect options of a size it does not know");
+    co.struct_size = sizeof co;
+    co.host = NULL;
+    CHECK(mqtt_client_connect(c, &co, &res) == MQTT_ERR_INVAL && said("host: missing"),
+          "connect without a host says so");
     mqtt_client_destroy(c);
     mqtt_tls_options to;
     CHECK(mqtt_tls_options_init(&to) == MQTT_OK && to.struct_size == sizeof to && to.verify &&

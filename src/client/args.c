@@ -53,8 +53,14 @@ int mqtt_connect_options_init_v(mqtt_connect_options *o, size_t size)
 
 int mqtt__connect_options_read(mqtt_connect_options *dst, const mqtt_connect_options *src)
 {
+    mqtt__refusal_clear();
     connect_options_defaults(dst);
-    return mqtt__struct_read(dst, sizeof *dst, src, sizeof *dst, "connect options");
+    int rc = mqtt__struct_read(dst, sizeof *dst, src, sizeof *dst, "connect options");
+    if (rc == MQTT_OK && (!dst->host || !dst->host[0]))
+        rc = mqtt__refuse(MQTT_ERR_INVAL, "host: missing");
+    if (rc == MQTT_OK && dst->port == 0)
+        rc = mqtt__refuse(MQTT_ERR_INVAL, "port: 0");
+    return rc;
 }
 
 /* The name of the packet a property array is for, in messages. */

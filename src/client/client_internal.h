@@ -163,7 +163,7 @@ MQTT_HIDDEN mqtt_event *mqtt__event_ack(int type, uint16_t id, const mqtt_packet
  * mqtt_last_error(). */
 /** The caller's options (NULL: defaults) read within their struct_size, and checked. */
 MQTT_HIDDEN int mqtt__options_read(mqtt_options *dst, const mqtt_options *src);
-/** The caller's connect options read within their struct_size (host and port unchecked). */
+/** The caller's connect options read within their struct_size; a host and a port needed. */
 MQTT_HIDDEN int mqtt__connect_options_read(mqtt_connect_options *dst,
                                            const mqtt_connect_options *src);
 /** A property array for a packet type (or MQTT_WILL_PROPERTIES) under a protocol level:
