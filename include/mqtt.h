@@ -423,7 +423,9 @@ typedef struct mqtt_connect_options {
 int mqtt_connect_options_init_v(mqtt_connect_options *o, size_t size);
 #define mqtt_connect_options_init(o) mqtt_connect_options_init_v((o), sizeof *(o))
 
-/** Result of a blocking connect, filled on every outcome. */
+/** Result of a blocking connect, filled on every outcome. A fixed layout:
+ *  what MQTT 5.0's CONNACK adds (its reason code and properties) comes with
+ *  the MQTT_EV_CONNACK event, which a blocking connect queues too (sync). */
 typedef struct mqtt_connect_result {
     int status;          /* MQTT_OK, MQTT_ERR_REFUSED (see return_code), or the local error */
     int return_code;     /* CONNACK return code, or -1 when no CONNACK arrived */
@@ -633,7 +635,13 @@ typedef struct mqtt_stats {
     uint64_t logs_dropped; /* log events dropped while max_event_bytes was reached */
 } mqtt_stats;
 
-void mqtt_client_stats(mqtt_client *c, mqtt_stats *st);
+/**
+ * Fills the caller's counters. Versioned by size (the macro passes sizeof):
+ * later versions append counters; the library writes at most size bytes and
+ * zeroes those of a larger struct that it does not know.
+ */
+void mqtt_client_stats_v(mqtt_client *c, mqtt_stats *out, size_t size);
+#define mqtt_client_stats(c, st) mqtt_client_stats_v((c), (st), sizeof *(st))
 
 /* Topic helpers (pure). */
 bool mqtt_topic_matches(const char *filter, size_t filter_len, const char *topic,

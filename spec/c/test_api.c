@@ -210,6 +210,19 @@ static void test_subscribe_refusals(mqtt_client *c)
     mqtt_stats st;
     mqtt_client_stats(c, &st);
     CHECK(st.queued == 1, "subscribe: nothing refused was queued");
+    struct {
+        mqtt_stats known;
+        uint64_t later[2];
+    } newer;
+    memset(&newer, 0xAB, sizeof newer);
+    mqtt_client_stats_v(c, &newer.known, sizeof newer);
+    CHECK(newer.known.queued == 1 && newer.later[0] == 0 && newer.later[1] == 0,
+          "stats into a newer, larger struct: what the library knows, zeros after");
+    size_t older = offsetof(mqtt_stats, inflight);
+    memset(&newer, 0xAB, sizeof newer);
+    mqtt_client_stats_v(c, &newer.known, older);
+    CHECK(newer.known.queued == 1 && newer.known.inflight == (size_t)0xABABABABABABABABu,
+          "stats into an older, smaller struct: nothing written past its size");
 }
 
 /* Takes events until want of them passed check, or 5 s went by. */

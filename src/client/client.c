@@ -368,11 +368,8 @@ int mqtt_client_event_fd(mqtt_client *c)
     return c->notify_fd;
 }
 
-void mqtt_client_stats(mqtt_client *c, mqtt_stats *st)
+static void fill_stats(mqtt_client *c, mqtt_stats *st)
 {
-    memset(st, 0, sizeof *st);
-    if (mqtt__foreign(c))
-        return;
     mqtt_session_counts n;
     pthread_mutex_lock(&c->mu);
     mqtt__session_counts(c->session, &n);
@@ -387,4 +384,16 @@ void mqtt_client_stats(mqtt_client *c, mqtt_stats *st)
     st->connect_failures = c->connect_failures;
     st->logs_dropped = c->logs_dropped;
     pthread_mutex_unlock(&c->mu);
+}
+
+void mqtt_client_stats_v(mqtt_client *c, mqtt_stats *out, size_t size)
+{
+    mqtt_stats st;
+    memset(&st, 0, sizeof st);
+    if (!out)
+        return;
+    if (!mqtt__foreign(c))
+        fill_stats(c, &st);
+    memset(out, 0, size); /* counters a newer header has and this library not */
+    memcpy(out, &st, size < sizeof st ? size : sizeof st);
 }
