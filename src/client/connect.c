@@ -48,13 +48,11 @@ static void join_finished_thread(mqtt_client *c)
 
 static int store_options(mqtt_client *c, const mqtt_connect_options *user)
 {
-    mqtt_connect_options full; /* read within the caller's struct_size (args.c) */
+    mqtt_connect_options full; /* read within the caller's struct_size, checked (args.c) */
     int rc = mqtt__connect_options_read(&full, user);
-    const mqtt_connect_options *o = &full;
     if (rc != MQTT_OK)
         return rc;
-    if (!o->host || !o->host[0] || o->port == 0)
-        return MQTT_ERR_INVAL;
+    const mqtt_connect_options *o = &full;
     char *host = mqtt__strdup(o->host);
     if (!host)
         return MQTT_ERR_NOMEM;
