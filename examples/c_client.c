@@ -1,6 +1,7 @@
 /*
  * The zmqtt core from C, without Lua: connect, subscribe, publish at QoS 1,
- * wait on the event fd, print what arrives, disconnect.
+ * wait on the event fd, print what arrives, disconnect. It also shows an
+ * MQTT 5.0 property refused, in words, while the client speaks 3.1.1.
  * Usage: c_client host port topic message
  */
 #include <poll.h>
@@ -30,7 +31,7 @@ static int run(mqtt_client *c, uint16_t pub_mid)
                 printf("PUBACK for mid %u\n", ev->mid);
                 got_puback = true;
             } else if (ev->type == MQTT_EV_SUBACK) {
-                printf("SUBACK for mid %u, granted %u\n", ev->mid, ev->granted[0]);
+                printf("SUBACK for mid %u, granted %u\n", ev->mid, ev->reasons[0]);
             }
             mqtt_event_free(ev);
         }
@@ -51,7 +52,7 @@ int main(int argc, char **argv)
     mqtt_client *c;
     int rc = mqtt_client_create(&o, &c);
     if (rc != MQTT_OK) {
-        fprintf(stderr, "create: %s\n", mqtt_strerror(rc));
+        fprintf(stderr, "create: %s (%s)\n", mqtt_strerror(rc), mqtt_last_error());
         return 1;
     }
     mqtt_connect_options co;
@@ -65,18 +66,27 @@ int main(int argc, char **argv)
         mqtt_client_destroy(c);
         return 1;
     }
-    printf("connected (session present: %d)\n", res.session_present);
-    mqtt_subscription sub = {argv[3], strlen(argv[3]), 1};
+    printf("connected (session present: %d, API version %d)\n", res.session_present,
+           mqtt_api_version());
+    mqtt_subscription sub = {.filter = argv[3], .filter_len = strlen(argv[3]), .qos = 1};
     uint16_t sub_mid, pub_mid;
-    rc = mqtt_client_subscribe(c, &sub, 1, &sub_mid);
+    rc = mqtt_client_subscribe(c, &sub, 1, NULL, 0, &sub_mid);
+    mqtt_message m = {.topic = argv[3], .topic_len = strlen(argv[3]), .payload = argv[4],
+                      .payload_len = strlen(argv[4]), .qos = 1};
     if (rc == MQTT_OK)
-        rc = mqtt_client_publish(c, argv[3], strlen(argv[3]), argv[4], strlen(argv[4]), 1, false,
-                                 &pub_mid);
+        rc = mqtt_client_publish(c, &m, &pub_mid);
+    mqtt_property user = {.id = MQTT_PROP_USER_PROPERTY, .data = (const uint8_t *)"from",
+                          .len = 4, .data2 = (const uint8_t *)"c", .len2 = 1};
+    mqtt_message with_props = m;
+    with_props.props = &user;
+    with_props.prop_count = 1;
+    if (rc == MQTT_OK && mqtt_client_publish(c, &with_props, NULL) == MQTT_ERR_INVAL)
+        printf("refused: %s\n", mqtt_last_error());
     if (rc == MQTT_OK)
         rc = run(c, pub_mid) ? MQTT_ERR_TIMEOUT : MQTT_OK;
     mqtt_client_disconnect(c);
     mqtt_client_destroy(c);
     if (rc != MQTT_OK)
-        fprintf(stderr, "failed: %s\n", mqtt_strerror(rc));
+        fprintf(stderr, "failed: %s %s\n", mqtt_strerror(rc), mqtt_last_error());
     return rc == MQTT_OK ? 0 : 1;
 }

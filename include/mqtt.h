@@ -1,5 +1,6 @@
 /*
- * zmqtt public C API: an MQTT 3.1.1 client with a background I/O thread.
+ * zmqtt public C API (versioned: MQTT_API_VERSION): an MQTT client, speaking
+ * 3.1.1 for now, with a background I/O thread.
  * The core knows nothing of Lua. Every function may be called from any one
  * application thread (not concurrently with close); the I/O thread is
  * internal. Events the application must see are queued and taken in batches.
@@ -14,6 +15,25 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/**
+ * The version of this API: MQTT_API_VERSION is what a program was compiled
+ * against, mqtt_api_version() what the library it runs with implements.
+ * Version 2 brought the versioned option structs (struct_size), the message
+ * and subscription structs with MQTT 5.0 properties, and events carrying
+ * reason codes and properties.
+ *
+ * Versioned structs (mqtt_options, mqtt_connect_options, mqtt_tls_options)
+ * start with struct_size, which their init macro sets to the size the program
+ * was compiled with; later versions only append fields. The library reads
+ * the fields that lie wholly inside struct_size and gives the others their
+ * defaults, and refuses (MQTT_ERR_INVAL, see mqtt_last_error()) a size below
+ * the struct's first versioned layout or above its own: a program built
+ * against a newer header than the library it runs with. Always fill them
+ * with the init macro, then change what you need.
+ */
+#define MQTT_API_VERSION 2
+int mqtt_api_version(void);
 
 /* One table of local status codes: X(enum, stable name, description). */
 #define MQTT_STATUS_LIST(X)                                                              \
@@ -50,6 +70,15 @@ const char *mqtt_errname(int status);
 /** What the last MQTT_ERR_SYSTEM in this thread was: the call and the system's
  *  reason ("eventfd: Too many open files"). Never NULL. */
 const char *mqtt_system_error(void);
+/**
+ * Why the last call in this thread that returned MQTT_ERR_INVAL refused its
+ * arguments, in words naming the argument ("topic: wildcards are not
+ * allowed in a topic name", "property topic_alias: not allowed in SUBSCRIBE",
+ * "properties need MQTT 5.0; the client speaks MQTT 3.1.1"). The calls that
+ * set it clear it when they start; "" when the last one said nothing more.
+ * Never NULL; valid until the next call into the library in this thread.
+ */
+const char *mqtt_last_error(void);
 /** Name of a CONNACK return code (1..5 as in MQTT 3.1.1 section 3.2.2.3). */
 const char *mqtt_connack_name(int return_code);
 
@@ -297,8 +326,13 @@ const char *mqtt_reason_name(int code, int packet_type);
 
 typedef struct mqtt_client mqtt_client;
 
-/** Client options; fill with mqtt_options_init() and change what you need. */
+/**
+ * Client options: fill with mqtt_options_init() and change what you need.
+ * A versioned struct (see MQTT_API_VERSION): the fields from protocol on are
+ * read only when struct_size covers them.
+ */
 typedef struct mqtt_options {
+    size_t struct_size;    /* set by mqtt_options_init */
     const char *client_id; /* borrowed for the create call only */
     size_t client_id_len;
     bool clean_session;      /* default true */
@@ -319,9 +353,23 @@ typedef struct mqtt_options {
     double disconnect_timeout; /* seconds to flush before DISCONNECT; default 5 */
     size_t max_packet;       /* largest packet accepted from the broker, fixed header included */
     bool log_events;         /* queue MQTT_EV_LOG events; default false */
+    /* The protocol level: MQTT_V311 (the default). MQTT_V5 is refused with
+     * MQTT_ERR_INVAL until the client speaks MQTT 5.0. */
+    int protocol;
+    /* CONNECT properties (MQTT 5.0 only): checked against the property table
+     * for CONNECT, then refused under 3.1.1 (MQTT_ERR_INVAL). Borrowed for
+     * the create call only. */
+    const mqtt_property *connect_props;
+    size_t connect_prop_count;
 } mqtt_options;
 
-void mqtt_options_init(mqtt_options *o);
+/** The smallest struct_size mqtt_client_create accepts: the layout before protocol. */
+#define MQTT_OPTIONS_MIN_SIZE offsetof(mqtt_options, protocol)
+
+/** Sets struct_size to size and every field inside it to its default.
+ *  MQTT_ERR_INVAL (o untouched) for a size this library does not know. */
+int mqtt_options_init_v(mqtt_options *o, size_t size);
+#define mqtt_options_init(o) mqtt_options_init_v((o), sizeof *(o))
 
 /* ---- TLS ------------------------------------------------------------ */
 
@@ -329,6 +377,7 @@ typedef struct mqtt_tls_config mqtt_tls_config;
 
 /** What a TLS context is made of. Strings are read during mqtt_tls_config_new only. */
 typedef struct mqtt_tls_options {
+    size_t struct_size;           /* set by mqtt_tls_options_init */
     const char *cafile, *capath;  /* PEM or DER file; directory of certificates */
     const char *cadata;           /* PEM text */
     size_t cadata_len;
@@ -346,8 +395,12 @@ typedef struct mqtt_tls_options {
     const char *psk_identity;
 } mqtt_tls_options;
 
-void mqtt_tls_options_init(mqtt_tls_options *o);
-/** Builds an immutable, shareable context (refcount 1). On failure err says why, naming files. */
+/** Versioned like mqtt_options: sets struct_size and the defaults;
+ *  MQTT_ERR_INVAL for a size this library does not know. */
+int mqtt_tls_options_init_v(mqtt_tls_options *o, size_t size);
+#define mqtt_tls_options_init(o) mqtt_tls_options_init_v((o), sizeof *(o))
+/** Builds an immutable, shareable context (refcount 1). On failure err says why, naming
+ *  files (a struct_size the library does not know: MQTT_ERR_INVAL). */
 int mqtt_tls_config_new(const mqtt_tls_options *o, mqtt_tls_config **out, char *err,
                         size_t errlen);
 /** Reference counting: any thread; the last unref frees. NULL is fine. */
@@ -356,6 +409,7 @@ void mqtt_tls_config_unref(mqtt_tls_config *cfg);
 
 /** Where and how to connect. Strings are copied by the call. */
 typedef struct mqtt_connect_options {
+    size_t struct_size; /* set by mqtt_connect_options_init */
     const char *host;
     uint16_t port;      /* default 1883 */
     uint16_t keepalive; /* seconds; 0 disables */
@@ -364,9 +418,14 @@ typedef struct mqtt_connect_options {
     mqtt_tls_config *tls; /* NULL for plain TCP; the client takes its own reference */
 } mqtt_connect_options;
 
-void mqtt_connect_options_init(mqtt_connect_options *o);
+/** Versioned like mqtt_options: sets struct_size and the defaults;
+ *  MQTT_ERR_INVAL for a size this library does not know. */
+int mqtt_connect_options_init_v(mqtt_connect_options *o, size_t size);
+#define mqtt_connect_options_init(o) mqtt_connect_options_init_v((o), sizeof *(o))
 
-/** Result of a blocking connect, filled on every outcome. */
+/** Result of a blocking connect, filled on every outcome. A fixed layout:
+ *  what MQTT 5.0's CONNACK adds (its reason code and properties) comes with
+ *  the MQTT_EV_CONNACK event, which a blocking connect queues too (sync). */
 typedef struct mqtt_connect_result {
     int status;          /* MQTT_OK, MQTT_ERR_REFUSED (see return_code), or the local error */
     int return_code;     /* CONNACK return code, or -1 when no CONNACK arrived */
@@ -390,7 +449,11 @@ enum {
     MQTT_EV_LOG = 0x101
 };
 
-/** One queued event; owned by the caller once taken, freed with mqtt_event_free(). */
+/**
+ * One queued event; owned by the caller once taken, freed with
+ * mqtt_event_free(). The library allocates events: later versions add
+ * fields after props_len only, so the offsets here never move.
+ */
 typedef struct mqtt_event {
     struct mqtt_event *next;
     int type;             /* MQTT_EV_* */
@@ -402,16 +465,37 @@ typedef struct mqtt_event {
     bool sync;            /* CONNACK of a blocking connect already reported */
     bool session_present;
     bool downgraded;      /* PUBACK completing a QoS 2 publish the broker took as QoS 1 */
+    /* The packet's reason code (MQTT 5.0 acks, DISCONNECT, AUTH); 0 when the
+     * packet had none, so always 0 under 3.1.1 (CONNACK's code is return_code). */
+    uint8_t reason_code;
     int return_code;      /* CONNACK code, -1 when none */
     int level;            /* MQTT_EV_LOG level */
-    size_t topic_len, payload_len, text_len, granted_count;
-    const char *topic;    /* points into data; NUL terminated */
+    size_t topic_len, payload_len, text_len;
+    const char *topic;    /* points into the event; NUL terminated */
     const uint8_t *payload;
     const char *text;     /* error or log text, NUL terminated, or NULL */
-    const uint8_t *granted;
     size_t bytes;         /* accounted size */
-    uint8_t data[];
+    /* SUBACK and UNSUBACK: reason_count codes, one per filter, in order
+     * (SUBACK: the granted QoS 0..2, or >= 0x80 refused). Under 3.1.1 UNSUBACK
+     * has none. NULL/0 for the other events. */
+    const uint8_t *reasons;
+    /* The packet's MQTT 5.0 property block (props_len bytes), as received;
+     * walk it with mqtt_event_property_next(). NULL/0 when it had none
+     * (always under 3.1.1). */
+    const uint8_t *props;
+    uint32_t reason_count;
+    uint32_t props_len;
+    uint8_t data[];       /* private: what the pointers above point into */
 } mqtt_event;
+
+/**
+ * Walks the event's properties in the order received: start with *pos = 0;
+ * each call fills *out (strings and binary point into the event) and
+ * advances *pos; false at the end, or for an event without properties.
+ */
+bool mqtt_event_property_next(const mqtt_event *ev, size_t *pos, mqtt_property *out);
+/** The event's first property with that identifier (MQTT_PROP_*); false when absent. */
+bool mqtt_event_property_find(const mqtt_event *ev, int id, mqtt_property *out);
 
 void mqtt_event_free(mqtt_event *ev);
 
@@ -432,9 +516,28 @@ void mqtt_client_destroy(mqtt_client *c);
 long mqtt_client_owner(const mqtt_client *c);
 bool mqtt_client_foreign(const mqtt_client *c);
 
-/** Will for the next connects; topic NULL clears it. */
-int mqtt_client_set_will(mqtt_client *c, const char *topic, size_t topic_len,
-                         const void *payload, size_t payload_len, int qos, bool retain);
+/**
+ * An outgoing message, for mqtt_client_publish and mqtt_client_set_will.
+ * Everything is borrowed for the call only (copied). topic: a topic name
+ * (no wildcards); payload may be NULL when payload_len is 0; qos 0..2.
+ * props/prop_count: MQTT 5.0 properties (PUBLISH's, or the will's), checked
+ * against the property table, refused under 3.1.1. A fixed layout: what a
+ * later protocol adds to a message comes as properties.
+ */
+typedef struct mqtt_message {
+    const char *topic;
+    size_t topic_len;
+    const void *payload;
+    size_t payload_len;
+    int qos;
+    bool retain;
+    const mqtt_property *props;
+    size_t prop_count;
+} mqtt_message;
+
+/** Will for the next connects; NULL clears it. The payload is at most 65535 bytes.
+ *  MQTT_ERR_INVAL (mqtt_last_error() says why), MQTT_ERR_NOMEM, MQTT_ERR_STATE. */
+int mqtt_client_set_will(mqtt_client *c, const mqtt_message *will);
 /** Credentials for the next connects; username NULL clears both. */
 int mqtt_client_set_credentials(mqtt_client *c, const char *username, size_t username_len,
                                 const char *password, size_t password_len);
@@ -452,20 +555,43 @@ void mqtt_client_set_reconnect_hook(mqtt_client *c, bool on);
 /** Lets a reconnect waiting on MQTT_EV_BEFORE_RECONNECT go ahead. */
 void mqtt_client_proceed(mqtt_client *c);
 
-/** Queues a message; *mid receives its id (QoS 0: a fresh id of the same sequence,
- * not sent). Payload is copied. */
-int mqtt_client_publish(mqtt_client *c, const char *topic, size_t topic_len, const void *payload,
-                        size_t payload_len, int qos, bool retain, uint16_t *mid);
+/**
+ * Queues a message; *mid (may be NULL) receives its id (QoS 0: a fresh id of
+ * the same sequence, not sent). Everything is copied. Nothing is queued and
+ * no id is used on an error: MQTT_ERR_INVAL (a bad topic, QoS, payload size
+ * or property, or properties under 3.1.1: mqtt_last_error() says which),
+ * MQTT_ERR_QUEUE_FULL, MQTT_ERR_NOMEM, MQTT_ERR_STATE (after fork()).
+ */
+int mqtt_client_publish(mqtt_client *c, const mqtt_message *m, uint16_t *mid);
 
+/**
+ * One entry of SUBSCRIBE (filter and options) or UNSUBSCRIBE (which reads
+ * the filter alone, so one array can serve both). Borrowed for the call only.
+ * no_local, retain_as_published and retain_handling (0 send retained
+ * messages, 1 only for a new subscription, 2 never) are MQTT 5.0 options:
+ * refused under 3.1.1 unless false/0.
+ */
 typedef struct mqtt_subscription {
     const char *filter;
     size_t filter_len;
     int qos;
+    bool no_local;
+    bool retain_as_published;
+    int retain_handling;
 } mqtt_subscription;
 
-int mqtt_client_subscribe(mqtt_client *c, const mqtt_subscription *subs, size_t n, uint16_t *mid);
+/**
+ * Queues a SUBSCRIBE of n (1..65535) entries with the packet's properties
+ * (SUBSCRIBE allows subscription_identifier and user_property; refused under
+ * 3.1.1); *mid receives its id, the SUBACK event carries it. Nothing is
+ * queued on an error: MQTT_ERR_INVAL (mqtt_last_error() names the entry or
+ * property), MQTT_ERR_QUEUE_FULL, MQTT_ERR_NOMEM, MQTT_ERR_STATE.
+ */
+int mqtt_client_subscribe(mqtt_client *c, const mqtt_subscription *subs, size_t n,
+                          const mqtt_property *props, size_t prop_count, uint16_t *mid);
+/** Like mqtt_client_subscribe, for UNSUBSCRIBE (user_property only, under 5.0). */
 int mqtt_client_unsubscribe(mqtt_client *c, const mqtt_subscription *subs, size_t n,
-                            uint16_t *mid);
+                            const mqtt_property *props, size_t prop_count, uint16_t *mid);
 
 /** Flushes (bounded by disconnect_timeout), sends DISCONNECT, closes; no reconnect follows. */
 int mqtt_client_disconnect(mqtt_client *c);
@@ -509,7 +635,13 @@ typedef struct mqtt_stats {
     uint64_t logs_dropped; /* log events dropped while max_event_bytes was reached */
 } mqtt_stats;
 
-void mqtt_client_stats(mqtt_client *c, mqtt_stats *st);
+/**
+ * Fills the caller's counters. Versioned by size (the macro passes sizeof):
+ * later versions append counters; the library writes at most size bytes and
+ * zeroes those of a larger struct that it does not know.
+ */
+void mqtt_client_stats_v(mqtt_client *c, mqtt_stats *out, size_t size);
+#define mqtt_client_stats(c, st) mqtt_client_stats_v((c), (st), sizeof *(st))
 
 /* The I/O loop: one thread (or a small pool) serves every client of the
  * process through epoll; it starts with the first client and stops when the

@@ -39,6 +39,7 @@ build = {
                 "src/base/alloc.c",
                 "src/base/clock.c",
                 "src/base/status.c",
+                "src/client/args.c",
                 "src/client/buf.c",
                 "src/client/client.c",
                 "src/client/connect.c",

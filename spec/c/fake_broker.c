@@ -224,6 +224,16 @@ uint16_t fake_broker_port(const fake_broker *b)
     return b->port;
 }
 
+bool fake_broker_connect(const fake_broker *b, mqtt_client *c)
+{
+    mqtt_connect_options co;
+    mqtt_connect_options_init(&co);
+    co.host = "127.0.0.1";
+    co.port = fake_broker_port(b);
+    mqtt_connect_result res;
+    return mqtt_client_connect(c, &co, &res) == MQTT_OK;
+}
+
 unsigned fake_broker_ended(fake_broker *b)
 {
     pthread_mutex_lock(&b->mu);

@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "mqtt.h"
+
 /* What the broker read on one connection. */
 typedef struct fake_broker_conn {
     unsigned publishes[3]; /* PUBLISH packets received, by QoS */
@@ -21,6 +23,8 @@ typedef struct fake_broker fake_broker;
 /** Listens on an ephemeral port and starts the serving thread; NULL on failure. */
 fake_broker *fake_broker_start(void);
 uint16_t fake_broker_port(const fake_broker *b);
+/** Connects c to the broker (blocking; default connect options): true on success. */
+bool fake_broker_connect(const fake_broker *b, mqtt_client *c);
 /** Connections served to their end so far. */
 unsigned fake_broker_ended(fake_broker *b);
 /** Waits up to timeout seconds until `ended` connections have ended; false on

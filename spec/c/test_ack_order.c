@@ -91,17 +91,12 @@ int main(void)
     o.client_id_len = strlen(o.client_id);
     mqtt_client *c = NULL;
     CHECK(mqtt_client_create(&o, &c) == MQTT_OK, "client created");
-    mqtt_connect_options co;
-    mqtt_connect_options_init(&co);
-    co.host = "127.0.0.1";
-    co.port = fake_broker_port(broker);
-    mqtt_connect_result res;
-    CHECK(mqtt_client_connect(c, &co, &res) == MQTT_OK, "connected to the fake broker");
+    CHECK(fake_broker_connect(broker, c), "connected to the fake broker");
     unsigned messages = 0;
     for (int round = 0; round < ROUNDS; round++) {
-        mqtt_subscription sub = {"oom/t", 5, 1};
+        mqtt_subscription sub = {.filter = "oom/t", .filter_len = 5, .qos = 1};
         uint16_t mid;
-        mqtt_client_subscribe(c, &sub, 1, &mid);
+        mqtt_client_subscribe(c, &sub, 1, NULL, 0, &mid);
         /* Each SUBACK brings one message at each QoS: 0 and 1 now, 2 at PUBREL. */
         unsigned want = (unsigned)(round + 1) * 3;
         for (int i = 0; i < 3000 && messages < want; i++) {

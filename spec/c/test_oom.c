@@ -38,15 +38,18 @@ static bool offline_client(void)
     int rc = mqtt_client_create(&o, &c);
     if (rc != MQTT_OK)
         return rc == MQTT_ERR_NOMEM && c == NULL;
-    bool good = ok_or_nomem(mqtt_client_set_will(c, "will/t", 6, "", 0, 1, false)) &&
+    mqtt_message will = {"will/t", 6, "", 0, 1, false, NULL, 0};
+    bool good = ok_or_nomem(mqtt_client_set_will(c, &will)) &&
                 ok_or_nomem(mqtt_client_set_credentials(c, "user", 4, "pw", 2));
     uint16_t mid;
-    for (int qos = 0; qos <= 2; qos++)
-        good =
-            good && ok_or_nomem(mqtt_client_publish(c, "a/b", 3, "payload", 7, qos, false, &mid));
-    mqtt_subscription subs[2] = {{"a/+", 3, 1}, {"b/#", 3, 2}};
-    good = good && ok_or_nomem(mqtt_client_subscribe(c, subs, 2, &mid)) &&
-           ok_or_nomem(mqtt_client_unsubscribe(c, subs, 2, &mid));
+    for (int qos = 0; qos <= 2; qos++) {
+        mqtt_message m = {"a/b", 3, "payload", 7, qos, false, NULL, 0};
+        good = good && ok_or_nomem(mqtt_client_publish(c, &m, &mid));
+    }
+    mqtt_subscription subs[2] = {{.filter = "a/+", .filter_len = 3, .qos = 1},
+                                  {.filter = "b/#", .filter_len = 3, .qos = 2}};
+    good = good && ok_or_nomem(mqtt_client_subscribe(c, subs, 2, NULL, 0, &mid)) &&
+           ok_or_nomem(mqtt_client_unsubscribe(c, subs, 2, NULL, 0, &mid));
     mqtt_stats st;
     mqtt_client_stats(c, &st);
     mqtt_client_destroy(c);
@@ -142,7 +145,7 @@ static unsigned event_bit(run *r, const mqtt_event *ev)
             failure_event(r, ev);
         return 0;
     case MQTT_EV_SUBACK:
-        if (ev->mid == r->sub_mid && ev->granted_count == 1 && ev->granted[0] == 2)
+        if (ev->mid == r->sub_mid && ev->reason_count == 1 && ev->reasons[0] == 2)
             return E_SUBACK;
         return 0;
     case MQTT_EV_PUBLISH:
@@ -220,20 +223,20 @@ static bool broker_saw(unsigned ended, bool qos0)
  * *qos0 says whether the QoS 0 publish was accepted. */
 static bool pubsub(run *r, bool *qos0)
 {
-    mqtt_subscription sub = {"oom/t", 5, 2};
-    int rc = mqtt_client_subscribe(r->c, &sub, 1, &r->sub_mid);
+    mqtt_subscription sub = {.filter = "oom/t", .filter_len = 5, .qos = 2};
+    int rc = mqtt_client_subscribe(r->c, &sub, 1, NULL, 0, &r->sub_mid);
     if (rc == MQTT_OK)
         r->want |= E_SUBACK | E_MSG0 | E_MSG1 | E_MSG2 | E_REL2;
     await(r);
     bool good = ok_or_nomem(rc);
     uint16_t mid;
-    rc = mqtt_client_publish(r->c, "oom/out", 7, "p0", 2, 0, false, &mid);
+    rc = mqtt_client_publish(r->c, &(mqtt_message){"oom/out", 7, "p0", 2, 0, false, NULL, 0}, &mid);
     *qos0 = rc == MQTT_OK;
     good = good && ok_or_nomem(rc);
-    rc = mqtt_client_publish(r->c, "oom/out", 7, "p1", 2, 1, false, &r->pub1_mid);
+    rc = mqtt_client_publish(r->c, &(mqtt_message){"oom/out", 7, "p1", 2, 1, false, NULL, 0}, &r->pub1_mid);
     r->want |= rc == MQTT_OK ? E_PUBACK : 0;
     good = good && ok_or_nomem(rc);
-    rc = mqtt_client_publish(r->c, "oom/out", 7, "p2", 2, 2, false, &r->pub2_mid);
+    rc = mqtt_client_publish(r->c, &(mqtt_message){"oom/out", 7, "p2", 2, 2, false, NULL, 0}, &r->pub2_mid);
     r->want |= rc == MQTT_OK ? E_PUBREC | E_PUBCOMP : 0;
     good = good && ok_or_nomem(rc);
     await(r);
@@ -247,7 +250,8 @@ static bool connected_client(void)
     int rc = new_client(&r, "oom-connected");
     if (rc != MQTT_OK)
         return rc == MQTT_ERR_NOMEM;
-    bool good = ok_or_nomem(mqtt_client_set_will(r.c, "will/t", 6, "bye", 3, 1, false)) &&
+    mqtt_message will = {"will/t", 6, "bye", 3, 1, false, NULL, 0};
+    bool good = ok_or_nomem(mqtt_client_set_will(r.c, &will)) &&
                 ok_or_nomem(mqtt_client_set_credentials(r.c, "user", 4, "pw", 2));
     mqtt_connect_options co;
     mqtt_connect_options_init(&co);

@@ -202,7 +202,7 @@ static void take_events(void)
             R.out[id] = OUT_NONE;
             break;
         case MQTT_EV_SUBACK:
-            FZ_CHECK(R.out[id] == OUT_SUB && ev->granted_count >= 1);
+            FZ_CHECK(R.out[id] == OUT_SUB && ev->reason_count >= 1);
             R.out[id] = OUT_NONE;
             break;
         case MQTT_EV_UNSUBACK:
@@ -561,7 +561,8 @@ static void op_client_publish(void)
         return;
     R.publishes++;
     uint16_t mid = 0;
-    int rc = mqtt_client_publish(R.c, topic, strlen(topic), payload, plen, qos, f & 0x20, &mid);
+    mqtt_message m = {topic, strlen(topic), payload, plen, qos, f & 0x20, NULL, 0};
+    int rc = mqtt_client_publish(R.c, &m, &mid);
     bool valid = mqtt__check_topic_name((const uint8_t *)topic, strlen(topic), NULL) == MQTT_OK;
     FZ_CHECK(valid ? rc == MQTT_OK : rc == MQTT_ERR_INVAL);
     if (rc == MQTT_OK && qos > 0) {
@@ -576,14 +577,14 @@ static void op_client_subscribe(void)
 {
     uint8_t f = fz_u8(&R.in);
     const char *filter = topics[f >> 2 & 7];
-    mqtt_subscription sub = {filter, strlen(filter), f % 3};
+    mqtt_subscription sub = {.filter = filter, .filter_len = strlen(filter), .qos = f % 3};
     bool unsub = f & 0x20;
     if (R.publishes >= MAX_PUBLISHES)
         return;
     R.publishes++;
     uint16_t mid = 0;
-    int rc = unsub ? mqtt_client_unsubscribe(R.c, &sub, 1, &mid)
-                   : mqtt_client_subscribe(R.c, &sub, 1, &mid);
+    int rc = unsub ? mqtt_client_unsubscribe(R.c, &sub, 1, NULL, 0, &mid)
+                   : mqtt_client_subscribe(R.c, &sub, 1, NULL, 0, &mid);
     bool valid = mqtt__check_topic_filter((const uint8_t *)filter, strlen(filter), NULL) ==
                  MQTT_OK;
     FZ_CHECK(valid ? rc == MQTT_OK : rc == MQTT_ERR_INVAL);

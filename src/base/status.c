@@ -2,6 +2,7 @@
  * Status codes: the names and descriptions behind MQTT_STATUS_LIST, and the
  * names of CONNACK return codes. One table, so the two never drift apart.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -51,4 +52,57 @@ int mqtt__system_failure(const char *call, int err)
 const char *mqtt_system_error(void)
 {
     return system_text[0] ? system_text : mqtt_strerror(MQTT_ERR_SYSTEM);
+}
+
+int mqtt_api_version(void)
+{
+    return MQTT_API_VERSION;
+}
+
+/* Per thread too: why the last refused call in this thread was refused. */
+static _Thread_local char refusal_text[256];
+
+void mqtt__refusal_clear(void)
+{
+    refusal_text[0] = '\0';
+}
+
+int mqtt__refuse(int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(refusal_text, sizeof refusal_text, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+const char *mqtt_last_error(void)
+{
+    return refusal_text;
+}
+
+int mqtt__struct_read(void *dst, size_t dst_size, const void *src, size_t min_size,
+                      const char *what)
+{
+    size_t size = 0;
+    if (src)
+        memcpy(&size, src, sizeof size);
+    if (!src || size < min_size || size > dst_size)
+        return mqtt__refuse(MQTT_ERR_INVAL,
+                            "%s: struct_size %zu is not a size this library knows (%zu to %zu);"
+                            " fill it with its init macro",
+                            what, size, min_size, dst_size);
+    memcpy(dst, src, size);
+    memcpy(dst, &dst_size, sizeof dst_size);
+    return MQTT_OK;
+}
+
+int mqtt__struct_init(void *o, size_t size, const void *defaults, size_t full_size,
+                      size_t min_size)
+{
+    if (!o || size < min_size || size > full_size)
+        return MQTT_ERR_INVAL;
+    memcpy(o, defaults, size);
+    memcpy(o, &size, sizeof size);
+    return MQTT_OK;
 }

@@ -16,40 +16,6 @@
 #include "client_internal.h"
 #include "opener.h"
 
-void mqtt_options_init(mqtt_options *o)
-{
-    memset(o, 0, sizeof *o);
-    o->clean_session = true;
-    o->max_inflight = 20;
-    o->max_queued = 100000;
-    o->max_queued_bytes = 256u * 1024u * 1024u;
-    o->max_event_bytes = 64u * 1024u * 1024u;
-    o->reconnect = true;
-    o->reconnect_min = 1.0;
-    o->reconnect_max = 30.0;
-    o->connect_timeout = 10.0;
-    o->disconnect_timeout = 5.0;
-    o->max_packet = (size_t)MQTT_MAX_REMAINING + 5;
-}
-
-void mqtt_connect_options_init(mqtt_connect_options *o)
-{
-    memset(o, 0, sizeof *o);
-    o->port = 1883;
-    o->keepalive = 60;
-}
-
-static int check_client_id(const mqtt_options *o)
-{
-    if (o->client_id_len > 65535)
-        return MQTT_ERR_INVAL;
-    if (o->client_id_len && !mqtt__utf8_valid((const uint8_t *)o->client_id, o->client_id_len))
-        return MQTT_ERR_INVAL;
-    if (o->client_id_len == 0 && !o->clean_session)
-        return MQTT_ERR_INVAL;
-    return MQTT_OK;
-}
-
 /* The process clients created now belong to; a child of fork() sets its own. */
 pid_t mqtt__process_id;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
@@ -78,14 +44,14 @@ bool mqtt_client_foreign(const mqtt_client *c)
 int mqtt_client_create(const mqtt_options *o, mqtt_client **out)
 {
     pthread_once(&fork_once, watch_forks);
-    mqtt_options defaults;
-    if (!o) {
-        mqtt_options_init(&defaults);
-        o = &defaults;
-    }
-    if (!out || check_client_id(o) != MQTT_OK || o->reconnect_min <= 0 ||
-        o->reconnect_max < o->reconnect_min || o->connect_timeout <= 0)
-        return MQTT_ERR_INVAL;
+    mqtt__refusal_clear();
+    mqtt_options opt;
+    if (!out)
+        return mqtt__refuse(MQTT_ERR_INVAL, "out: NULL");
+    int rc = mqtt__options_read(&opt, o);
+    if (rc != MQTT_OK)
+        return rc;
+    o = &opt;
     mqtt_client *c = mqtt__calloc(1, sizeof *c);
     if (!c)
         return MQTT_ERR_NOMEM;
@@ -98,10 +64,12 @@ int mqtt_client_create(const mqtt_options *o, mqtt_client **out)
     pthread_condattr_destroy(&ca);
     c->set.opt = *o;
     c->set.opt.client_id = NULL;
+    c->set.opt.connect_props = NULL; /* borrowed for the call; none under 3.1.1 */
+    c->set.opt.connect_prop_count = 0;
     c->set.notify_fd = -1;
     mqtt_session_limits lim = {o->max_inflight, o->max_queued, o->max_queued_bytes};
     c->sh.session = mqtt__session_new(&lim);
-    int rc = c->sh.session ? MQTT_OK : MQTT_ERR_NOMEM;
+    rc = c->sh.session ? MQTT_OK : MQTT_ERR_NOMEM;
     if (rc == MQTT_OK)
         rc = mqtt__buf_append(&c->set.client_id, o->client_id, o->client_id_len);
     if (rc == MQTT_OK)
@@ -187,26 +155,22 @@ static int set_buf(mqtt_buf *b, const void *p, size_t n)
     return mqtt__buf_append(b, p, n);
 }
 
-int mqtt_client_set_will(mqtt_client *c, const char *topic, size_t topic_len, const void *payload,
-                         size_t payload_len, int qos, bool retain)
+int mqtt_client_set_will(mqtt_client *c, const mqtt_message *will)
 {
     if (mqtt__foreign(c))
         return MQTT_ERR_STATE;
-    if (topic) {
-        const char *why;
-        if (mqtt__check_topic_name((const uint8_t *)topic, topic_len, &why) != MQTT_OK ||
-            qos < 0 || qos > 2 || payload_len > 65535)
-            return MQTT_ERR_INVAL;
-    }
+    mqtt__refusal_clear();
+    int rc = will ? mqtt__check_message(will, c->set.opt.protocol, true) : MQTT_OK;
+    if (rc != MQTT_OK)
+        return rc;
     pthread_mutex_lock(&c->mu);
-    int rc = MQTT_OK;
     c->sh.has_will = false;
-    if (topic) {
-        rc = set_buf(&c->sh.will_topic, topic, topic_len);
+    if (will) {
+        rc = set_buf(&c->sh.will_topic, will->topic, will->topic_len);
         if (rc == MQTT_OK)
-            rc = set_buf(&c->sh.will_payload, payload, payload_len);
-        c->sh.will_qos = (uint8_t)qos;
-        c->sh.will_retain = retain;
+            rc = set_buf(&c->sh.will_payload, will->payload, will->payload_len);
+        c->sh.will_qos = (uint8_t)will->qos;
+        c->sh.will_retain = will->retain;
         c->sh.has_will = rc == MQTT_OK;
     }
     pthread_mutex_unlock(&c->mu);
@@ -261,9 +225,8 @@ static int enqueue(mqtt_client *c, mqtt_record *r, uint16_t *mid)
 
 /* QoS 0 while connected with nothing queued ahead: encode straight into out.
  * *done says whether it was sent this way, *wake whether out was empty. */
-static int publish_direct(mqtt_client *c, const char *topic, size_t topic_len,
-                          const void *payload, size_t payload_len, bool retain, size_t size,
-                          bool *done, bool *wake)
+static int publish_direct(mqtt_client *c, const mqtt_message *m, size_t size, bool *done,
+                          bool *wake)
 {
     mqtt_session_counts counts;
     mqtt__session_counts(c->sh.session, &counts);
@@ -275,67 +238,63 @@ static int publish_direct(mqtt_client *c, const char *topic, size_t topic_len,
     if (rc != MQTT_OK)
         return rc;
     *wake = c->sh.out.len == 0;
-    c->sh.out.len += mqtt__encode_publish(c->sh.out.data + c->sh.out.len, (const uint8_t *)topic,
-                                       topic_len, payload, payload_len, 0, retain, false, 0);
+    c->sh.out.len += mqtt__encode_publish(c->sh.out.data + c->sh.out.len, (const uint8_t *)m->topic,
+                                       m->topic_len, m->payload, m->payload_len, 0, m->retain,
+                                       false, 0);
     *done = true;
     return MQTT_OK;
 }
 
-int mqtt_client_publish(mqtt_client *c, const char *topic, size_t topic_len, const void *payload,
-                        size_t payload_len, int qos, bool retain, uint16_t *mid)
+int mqtt_client_publish(mqtt_client *c, const mqtt_message *m, uint16_t *mid)
 {
     if (mqtt__foreign(c))
         return MQTT_ERR_STATE;
-    const char *why;
-    if (mqtt__check_topic_name((const uint8_t *)topic, topic_len, &why) != MQTT_OK || qos < 0 ||
-        qos > 2 || payload_len > MQTT_MAX_PAYLOAD || (payload_len && !payload))
-        return MQTT_ERR_INVAL;
-    size_t size = mqtt__publish_size(topic_len, payload_len, (uint8_t)qos);
+    mqtt__refusal_clear();
+    int rc = mqtt__check_message(m, c->set.opt.protocol, false);
+    if (rc != MQTT_OK)
+        return rc;
+    size_t size = mqtt__publish_size(m->topic_len, m->payload_len, (uint8_t)m->qos);
     if (size == 0)
-        return MQTT_ERR_INVAL;
+        return mqtt__refuse(MQTT_ERR_INVAL, "message: too large for one packet");
     uint16_t scratch_mid;
     if (!mid)
         mid = &scratch_mid;
-    if (qos == 0) {
+    if (m->qos == 0) {
         bool done = false, wake = false;
         pthread_mutex_lock(&c->mu);
         *mid = mqtt__session_take_id(c->sh.session);
-        int rc = publish_direct(c, topic, topic_len, payload, payload_len, retain, size, &done,
-                                &wake);
+        rc = publish_direct(c, m, size, &done, &wake);
         pthread_mutex_unlock(&c->mu);
         if (wake)
             mqtt__wake(c);
         if (done || rc != MQTT_OK)
             return rc;
     }
-    mqtt_bytes t = {(const uint8_t *)topic, topic_len}, m = {payload, payload_len}, none = {0};
+    mqtt_bytes t = {(const uint8_t *)m->topic, m->topic_len}, p = {m->payload, m->payload_len};
+    mqtt_bytes none = {0};
     mqtt_record *r;
-    int rc = mqtt__record_publish(t, m, (uint8_t)qos, retain, none, &r);
+    rc = mqtt__record_publish(t, p, (uint8_t)m->qos, m->retain, none, &r);
     return rc == MQTT_OK ? enqueue(c, r, mid) : rc;
 }
 
 static int subscribe_common(mqtt_client *c, const mqtt_subscription *subs, size_t n,
-                            uint16_t *mid, bool unsub)
+                            const mqtt_property *props, size_t prop_count, uint16_t *mid,
+                            bool unsub)
 {
     if (mqtt__foreign(c))
         return MQTT_ERR_STATE;
+    mqtt__refusal_clear();
     if (!subs || n == 0 || n > 65535)
-        return MQTT_ERR_INVAL;
+        return mqtt__refuse(MQTT_ERR_INVAL, "subscriptions: need 1 to 65535 entries");
+    int rc = mqtt__check_props(props, prop_count, unsub ? MQTT_UNSUBSCRIBE : MQTT_SUBSCRIBE,
+                               c->set.opt.protocol);
+    if (rc != MQTT_OK)
+        return rc;
     mqtt_sub_entry stack[16] = {0}; /* all set below; zeroed for the compiler */
     mqtt_sub_entry *e = n <= 16 ? stack : mqtt__calloc(n, sizeof *e);
     if (!e)
         return MQTT_ERR_NOMEM;
-    int rc = MQTT_OK;
-    for (size_t i = 0; i < n && rc == MQTT_OK; i++) {
-        const char *why;
-        if (mqtt__check_topic_filter((const uint8_t *)subs[i].filter, subs[i].filter_len,
-                                     &why) != MQTT_OK ||
-            subs[i].qos < 0 || subs[i].qos > 2)
-            rc = MQTT_ERR_INVAL;
-        e[i].filter.data = (const uint8_t *)subs[i].filter;
-        e[i].filter.len = subs[i].filter_len;
-        e[i].qos = (uint8_t)subs[i].qos;
-    }
+    rc = mqtt__check_subscriptions(subs, n, unsub, c->set.opt.protocol, e);
     mqtt_record *r = NULL;
     mqtt_bytes none = {0};
     if (rc == MQTT_OK)
@@ -346,15 +305,16 @@ static int subscribe_common(mqtt_client *c, const mqtt_subscription *subs, size_
     return rc == MQTT_OK ? enqueue(c, r, mid) : rc;
 }
 
-int mqtt_client_subscribe(mqtt_client *c, const mqtt_subscription *subs, size_t n, uint16_t *mid)
+int mqtt_client_subscribe(mqtt_client *c, const mqtt_subscription *subs, size_t n,
+                          const mqtt_property *props, size_t prop_count, uint16_t *mid)
 {
-    return subscribe_common(c, subs, n, mid, false);
+    return subscribe_common(c, subs, n, props, prop_count, mid, false);
 }
 
 int mqtt_client_unsubscribe(mqtt_client *c, const mqtt_subscription *subs, size_t n,
-                            uint16_t *mid)
+                            const mqtt_property *props, size_t prop_count, uint16_t *mid)
 {
-    return subscribe_common(c, subs, n, mid, true);
+    return subscribe_common(c, subs, n, props, prop_count, mid, true);
 }
 
 bool mqtt_client_is_connected(mqtt_client *c)
@@ -407,11 +367,8 @@ int mqtt_client_event_fd(mqtt_client *c)
     return c->set.notify_fd;
 }
 
-void mqtt_client_stats(mqtt_client *c, mqtt_stats *st)
+static void fill_stats(mqtt_client *c, mqtt_stats *st)
 {
-    memset(st, 0, sizeof *st);
-    if (mqtt__foreign(c))
-        return;
     mqtt_session_counts n;
     pthread_mutex_lock(&c->mu);
     mqtt__session_counts(c->sh.session, &n);
@@ -441,4 +398,16 @@ void mqtt_io_stats_get(mqtt_io_stats *st)
     st->clients = ls.members;
     st->wakeups = ls.wakeups;
     st->services = ls.services;
+}
+
+void mqtt_client_stats_v(mqtt_client *c, mqtt_stats *out, size_t size)
+{
+    mqtt_stats st;
+    memset(&st, 0, sizeof st);
+    if (!out)
+        return;
+    if (!mqtt__foreign(c))
+        fill_stats(c, &st);
+    memset(out, 0, size); /* counters a newer header has and this library not */
+    memcpy(out, &st, size < sizeof st ? size : sizeof st);
 }

@@ -175,6 +175,26 @@ MQTT_HIDDEN void mqtt__event_status(mqtt_client *c, int type, int status, int re
 MQTT_HIDDEN void mqtt__log(mqtt_client *c, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 MQTT_HIDDEN mqtt_event *mqtt__event_message(int type, const mqtt_packet *p);
+/** An ack's event for id: with p (SUBACK, UNSUBACK, the QoS acks) its reason
+ *  code, its reason list and its properties, copied; p may be NULL. */
+MQTT_HIDDEN mqtt_event *mqtt__event_ack(int type, uint16_t id, const mqtt_packet *p);
+
+/* Arguments of the public calls (args.c); each refusal says why for
+ * mqtt_last_error(). */
+/** The caller's options (NULL: defaults) read within their struct_size, and checked. */
+MQTT_HIDDEN int mqtt__options_read(mqtt_options *dst, const mqtt_options *src);
+/** The caller's connect options read within their struct_size; a host and a port needed. */
+MQTT_HIDDEN int mqtt__connect_options_read(mqtt_connect_options *dst,
+                                           const mqtt_connect_options *src);
+/** A property array for a packet type (or MQTT_WILL_PROPERTIES) under a protocol level:
+ *  table checks first, then refused unless MQTT 5.0. */
+MQTT_HIDDEN int mqtt__check_props(const mqtt_property *p, size_t n, int packet_type,
+                                  int protocol);
+/** A message to publish, or the will (a payload of at most 65535 bytes). */
+MQTT_HIDDEN int mqtt__check_message(const mqtt_message *m, int protocol, bool will);
+/** n subscriptions into n wire entries (e[i] points into subs[i]). */
+MQTT_HIDDEN int mqtt__check_subscriptions(const mqtt_subscription *subs, size_t n, bool unsub,
+                                          int protocol, mqtt_sub_entry *e);
 
 /** Asks the loop to serve c soon (after a publish filled an empty buffer,
  *  a request, room for events); any thread. */

@@ -21,10 +21,13 @@ static void post(mqtt_client *c)
     mqtt__open_poke(c);
 }
 
-static int store_options(mqtt_client *c, const mqtt_connect_options *o)
+static int store_options(mqtt_client *c, const mqtt_connect_options *user)
 {
-    if (!o || !o->host || !o->host[0] || o->port == 0)
-        return MQTT_ERR_INVAL;
+    mqtt_connect_options full; /* read within the caller's struct_size, checked (args.c) */
+    int rc = mqtt__connect_options_read(&full, user);
+    if (rc != MQTT_OK)
+        return rc;
+    const mqtt_connect_options *o = &full;
     char *host = mqtt__strdup(o->host);
     if (!host)
         return MQTT_ERR_NOMEM;

@@ -190,10 +190,21 @@ void mqtt__log(mqtt_client *c, int level, const char *fmt, ...)
     mqtt__event_push(c, ev);
 }
 
+/* Copies the packet's property block to the event's data at off (the
+ * caller reserved p->props.len bytes there); nothing when it has none. */
+static void copy_props(mqtt_event *ev, size_t off, const mqtt_packet *p)
+{
+    if (p->props.len == 0)
+        return;
+    memcpy(ev->data + off, p->props.data, p->props.len);
+    ev->props = ev->data + off;
+    ev->props_len = (uint32_t)p->props.len; /* at most MQTT_MAX_REMAINING */
+}
+
 mqtt_event *mqtt__event_message(int type, const mqtt_packet *p)
 {
     size_t tl = p->topic.len, pl = p->payload.len;
-    mqtt_event *ev = mqtt__event_new(type, tl + 1 + pl);
+    mqtt_event *ev = mqtt__event_new(type, tl + 1 + pl + p->props.len);
     if (!ev)
         return NULL;
     char *topic = (char *)ev->data;
@@ -210,5 +221,46 @@ mqtt_event *mqtt__event_message(int type, const mqtt_packet *p)
     ev->qos = p->qos;
     ev->retain = p->retain;
     ev->dup = p->dup;
+    copy_props(ev, tl + 1 + pl, p);
     return ev;
+}
+
+mqtt_event *mqtt__event_ack(int type, uint16_t id, const mqtt_packet *p)
+{
+    size_t n = p ? p->granted.len : 0;
+    mqtt_event *ev = mqtt__event_new(type, n + (p ? p->props.len : 0));
+    if (!ev)
+        return NULL;
+    ev->mid = id;
+    if (!p)
+        return ev;
+    ev->reason_code = p->reason_code;
+    if (n) {
+        memcpy(ev->data, p->granted.data, n);
+        ev->reasons = ev->data;
+        ev->reason_count = (uint32_t)n;
+    }
+    copy_props(ev, n, p);
+    return ev;
+}
+
+bool mqtt_event_property_next(const mqtt_event *ev, size_t *pos, mqtt_property *out)
+{
+    if (!ev || !pos || !out || !ev->props || *pos >= ev->props_len)
+        return false;
+    mqtt_prop_iter it = {ev->props + *pos, ev->props + ev->props_len};
+    if (!mqtt__prop_next(&it, out))
+        return false;
+    *pos = (size_t)(it.p - ev->props);
+    return true;
+}
+
+bool mqtt_event_property_find(const mqtt_event *ev, int id, mqtt_property *out)
+{
+    size_t pos = 0;
+    while (mqtt_event_property_next(ev, &pos, out)) {
+        if (out->id == id)
+            return true;
+    }
+    return false;
 }

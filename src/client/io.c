@@ -29,20 +29,6 @@ static void send_ack(mqtt_client *c, uint8_t type, uint16_t id)
     mqtt__buf_append(&c->sh.out, b, sizeof b);
 }
 
-static mqtt_event *ack_event(int type, uint16_t id, const mqtt_packet *p)
-{
-    size_t n = p ? p->granted.len : 0;
-    mqtt_event *ev = mqtt__event_new(type, n);
-    if (!ev)
-        return NULL;
-    ev->mid = id;
-    if (n) {
-        memcpy(ev->data, p->granted.data, n);
-        ev->granted = ev->data;
-        ev->granted_count = n;
-    }
-    return ev;
-}
 
 /* An event that cannot be made ends the connection (MQTT_ERR_NOMEM) before
  * anything is acked, so nothing vanishes unseen and the broker resends. */
@@ -60,7 +46,7 @@ static int handle_publish(mqtt_client *c, const mqtt_packet *p)
     /* QoS 2: hold the message until PUBREL; a resent PUBLISH is not new. */
     if (!mqtt__session_in_has(c->sh.session, p->packet_id)) {
         mqtt_event *held = mqtt__event_message(MQTT_EV_PUBREL, p);
-        mqtt_event *arrival = ack_event(MQTT_EV_PUBLISH, p->packet_id, NULL);
+        mqtt_event *arrival = mqtt__event_ack(MQTT_EV_PUBLISH, p->packet_id, NULL);
         if (!held || !arrival ||
             mqtt__session_in_put(c->sh.session, p->packet_id, held) != MQTT_OK) {
             mqtt_event_free(held);
@@ -119,7 +105,7 @@ static int handle_ack(mqtt_client *c, const mqtt_packet *p, const char **why)
         *why = "the SUBACK's return codes do not match the filters subscribed";
         return MQTT_ERR_PROTOCOL;
     }
-    mqtt_event *ev = ack_event(p->type, p->packet_id, p->type == MQTT_SUBACK ? p : NULL);
+    mqtt_event *ev = mqtt__event_ack(p->type, p->packet_id, p->type == MQTT_SUBACK ? p : NULL);
     if (!ev) {
         *why = nomem;
         return MQTT_ERR_NOMEM;
@@ -173,7 +159,7 @@ static int handle_packet(mqtt_client *c, const mqtt_packet *p, const char **why)
         /* Queued only when wanted: an idle client should not wake its
          * application at every keepalive. */
         if (c->sh.pingresp_events) {
-            mqtt_event *ev = ack_event(MQTT_EV_PINGRESP, 0, NULL);
+            mqtt_event *ev = mqtt__event_ack(MQTT_EV_PINGRESP, 0, NULL);
             if (!ev) {
                 *why = nomem;
                 return MQTT_ERR_NOMEM;

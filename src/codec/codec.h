@@ -71,6 +71,15 @@ MQTT_HIDDEN bool mqtt__reason_valid(uint8_t code, uint8_t packet_type);
 MQTT_HIDDEN int mqtt__props_check(const uint8_t *b, size_t len, uint8_t packet_type,
                                   const char **why);
 
+/**
+ * Checks a caller's property array for a packet type as the encoder would
+ * (known, allowed there, in range, valid UTF-8, no forbidden repeat).
+ * MQTT_OK, or an error with *bad the index of the first offending property
+ * and *why what is wrong with it.
+ */
+MQTT_HIDDEN int mqtt__props_validate(const mqtt_property *p, size_t n, uint8_t packet_type,
+                                     size_t *bad, const char **why);
+
 /** Walks a validated property block (data NULL: none); no allocation. */
 typedef struct mqtt_prop_iter {
     const uint8_t *p, *end;

@@ -144,6 +144,24 @@ bool mqtt__prop_find(mqtt_bytes props, uint8_t id, mqtt_property *prop)
     return false;
 }
 
+int mqtt__props_validate(const mqtt_property *p, size_t n, uint8_t packet_type, size_t *bad,
+                         const char **why)
+{
+    uint64_t seen = 0;
+    if (p == NULL && n > 0)
+        return fail(MQTT_ERR_INVAL, "a property count without properties", why);
+    for (size_t i = 0; i < n; i++) {
+        const mqtt_property_info *pi = mqtt__prop_info(p[i].id);
+        *bad = i;
+        if (pi == NULL)
+            return fail(MQTT_ERR_MALFORMED, "unknown property identifier", why);
+        int rc = check_prop(&p[i], pi, packet_type, &seen, why);
+        if (rc != MQTT_OK)
+            return rc;
+    }
+    return MQTT_OK;
+}
+
 /* ---- encoding --------------------------------------------------------- */
 
 static void w_prop(mqtt_writer *w, const mqtt_property *p, uint8_t type)

@@ -159,8 +159,9 @@ static int l_set_will(lua_State *L)
     size_t tl = 0, pl = 0;
     const char *topic = luaL_optlstring(L, 2, NULL, &tl);
     const char *payload = luaL_optlstring(L, 3, "", &pl);
-    int rc = mqtt_client_set_will(c, topic, tl, payload, pl, (int)luaL_optinteger(L, 4, 0),
-                                  lua_toboolean(L, 5));
+    mqtt_message will = {topic, tl, payload, pl, (int)luaL_optinteger(L, 4, 0),
+                         lua_toboolean(L, 5), NULL, 0};
+    int rc = mqtt_client_set_will(c, topic ? &will : NULL);
     if (rc != MQTT_OK)
         return push_fail(L, rc, NULL, -1);
     lua_pushboolean(L, 1);
@@ -232,8 +233,9 @@ static int l_publish(lua_State *L)
     const char *topic = luaL_checklstring(L, 2, &tl);
     const char *payload = luaL_optlstring(L, 3, "", &pl);
     uint16_t mid = 0;
-    int rc = mqtt_client_publish(c, topic, tl, payload, pl, (int)luaL_optinteger(L, 4, 0),
-                                 lua_toboolean(L, 5), &mid);
+    mqtt_message m = {topic, tl, payload, pl, (int)luaL_optinteger(L, 4, 0), lua_toboolean(L, 5),
+                      NULL, 0};
+    int rc = mqtt_client_publish(c, &m, &mid);
     if (rc != MQTT_OK) {
         const char *why = NULL;
         if (rc == MQTT_ERR_INVAL)
@@ -256,9 +258,9 @@ static int l_subscribe(lua_State *L)
     mqtt_subscription *subs = lua_newuserdatauv(L, (size_t)n * sizeof *subs, 0);
     for (lua_Integer i = 0; i < n; i++) {
         lua_geti(L, 2, i + 1);
+        memset(&subs[i], 0, sizeof subs[i]);
         subs[i].filter = luaL_checklstring(L, -1, &subs[i].filter_len);
         lua_pop(L, 1); /* the string stays referenced by the table */
-        subs[i].qos = 0;
         if (!unsub) {
             lua_geti(L, 3, i + 1);
             subs[i].qos = (int)luaL_checkinteger(L, -1);
@@ -266,8 +268,8 @@ static int l_subscribe(lua_State *L)
         }
     }
     uint16_t mid = 0;
-    int rc = unsub ? mqtt_client_unsubscribe(c, subs, (size_t)n, &mid)
-                   : mqtt_client_subscribe(c, subs, (size_t)n, &mid);
+    int rc = unsub ? mqtt_client_unsubscribe(c, subs, (size_t)n, NULL, 0, &mid)
+                   : mqtt_client_subscribe(c, subs, (size_t)n, NULL, 0, &mid);
     if (rc != MQTT_OK)
         return push_fail(L, rc, NULL, -1);
     lua_pushinteger(L, mid);
@@ -406,9 +408,9 @@ static void push_data(lua_State *L, const mqtt_event *ev)
         }
         break;
     case MQTT_EV_SUBACK:
-        lua_createtable(L, (int)ev->granted_count, 0);
-        for (size_t i = 0; i < ev->granted_count; i++) {
-            lua_pushinteger(L, ev->granted[i]);
+        lua_createtable(L, (int)ev->reason_count, 0);
+        for (size_t i = 0; i < ev->reason_count; i++) {
+            lua_pushinteger(L, ev->reasons[i]);
             lua_rawseti(L, -2, (lua_Integer)i + 1);
         }
         lua_setfield(L, -2, "granted_qos");

@@ -72,11 +72,19 @@ const mbedtls_ssl_config *mqtt__tls_config_info(const mqtt_tls_config *cfg,
     return &cfg->ssl;
 }
 
-void mqtt_tls_options_init(mqtt_tls_options *o)
+static void tls_options_defaults(mqtt_tls_options *o)
 {
     memset(o, 0, sizeof *o);
+    o->struct_size = sizeof *o;
     o->verify = true;
     o->min_version = 2;
+}
+
+int mqtt_tls_options_init_v(mqtt_tls_options *o, size_t size)
+{
+    mqtt_tls_options d;
+    tls_options_defaults(&d);
+    return mqtt__struct_init(o, size, &d, sizeof d, sizeof d);
 }
 
 /* ---- small helpers --------------------------------------------------- */
@@ -532,7 +540,15 @@ int mqtt_tls_config_new(const mqtt_tls_options *o, mqtt_tls_config **out, char *
     if (!o || !out)
         return MQTT_ERR_INVAL;
     *out = NULL;
-    int rc = validate(o, err, errlen);
+    mqtt_tls_options full; /* the caller's fields, within its struct_size */
+    tls_options_defaults(&full);
+    int rc = mqtt__struct_read(&full, sizeof full, o, sizeof full, "tls options");
+    if (rc != MQTT_OK) {
+        snprintf(err, errlen, "%s", mqtt_last_error());
+        return rc;
+    }
+    o = &full;
+    rc = validate(o, err, errlen);
     if (rc != MQTT_OK)
         return rc;
     mqtt_tls_config *cfg = config_alloc();
