@@ -50,9 +50,9 @@ static void test_versions(void)
     o.client_id = "old";
     o.client_id_len = 3;
     mqtt_client *c = NULL;
-    CHECK(mqtt_client_create(&o, &c) == MQTT_OK && c->opt.protocol == MQTT_V311 &&
-              c->opt.connect_props == NULL && c->opt.connect_prop_count == 0 &&
-              c->opt.struct_size == sizeof o,
+    CHECK(mqtt_client_create(&o, &c) == MQTT_OK && c->set.opt.protocol == MQTT_V311 &&
+              c->set.opt.connect_props == NULL && c->set.opt.connect_prop_count == 0 &&
+              c->set.opt.struct_size == sizeof o,
           "create with an older size: the fields past it take their defaults");
     mqtt_client_destroy(c);
     o = named_options("new");
@@ -204,8 +204,8 @@ static void test_subscribe_refusals(mqtt_client *c)
               said("will property subscription_identifier: property not allowed"),
           "set_will: a property the will may not carry is named");
     will.prop_count = 0;
-    CHECK(mqtt_client_set_will(c, &will) == MQTT_OK && c->has_will &&
-              mqtt_client_set_will(c, NULL) == MQTT_OK && !c->has_will,
+    CHECK(mqtt_client_set_will(c, &will) == MQTT_OK && c->sh.has_will &&
+              mqtt_client_set_will(c, NULL) == MQTT_OK && !c->sh.has_will,
           "set_will takes a message, and NULL clears it");
     mqtt_stats st;
     mqtt_client_stats(c, &st);
