@@ -48,7 +48,6 @@ build = {
                 "src/client/io.c",
                 "src/client/link.c",
                 "src/client/loop.c",
-                "src/client/opener.c",
                 "src/client/send.c",
                 "src/codec/decode.c",
                 "src/codec/decode_broker.c",

@@ -314,27 +314,8 @@ describe("connect", function()
     end)
 
     it("connect_timeout bounds a TCP connect that never completes (full backlog)", function()
-        -- A listener with backlog 0 that never accepts: once one connection
-        -- waits in its queue, the kernel drops further SYNs.
-        local srv = assert(socket.bind(HOST, 0, 0))
-        local _, port = srv:getsockname()
-        port = tonumber(port)
-        local fillers = {}
-        finally(function()
-            for _, s in ipairs(fillers) do s:close() end
-            srv:close()
-        end)
-        local full = false
-        for _ = 1, 8 do
-            local s = socket.tcp()
-            s:settimeout(0.2)
-            fillers[#fillers + 1] = s
-            if not s:connect(HOST, port) then
-                full = true
-                break
-            end
-        end
-        assert.is_true(full, "could not fill the listen backlog")
+        local port, close = helpers.full_backlog()
+        finally(close)
         local c = clients:new(nil, true, { connect_timeout = 0.5 })
         local t0 = mqtt.monotonic()
         local ok, err = pcall(c.connect, c, HOST, 60, port)

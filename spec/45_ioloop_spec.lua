@@ -1,6 +1,8 @@
 -- spec/45_ioloop_spec.lua: one I/O loop serves every client of the process.
--- Many connected clients run on 1 + pool threads, closing one leaves the
--- others working, and the loop's threads are gone once the last client is.
+-- Many connected clients run on 1 + pool threads, and so do many clients
+-- still opening their connections (the loop drives every open itself);
+-- closing one leaves the others working, and the loop's threads are gone
+-- once the last client is.
 
 local helpers = require("helpers")
 local mqtt = require("mqtt")
@@ -43,8 +45,7 @@ describe("the I/O loop", function()
         local io = mqtt.io_stats()
         assert.equal(1, io.threads)
         assert.is_true(io.clients >= N)
-        -- The open workers leave once every open is done: then only the loop's thread is
-        -- new (and maybe a sanitizer's own, started on the way).
+        -- Only the loop's thread is new (and maybe a sanitizer's own, started on the way).
         local expected = before + 1 - loops
         local slack = helpers.memory_instrumented() and 1 or 0
         local function as_expected()
@@ -66,6 +67,44 @@ describe("the I/O loop", function()
         assert(a:wait(a:publish("zloop/t", "after close", 1), 5), "no PUBACK")
         assert.is_true(helpers.wait_dispatch(function() return got == "after close" end))
         assert.is_true(as_expected(), ("threads: %d, expected %d"):format(threads(), expected))
+    end)
+
+    it("opens 50 connections at once on the loop's thread alone, each timing out by name",
+       function()
+        collectgarbage("collect")
+        local before, loops = threads(), mqtt.io_stats().threads
+        local port, close = helpers.full_backlog() -- every TCP connect hangs
+        finally(close)
+        local list, acks = {}, {}
+        for i = 1, 50 do
+            local c = clients:new(helpers.unique("zopen"), true, { connect_timeout = 1.5 })
+            c:on(mqtt.CONNACK, function(_, d) acks[#acks + 1] = d end)
+            c:connect_async(HOST, 60, port)
+            list[i] = c
+        end
+        local expected = before + 1 - loops
+        local slack = helpers.memory_instrumented() and 1 or 0
+        local most, samples = 0, 0
+        local t0 = mqtt.monotonic()
+        while mqtt.monotonic() - t0 < 0.5 do
+            for _, c in ipairs(list) do
+                assert.equal("connecting", c:state())
+            end
+            most = math.max(most, threads())
+            samples = samples + 1
+            mqtt.sleep(0.02)
+        end
+        assert.is_true(samples > 5)
+        assert.equal(1, mqtt.io_stats().threads)
+        assert.is_true(most >= expected and most <= expected + slack,
+                       ("threads while connecting: %d, expected %d"):format(most, expected))
+        assert.is_true(helpers.wait_dispatch(function() return #acks == 50 end, 10),
+                       #acks .. " of 50 timed out")
+        for _, d in ipairs(acks) do
+            assert.equal("timeout", d.error.name)
+            assert.matches("connecting to 127.0.0.1:" .. port .. " timed out", d.error.message,
+                           1, true)
+        end
     end)
 
     it("spreads clients over a pool set before the first client, ends its threads with the last",

@@ -294,6 +294,29 @@ function helpers.port_open(port)
 end
 local port_open = helpers.port_open
 
+--- A listener on 127.0.0.1 whose TCP connects never complete: backlog 0 and
+-- never accepting, so once one connection waits in its queue the kernel drops
+-- further SYNs. Returns the port and a function that closes it all.
+function helpers.full_backlog()
+    local srv = assert(socket.bind(HOST, 0, 0))
+    local _, port = srv:getsockname()
+    local fillers = {}
+    local function close()
+        for _, s in ipairs(fillers) do s:close() end
+        srv:close()
+    end
+    for _ = 1, 8 do
+        local s = socket.tcp()
+        s:settimeout(0.2)
+        fillers[#fillers + 1] = s
+        if not s:connect(HOST, tonumber(port)) then
+            return tonumber(port), close
+        end
+    end
+    close()
+    error("could not fill the listen backlog")
+end
+
 --- Whether 127.0.0.1:port can be bound (with SO_REUSEADDR, as mosquitto does).
 function helpers.port_bindable(port)
     local s = socket.tcp4()   -- tcp() would create the fd only at bind, without the option

@@ -8,8 +8,8 @@
  * client writes is well formed, and the events it reports obey the protocol
  * (each outgoing message completes once, through the right acks; each QoS 2
  * arrival is released once; nothing waits behind a window with room).
- * Linked with -Wl,--wrap=mqtt__tcp_open,--wrap=mqtt__now,--wrap=epoll_wait so
- * no src/ change is needed: the client's "TCP open" returns one end of a
+ * Linked with -Wl,--wrap=mqtt__transport_open,--wrap=mqtt__now,--wrap=epoll_wait
+ * so no src/ change is needed: the client's transport open returns one end of a
  * socketpair, its clock is real time plus an offset the script moves, and
  * the I/O loop's epoll_wait tells the broker when it is idle, which makes each
  * step of the script land at the same point of the client's work every run.
@@ -33,12 +33,11 @@
 #define WAIT_MS 300       /* longest wait for the client to act on one step */
 #define MAX_PUBLISHES 512 /* per run: packet ids never wrap, so an id names one message */
 
-/* ---- fake clock and fake TCP, through the linker's --wrap ------------- */
+/* ---- fake clock and fake transport, through the linker's --wrap ------------- */
 
 double __wrap_mqtt__now(void);
-int __wrap_mqtt__tcp_open(const char *host, unsigned port, double deadline,
-                          const mqtt_cancel *cancel, const int ka[3], mqtt_transport **out,
-                          char *err, size_t errlen);
+int __wrap_mqtt__transport_open(const mqtt_endpoint *ep, const mqtt_transport_env *env,
+                                mqtt_transport **out, char *err, size_t errlen);
 
 static atomic_llong clock_offset_ns;
 
@@ -118,11 +117,11 @@ static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static int g_new_fd = -1; /* broker end of the newest connection, not yet adopted */
 static int g_fail_opens;  /* this many opens fail as if the broker were down */
 
-int __wrap_mqtt__tcp_open(const char *host, unsigned port, double deadline,
-                          const mqtt_cancel *cancel, const int ka[3], mqtt_transport **out,
-                          char *err, size_t errlen)
+/* Open at once (MQTT_OK): the loop hands it over without polling it. */
+int __wrap_mqtt__transport_open(const mqtt_endpoint *ep, const mqtt_transport_env *env,
+                                mqtt_transport **out, char *err, size_t errlen)
 {
-    (void)host, (void)port, (void)deadline, (void)cancel, (void)ka;
+    (void)ep, (void)env;
     int sv[2];
     pthread_mutex_lock(&g_mu);
     if (g_fail_opens > 0) {

@@ -36,7 +36,7 @@ LIBS="-pthread -lcares -lmbedtls -lmbedx509 -lmbedcrypto"
 # epoll_wait that reports when the I/O loop is idle (see fuzz_client_stream.c).
 extra_ldflags() {
     case $1 in
-    fuzz_client_stream) echo "-Wl,--wrap=mqtt__tcp_open -Wl,--wrap=mqtt__now -Wl,--wrap=epoll_wait" ;;
+    fuzz_client_stream) echo "-Wl,--wrap=mqtt__transport_open -Wl,--wrap=mqtt__now -Wl,--wrap=epoll_wait" ;;
     *) echo "" ;;
     esac
 }

@@ -14,7 +14,6 @@
 
 #include "alloc.h"
 #include "client_internal.h"
-#include "opener.h"
 
 /* The process clients created now belong to; a child of fork() sets its own. */
 pid_t mqtt__process_id;
@@ -101,10 +100,12 @@ static void free_event_item(void *item)
 
 /* A child of fork() owns copies of the descriptors and nothing else: the
  * lock may be held by a thread that does not exist here, and the socket
- * (and its TLS stream) is the parent's. Close the copies, leave the rest. */
+ * (and its TLS stream) is the parent's. Close the copies, leave the rest
+ * (an open under way may hold more, the resolver's: close-on-exec). */
 static void abandon_in_child(mqtt_client *c)
 {
-    int fds[] = {c->set.notify_fd, c->io.tr ? c->io.tr->fd : -1};
+    bool in, out;
+    int fds[] = {c->set.notify_fd, c->io.tr ? c->io.tr->fd : -1, mqtt__attempt_fd(c, &in, &out)};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
         if (fds[i] >= 0)
             close(fds[i]);
@@ -119,14 +120,12 @@ void mqtt_client_destroy(mqtt_client *c)
         return;
     }
     if (c->member.loop) {
-        /* The loop lets go of the client before anything is freed: the open
-         * under way ends first, then the loop closes the connection. */
+        /* The loop lets go of the client before anything is freed: it
+         * closes the connection, or the transport still opening. */
         pthread_mutex_lock(&c->mu);
         c->sh.stop = true;
         pthread_mutex_unlock(&c->mu);
-        mqtt__open_forget(c);
         mqtt__loop_detach(&c->member);
-        mqtt__open_reap();
     }
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);

@@ -45,7 +45,7 @@ typedef enum client_request { REQ_NONE, REQ_CONNECT, REQ_DISCONNECT } client_req
 /* Where a connection attempt stands (the loop's; see link.c). */
 typedef enum attempt_phase {
     PH_NONE,      /* no attempt */
-    PH_OPENING,   /* an open worker runs the blocking open */
+    PH_OPENING,   /* the transport opens (DNS, TCP, TLS), driven by the loop */
     PH_HANDSHAKE  /* CONNECT queued on the loop, waiting for CONNACK */
 } attempt_phase;
 
@@ -105,7 +105,7 @@ typedef struct client_shared {
     uint64_t reconnects, read_pauses, downgraded, connect_failures, logs_dropped;
 } client_shared;
 
-/* The loop thread's alone (an open worker reads att's job while it runs). */
+/* The loop thread's alone. */
 typedef struct client_io {
     mqtt_transport *tr;
     void *tls_session;            /* saved TLS session for resumption */
@@ -210,8 +210,15 @@ static inline void mqtt__wake(mqtt_client *c)
 MQTT_HIDDEN int mqtt__pump(mqtt_client *c);
 
 /* The connection's life on the loop (link.c); mu held. */
-/** Starts an attempt (its open runs on a worker); state is ST_CONNECTING. */
+/** Starts an attempt: the transport's open begins, never blocking; state is
+ *  ST_CONNECTING. */
 MQTT_HIDDEN void mqtt__attempt_begin(mqtt_client *c);
+/** Advances the opening transport once its fd is ready (PH_OPENING; else
+ *  nothing). It stops watching the fd first: the step may close it. Loop
+ *  thread, mu not needed (the transport is the loop's alone). */
+MQTT_HIDDEN void mqtt__attempt_progress(mqtt_client *c);
+/** While opening, the fd to watch and for what; -1 otherwise. Loop thread. */
+MQTT_HIDDEN int mqtt__attempt_fd(const mqtt_client *c, bool *in, bool *out);
 /** An attempt's timers and hand-overs: returns its deadline (-1: none), or
  *  -2 when it ended and the caller should look at the state again. */
 MQTT_HIDDEN double mqtt__attempt_tend(mqtt_client *c, double now);

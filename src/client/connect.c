@@ -10,15 +10,13 @@
 
 #include "alloc.h"
 #include "client_internal.h"
-#include "opener.h"
 
 /* ---- application side ---------------------------------------------- */
 
-/* A request for the loop; an open under way on a worker is asked to stop too. */
+/* A request for the loop, which also ends an open under way. */
 static void post(mqtt_client *c)
 {
     mqtt__wake(c);
-    mqtt__open_poke(c);
 }
 
 static int store_options(mqtt_client *c, const mqtt_connect_options *user)

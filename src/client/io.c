@@ -479,8 +479,7 @@ static bool retry_due(mqtt_client *c, double now, bool room)
  * mu held. */
 static double housekeeping(mqtt_client *c)
 {
-    /* Being destroyed: nothing starts (no open may be queued after
-     * mqtt__open_forget), the detach ends what runs. */
+    /* Being destroyed: nothing starts, the detach ends what runs. */
     if (c->sh.stop)
         return -1;
     double now = mqtt__now();
@@ -572,15 +571,20 @@ void mqtt__client_service(mqtt_member *m, uint32_t events)
         pthread_mutex_unlock(&c->mu);
         return;
     }
+    if (events)
+        mqtt__attempt_progress(c); /* an open's fd is ready */
     if (readable(c, events))
         read_input(c);
     if (c->io.tr)
         write_output(c);
-    bool blocked;
+    bool blocked, in, out;
     double deadline = turn(c, &blocked);
-    int fd = c->io.tr ? c->io.tr->fd : -1;
-    bool in = c->io.tr && !(c->sh.reading_paused || c->io.in_backlog);
-    bool out = c->io.tr && (blocked || c->io.tr->want_write);
+    int fd = mqtt__attempt_fd(c, &in, &out);
+    if (fd < 0) {
+        fd = c->io.tr ? c->io.tr->fd : -1;
+        in = c->io.tr && !(c->sh.reading_paused || c->io.in_backlog);
+        out = c->io.tr && (blocked || c->io.tr->want_write);
+    }
     pthread_mutex_unlock(&c->mu);
     if (!mqtt__loop_watch(m, fd, in, out)) {
         /* A socket the loop cannot watch would hang: lose it by name. */

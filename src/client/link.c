@@ -1,28 +1,31 @@
 /*
- * The connection's life on the I/O loop: an attempt (open on a worker, then
- * CONNECT and CONNACK on the loop, within connect_timeout, cancelled by a
- * request), the connection's loss, the back-off before the next attempt.
- * Outcomes reach a blocking connect() through the condition variable and
- * everyone else through events. Loop thread, client lock held.
+ * The connection's life on the I/O loop: an attempt (the transport's open,
+ * DNS, TCP and TLS, driven step by step as its fd becomes ready, then CONNECT
+ * and CONNACK, all within connect_timeout and cancelled by a request), the
+ * connection's loss, the back-off before the next attempt. Outcomes reach a
+ * blocking connect() through the condition variable and everyone else through
+ * events. Loop thread only, client lock held (except where a function says).
  */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
 #include "client_internal.h"
-#include "opener.h"
 
 /* What one attempt needs, taken under the lock when it starts. */
 struct attempt {
-    mqtt_open_job job; /* first: the job's done callback finds the attempt */
     mqtt_client *c;
     char *host;
-    int ka[3];
+    unsigned port;
     uint64_t seq;
     bool async;      /* no caller blocks on the outcome */
     bool background; /* an automatic attempt: no connect() or connect_async() call waits */
-    bool opened;     /* the worker is done with job (under mu) */
+    double deadline; /* connect_timeout, for the whole chain: DNS, TCP, TLS, CONNACK */
+    mqtt_transport *tr; /* the transport opening (PH_OPENING); NULL once handed over */
+    int rc;             /* its last answer: MQTT_ERR_INCOMPLETE while the open goes on */
+    char err[256];      /* its failure in words */
     uint8_t *connect_pkt;
     size_t connect_len;
     mqtt_event *connack; /* made up front: success is never left unreported */
@@ -100,38 +103,25 @@ void mqtt__connection_lost(mqtt_client *c, int status, const char *text)
 
 /* ---- one attempt ----------------------------------------------------- */
 
+/* Stops watching the opening transport's fd, which its next step or its
+ * close may close (and a new socket may reuse the number). */
+static void unwatch_open(mqtt_client *c)
+{
+    mqtt__loop_watch(&c->member, -1, false, false);
+}
+
 static void attempt_free(attempt *a)
 {
     if (!a)
         return;
-    if (a->job.tr)
-        a->job.tr->ops->close(a->job.tr);
+    if (a->tr) {
+        unwatch_open(a->c);
+        a->tr->ops->close(a->tr);
+    }
     mqtt__free(a->host);
     mqtt__free(a->connect_pkt);
     mqtt_event_free(a->connack);
-    mqtt_tls_config_unref(a->job.tls);
     mqtt__free(a);
-}
-
-/* The worker's question, between the steps of its open. */
-static bool attempt_cancelled(void *owner)
-{
-    mqtt_client *c = owner;
-    pthread_mutex_lock(&c->mu);
-    bool stop = c->sh.stop || c->sh.request != REQ_NONE;
-    pthread_mutex_unlock(&c->mu);
-    return stop;
-}
-
-/* The worker is done: the loop takes it from here. Worker thread. */
-static void attempt_opened(mqtt_open_job *j)
-{
-    attempt *a = (attempt *)(void *)j;
-    mqtt_client *c = a->c;
-    pthread_mutex_lock(&c->mu);
-    a->opened = true;
-    pthread_mutex_unlock(&c->mu);
-    mqtt__wake(c);
 }
 
 static mqtt_bytes view(const mqtt_buf *b)
@@ -175,17 +165,8 @@ static int snapshot(mqtt_client *c, attempt *a)
     if (!a->connect_pkt || !a->host || !a->connack)
         return MQTT_ERR_NOMEM;
     mqtt__encode_connect(a->connect_pkt, &p);
-    mqtt_open_job *j = &a->job;
-    j->host = a->host;
-    j->port = c->sh.conn.port;
-    j->tls = mqtt_tls_config_ref(c->sh.conn.tls);
-    memcpy(a->ka, c->sh.conn.sock_keepalive, sizeof a->ka);
-    j->ka = c->sh.conn.has_sock_keepalive ? a->ka : NULL;
-    j->deadline = mqtt__now() + c->set.opt.connect_timeout;
-    j->tls_session = &c->io.tls_session;
-    j->cancelled = attempt_cancelled;
-    j->done = attempt_opened;
-    j->owner = c;
+    a->port = c->sh.conn.port;
+    a->deadline = mqtt__now() + c->set.opt.connect_timeout;
     c->io.keepalive = c->sh.conn.keepalive;
     return MQTT_OK;
 }
@@ -237,7 +218,7 @@ static void connected(mqtt_client *c, const mqtt_packet *pkt)
         mqtt__session_in_drain(c->sh.session, deliver_held, c);
     mqtt__session_rewind(c->sh.session);
     mqtt__pump(c);
-    mqtt__log(c, 1, "connected to %s port %u", a->host, a->job.port);
+    mqtt__log(c, 1, "connected to %s port %u", a->host, a->port);
     mqtt_event *ev = a->connack;
     a->connack = NULL;
     ev->return_code = 0;
@@ -272,6 +253,26 @@ static void attempt_failed(mqtt_client *c, int status, int rcode, const char *te
     end_attempt(c);
 }
 
+/* Starts the transport's open from the connect options: the public API's
+ * host and port, TLS when a TLS config is set (mqtts), else mqtt. Never
+ * blocks; a->rc is where it stands. The endpoint only lends its strings and
+ * the TLS config for the call. */
+static void open_start(mqtt_client *c, attempt *a)
+{
+    mqtt_endpoint ep;
+    memset(&ep, 0, sizeof ep);
+    ep.scheme = c->sh.conn.tls ? MQTT_SCHEME_MQTTS : MQTT_SCHEME_MQTT;
+    ep.host = a->host;
+    ep.port = a->port;
+    ep.tls = c->sh.conn.tls;
+    ep.has_keepalive = c->sh.conn.has_sock_keepalive;
+    memcpy(ep.keepalive, c->sh.conn.sock_keepalive, sizeof ep.keepalive);
+    /* The session slot outlives every open: it is the client's. */
+    mqtt_transport_env env = {.clock = NULL, .tls_session = &c->io.tls_session};
+    a->err[0] = '\0';
+    a->rc = mqtt__transport_open(&ep, &env, &a->tr, a->err, sizeof a->err);
+}
+
 void mqtt__attempt_begin(mqtt_client *c)
 {
     clear_io(c);
@@ -288,48 +289,85 @@ void mqtt__attempt_begin(mqtt_client *c)
     c->io.phase = PH_OPENING;
     int rc = snapshot(c, c->io.att);
     if (rc == MQTT_OK)
-        rc = mqtt__open_submit(&c->io.att->job);
-    if (rc != MQTT_OK)
-        attempt_failed(c, rc, -1, rc == MQTT_ERR_SYSTEM ? mqtt_system_error() : mqtt_strerror(rc));
+        open_start(c, c->io.att);
+    else
+        attempt_failed(c, rc, -1, mqtt_strerror(rc));
 }
 
-/* NON-BLOCKING OPEN: with non-blocking transports, PH_OPENING becomes the
- * transport's own states, driven here by the loop (its fd watched, its
- * deadline the attempt's), and the open worker goes. From the hand-over on
- * nothing changes: the CONNECT is queued and the CONNACK read on the loop. */
+/* The transport is open: from here on the CONNECT is queued and the CONNACK
+ * read on the loop, within what is left of the attempt's deadline. */
 static void handshake_start(mqtt_client *c)
 {
     attempt *a = c->io.att;
-    c->io.tr = a->job.tr;
-    a->job.tr = NULL;
+    c->io.tr = a->tr;
+    a->tr = NULL;
     c->io.phase = PH_HANDSHAKE;
     c->sh.wpos = 0;
     if (mqtt__buf_append(&c->sh.out, a->connect_pkt, a->connect_len) != MQTT_OK)
         attempt_failed(c, MQTT_ERR_NOMEM, -1, "no memory to send CONNECT");
 }
 
+void mqtt__attempt_progress(mqtt_client *c)
+{
+    attempt *a = c->io.att;
+    if (c->io.phase != PH_OPENING || !a->tr || a->rc != MQTT_ERR_INCOMPLETE)
+        return;
+    unwatch_open(c);
+    a->rc = mqtt__transport_progress(a->tr, a->err, sizeof a->err);
+}
+
+int mqtt__attempt_fd(const mqtt_client *c, bool *in, bool *out)
+{
+    const attempt *a = c->io.att;
+    if (c->io.phase != PH_OPENING || !a->tr || a->rc != MQTT_ERR_INCOMPLETE)
+        return -1;
+    *in = (a->tr->events & POLLIN) != 0;
+    *out = (a->tr->events & POLLOUT) != 0;
+    return a->tr->fd;
+}
+
+/* The deadline passed while opening: the step still going says what timed out. */
+static void open_timed_out(mqtt_client *c)
+{
+    const attempt *a = c->io.att;
+    char step[200] = "opening", text[256];
+    if (a->tr && a->tr->ops->waiting)
+        a->tr->ops->waiting(a->tr, step, sizeof step);
+    snprintf(text, sizeof text, "%s timed out", step);
+    attempt_failed(c, MQTT_ERR_TIMEOUT, -1, text);
+}
+
+/* PH_OPENING: the open's outcome, a cancel, or the deadline. */
+static double tend_opening(mqtt_client *c, double now, bool cancel)
+{
+    attempt *a = c->io.att;
+    if (a->rc != MQTT_OK && a->rc != MQTT_ERR_INCOMPLETE) {
+        attempt_failed(c, a->rc, -1, a->err[0] ? a->err : mqtt_strerror(a->rc));
+    } else if (cancel) {
+        attempt_failed(c, MQTT_ERR_CANCELLED, -1, "connect cancelled");
+    } else if (a->rc == MQTT_OK) {
+        handshake_start(c);
+        return c->io.phase == PH_HANDSHAKE ? a->deadline : -2;
+    } else if (now >= a->deadline) {
+        open_timed_out(c);
+    } else {
+        return a->deadline;
+    }
+    return -2;
+}
+
 double mqtt__attempt_tend(mqtt_client *c, double now)
 {
     attempt *a = c->io.att;
     bool cancel = c->sh.stop || c->sh.request != REQ_NONE;
-    if (c->io.phase == PH_OPENING) {
-        if (!a->opened)
-            return -1; /* the worker wakes the loop when it is done */
-        int rc = a->job.rc == MQTT_OK && cancel ? MQTT_ERR_CANCELLED : a->job.rc;
-        if (rc == MQTT_OK) {
-            handshake_start(c);
-            return c->io.phase == PH_HANDSHAKE ? a->job.deadline : -2;
-        }
-        const char *err = a->job.err[0] ? a->job.err : mqtt_strerror(rc);
-        attempt_failed(c, rc, -1, rc == MQTT_ERR_CANCELLED ? "connect cancelled" : err);
-        return -2;
-    }
+    if (c->io.phase == PH_OPENING)
+        return tend_opening(c, now, cancel);
     if (cancel)
         attempt_failed(c, MQTT_ERR_CANCELLED, -1, "connect cancelled");
-    else if (now >= a->job.deadline)
+    else if (now >= a->deadline)
         attempt_failed(c, MQTT_ERR_TIMEOUT, -1, "no CONNACK within the connect timeout");
     else
-        return a->job.deadline;
+        return a->deadline;
     return -2;
 }
 
@@ -356,7 +394,7 @@ int mqtt__attempt_connack(mqtt_client *c, const mqtt_packet *pkt)
 
 void mqtt__link_lost(mqtt_client *c, int status, const char *text)
 {
-    if (c->io.phase == PH_HANDSHAKE)
+    if (c->io.phase != PH_NONE)
         attempt_failed(c, status, -1, text);
     else
         mqtt__connection_lost(c, status, text);

@@ -1,8 +1,9 @@
 /*
  * Opening by scheme: which transports an endpoint stacks (TCP or a Unix
- * socket, TLS on top), the progress call, and the blocking wrappers the
- * client uses today, which poll the same state machines until done, the
- * deadline or cancel. The only waits of the transport layer live here.
+ * socket, TLS on top), the progress call, and blocking wrappers for tests
+ * and tools (the client's loop drives the machines itself), which poll the
+ * same state machines until done, the deadline or cancel. The only waits of
+ * the transport layer live here.
  */
 #include <errno.h>
 #include <poll.h>

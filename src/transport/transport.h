@@ -39,7 +39,7 @@ struct mqtt_transport {
     short events;     /* while opening: the poll events fd waits for (POLLIN, POLLOUT) */
 };
 
-/** What the opener lends a transport: all optional. */
+/** What the caller lends an opening transport: all optional. */
 typedef struct mqtt_transport_env {
     const mqtt_clock *clock; /* the blocking wrappers' clock; NULL: the default */
     void **tls_session;      /* the caller's slot for a TLS session kept between
