@@ -1,11 +1,12 @@
 /*
  * examples/embed/host.c: a C program that embeds Lua 5.4 with two Lua states,
  * each loading zmqtt (the real mqtt/core.so, dlopen'ed through package.cpath)
- * and owning its own clients. It checks that closing a state stops exactly
- * its clients' I/O threads, that the other state's clients keep working, and
- * that closing the last state with clients still connected (a global, one in
- * an unreachable cycle, one held by a suspended coroutine, one mid-connect)
- * joins all their threads: none is left, and the host lives on.
+ * and owning its own clients. Every client of the process is served by one
+ * I/O thread. It checks that closing a state detaches exactly its clients
+ * from that thread, that the other state's clients keep working, and that
+ * closing the last state with clients still connected (a global, one in an
+ * unreachable cycle, one held by a suspended coroutine, one mid-connect)
+ * ends the I/O thread: none is left, and the host lives on.
  *
  * Usage: host PORT                run the checks against a broker on 127.0.0.1
  *        host PORT --late-client  a client created by a finalizer while
@@ -119,6 +120,12 @@ static void check_chunk(lua_State *L, const char *chunk, const char *what)
     check(r == 1, what, r, 1);
 }
 
+/* The clients the process's I/O loop serves, as state L sees them. */
+static long loop_clients(lua_State *L)
+{
+    return run(L, "return require('mqtt').io_stats().clients", "", "");
+}
+
 /* Each state: a global `client`, connected and subscribed to its own topic,
  * and `roundtrip(payload)` that publishes there and dispatches until the
  * message is back. Returns 1. */
@@ -229,21 +236,25 @@ int main(int argc, char **argv)
     }
     check(run(L1, SETUP, port, "one") == 1, "state 1 connected a client", 0, 1);
     long n = threads_settle(base + 1);
-    check(n == base + 1, "state 1's client has one I/O thread", n, base + 1);
+    check(n == base + 1, "state 1's client is served by one I/O thread", n, base + 1);
     check(run(L2, SETUP, port, "two") == 1, "state 2 connected a client", 0, 1);
-    n = threads_settle(base + 2);
-    check(n == base + 2, "state 2's client has one I/O thread", n, base + 2);
+    n = threads_settle(base + 1);
+    check(n == base + 1, "state 2's client shares that thread", n, base + 1);
     long extra = run(L2, LEFT_OPEN, port, "");
     check(extra == 3, "state 2 started three more clients it never closes", extra, 3);
-    n = threads_settle(base + 5);
-    check(n == base + 5, "five client threads in all", n, base + 5);
+    n = loop_clients(L2);
+    check(n == 5, "five clients on the loop", n, 5);
+    n = thread_count();
+    check(n == base + 1, "still one I/O thread", n, base + 1);
 
     check_chunk(L1, "return roundtrip('one-1')", "state 1 publishes and receives");
     check_chunk(L2, "return roundtrip('two-1')", "state 2 publishes and receives");
 
     lua_close(L1);
-    n = threads_settle(base + 4);
-    check(n == base + 4, "closing state 1 stopped only its client's thread", n, base + 4);
+    n = loop_clients(L2);
+    check(n == 4, "closing state 1 detached only its client", n, 4);
+    n = thread_count();
+    check(n == base + 1, "the I/O thread serves state 2 on", n, base + 1);
     check(core_mapped(), "core.so stays loaded for state 2", 0, 1);
     check_chunk(L2, "return roundtrip('two-2')", "state 2 still publishes and receives");
     check_chunk(L2, "return coroutine.status(held) == 'suspended' and 1 or 0",
@@ -251,7 +262,7 @@ int main(int argc, char **argv)
 
     lua_close(L2);
     n = thread_count(); /* no settling: lua_close must have joined them */
-    check(n == base, "closing state 2 stopped its four unclosed clients", n, base);
+    check(n == base, "closing state 2 closed its four clients and ended the I/O thread", n, base);
     /* luaopen_mqtt_core pins core.so (RTLD_NODELETE), so it stays mapped
      * even when a thread outlives its state (see --late-client). */
     printf("# core.so %s after the last state closed\n",

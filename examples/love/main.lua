@@ -33,7 +33,7 @@ local function hex(s)
     return (s:gsub(".", function(ch) return ("%02x"):format(ch:byte()) end))
 end
 
--- OS threads of this process (the game's, LÖVE's and every client's I/O thread).
+-- OS threads of this process (the game's, LÖVE's and the clients' one I/O thread).
 local function thread_count()
     local f = io.open("/proc/self/status")
     if not f then return -1 end
@@ -75,7 +75,7 @@ function love.load(args)
 end
 
 -- The worker reports through a channel; once it has published, wait for its
--- thread to end: its Lua state is closed, and its client's I/O thread with it.
+-- thread to end: its Lua state is closed, and its client with it.
 local function watch_worker()
     local status = love.thread.getChannel("zmqtt-worker"):pop()
     if status and status:find("^connected") then
