@@ -468,6 +468,17 @@ if cfg.scenarios.idle then
         },
     }
 end
+--- A memory target: every round had all clients connected, and the median is at most kib.
+local function all_connected_within(kib)
+    return {
+        text = fmt("all connected, ≤ %g KiB", kib),
+        check = function(z, runs)
+            for _, v in ipairs(runs) do if not v then return false end end
+            return z <= kib
+        end,
+    }
+end
+
 if cfg.scenarios.clients then
     local largest = 0
     for _, n in ipairs(cfg.clients) do largest = math.max(largest, tonumber(n)) end
@@ -490,13 +501,7 @@ if cfg.scenarios.clients then
                         end
                         return r.rss_kib / r.clients
                     end,
-                    target = n == largest and n >= 5000 and {
-                        text = "all connected, ≤ 32 KiB",
-                        check = function(z, runs)
-                            for _, v in ipairs(runs) do if not v then return false end end
-                            return z <= 32
-                        end,
-                    } or nil,
+                    target = n == largest and n >= 5000 and all_connected_within(32) or nil,
                 },
                 { label = fmt("%s connected clients: RSS growth per client (KiB)",
                     count_label(n)), better = "lower",
@@ -504,13 +509,7 @@ if cfg.scenarios.clients then
                         if r.connected ~= r.clients then return nil, "—" end
                         return (r.rss_kib - r.base_kib) / r.clients
                     end,
-                    target = n == largest and n >= 5000 and {
-                        text = "all connected, ≤ 4 KiB",
-                        check = function(z, runs)
-                            for _, v in ipairs(runs) do if not v then return false end end
-                            return z <= 4
-                        end,
-                    } or nil,
+                    target = n == largest and n >= 5000 and all_connected_within(4) or nil,
                 },
                 { label = fmt("%s connected clients: threads in the process", count_label(n)),
                     better = "lower", value = function(r) return r.threads end,
