@@ -94,8 +94,7 @@ int mqtt_client_create(const mqtt_options *o, mqtt_client **out)
 
 static void free_event_item(void *item)
 {
-    if (item != &mqtt__delivered_mark)
-        mqtt_event_free(item);
+    mqtt_event_free(item); /* the session never hands over its mark */
 }
 
 /* A child of fork() owns copies of the descriptors and nothing else: the

@@ -62,9 +62,8 @@ static int handle_publish(mqtt_client *c, const mqtt_packet *p)
 
 static void handle_pubrel(mqtt_client *c, const mqtt_packet *p)
 {
-    void *held = mqtt__session_in_take(c->sh.session, p->packet_id);
-    if (held && held != &mqtt__delivered_mark) {
-        mqtt_event *ev = held;
+    mqtt_event *ev = mqtt__session_in_take(c->sh.session, p->packet_id);
+    if (ev) { /* NULL: unknown, or handed over early by release_held */
         c->sh.held_bytes -= ev->bytes;
         mqtt__event_push(c, ev);
     }

@@ -175,8 +175,6 @@ static void deliver_held(void *item, void *ud)
 {
     mqtt_client *c = ud;
     mqtt_event *ev = item;
-    if (item == &mqtt__delivered_mark)
-        return;
     c->sh.held_bytes -= ev->bytes;
     mqtt__event_push(c, ev);
 }
