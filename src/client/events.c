@@ -248,7 +248,8 @@ bool mqtt_event_property_next(const mqtt_event *ev, size_t *pos, mqtt_property *
 {
     if (!ev || !pos || !out || !ev->props || *pos >= ev->props_len)
         return false;
-    mqtt_prop_iter it = {ev->props + *pos, ev->props + ev->props_len};
+    mqtt_prop_iter it;
+    mqtt__prop_iter_init(&it, (mqtt_bytes){ev->props + *pos, ev->props_len - *pos});
     if (!mqtt__prop_next(&it, out))
         return false;
     *pos = (size_t)(it.p - ev->props);
@@ -257,10 +258,7 @@ bool mqtt_event_property_next(const mqtt_event *ev, size_t *pos, mqtt_property *
 
 bool mqtt_event_property_find(const mqtt_event *ev, int id, mqtt_property *out)
 {
-    size_t pos = 0;
-    while (mqtt_event_property_next(ev, &pos, out)) {
-        if (out->id == id)
-            return true;
-    }
-    return false;
+    if (!ev || !out || !ev->props || id < 0 || id > 0xff)
+        return false;
+    return mqtt__prop_find((mqtt_bytes){ev->props, ev->props_len}, (uint8_t)id, out);
 }

@@ -32,13 +32,6 @@ MQTT_HIDDEN size_t mqtt__varint_size(uint32_t v);
 /** Writes the varint; returns its size. out must hold mqtt__varint_size(v) bytes. */
 MQTT_HIDDEN size_t mqtt__varint_encode(uint8_t *out, uint32_t v);
 
-/**
- * Decodes a variable byte integer from b[0..n): MQTT_OK with *v and *used,
- * MQTT_ERR_INCOMPLETE when all n bytes continue (*used = n), or
- * MQTT_ERR_MALFORMED when a 4th byte still continues. Minimal encodings are
- * not required.
- */
-MQTT_HIDDEN int mqtt__varint_decode(const uint8_t *b, size_t n, uint32_t *v, size_t *used);
 
 typedef struct mqtt_fixed_header {
     uint8_t type;         /* high nibble, e.g. MQTT_PUBLISH */

@@ -39,11 +39,6 @@ size_t mqtt__varint_encode(uint8_t *out, uint32_t v)
     return n;
 }
 
-int mqtt__varint_decode(const uint8_t *b, size_t n, uint32_t *v, size_t *used)
-{
-    return mqtt__varint_decode_inline(b, n, v, used);
-}
-
 int mqtt__decode_fixed_header(const uint8_t *buf, size_t len, mqtt_fixed_header *h,
                               size_t *need, const char **why)
 {

@@ -115,11 +115,6 @@ static int wait_fd_on(const mqtt_clock *clock, int fd, short events, double dead
     }
 }
 
-int mqtt__wait_fd(int fd, short events, double deadline, const mqtt_cancel *cancel)
-{
-    return wait_fd_on(NULL, fd, events, deadline, cancel);
-}
-
 int mqtt__transport_wait(mqtt_transport *t, const mqtt_transport_env *env, double deadline,
                          const mqtt_cancel *cancel, char *err, size_t errlen)
 {

@@ -113,7 +113,4 @@ MQTT_HIDDEN int mqtt__tls_open(mqtt_tls_config *cfg, const char *host, unsigned 
                                void **session, mqtt_transport **out, char *err, size_t errlen);
 MQTT_HIDDEN void mqtt__tls_session_free(void *session);
 
-/** Waits until fd is ready for events (POLLIN/POLLOUT) or deadline; honours cancel. */
-MQTT_HIDDEN int mqtt__wait_fd(int fd, short events, double deadline, const mqtt_cancel *cancel);
-
 #endif
