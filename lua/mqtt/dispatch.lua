@@ -266,7 +266,10 @@ local function drain(self)
     local command, data = c:next_event()
     while command do
         n = n + 1
-        if COMPLETES[command] and waiting[data.mid] == false then waiting[data.mid] = data end
+        -- A PUBLISH never completes a wait: the hot path skips the lookup.
+        if command ~= 0x30 and COMPLETES[command] and waiting[data.mid] == false then
+            waiting[data.mid] = data
+        end
         if command < 0x30 or command > 0xD0 then
             if not special(self, c, command, data) then run_callbacks(self, command, data) end
         else
