@@ -57,7 +57,8 @@ int mqtt_api_version(void);
     X(MQTT_ERR_CANCELLED, "cancelled", "the operation was cancelled")                    \
     X(MQTT_ERR_TLS, "tls error", "the TLS layer failed")                                  \
     X(MQTT_ERR_SYSTEM, "system error", "a system call failed")                            \
-    X(MQTT_ERR_TOO_LARGE, "packet too large", "the broker sent a packet over the size limit")
+    X(MQTT_ERR_TOO_LARGE, "packet too large", "the broker sent a packet over the size limit") \
+    X(MQTT_ERR_NOT_ALLOWED, "not allowed", "the broker announced it does not allow this")
 
 #define MQTT_ENUM_ENTRY(e, name, text) e,
 typedef enum mqtt_status { MQTT_STATUS_LIST(MQTT_ENUM_ENTRY) MQTT_STATUS_COUNT } mqtt_status;
@@ -79,6 +80,9 @@ const char *mqtt_system_error(void);
  * Never NULL; valid until the next call into the library in this thread.
  */
 const char *mqtt_last_error(void);
+/** With MQTT_ERR_NOT_ALLOWED: the MQTT 5.0 reason code the broker would have
+ *  given (0x9B "qos not supported", 0x95 "packet too large", ...); else 0. */
+int mqtt_last_reason(void);
 /** Name of a CONNACK return code (1..5 as in MQTT 3.1.1 section 3.2.2.3). */
 const char *mqtt_connack_name(int return_code);
 
@@ -111,6 +115,15 @@ enum { MQTT_PACKET_LIST(MQTT_ENUM_VALUE_) };
 
 /** The protocol levels CONNECT carries: 3.1.1 and 5.0. */
 enum { MQTT_V311 = 4, MQTT_V5 = 5 };
+/** mqtt_options.protocol: MQTT 5.0 first, 3.1.1 when the broker refuses that
+ *  version (CONNACK 0x84) or closes before any CONNACK; the version that
+ *  worked is kept for reconnects. */
+#define MQTT_PROTOCOL_AUTO (-1)
+
+/** mqtt_options.topic_alias (MQTT 5.0, outgoing): AUTO gives aliases to
+ *  published topics (least recently used out) up to the broker's maximum;
+ *  MANUAL takes the topic_alias property of each publish; OFF sends none. */
+enum { MQTT_ALIAS_AUTO = 0, MQTT_ALIAS_OFF = 1, MQTT_ALIAS_MANUAL = 2 };
 
 /** A pseudo packet type standing for the will's properties inside CONNECT. */
 enum { MQTT_WILL_PROPERTIES = 0x00 };
@@ -353,14 +366,15 @@ typedef struct mqtt_options {
     double disconnect_timeout; /* seconds to flush before DISCONNECT; default 5 */
     size_t max_packet;       /* largest packet accepted from the broker, fixed header included */
     bool log_events;         /* queue MQTT_EV_LOG events; default false */
-    /* The protocol level: MQTT_V311 (the default). MQTT_V5 is refused with
-     * MQTT_ERR_INVAL until the client speaks MQTT 5.0. */
+    /* The protocol level: MQTT_V311 (the default), MQTT_V5 or MQTT_PROTOCOL_AUTO. */
     int protocol;
     /* CONNECT properties (MQTT 5.0 only): checked against the property table
      * for CONNECT, then refused under 3.1.1 (MQTT_ERR_INVAL). Borrowed for
-     * the create call only. */
+     * the create call only. Without session_expiry_interval a client with
+     * clean_session false sends 0xFFFFFFFF (the session never expires). */
     const mqtt_property *connect_props;
     size_t connect_prop_count;
+    int topic_alias;         /* MQTT_ALIAS_*; default AUTO */
 } mqtt_options;
 
 /** The smallest struct_size mqtt_client_create accepts: the layout before protocol. */
@@ -445,6 +459,7 @@ enum {
     MQTT_EV_UNSUBACK = MQTT_UNSUBACK,
     MQTT_EV_PINGRESP = MQTT_PINGRESP,
     MQTT_EV_DISCONNECT = MQTT_DISCONNECT, /* connection lost or closed */
+    MQTT_EV_AUTH = MQTT_AUTH,           /* MQTT 5.0 AUTH from the broker */
     MQTT_EV_BEFORE_RECONNECT = 0x100,   /* the I/O thread waits for mqtt_client_proceed() */
     MQTT_EV_LOG = 0x101
 };
@@ -595,6 +610,39 @@ int mqtt_client_unsubscribe(mqtt_client *c, const mqtt_subscription *subs, size_
 
 /** Flushes (bounded by disconnect_timeout), sends DISCONNECT, closes; no reconnect follows. */
 int mqtt_client_disconnect(mqtt_client *c);
+/** mqtt_client_disconnect with MQTT 5.0's reason code and properties (0 and
+ *  none under 3.1.1, else MQTT_ERR_INVAL); 0x04 asks the broker to publish the will. */
+int mqtt_client_disconnect_v(mqtt_client *c, int reason_code, const mqtt_property *props,
+                             size_t prop_count);
+
+/* MQTT 5.0 */
+/** The protocol level of the last CONNACK (MQTT_V311 or MQTT_V5); 0 before any. */
+int mqtt_client_protocol(mqtt_client *c);
+/** Replaces the CONNECT properties from the next (re)connect on (checked as at create). */
+int mqtt_client_set_connect_properties(mqtt_client *c, const mqtt_property *props,
+                                       size_t prop_count);
+/**
+ * Copies the last CONNACK's property block (empty under 3.1.1) into buf;
+ * *len receives its size. MQTT_ERR_NOMEM when cap is too small (*len says
+ * how much is needed). Walk it with mqtt_properties_next.
+ */
+int mqtt_client_server_properties(mqtt_client *c, uint8_t *buf, size_t cap, size_t *len);
+/** Walks a property block (as given by mqtt_client_server_properties) like
+ *  mqtt_event_property_next. */
+bool mqtt_properties_next(const uint8_t *block, size_t len, size_t *pos, mqtt_property *out);
+/**
+ * The client identifier in use: the one given at create, or the broker's
+ * assigned_client_identifier once a CONNACK carried one. Copies up to cap
+ * bytes; returns the full length.
+ */
+size_t mqtt_client_id(mqtt_client *c, char *buf, size_t cap);
+/**
+ * Sends AUTH (enhanced authentication): reason 0x18 continues an exchange
+ * the broker started, 0x19 starts a re-authentication on a live connection.
+ * MQTT_ERR_INVAL under 3.1.1 or for another code; MQTT_ERR_NO_CONN.
+ */
+int mqtt_client_auth(mqtt_client *c, int reason_code, const mqtt_property *props,
+                     size_t prop_count);
 
 bool mqtt_client_is_connected(mqtt_client *c);
 /** "connected", "connecting", "reconnecting", "disconnected". */
@@ -633,6 +681,7 @@ typedef struct mqtt_stats {
     uint64_t downgraded;  /* QoS 2 publishes the broker acknowledged with PUBACK */
     uint64_t connect_failures; /* connect attempts that failed, refused ones included */
     uint64_t logs_dropped; /* log events dropped while max_event_bytes was reached */
+    uint64_t expired;     /* queued messages dropped past their message_expiry_interval */
 } mqtt_stats;
 
 /**

@@ -115,7 +115,10 @@ end
 local OPTIONS = {
     max_inflight = true, max_queued = true, reconnect = true, connect_timeout = true,
     logger = true, disconnect_timeout = true, max_event_bytes = true, maximum_packet_size = true,
+    protocol = true, topic_alias = true, session_expiry_interval = true,
 }
+local PROTOCOLS = { [4] = 4, [5] = 5, auto = -1 }
+local ALIAS_MODES = { auto = 0, [false] = 1, manual = 2 }
 local MAX_REMAINING = core.limits.max_remaining
 
 -- The options of mqtt.Client as the core takes them.
@@ -163,6 +166,23 @@ local function client_options(options)
         callable(options.logger, 3, f, "logger")
         o.log = true
     end
+    if options.protocol ~= nil then
+        o.protocol = PROTOCOLS[options.protocol]
+        if not o.protocol then
+            argerror(3, f, "protocol must be mqtt.MQTTv311 (4), mqtt.MQTTv5 (5) or \"auto\"")
+        end
+    end
+    if options.topic_alias ~= nil then
+        o.topic_alias = ALIAS_MODES[options.topic_alias]
+        if not o.topic_alias then
+            argerror(3, f, "topic_alias must be \"auto\", \"manual\" or false")
+        end
+    end
+    o.session_expiry_interval = int(options.session_expiry_interval, 3, f,
+        "session_expiry_interval", 0, 0xFFFFFFFF, nil)
+    if o.session_expiry_interval and (o.protocol or 4) == 4 then
+        argerror(3, f, "session_expiry_interval needs protocol = mqtt.MQTTv5 or \"auto\"")
+    end
     return o
 end
 
@@ -178,7 +198,8 @@ function M.client(client_id, clean_session, options)
     if type(clean_session) ~= "boolean" then
         argerror(2, "Client", "clean_session must be a boolean")
     end
-    if client_id == "" and not clean_session then
+    local proto = type(options) == "table" and options.protocol or 4
+    if client_id == "" and not clean_session and proto == 4 then
         argerror(1, "Client", "an empty client_id needs clean_session = true")
     end
     return clean_session, client_options(options)

@@ -77,7 +77,7 @@ function M.new(client_id, clean_session, options)
     local self = setmetatable({
         _core = c, _specific = {}, _generic = {}, _seq = 0, _waiting = {},
         _logger = options and options.logger,
-        client_id = client_id,
+        _client_id = client_id,
     }, Client)
     dispatch.opened(self)
     return self
@@ -94,7 +94,7 @@ function Client:__tostring()
         local owner = c:foreign()
         state = owner and ("belongs to process " .. owner) or c:state()
     end
-    return string_format("mqtt.Client(%q, %s)", self.client_id, state)
+    return string_format("mqtt.Client(%q, %s)", self._client_id, state)
 end
 
 --- Sets the will: the message the broker publishes when the connection is lost
@@ -260,6 +260,22 @@ function Client:close()
 end
 Client.__gc = Client.close
 Client.__close = Client.close
+
+--- The client identifier in use: the one given to `mqtt.Client`, or the one
+-- the broker assigned (MQTT 5.0) once a CONNACK carried it.
+-- @treturn string
+function Client:client_id()
+    local c = self._core
+    return c and c:client_id() or self._client_id
+end
+
+--- The protocol level of the last CONNACK: 4 (MQTT 3.1.1) or 5; nil before
+-- the first.
+-- @treturn ?int
+function Client:protocol()
+    local v = check_open(self, "protocol"):protocol()
+    return v ~= 0 and v or nil
+end
 
 --- Whether the client is connected now.
 -- @treturn boolean

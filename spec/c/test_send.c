@@ -22,7 +22,7 @@ static bool pump(mqtt_session *s, mqtt_buf *out)
 {
     mqtt_qos_action a;
     const mqtt_record *r = mqtt__session_next(s, &a);
-    if (r == NULL || mqtt__send_record(out, r, a) != MQTT_OK)
+    if (r == NULL || mqtt__send_record(out, r, a, NULL) != MQTT_OK)
         return false;
     mqtt__session_sent(s);
     return true;
@@ -92,7 +92,7 @@ static void test_large(void)
     r->packet_id = 0x1234;
     mqtt_buf out = { NULL, 0, 0 };
     mqtt__buf_append(&out, "x", 1);
-    CHECK(mqtt__send_record(&out, r, MQTT_QA_SEND) == MQTT_OK && out.len == 1 + r->bytes,
+    CHECK(mqtt__send_record(&out, r, MQTT_QA_SEND, NULL) == MQTT_OK && out.len == 1 + r->bytes,
           "large: the record's size is what it writes");
     size_t rl = 2 + 1 + 2 + N;
     const uint8_t head[] = { 'x', 0x32, (uint8_t)(rl & 0x7F) | 0x80, (uint8_t)(rl >> 7 & 0x7F) | 0x80,
@@ -110,13 +110,13 @@ static void test_misuse(void)
     mqtt_record *r;
     mqtt_buf out = { NULL, 0, 0 };
     mqtt__record_publish(text("t"), text("x"), 1, false, none, &r);
-    CHECK(mqtt__send_record(&out, r, MQTT_QA_ACKED) == MQTT_ERR_INVAL && out.len == 0,
+    CHECK(mqtt__send_record(&out, r, MQTT_QA_ACKED, NULL) == MQTT_ERR_INVAL && out.len == 0,
           "misuse: an action that writes nothing");
-    CHECK(mqtt__send_record(NULL, r, MQTT_QA_SEND) == MQTT_ERR_INVAL &&
-              mqtt__send_record(&out, NULL, MQTT_QA_SEND) == MQTT_ERR_INVAL,
+    CHECK(mqtt__send_record(NULL, r, MQTT_QA_SEND, NULL) == MQTT_ERR_INVAL &&
+              mqtt__send_record(&out, NULL, MQTT_QA_SEND, NULL) == MQTT_ERR_INVAL,
           "misuse: no buffer or no record");
     r->kind = 9;
-    CHECK(mqtt__send_record(&out, r, MQTT_QA_SEND) == MQTT_ERR_INVAL && out.len == 0,
+    CHECK(mqtt__send_record(&out, r, MQTT_QA_SEND, NULL) == MQTT_ERR_INVAL && out.len == 0,
           "misuse: a record of no known kind");
     mqtt__record_free(r);
     mqtt__buf_free(&out);

@@ -352,7 +352,7 @@ static bool next(void)
     if (r->state == S_WAIT_PUBACK || r->state == S_WAIT_PUBREC)
         r->packet[0] |= 0x08; /* resent with DUP */
     wire.len = 0;
-    FZ_CHECK(mqtt__send_record(&wire, got, act) == MQTT_OK);
+    FZ_CHECK(mqtt__send_record(&wire, got, act, NULL) == MQTT_OK);
     if (r->state == S_WAIT_PUBCOMP) {
         uint8_t rel[4] = {0x62, 0x02, (uint8_t)(r->id >> 8), (uint8_t)r->id};
         FZ_CHECK(wire.len == 4 && memcmp(wire.data, rel, 4) == 0);

@@ -17,6 +17,8 @@ MQTT_HIDDEN int mqtt__system_failure(const char *call, int err);
 
 /** Starts a call that may refuse its arguments: mqtt_last_error() says "" again. */
 MQTT_HIDDEN void mqtt__refusal_clear(void);
+/** The reason code mqtt_last_reason() gives for this thread's last refusal. */
+MQTT_HIDDEN void mqtt__refusal_reason(int reason);
 /** Records why a call refused its arguments for mqtt_last_error() in this
  *  thread (printf format); returns status. */
 MQTT_HIDDEN int mqtt__refuse(int status, const char *fmt, ...)

@@ -61,10 +61,22 @@ int mqtt_api_version(void)
 
 /* Per thread too: why the last refused call in this thread was refused. */
 static _Thread_local char refusal_text[256];
+static _Thread_local int refusal_reason;
 
 void mqtt__refusal_clear(void)
 {
     refusal_text[0] = '\0';
+    refusal_reason = 0;
+}
+
+void mqtt__refusal_reason(int reason)
+{
+    refusal_reason = reason;
+}
+
+int mqtt_last_reason(void)
+{
+    return refusal_reason;
 }
 
 int mqtt__refuse(int status, const char *fmt, ...)

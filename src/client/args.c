@@ -83,7 +83,7 @@ int mqtt__check_props(const mqtt_property *p, size_t n, int packet_type, int pro
         return mqtt__refuse(MQTT_ERR_INVAL, "%s property %s: %s", packet_word(packet_type), name,
                             why);
     }
-    if (protocol != MQTT_V5)
+    if (protocol == MQTT_V311)
         return mqtt__refuse(MQTT_ERR_INVAL, "%s properties need MQTT 5.0; %s",
                             packet_word(packet_type), v311_only);
     return MQTT_OK;
@@ -132,7 +132,7 @@ static int check_entry(const mqtt_subscription *s, size_t i, bool unsub, int pro
     if (s->retain_handling < 0 || s->retain_handling > 2)
         return mqtt__refuse(MQTT_ERR_INVAL, "filter %zu: retain_handling %d must be 0, 1 or 2",
                             i + 1, s->retain_handling);
-    if (v5_options && protocol != MQTT_V5)
+    if (v5_options && protocol == MQTT_V311)
         return mqtt__refuse(MQTT_ERR_INVAL,
                             "filter %zu: no_local, retain_as_published and retain_handling need "
                             "MQTT 5.0; %s",
@@ -156,13 +156,13 @@ int mqtt__check_subscriptions(const mqtt_subscription *subs, size_t n, bool unsu
 
 static int check_protocol(const mqtt_options *o)
 {
-    if (o->protocol == MQTT_V5)
+    if (o->protocol != MQTT_V311 && o->protocol != MQTT_V5 && o->protocol != MQTT_PROTOCOL_AUTO)
         return mqtt__refuse(MQTT_ERR_INVAL,
-                            "protocol: MQTT 5.0 (MQTT_V5) is not available yet; %s (MQTT_V311)",
-                            v311_only);
-    if (o->protocol != MQTT_V311)
-        return mqtt__refuse(MQTT_ERR_INVAL, "protocol %d: must be MQTT_V311 or MQTT_V5",
+                            "protocol %d: must be MQTT_V311, MQTT_V5 or MQTT_PROTOCOL_AUTO",
                             o->protocol);
+    if (o->topic_alias < MQTT_ALIAS_AUTO || o->topic_alias > MQTT_ALIAS_MANUAL)
+        return mqtt__refuse(MQTT_ERR_INVAL, "topic_alias %d: must be a MQTT_ALIAS_* value",
+                            o->topic_alias);
     return mqtt__check_props(o->connect_props, o->connect_prop_count, MQTT_CONNECT, o->protocol);
 }
 
@@ -175,7 +175,8 @@ static int check_client_id(const mqtt_options *o)
                             o->client_id_len);
     if (o->client_id_len && !mqtt__utf8_valid((const uint8_t *)o->client_id, o->client_id_len))
         return mqtt__refuse(MQTT_ERR_INVAL, "client_id: not valid UTF-8");
-    if (o->client_id_len == 0 && !o->clean_session)
+    /* MQTT 5.0 lets the broker assign an id to a persistent session. */
+    if (o->client_id_len == 0 && !o->clean_session && o->protocol == MQTT_V311)
         return mqtt__refuse(MQTT_ERR_INVAL, "client_id: empty needs clean_session");
     return MQTT_OK;
 }
@@ -195,8 +196,10 @@ int mqtt__options_read(mqtt_options *dst, const mqtt_options *src)
         dst->protocol = MQTT_V311;
     if (n < offsetof(mqtt_options, connect_prop_count))
         dst->connect_props = NULL;
-    if (n < sizeof *dst)
+    if (n < offsetof(mqtt_options, topic_alias))
         dst->connect_prop_count = 0;
+    if (n < sizeof *dst)
+        dst->topic_alias = MQTT_ALIAS_AUTO;
     rc = check_client_id(dst);
     if (rc == MQTT_OK && (dst->reconnect_min <= 0 || dst->reconnect_max < dst->reconnect_min))
         rc = mqtt__refuse(MQTT_ERR_INVAL, "reconnect_min/reconnect_max: need 0 < min <= max");

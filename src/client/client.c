@@ -66,11 +66,14 @@ int mqtt_client_create(const mqtt_options *o, mqtt_client **out)
     c->set.opt.connect_props = NULL; /* borrowed for the call; none under 3.1.1 */
     c->set.opt.connect_prop_count = 0;
     c->set.notify_fd = -1;
+    c->io.lost_reason = -1;
     mqtt_session_limits lim = {o->max_inflight, o->max_queued, o->max_queued_bytes};
     c->sh.session = mqtt__session_new(&lim);
     rc = c->sh.session ? MQTT_OK : MQTT_ERR_NOMEM;
     if (rc == MQTT_OK)
         rc = mqtt__buf_append(&c->set.client_id, o->client_id, o->client_id_len);
+    if (rc == MQTT_OK)
+        rc = mqtt__v5_props_block(&c->sh.connect_props, o->connect_props, o->connect_prop_count);
     if (rc == MQTT_OK)
         rc = mqtt__event_refill_spare(c);
     if (rc == MQTT_OK) {
@@ -137,8 +140,12 @@ void mqtt_client_destroy(mqtt_client *c)
         mqtt__session_free(c->sh.session, free_event_item);
     if (c->set.notify_fd >= 0)
         close(c->set.notify_fd);
-    mqtt_buf *bufs[] = {&c->set.client_id, &c->sh.will_topic, &c->sh.will_payload, &c->sh.username,
-                        &c->sh.password, &c->sh.out, &c->io.in, &c->sh.wbuf};
+    mqtt__v5_alias_reset(c);
+    mqtt_buf *bufs[] = {&c->set.client_id,     &c->sh.will_topic,   &c->sh.will_payload,
+                        &c->sh.username,       &c->sh.password,     &c->sh.out,
+                        &c->io.in,             &c->sh.wbuf,         &c->sh.server_props,
+                        &c->sh.connect_props,  &c->sh.will_props,   &c->sh.assigned_id,
+                        &c->sh.disconnect_props};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         mqtt__buf_free(bufs[i]);
     mqtt__free(c->sh.host);
@@ -167,6 +174,8 @@ int mqtt_client_set_will(mqtt_client *c, const mqtt_message *will)
         rc = set_buf(&c->sh.will_topic, will->topic, will->topic_len);
         if (rc == MQTT_OK)
             rc = set_buf(&c->sh.will_payload, will->payload, will->payload_len);
+        if (rc == MQTT_OK)
+            rc = mqtt__v5_props_block(&c->sh.will_props, will->props, will->prop_count);
         c->sh.will_qos = (uint8_t)will->qos;
         c->sh.will_retain = will->retain;
         c->sh.has_will = rc == MQTT_OK;
@@ -257,11 +266,21 @@ int mqtt_client_publish(mqtt_client *c, const mqtt_message *m, uint16_t *mid)
     uint16_t scratch_mid;
     if (!mid)
         mid = &scratch_mid;
+    bool v5 = c->set.opt.protocol != MQTT_V311;
+    if (v5) {
+        size_t size5 = mqtt__v5_publish_size(m);
+        pthread_mutex_lock(&c->mu);
+        rc = mqtt__v5_check_publish(c, m, size5);
+        v5 = c->sh.version != MQTT_V311;
+        pthread_mutex_unlock(&c->mu);
+        if (rc != MQTT_OK)
+            return rc;
+    }
     if (m->qos == 0) {
         bool done = false, wake = false;
         pthread_mutex_lock(&c->mu);
         *mid = mqtt__session_take_id(c->sh.session);
-        rc = publish_direct(c, m, size, &done, &wake);
+        rc = v5 ? MQTT_OK : publish_direct(c, m, size, &done, &wake);
         pthread_mutex_unlock(&c->mu);
         if (wake)
             mqtt__wake(c);
@@ -269,10 +288,30 @@ int mqtt_client_publish(mqtt_client *c, const mqtt_message *m, uint16_t *mid)
             return rc;
     }
     mqtt_bytes t = {(const uint8_t *)m->topic, m->topic_len}, p = {m->payload, m->payload_len};
-    mqtt_bytes none = {0};
+    mqtt_buf props = {0};
     mqtt_record *r;
-    rc = mqtt__record_publish(t, p, (uint8_t)m->qos, m->retain, none, &r);
+    rc = mqtt__v5_props_block(&props, m->props, m->prop_count);
+    if (rc == MQTT_OK)
+        rc = mqtt__record_publish(t, p, (uint8_t)m->qos, m->retain,
+                                  (mqtt_bytes){props.data, props.len}, &r);
+    mqtt__buf_free(&props);
     return rc == MQTT_OK ? enqueue(c, r, mid) : rc;
+}
+
+/* The broker's announced limits, against the packet the record makes. */
+static int check_subscribe_v5(mqtt_client *c, const mqtt_subscription *subs, const mqtt_record *r,
+                              const mqtt_property *props, size_t prop_count)
+{
+    uint8_t type = r->kind == MQTT_REC_SUBSCRIBE ? MQTT_SUBSCRIBE : MQTT_UNSUBSCRIBE;
+    mqtt_sub_params sp = {1, mqtt__record_entries(r), r->entry_count, props, prop_count};
+    size_t size = mqtt__sub_size_v(MQTT_V5, type, &sp);
+    bool ids = false;
+    for (size_t i = 0; i < prop_count; i++)
+        ids = ids || props[i].id == MQTT_PROP_SUBSCRIPTION_IDENTIFIER;
+    pthread_mutex_lock(&c->mu);
+    int rc = mqtt__v5_check_subscribe(c, subs, r->entry_count, type == MQTT_UNSUBSCRIBE, ids, size);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
 }
 
 static int subscribe_common(mqtt_client *c, const mqtt_subscription *subs, size_t n,
@@ -294,12 +333,19 @@ static int subscribe_common(mqtt_client *c, const mqtt_subscription *subs, size_
         return MQTT_ERR_NOMEM;
     rc = mqtt__check_subscriptions(subs, n, unsub, c->set.opt.protocol, e);
     mqtt_record *r = NULL;
-    mqtt_bytes none = {0};
+    mqtt_buf block = {0};
     if (rc == MQTT_OK)
-        rc = mqtt__record_subscribe(unsub ? MQTT_REC_UNSUBSCRIBE : MQTT_REC_SUBSCRIBE, e, n, none,
-                                    &r);
+        rc = mqtt__v5_props_block(&block, props, prop_count);
+    if (rc == MQTT_OK)
+        rc = mqtt__record_subscribe(unsub ? MQTT_REC_UNSUBSCRIBE : MQTT_REC_SUBSCRIBE, e, n,
+                                    (mqtt_bytes){block.data, block.len}, &r);
+    if (rc == MQTT_OK && c->set.opt.protocol != MQTT_V311)
+        rc = check_subscribe_v5(c, subs, r, props, prop_count);
+    mqtt__buf_free(&block);
     if (e != stack)
         mqtt__free(e);
+    if (rc != MQTT_OK)
+        mqtt__record_free(r);
     return rc == MQTT_OK ? enqueue(c, r, mid) : rc;
 }
 
@@ -380,6 +426,7 @@ static void fill_stats(mqtt_client *c, mqtt_stats *st)
     st->downgraded = c->sh.downgraded;
     st->connect_failures = c->sh.connect_failures;
     st->logs_dropped = c->sh.logs_dropped;
+    st->expired = c->sh.expired;
     pthread_mutex_unlock(&c->mu);
 }
 

@@ -51,6 +51,23 @@ typedef enum attempt_phase {
 
 typedef struct attempt attempt;
 
+/* What the broker announced in its CONNACK (MQTT 5.0); what 3.1.1 implies otherwise. */
+typedef struct server_limits {
+    uint32_t max_packet;       /* 0: none announced */
+    uint16_t receive_max;      /* 65535 when not announced */
+    uint16_t alias_max;        /* topic aliases the client may use */
+    uint8_t max_qos;           /* 2 when not announced */
+    bool retain, wildcard, sub_ids, shared; /* available */
+} server_limits;
+
+/* Outgoing topic aliases (MQTT 5.0): one slot per alias, least recently used
+ * out; forgotten at every new connection. */
+typedef struct alias_slot {
+    char *topic;               /* NULL: free */
+    uint16_t len;
+    uint64_t used;             /* the tick of its last use */
+} alias_slot;
+
 /* Settings: fixed once mqtt_client_create returns; read without the lock. */
 typedef struct client_settings {
     pid_t pid;                    /* the process that created it */
@@ -102,7 +119,21 @@ typedef struct client_shared {
     mqtt_event *st_head, *st_tail;
     bool staging;                 /* new events go to the staged list */
     bool reading_paused;
-    uint64_t reconnects, read_pauses, downgraded, connect_failures, logs_dropped;
+    uint64_t reconnects, read_pauses, downgraded, connect_failures, logs_dropped, expired;
+
+    /* MQTT 5.0 */
+    uint8_t version;              /* the protocol level of the last CONNACK; 0 before any */
+    uint8_t try_version;          /* what attempts speak (auto: 5 until the broker refuses) */
+    server_limits server;
+    mqtt_buf server_props;        /* the last CONNACK's property block */
+    mqtt_buf connect_props;       /* the user's CONNECT properties, as a block */
+    mqtt_buf will_props;          /* the will's, as a block */
+    mqtt_buf assigned_id;         /* the broker's assigned_client_identifier; len 0: none */
+    uint8_t disconnect_reason;    /* what disconnect() sends (5.0) */
+    mqtt_buf disconnect_props;
+    alias_slot *alias_out;        /* server.alias_max slots at most, or NULL */
+    uint16_t alias_count;
+    uint64_t alias_tick;
 } client_shared;
 
 /* The loop thread's alone. */
@@ -124,6 +155,11 @@ typedef struct client_io {
     double connected_at;          /* when the current connection came up; 0: none */
     uint16_t keepalive;
     uint64_t rng;                 /* the back-off's jitter */
+    uint8_t version;              /* the protocol level of the connection or attempt */
+    int lost_reason;              /* the reason code the loss reports (5.0); -1: none */
+    mqtt_bytes lost_props;        /* and the broker's DISCONNECT properties, for that call */
+    uint16_t alias_in_max;        /* the topic_alias_maximum we sent */
+    mqtt_buf *alias_in;           /* topics the broker gave aliases, by alias - 1 */
 } client_io;
 
 struct mqtt_client {
@@ -172,6 +208,11 @@ MQTT_HIDDEN int mqtt__event_refill_spare(mqtt_client *c);
 /** Queues a status event; out of memory, the spare carries it, text cut short. */
 MQTT_HIDDEN void mqtt__event_status(mqtt_client *c, int type, int status, int return_code,
                                     bool session_present, const char *text);
+/** The DISCONNECT event of a connection that ended with an MQTT 5.0 reason
+ *  code: the broker's DISCONNECT (its properties), or the client's own
+ *  answer to a broker that broke the protocol. */
+MQTT_HIDDEN void mqtt__event_disconnect(mqtt_client *c, int status, const char *text,
+                                        uint8_t reason, mqtt_bytes props);
 MQTT_HIDDEN void mqtt__log(mqtt_client *c, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 MQTT_HIDDEN mqtt_event *mqtt__event_message(int type, const mqtt_packet *p);
@@ -222,6 +263,9 @@ MQTT_HIDDEN int mqtt__attempt_fd(const mqtt_client *c, bool *in, bool *out);
 /** An attempt's timers and hand-overs: returns its deadline (-1: none), or
  *  -2 when it ended and the caller should look at the state again. */
 MQTT_HIDDEN double mqtt__attempt_tend(mqtt_client *c, double now);
+/** "auto" only: the handshake starts over in MQTT 3.1.1 (true), because the
+ *  broker refused 5.0 in its own way (why, for the log). */
+MQTT_HIDDEN bool mqtt__attempt_downgrade(mqtt_client *c, const char *why);
 /** The first packet of a handshake: MQTT_OK when connected. */
 MQTT_HIDDEN int mqtt__attempt_connack(mqtt_client *c, const mqtt_packet *pkt);
 /** Ends the attempt (PH_HANDSHAKE) or the connection with status. */
@@ -230,6 +274,46 @@ MQTT_HIDDEN void mqtt__connection_lost(mqtt_client *c, int status, const char *t
 MQTT_HIDDEN void mqtt__schedule_retry(mqtt_client *c, double delay);
 /** The loop lets go of c: connection closed, attempt dropped. */
 MQTT_HIDDEN void mqtt__link_release(mqtt_client *c);
+
+/* MQTT 5.0 (v5.c). */
+/** Applies a CONNACK's announcements (limits, keepalive, assigned id, receive
+ *  maximum) and keeps its properties; mu held. MQTT_ERR_NOMEM. */
+MQTT_HIDDEN int mqtt__v5_connack(mqtt_client *c, const mqtt_packet *p);
+/** The broker's limits at a publish of size bytes (topic and alias included). */
+MQTT_HIDDEN int mqtt__v5_check_publish(const mqtt_client *c, const mqtt_message *m, size_t size);
+/** The broker's limits at a (un)subscribe; size of the packet. */
+MQTT_HIDDEN int mqtt__v5_check_subscribe(const mqtt_client *c, const mqtt_subscription *subs,
+                                         size_t n, bool unsub, bool ids, size_t size);
+/** The CONNECT's property array for this attempt (the user's, plus the
+ *  session expiry a persistent session implies) in *out (NULL when none; the
+ *  caller frees it with mqtt__free; it points into c->sh), *n its count. */
+MQTT_HIDDEN int mqtt__v5_connect_props(const mqtt_client *c, mqtt_property **out, size_t *n);
+/** An incoming PUBLISH's topic through the broker's aliases; MQTT_OK, or a
+ *  protocol error with *reason (0x82, 0x94) and *why. Loop thread. */
+MQTT_HIDDEN int mqtt__v5_alias_in(mqtt_client *c, mqtt_packet *p, uint8_t *reason,
+                                  const char **why);
+/** Outgoing: the alias for topic on this connection (0: none; requested: the
+ *  caller's under MQTT_ALIAS_MANUAL) and whether the topic must go with it
+ *  (the broker does not know it yet). mu held. */
+MQTT_HIDDEN uint16_t mqtt__v5_alias_out(mqtt_client *c, mqtt_bytes topic, uint32_t requested,
+                                        bool *with_topic);
+/** Forgets both alias tables (a new connection). */
+MQTT_HIDDEN void mqtt__v5_alias_reset(mqtt_client *c);
+/** DISCONNECT and AUTH from the broker, and what no broker may send after
+ *  CONNACK: MQTT_OK, or a status that ends the connection (*why). Loop, mu held. */
+MQTT_HIDDEN int mqtt__v5_handle(mqtt_client *c, const mqtt_packet *p, const char **why);
+/** Before a connection ends on the broker's fault (status): under 5.0 a
+ *  DISCONNECT with the reason code, best effort, and the code for the event. */
+MQTT_HIDDEN void mqtt__v5_answer_fault(mqtt_client *c, int status);
+/** Appends the DISCONNECT disconnect() sends (reason code and properties under 5.0). */
+MQTT_HIDDEN int mqtt__v5_disconnect_packet(const mqtt_client *c, mqtt_buf *b);
+/** disconnect()'s work once the DISCONNECT's terms are set (connect.c). */
+MQTT_HIDDEN int mqtt__disconnect(mqtt_client *c);
+/** The size of m's PUBLISH under 5.0 with a topic alias: what the broker's
+ *  maximum packet size is checked against. mu held. */
+MQTT_HIDDEN size_t mqtt__v5_publish_size(const mqtt_message *m);
+/** A property block's copy as a buffer: mqtt_buf holding mqtt__props_encode's output. */
+MQTT_HIDDEN int mqtt__v5_props_block(mqtt_buf *b, const mqtt_property *p, size_t n);
 
 /* The loop's service for a client (io.c). */
 MQTT_HIDDEN void mqtt__client_service(mqtt_member *m, uint32_t events);

@@ -172,7 +172,7 @@ void mqtt_client_proceed(mqtt_client *c)
 
 /* Waits until the loop has flushed, sent DISCONNECT and closed (within
  * disconnect_timeout), or dropped the attempt under way. */
-int mqtt_client_disconnect(mqtt_client *c)
+int mqtt__disconnect(mqtt_client *c)
 {
     if (mqtt__foreign(c))
         return MQTT_ERR_STATE;

@@ -262,3 +262,25 @@ bool mqtt_event_property_find(const mqtt_event *ev, int id, mqtt_property *out)
         return false;
     return mqtt__prop_find((mqtt_bytes){ev->props, ev->props_len}, (uint8_t)id, out);
 }
+
+void mqtt__event_disconnect(mqtt_client *c, int status, const char *text, uint8_t reason,
+                            mqtt_bytes props)
+{
+    size_t len = strlen(text);
+    mqtt_event *ev = mqtt__event_new(MQTT_EV_DISCONNECT, props.len + len + 1);
+    if (!ev) {
+        mqtt__event_status(c, MQTT_EV_DISCONNECT, status, -1, false, text);
+        return;
+    }
+    mqtt_packet p;
+    memset(&p, 0, sizeof p);
+    p.props = props;
+    copy_props(ev, 0, &p);
+    memcpy(ev->data + props.len, text, len + 1);
+    ev->text = (const char *)ev->data + props.len;
+    ev->text_len = len;
+    ev->status = status;
+    ev->return_code = -1;
+    ev->reason_code = reason;
+    mqtt__event_push(c, ev);
+}

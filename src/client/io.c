@@ -21,6 +21,15 @@
 
 static bool write_output(mqtt_client *c);
 
+/* One packet from the broker, in the connection's protocol level. */
+static int decode_in(const mqtt_client *c, const uint8_t *buf, size_t len, mqtt_packet *p,
+                     size_t *used, const char **why)
+{
+    mqtt_decode_opts o = {c->io.version == MQTT_V5 ? MQTT_V5 : MQTT_V311, MQTT_ROLE_CLIENT,
+                          c->set.opt.max_packet};
+    return mqtt__decode(buf, len, &o, p, used, why);
+}
+
 /* Queues a reply; handle_packet reserved the room for it. */
 static void send_ack(mqtt_client *c, uint8_t type, uint16_t id)
 {
@@ -104,14 +113,19 @@ static int handle_ack(mqtt_client *c, const mqtt_packet *p, const char **why)
         *why = "the SUBACK's return codes do not match the filters subscribed";
         return MQTT_ERR_PROTOCOL;
     }
-    mqtt_event *ev = mqtt__event_ack(p->type, p->packet_id, p->type == MQTT_SUBACK ? p : NULL);
+    bool v5 = p->version == MQTT_V5;
+    mqtt_event *ev = mqtt__event_ack(p->type, p->packet_id, p->type == MQTT_SUBACK || v5 ? p : NULL);
     if (!ev) {
         *why = nomem;
         return MQTT_ERR_NOMEM;
     }
-    mqtt_ack_result res = mqtt__session_ack(c->sh.session, p->type, p->packet_id);
+    /* A publish the broker refused is over: a refused PUBREC ends it as a
+     * PUBACK would, with no PUBREL. */
+    bool refused = v5 && p->reason_code >= 0x80;
+    mqtt_ack_result res =
+        mqtt__session_ack(c->sh.session, refused ? MQTT_PUBACK : p->type, p->packet_id);
     if (res == MQTT_ACK_NEW || res == MQTT_ACK_DOWNGRADED) {
-        ev->downgraded = res == MQTT_ACK_DOWNGRADED;
+        ev->downgraded = res == MQTT_ACK_DOWNGRADED && !refused;
         c->sh.downgraded += ev->downgraded;
         mqtt__event_push(c, ev);
         return MQTT_OK;
@@ -120,6 +134,27 @@ static int handle_ack(mqtt_client *c, const mqtt_packet *p, const char **why)
     if (p->type != MQTT_PUBREC)
         mqtt__log(c, 2, "ignored ack 0x%02x for unknown packet id %u", p->type, p->packet_id);
     return MQTT_OK;
+}
+
+/* Under 5.0 the topic may come through an alias: the message always carries
+ * the full topic. */
+static int receive_publish(mqtt_client *c, const mqtt_packet *p, const char **why)
+{
+    mqtt_packet q;
+    if (p->version == MQTT_V5) {
+        q = *p;
+        uint8_t reason = 0;
+        int rc = mqtt__v5_alias_in(c, &q, &reason, why);
+        if (rc != MQTT_OK) {
+            c->io.lost_reason = reason ? reason : -1;
+            return rc;
+        }
+        p = &q;
+    }
+    int rc = handle_publish(c, p);
+    if (rc != MQTT_OK)
+        *why = "no memory to queue an event or a reply";
+    return rc;
 }
 
 /* Returns MQTT_OK or a status that ends the connection (*why says why). */
@@ -134,17 +169,16 @@ static int handle_packet(mqtt_client *c, const mqtt_packet *p, const char **why)
     }
     switch (p->type) {
     case MQTT_PUBLISH:
-        rc = handle_publish(c, p);
-        if (rc != MQTT_OK)
-            *why = nomem;
-        return rc;
+        return receive_publish(c, p, why);
     case MQTT_PUBREL:
         handle_pubrel(c, p);
         return MQTT_OK;
     case MQTT_PUBREC:
         rc = handle_ack(c, p, why);
-        if (rc == MQTT_OK)
+        if (rc == MQTT_OK && p->reason_code < 0x80)
             send_ack(c, MQTT_PUBREL, p->packet_id);
+        else
+            mqtt__pump(c); /* a refusal freed its place in the window */
         return rc;
     case MQTT_PUBACK:
     case MQTT_PUBCOMP:
@@ -167,8 +201,7 @@ static int handle_packet(mqtt_client *c, const mqtt_packet *p, const char **why)
         }
         return MQTT_OK;
     default:
-        *why = "unexpected second CONNACK";
-        return MQTT_ERR_PROTOCOL;
+        return mqtt__v5_handle(c, p, why);
     }
 }
 
@@ -188,11 +221,20 @@ static size_t handshake_input(mqtt_client *c)
     mqtt_packet p;
     size_t used = 0;
     const char *why = NULL;
-    int rc =
-        mqtt__decode_packet(c->io.in.data, c->io.in.len, c->set.opt.max_packet, &p, &used, &why);
+    int rc = decode_in(c, c->io.in.data, c->io.in.len, &p, &used, &why);
     if (rc == MQTT_ERR_INCOMPLETE)
         return 0;
     char text[200];
+    /* A 3.1.1 broker refuses a 5.0 CONNECT with its own CONNACK, code 1. */
+    static const uint8_t v311_refusal[] = {MQTT_CONNACK, 2, 0, 1};
+    if (rc != MQTT_OK && c->io.in.len >= 4 && memcmp(c->io.in.data, v311_refusal, 4) == 0 &&
+        mqtt__attempt_downgrade(c, "unacceptable protocol version"))
+        return 0;
+    if (rc == MQTT_OK && p.type == MQTT_AUTH) {
+        rc = mqtt__v5_handle(c, &p, &why); /* enhanced authentication before CONNACK */
+        if (rc == MQTT_OK)
+            return used;
+    }
     if (rc == MQTT_OK && p.type != MQTT_CONNACK) {
         snprintf(text, sizeof text, "the broker sent packet type 0x%02x before CONNACK", p.type);
         mqtt__link_lost(c, MQTT_ERR_PROTOCOL, text);
@@ -226,8 +268,7 @@ static void process_input(mqtt_client *c)
         }
         mqtt_packet p;
         size_t used = 0;
-        rc = mqtt__decode_packet(c->io.in.data + off, c->io.in.len - off, c->set.opt.max_packet, &p,
-                                 &used, &why);
+        rc = decode_in(c, c->io.in.data + off, c->io.in.len - off, &p, &used, &why);
         if (rc == MQTT_ERR_INCOMPLETE) {
             rc = MQTT_OK;
             break;
@@ -247,8 +288,9 @@ static void process_input(mqtt_client *c)
     /* An idle client holds no input buffer. */
     mqtt__buf_trim(&c->io.in, c->io.in.len ? MQTT_BUF_KEEP : 0);
     if (rc != MQTT_OK) {
-        char text[200];
+        char text[300];
         snprintf(text, sizeof text, "%s: %s", mqtt_strerror(rc), why ? why : "?");
+        mqtt__v5_answer_fault(c, rc);
         mqtt__connection_lost(c, rc, text);
     }
 }
@@ -406,11 +448,12 @@ static double keepalive(mqtt_client *c, double now)
 
 static void finish_disconnect(mqtt_client *c)
 {
-    uint8_t b[2];
-    mqtt__encode_empty(b, MQTT_DISCONNECT);
+    mqtt_buf b = {0};
     mqtt_transport *t = c->io.tr;
-    if (t && c->sh.wpos == c->sh.wbuf.len && c->sh.out.len == 0)
-        t->ops->write(t, b, sizeof b);
+    if (t && c->sh.wpos == c->sh.wbuf.len && c->sh.out.len == 0 &&
+        mqtt__v5_disconnect_packet(c, &b) == MQTT_OK)
+        t->ops->write(t, b.data, b.len);
+    mqtt__buf_free(&b);
     mqtt__connection_lost(c, MQTT_OK, "disconnected");
 }
 

@@ -73,6 +73,7 @@ static void clear_io(mqtt_client *c)
     c->io.in_backlog = false;
     c->io.partial_since = 0;
     c->io.ping_outstanding = false;
+    mqtt__v5_alias_reset(c);
 }
 
 /* Back-off starts over only after a connection that lasted: a broker that
@@ -91,10 +92,15 @@ void mqtt__connection_lost(mqtt_client *c, int status, const char *text)
     clear_io(c);
     if (!was_disconnecting) {
         mqtt__log(c, 2, "connection lost: %s", text);
-        mqtt__event_status(c, MQTT_EV_DISCONNECT, status, -1, false, text);
+        if (c->io.lost_reason >= 0)
+            mqtt__event_disconnect(c, status, text, (uint8_t)c->io.lost_reason, c->io.lost_props);
+        else
+            mqtt__event_status(c, MQTT_EV_DISCONNECT, status, -1, false, text);
     } else {
         mqtt__event_status(c, MQTT_EV_DISCONNECT, MQTT_OK, -1, false, "disconnected");
     }
+    c->io.lost_reason = -1;
+    c->io.lost_props = (mqtt_bytes){NULL, 0};
     if (!was_disconnecting && may_retry(c))
         mqtt__schedule_retry(c, backoff(c));
     else
@@ -149,22 +155,65 @@ static void connect_params(const mqtt_client *c, mqtt_connect_params *p)
         p->password = view(&c->sh.password);
 }
 
-static int snapshot(mqtt_client *c, attempt *a)
+/* The CONNECT's properties under 5.0: the user's, the implied session
+ * expiry, the will's; both arrays are the caller's to free. */
+static int connect_props_v5(mqtt_client *c, mqtt_connect_params *p, mqtt_property **will)
+{
+    mqtt_property *props = NULL;
+    int rc = mqtt__v5_connect_props(c, &props, &p->nprops);
+    p->props = props;
+    mqtt_bytes wb = {c->sh.will_props.data, c->sh.will_props.len};
+    size_t wn = p->will && wb.len ? mqtt__props_unpack(wb, NULL, 0) : 0;
+    *will = wn ? mqtt__calloc(wn, sizeof **will) : NULL;
+    if (rc == MQTT_OK && wn && !*will)
+        rc = MQTT_ERR_NOMEM;
+    if (*will)
+        mqtt__props_unpack(wb, *will, wn);
+    p->will_props = *will;
+    p->will_nprops = *will ? wn : 0;
+    mqtt_property max;
+    c->io.alias_in_max = mqtt__prop_find((mqtt_bytes){c->sh.connect_props.data,
+                                                      c->sh.connect_props.len},
+                                         MQTT_PROP_TOPIC_ALIAS_MAXIMUM, &max)
+                             ? (uint16_t)max.value
+                             : 0;
+    return rc;
+}
+
+/* The CONNECT for this attempt, in the version it tries. */
+static int encode_connect(mqtt_client *c, attempt *a)
 {
     mqtt_connect_params p;
+    mqtt_property *will = NULL;
     connect_params(c, &p);
+    if (c->sh.try_version == 0)
+        c->sh.try_version = c->set.opt.protocol == MQTT_V311 ? MQTT_V311 : MQTT_V5;
+    c->io.version = p.version = c->sh.try_version;
+    if (c->sh.assigned_id.len && p.version == MQTT_V5)
+        p.client_id = view(&c->sh.assigned_id);
+    int rc = p.version == MQTT_V5 ? connect_props_v5(c, &p, &will) : MQTT_OK;
+    a->connect_len = rc == MQTT_OK ? mqtt__connect_size(&p) : 0;
+    a->connect_pkt = a->connect_len ? mqtt__malloc(a->connect_len) : NULL;
+    if (rc == MQTT_OK && !a->connect_pkt)
+        rc = MQTT_ERR_NOMEM;
+    if (rc == MQTT_OK)
+        mqtt__encode_connect(a->connect_pkt, &p);
+    mqtt__free((void *)p.props);
+    mqtt__free(will);
+    return rc;
+}
+
+static int snapshot(mqtt_client *c, attempt *a)
+{
     /* Who to report to comes first: a failed allocation is reported too. */
     a->c = c;
     a->seq = c->sh.connect_seq;
     a->background = c->sh.result_seq >= c->sh.connect_seq;
     a->async = c->sh.async_attempt || a->background;
-    a->connect_len = mqtt__connect_size(&p);
-    a->connect_pkt = a->connect_len ? mqtt__malloc(a->connect_len) : NULL;
     a->host = mqtt__strdup(c->sh.host);
     a->connack = mqtt__event_new(MQTT_EV_CONNACK, 0);
-    if (!a->connect_pkt || !a->host || !a->connack)
+    if (!a->host || !a->connack || encode_connect(c, a) != MQTT_OK)
         return MQTT_ERR_NOMEM;
-    mqtt__encode_connect(a->connect_pkt, &p);
     a->port = c->sh.conn.port;
     a->deadline = mqtt__now() + c->set.opt.connect_timeout;
     c->io.keepalive = c->sh.conn.keepalive;
@@ -215,10 +264,18 @@ static void connected(mqtt_client *c, const mqtt_packet *pkt)
     if (!pkt->session_present)
         mqtt__session_in_drain(c->sh.session, deliver_held, c);
     mqtt__session_rewind(c->sh.session);
+    if (mqtt__v5_connack(c, pkt) != MQTT_OK)
+        mqtt__log(c, 2, "no memory to keep the CONNACK's properties");
     mqtt__pump(c);
-    mqtt__log(c, 1, "connected to %s port %u", a->host, a->port);
-    mqtt_event *ev = a->connack;
-    a->connack = NULL;
+    mqtt__log(c, 1, "connected to %s port %u (MQTT %s)", a->host, a->port,
+              c->sh.version == MQTT_V5 ? "5.0" : "3.1.1");
+    /* Properties need an event of their size; without memory for it the one
+     * made up front reports the success without them. */
+    mqtt_event *ev = pkt->props.len ? mqtt__event_ack(MQTT_EV_CONNACK, 0, pkt) : NULL;
+    if (!ev) {
+        ev = a->connack;
+        a->connack = NULL;
+    }
     ev->return_code = 0;
     ev->session_present = pkt->session_present;
     ev->sync = !a->async;
@@ -369,6 +426,35 @@ double mqtt__attempt_tend(mqtt_client *c, double now)
     return -2;
 }
 
+/* "auto": a broker that refuses MQTT 5.0 gets the same attempt again in
+ * 3.1.1, within the same deadline; the version that worked stays. */
+static bool downgrade(mqtt_client *c, const char *why)
+{
+    if (c->set.opt.protocol != MQTT_PROTOCOL_AUTO || c->sh.try_version != MQTT_V5 ||
+        c->io.phase != PH_HANDSHAKE)
+        return false;
+    mqtt__log(c, 1, "MQTT 5.0 refused (%s): trying MQTT 3.1.1", why);
+    c->sh.try_version = MQTT_V311;
+    double deadline = c->io.att->deadline;
+    end_attempt(c);
+    mqtt__attempt_begin(c);
+    if (c->io.att)
+        c->io.att->deadline = deadline;
+    return true;
+}
+
+static int refused(mqtt_client *c, const mqtt_packet *pkt)
+{
+    char err[128];
+    const char *name = pkt->version == MQTT_V5 ? mqtt_reason_name(pkt->return_code, MQTT_CONNACK)
+                                               : mqtt_connack_name(pkt->return_code);
+    snprintf(err, sizeof err, "connection refused: %s", name ? name : "unknown code");
+    if (pkt->return_code == MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION && downgrade(c, err))
+        return MQTT_ERR_REFUSED;
+    attempt_failed(c, MQTT_ERR_REFUSED, pkt->return_code, err);
+    return MQTT_ERR_REFUSED;
+}
+
 int mqtt__attempt_connack(mqtt_client *c, const mqtt_packet *pkt)
 {
     if (c->sh.stop || c->sh.request != REQ_NONE) {
@@ -380,18 +466,23 @@ int mqtt__attempt_connack(mqtt_client *c, const mqtt_packet *pkt)
                        "session present in the CONNACK of a clean session"); /* MQTT-3.2.2-1 */
         return MQTT_ERR_PROTOCOL;
     }
-    if (pkt->return_code != 0) {
-        char err[128];
-        snprintf(err, sizeof err, "connection refused: %s", mqtt_connack_name(pkt->return_code));
-        attempt_failed(c, MQTT_ERR_REFUSED, pkt->return_code, err);
-        return MQTT_ERR_REFUSED;
-    }
+    if (pkt->return_code != 0)
+        return refused(c, pkt);
     connected(c, pkt);
     return MQTT_OK;
 }
 
+bool mqtt__attempt_downgrade(mqtt_client *c, const char *why)
+{
+    return downgrade(c, why);
+}
+
 void mqtt__link_lost(mqtt_client *c, int status, const char *text)
 {
+    /* A broker that only speaks 3.1.1 may close at a 5.0 CONNECT. */
+    if (c->io.phase == PH_HANDSHAKE && (status == MQTT_ERR_CLOSED || status == MQTT_ERR_IO) &&
+        downgrade(c, text))
+        return;
     if (c->io.phase != PH_NONE)
         attempt_failed(c, status, -1, text);
     else

@@ -5,6 +5,7 @@
  * payload goes from the record to the buffer in one copy. What is sent and
  * when is the session's to decide.
  */
+#include "alloc.h"
 #include "send.h"
 
 /* The record's own packet: PUBLISH, SUBSCRIBE or UNSUBSCRIBE. */
@@ -35,18 +36,106 @@ static int send_packet(mqtt_buf *out, const mqtt_record *r)
     return MQTT_OK;
 }
 
-int mqtt__send_record(mqtt_buf *out, const mqtt_record *r, mqtt_qos_action action)
+/* MQTT 5.0 properties of a record as an array, with room for one more (the
+ * topic alias decided at sending); a caller's alias is taken out into
+ * *requested. Small sets live in the caller's stack array. */
+#define PROPS_STACK 16
+static mqtt_property *unpack_props(const mqtt_record *r, mqtt_property *stack, size_t *n,
+                                   uint32_t *requested)
+{
+    mqtt_bytes block = mqtt__record_props(r);
+    size_t have = mqtt__props_unpack(block, stack, PROPS_STACK - 1);
+    mqtt_property *p = stack;
+    if (have > PROPS_STACK - 1) {
+        p = mqtt__calloc(have + 1, sizeof *p);
+        if (!p)
+            return NULL;
+        mqtt__props_unpack(block, p, have);
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < have; i++) {
+        if (p[i].id == MQTT_PROP_TOPIC_ALIAS)
+            *requested = p[i].value;
+        else
+            p[k++] = p[i];
+    }
+    *n = k;
+    return p;
+}
+
+/* A PUBLISH under 5.0: the alias is decided once room for the packet with
+ * its topic and an alias is sure, so a table entry never outlives a failed
+ * write. */
+static int send_publish_v5(mqtt_buf *out, const mqtt_record *r, mqtt_client *c,
+                           mqtt_property *p, size_t n, uint32_t requested)
+{
+    mqtt_publish_params pp = {mqtt__record_topic(r), mqtt__record_payload(r), r->qos, r->retain,
+                              r->dup, r->packet_id, p, n + 1};
+    p[n].id = MQTT_PROP_TOPIC_ALIAS;
+    p[n].value = 1;
+    size_t worst = mqtt__publish_size_v(MQTT_V5, &pp);
+    if (worst == 0)
+        return MQTT_ERR_INVAL;
+    int rc = mqtt__buf_reserve(out, worst);
+    if (rc != MQTT_OK)
+        return rc;
+    bool with_topic = true;
+    uint16_t alias = mqtt__v5_alias_out(c, pp.topic, requested, &with_topic);
+    p[n].value = alias;
+    pp.nprops = n + (alias != 0);
+    if (!with_topic)
+        pp.topic.len = 0;
+    out->len += mqtt__encode_publish_v(out->data + out->len, MQTT_V5, &pp);
+    return MQTT_OK;
+}
+
+static int send_sub_v5(mqtt_buf *out, const mqtt_record *r, const mqtt_property *p, size_t n)
+{
+    uint8_t type = r->kind == MQTT_REC_SUBSCRIBE ? MQTT_SUBSCRIBE : MQTT_UNSUBSCRIBE;
+    mqtt_sub_params sp = {r->packet_id, mqtt__record_entries(r), r->entry_count, p, n};
+    size_t size = mqtt__sub_size_v(MQTT_V5, type, &sp);
+    if (size == 0)
+        return MQTT_ERR_INVAL;
+    int rc = mqtt__buf_reserve(out, size);
+    if (rc == MQTT_OK)
+        out->len += mqtt__encode_sub_v(out->data + out->len, MQTT_V5, type, &sp);
+    return rc;
+}
+
+static int send_packet_v5(mqtt_buf *out, const mqtt_record *r, mqtt_client *c)
+{
+    mqtt_property stack[PROPS_STACK];
+    size_t n = 0;
+    uint32_t requested = 0;
+    mqtt_property *p = unpack_props(r, stack, &n, &requested);
+    if (!p)
+        return MQTT_ERR_NOMEM;
+    int rc = r->kind == MQTT_REC_PUBLISH ? send_publish_v5(out, r, c, p, n, requested)
+                                         : send_sub_v5(out, r, p, n);
+    if (p != stack)
+        mqtt__free(p);
+    return rc;
+}
+
+static int send_pubrel(mqtt_buf *out, const mqtt_record *r)
+{
+    uint8_t b[4]; /* a success PUBREL is the same 4 bytes under both versions */
+    return mqtt__buf_append(out, b, mqtt__encode_ack(b, MQTT_PUBREL, r->packet_id));
+}
+
+int mqtt__send_record(mqtt_buf *out, const mqtt_record *r, mqtt_qos_action action,
+                      mqtt_client *c)
 {
     if (out == NULL || r == NULL)
         return MQTT_ERR_INVAL;
     switch (action) {
     case MQTT_QA_SEND:
     case MQTT_QA_RESEND:
+        if (c && c->sh.version == MQTT_V5)
+            return send_packet_v5(out, r, c);
         return send_packet(out, r);
-    case MQTT_QA_PUBREL: {
-        uint8_t b[4];
-        return mqtt__buf_append(out, b, mqtt__encode_ack(b, MQTT_PUBREL, r->packet_id));
-    }
+    case MQTT_QA_PUBREL:
+        return send_pubrel(out, r);
     default:
         return MQTT_ERR_INVAL;
     }
@@ -58,7 +147,7 @@ int mqtt__pump(mqtt_client *c)
     mqtt_qos_action action;
     const mqtt_record *r;
     while ((r = mqtt__session_next(c->sh.session, &action)) != NULL) {
-        if (mqtt__send_record(&c->sh.out, r, action) != MQTT_OK)
+        if (mqtt__send_record(&c->sh.out, r, action, c) != MQTT_OK)
             return -1;
         mqtt__session_sent(c->sh.session);
     }

@@ -15,8 +15,10 @@
  * SUBSCRIBE or UNSUBSCRIBE; MQTT_QA_PUBREL, a PUBREL for r->packet_id.
  * The payload is copied once, from the record into out. MQTT_OK;
  * MQTT_ERR_NOMEM (out unchanged); MQTT_ERR_INVAL for any other action or a
- * record that cannot be encoded (out unchanged).
+ * record that cannot be encoded (out unchanged). c gives the connection's
+ * terms: its protocol level and topic aliases; NULL: MQTT 3.1.1.
  */
-MQTT_HIDDEN int mqtt__send_record(mqtt_buf *out, const mqtt_record *r, mqtt_qos_action action);
+MQTT_HIDDEN int mqtt__send_record(mqtt_buf *out, const mqtt_record *r, mqtt_qos_action action,
+                                  mqtt_client *c);
 
 #endif

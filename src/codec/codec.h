@@ -84,6 +84,14 @@ MQTT_HIDDEN bool mqtt__prop_next(mqtt_prop_iter *it, mqtt_property *prop);
 /** The first property with that identifier; false when absent. */
 MQTT_HIDDEN bool mqtt__prop_find(mqtt_bytes props, uint8_t id, mqtt_property *prop);
 
+/** Writes a checked property array as a block without its length (ascending
+ *  identifiers, user_property last), the form records and events keep; out
+ *  NULL: only the size. Returns its size. */
+MQTT_HIDDEN size_t mqtt__props_encode(uint8_t *out, const mqtt_property *p, size_t n);
+/** Fills out[0..max) from a validated block; returns how many it holds (may be
+ *  more than max: then only max were written). */
+MQTT_HIDDEN size_t mqtt__props_unpack(mqtt_bytes block, mqtt_property *out, size_t max);
+
 /* ---- decoding -------------------------------------------------------- */
 
 /* The 5.0 subscription options byte beyond its QoS (MQTT 5.0 section 3.8.3.1). */

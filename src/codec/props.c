@@ -213,3 +213,24 @@ void mqtt__w_props(mqtt_writer *w, const mqtt_property *p, size_t n, uint8_t pac
     if (w->ok)
         w_props_body(w, p, n);
 }
+
+size_t mqtt__props_encode(uint8_t *out, const mqtt_property *p, size_t n)
+{
+    mqtt_writer w = {out, 0, true};
+    w_props_body(&w, p, n);
+    return w.n;
+}
+
+size_t mqtt__props_unpack(mqtt_bytes block, mqtt_property *out, size_t max)
+{
+    mqtt_prop_iter it;
+    mqtt_property prop;
+    size_t n = 0;
+    mqtt__prop_iter_init(&it, block);
+    while (mqtt__prop_next(&it, &prop)) {
+        if (n < max)
+            out[n] = prop;
+        n++;
+    }
+    return n;
+}

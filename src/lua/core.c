@@ -85,6 +85,7 @@ static bool opt_bool(lua_State *L, int t, const char *k, bool def)
 /* core.new(client_id, clean_session, opts) -> client | nil, name, message */
 static int l_new(lua_State *L)
 {
+    mqtt_property expiry = {.id = MQTT_PROP_SESSION_EXPIRY_INTERVAL};
     mqtt_options o;
     mqtt_options_init(&o);
     o.client_id = luaL_checklstring(L, 1, &o.client_id_len);
@@ -101,6 +102,11 @@ static int l_new(lua_State *L)
         o.disconnect_timeout = opt_number(L, 3, "disconnect_timeout", o.disconnect_timeout);
         o.log_events = opt_bool(L, 3, "log", false);
         o.max_packet = (size_t)opt_number(L, 3, "maximum_packet_size", (double)o.max_packet);
+        o.protocol = (int)opt_number(L, 3, "protocol", o.protocol);
+        o.topic_alias = (int)opt_number(L, 3, "topic_alias", o.topic_alias);
+        expiry.value = (uint32_t)opt_number(L, 3, "session_expiry_interval", -1);
+        o.connect_props = &expiry;
+        o.connect_prop_count = opt_number(L, 3, "session_expiry_interval", -1) >= 0;
     }
     zbox *b = lua_newuserdatauv(L, sizeof *b, 0);
     b->c = NULL;
@@ -581,6 +587,30 @@ static int l_io_stats(lua_State *L)
     return 1;
 }
 
+/* c:protocol() -> 4 | 5 | 0 before the first CONNACK. */
+static int l_protocol(lua_State *L)
+{
+    lua_pushinteger(L, mqtt_client_protocol(check_open(L)));
+    return 1;
+}
+
+/* c:client_id() -> the identifier in use (the broker's assigned one once given). */
+static int l_client_id(lua_State *L)
+{
+    mqtt_client *c = check_open(L);
+    char stack[256];
+    size_t n = mqtt_client_id(c, stack, sizeof stack);
+    if (n <= sizeof stack) {
+        lua_pushlstring(L, stack, n);
+        return 1;
+    }
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, n);
+    mqtt_client_id(c, p, n);
+    luaL_pushresultsize(&b, n);
+    return 1;
+}
+
 static const luaL_Reg client_methods[] = {
     {"close", l_close},
     {"set_will", l_set_will},
@@ -591,6 +621,8 @@ static const luaL_Reg client_methods[] = {
     {"subscribe", l_subscribe},
     {"disconnect", l_disconnect},
     {"is_connected", l_is_connected},
+    {"protocol", l_protocol},
+    {"client_id", l_client_id},
     {"state", l_state},
     {"fd", l_fd},
     {"set_auto_reconnect", l_auto_reconnect},
@@ -674,6 +706,7 @@ static const char *status_kind(mqtt_status s)
     case MQTT_ERR_NO_ID:
     case MQTT_ERR_STATE:
     case MQTT_ERR_SYSTEM:
+    case MQTT_ERR_NOT_ALLOWED:
         return "error";
     }
     return NULL;

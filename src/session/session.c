@@ -40,6 +40,7 @@ struct mqtt_session {
     id_table in;          /* incoming QoS 2 items by packet id */
     uint64_t in_seq;      /* arrival number of the next incoming item */
     mqtt_session_limits lim;
+    uint32_t window;        /* in flight at most: max_inflight, or less (receive maximum) */
     size_t queued, inflight, records, bytes;
     uint16_t next_id; /* where the id search starts: 1..65535 */
 };
@@ -320,6 +321,7 @@ mqtt_session *mqtt__session_new(const mqtt_session_limits *l)
     s->lim = *l;
     if (s->lim.max_inflight == 0)
         s->lim.max_inflight = 1;
+    s->window = s->lim.max_inflight;
     s->next_id = 1;
     return s;
 }
@@ -439,7 +441,7 @@ const mqtt_record *mqtt__session_next(mqtt_session *s, mqtt_qos_action *action)
         return NULL;
     if (st.action == MQTT_QA_SEND) {
         /* Strict order: a publish held by the window holds everything behind it. */
-        if (mqtt__qos_inflight(st.next) && s->inflight >= s->lim.max_inflight)
+        if (mqtt__qos_inflight(st.next) && s->inflight >= s->window)
             return NULL;
         /* A record sharing its id goes out once the records before it with that id are done. */
         if (r->packet_id != 0 && idt_get(&s->out, r->packet_id) != r)
@@ -521,6 +523,11 @@ mqtt_ack_result mqtt__session_ack(mqtt_session *s, uint8_t type, uint16_t id)
     }
     move_to(s, r, st.next);
     return res;
+}
+
+void mqtt__session_set_window(mqtt_session *s, uint32_t n)
+{
+    s->window = n == 0 || n > s->lim.max_inflight ? s->lim.max_inflight : n;
 }
 
 /* ---- lookups ---------------------------------------------------------- */

@@ -147,6 +147,10 @@ typedef enum mqtt_ack_result {
  */
 MQTT_HIDDEN mqtt_ack_result mqtt__session_ack(mqtt_session *s, uint8_t type, uint16_t id);
 
+/** The in-flight window from now on: min(max_inflight, n); 0 restores max_inflight
+ *  (MQTT 5.0's receive maximum). Records already in flight stay. */
+MQTT_HIDDEN void mqtt__session_set_window(mqtt_session *s, uint32_t n);
+
 /** After a connection loss: every in-flight record is to be resent, in order,
  *  publishes with DUP (MQTT_QE_RECONNECT). */
 MQTT_HIDDEN void mqtt__session_rewind(mqtt_session *s);
