@@ -252,6 +252,30 @@ static int publish_direct(mqtt_client *c, const mqtt_message *m, size_t size, bo
     return MQTT_OK;
 }
 
+/* The record's property block: the caller's, with message_expiry_interval
+ * turned into a deadline on the client's clock (send.c turns it back). */
+static int publish_props(const mqtt_message *m, mqtt_buf *block)
+{
+    uint32_t interval = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < m->prop_count; i++)
+        if (m->props[i].id == MQTT_PROP_MESSAGE_EXPIRY_INTERVAL) {
+            interval = m->props[i].value;
+            at = i + 1;
+        }
+    if (!at)
+        return mqtt__v5_props_block(block, m->props, m->prop_count);
+    mqtt_property *p = mqtt__calloc(m->prop_count, sizeof *p);
+    if (!p)
+        return MQTT_ERR_NOMEM;
+    memcpy(p, m->props, m->prop_count * sizeof *p);
+    double deadline = mqtt__now() + interval;
+    p[at - 1].value = deadline >= (double)UINT32_MAX ? UINT32_MAX : (uint32_t)deadline;
+    int rc = mqtt__v5_props_block(block, p, m->prop_count);
+    mqtt__free(p);
+    return rc;
+}
+
 int mqtt_client_publish(mqtt_client *c, const mqtt_message *m, uint16_t *mid)
 {
     if (mqtt__foreign(c))
@@ -290,7 +314,7 @@ int mqtt_client_publish(mqtt_client *c, const mqtt_message *m, uint16_t *mid)
     mqtt_bytes t = {(const uint8_t *)m->topic, m->topic_len}, p = {m->payload, m->payload_len};
     mqtt_buf props = {0};
     mqtt_record *r;
-    rc = mqtt__v5_props_block(&props, m->props, m->prop_count);
+    rc = publish_props(m, &props);
     if (rc == MQTT_OK)
         rc = mqtt__record_publish(t, p, (uint8_t)m->qos, m->retain,
                                   (mqtt_bytes){props.data, props.len}, &r);

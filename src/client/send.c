@@ -66,6 +66,26 @@ static mqtt_property *unpack_props(const mqtt_record *r, mqtt_property *stack, s
 /* A PUBLISH under 5.0: the alias is decided once room for the packet with
  * its topic and an alias is sure, so a table entry never outlives a failed
  * write. */
+/* The record keeps message_expiry_interval as a deadline on the client's
+ * clock (client.c): it goes out as the interval that remains, and a message
+ * never written that is past it is not sent at all. */
+static int expiry_remaining(mqtt_property *p, size_t n, mqtt_qos_action action)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i].id != MQTT_PROP_MESSAGE_EXPIRY_INTERVAL)
+            continue;
+        double now = mqtt__now();
+        if (now >= (double)p[i].value) {
+            if (action == MQTT_QA_SEND)
+                return MQTT_ERR_TIMEOUT;
+            p[i].value = 0;
+        } else {
+            p[i].value = (uint32_t)((double)p[i].value - now);
+        }
+    }
+    return MQTT_OK;
+}
+
 static int send_publish_v5(mqtt_buf *out, const mqtt_record *r, mqtt_client *c,
                            mqtt_property *p, size_t n, uint32_t requested)
 {
@@ -102,7 +122,8 @@ static int send_sub_v5(mqtt_buf *out, const mqtt_record *r, const mqtt_property 
     return rc;
 }
 
-static int send_packet_v5(mqtt_buf *out, const mqtt_record *r, mqtt_client *c)
+static int send_packet_v5(mqtt_buf *out, const mqtt_record *r, mqtt_client *c,
+                          mqtt_qos_action action)
 {
     mqtt_property stack[PROPS_STACK];
     size_t n = 0;
@@ -110,7 +131,9 @@ static int send_packet_v5(mqtt_buf *out, const mqtt_record *r, mqtt_client *c)
     mqtt_property *p = unpack_props(r, stack, &n, &requested);
     if (!p)
         return MQTT_ERR_NOMEM;
-    int rc = r->kind == MQTT_REC_PUBLISH ? send_publish_v5(out, r, c, p, n, requested)
+    int rc = r->kind == MQTT_REC_PUBLISH ? expiry_remaining(p, n, action) : MQTT_OK;
+    if (rc == MQTT_OK)
+        rc = r->kind == MQTT_REC_PUBLISH ? send_publish_v5(out, r, c, p, n, requested)
                                          : send_sub_v5(out, r, p, n);
     if (p != stack)
         mqtt__free(p);
@@ -132,7 +155,7 @@ int mqtt__send_record(mqtt_buf *out, const mqtt_record *r, mqtt_qos_action actio
     case MQTT_QA_SEND:
     case MQTT_QA_RESEND:
         if (c && c->sh.version == MQTT_V5)
-            return send_packet_v5(out, r, c);
+            return send_packet_v5(out, r, c, action);
         return send_packet(out, r);
     case MQTT_QA_PUBREL:
         return send_pubrel(out, r);
@@ -147,7 +170,13 @@ int mqtt__pump(mqtt_client *c)
     mqtt_qos_action action;
     const mqtt_record *r;
     while ((r = mqtt__session_next(c->sh.session, &action)) != NULL) {
-        if (mqtt__send_record(&c->sh.out, r, action, c) != MQTT_OK)
+        int rc = mqtt__send_record(&c->sh.out, r, action, c);
+        if (rc == MQTT_ERR_TIMEOUT) { /* past its message expiry */
+            c->sh.expired++;
+            mqtt__session_expire(c->sh.session);
+            continue;
+        }
+        if (rc != MQTT_OK)
             return -1;
         mqtt__session_sent(c->sh.session);
     }

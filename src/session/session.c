@@ -462,6 +462,16 @@ void mqtt__session_sent(mqtt_session *s)
     move_to(s, r, mqtt__qos_step((mqtt_qos_state)r->state, MQTT_QE_SEND).next);
 }
 
+void mqtt__session_expire(mqtt_session *s)
+{
+    if (s == NULL || s->pending == NULL || s->pending != s->cursor)
+        return;
+    mqtt_record *r = s->pending;
+    s->pending = NULL;
+    s->cursor = r->next;
+    move_to(s, r, MQTT_QS_NONE);
+}
+
 void mqtt__session_rewind(mqtt_session *s)
 {
     if (s == NULL)

@@ -131,6 +131,10 @@ MQTT_HIDDEN const mqtt_record *mqtt__session_next(mqtt_session *s, mqtt_qos_acti
 /** Confirms the record returned by the last next(): QoS 0 records are freed, others wait. */
 MQTT_HIDDEN void mqtt__session_sent(mqtt_session *s);
 
+/** Instead of sent(): the record returned by the last next() for its first
+ *  write is dropped unsent (MQTT 5.0 message expiry); its id is free again. */
+MQTT_HIDDEN void mqtt__session_expire(mqtt_session *s);
+
 typedef enum mqtt_ack_result {
     MQTT_ACK_NEW,       /* advanced a record: report it */
     MQTT_ACK_DOWNGRADED, /* PUBACK for a QoS 2 publish awaiting PUBREC: complete, at least once */
