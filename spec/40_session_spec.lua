@@ -137,7 +137,7 @@ describe("session", function()
             c:loop()
             c:disconnect()
             assert.is_true(wait_for(function()
-                return log_of(broker):find("Client " .. c.client_id .. " disconnected.", 1, true)
+                return log_of(broker):find("Client " .. c:client_id() .. " disconnected.", 1, true)
             end), "the broker did not see a DISCONNECT")
             -- A probe published after the disconnect arrives after any will would.
             local ok = helpers.mosquitto_pub(broker, { topic = topic, message = "probe", qos = 1 })
@@ -308,7 +308,7 @@ describe("session", function()
                        "did not reconnect; trace: " .. table.concat(trace, " "))
         mqtt.sleep(0.05)
         assert.is_false(connected_in_cb)
-        assert.truthy(log_of(b):find("as " .. pattern(c.client_id) .. " %([^)]*u'bob'%)"),
+        assert.truthy(log_of(b):find("as " .. pattern(c:client_id()) .. " %([^)]*u'bob'%)"),
                       "the broker never saw bob")
         -- After the loss: B B ... B C0, each attempt preceded by its breconnect_cb;
         -- attempts that got no CONNACK fire no CONNACK event, they are counted.

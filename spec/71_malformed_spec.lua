@@ -288,7 +288,7 @@ describe("malformed input (fake broker)", function()
                 assert.are.equal(REFUSALS[rc], err.name)
                 assert.matches(REFUSALS[rc], tostring(err), 1, true)
                 assert.is_false(c:is_connected())
-                assert.matches("connect " .. c.client_id, out, 1, true)
+                assert.matches("connect " .. c:client_id(), out, 1, true)
                 assert.matches("closed", out, 1, true)
 
                 -- The same refusal from connect_async: a CONNACK event with the error.

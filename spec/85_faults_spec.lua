@@ -452,7 +452,7 @@ describe("fault injection", function()
             assert_delivery(got, 30)
             assert.equal(60, #got)
             local log = log_of(broker):sub(log_start + 1)
-            assert.is_true(count(log, "Received PINGREQ from " .. c.client_id) >= 2,
+            assert.is_true(count(log, "Received PINGREQ from " .. c:client_id()) >= 2,
                            "no keepalive pings through the delayed link")
             assert.same({ "C0" }, link.trace)
             assert.is_true(c:is_connected())
@@ -509,7 +509,7 @@ describe("fault injection", function()
             settle(0.3)
             assert_delivery(got, N)
             local log = log_of(broker)
-            assert.is_true(log:find("Received PUBLISH from " .. pub.client_id .. " (d1, q", 1, true)
+            assert.is_true(log:find("Received PUBLISH from " .. pub:client_id() .. " (d1, q", 1, true)
                            ~= nil, "no PUBLISH was resent with DUP")
             for _, c in ipairs({ pub, sub }) do
                 assert.is_true(c:is_connected())
@@ -611,7 +611,7 @@ describe("fault injection", function()
             assert.equal("keepalive timeout", link.disconnects[1].error.name)
             -- The client's PINGREQ did reach the broker: only the answer was missing.
             assert.is_true(count(log_of(broker):sub(log_start + 1),
-                                 "Received PINGREQ from " .. c.client_id) >= 1)
+                                 "Received PINGREQ from " .. c:client_id()) >= 1)
             p:pass()
             assert.is_true(wait_for(function() return c:is_connected() end, 5))
         end)
@@ -814,7 +814,7 @@ describe("fault injection", function()
             end
             socket.sleep(3.5)                -- no dispatch: 3.5 x keepalive
             local log = log_of(broker):sub(log_start + 1)
-            local id = c.client_id
+            local id = c:client_id()
             assert.equal(200, count(log, "Received PUBACK from " .. id .. " ("))
             assert.equal(200, count(log, "Received PUBREC from " .. id .. " ("))
             assert.equal(200, count(log, "Received PUBCOMP from " .. id .. " ("))
@@ -845,7 +845,7 @@ describe("fault injection", function()
             local st = c:stats()
             assert.is_true(st.read_pauses > 0, "the flood did not fill the event queue")
             local log = log_of(broker):sub(log_start + 1)
-            local id = c.client_id
+            local id = c:client_id()
             assert.is_nil(log:find("Client " .. id .. " has exceeded timeout", 1, true),
                           "the broker dropped the paused client for silence (PINGREQs from it: " ..
                           count(log, "Received PINGREQ from " .. id) .. " in 5 s)")
@@ -922,7 +922,7 @@ describe("fault injection", function()
         assert.same({ "D", "B:pw-2", "C0" }, { compat.unpack(trace, n + 1) })
         assert.equal(2, c:stats().reconnects)
         local log = log_of(b)
-        assert.equal(3, count(log, "as " .. c.client_id .. " (p2, c1, k30, u'zuser')"))
+        assert.equal(3, count(log, "as " .. c:client_id() .. " (p2, c1, k30, u'zuser')"))
         b.stop()
     end)
 

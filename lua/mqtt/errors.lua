@@ -94,8 +94,12 @@ end
 -- (the CONNACK return code) replaces the name with the refusal's.
 function M.new(name, message, code)
     local kind = STATUS_KIND[name] or M.MQTTError
-    if name == "connection refused" and code and code > 0 then
+    if name == "connection refused" and code and code >= 0x80 then
+        name = core.reason_name(code, 0x20) -- an MQTT 5.0 CONNACK's reason code
+    elseif name == "connection refused" and code and code > 0 then
         name = core.connack_name(code)
+    elseif name == "not allowed" and code then
+        name = core.reason_name(code, 0) -- what the broker would have answered
     else
         code = nil
     end

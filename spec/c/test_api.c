@@ -106,9 +106,15 @@ static void test_create_refusals(void)
     mqtt_client *c = NULL;
     mqtt_options o = named_options("v5");
     o.protocol = MQTT_V5;
-    CHECK(mqtt_client_create(&o, &c) == MQTT_ERR_INVAL && c == NULL &&
-              said("MQTT 5.0 (MQTT_V5) is not available yet"),
-          "protocol MQTT_V5 is refused with a clear error until the client speaks it");
+    CHECK(mqtt_client_create(&o, &c) == MQTT_OK && c != NULL && mqtt_client_protocol(c) == 0,
+          "protocol MQTT_V5 is accepted; no protocol is in use before a CONNACK");
+    mqtt_client_destroy(c);
+    c = NULL;
+    o.protocol = MQTT_PROTOCOL_AUTO;
+    o.topic_alias = 3;
+    CHECK(mqtt_client_create(&o, &c) == MQTT_ERR_INVAL && said("topic_alias 3"),
+          "an unknown topic_alias mode is refused");
+    o.topic_alias = MQTT_ALIAS_AUTO;
     o.protocol = 3;
     CHECK(mqtt_client_create(&o, &c) == MQTT_ERR_INVAL && said("protocol 3: must be"),
           "an unknown protocol level is refused");
@@ -127,7 +133,11 @@ static void test_create_refusals(void)
     o = named_options("");
     o.clean_session = false;
     CHECK(mqtt_client_create(&o, &c) == MQTT_ERR_INVAL && said("client_id"),
-          "an empty client id without clean_session is refused, naming client_id");
+          "an empty client id without clean_session is refused under 3.1.1, naming client_id");
+    o.protocol = MQTT_V5;
+    CHECK(mqtt_client_create(&o, &c) == MQTT_OK,
+          "an empty client id without clean_session is accepted under 5.0 (the broker assigns)");
+    mqtt_client_destroy(c);
 }
 
 /* The message refusals of a client not connected: nothing queued, ever. */

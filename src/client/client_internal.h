@@ -159,6 +159,7 @@ typedef struct client_io {
     int lost_reason;              /* the reason code the loss reports (5.0); -1: none */
     mqtt_bytes lost_props;        /* and the broker's DISCONNECT properties, for that call */
     uint16_t alias_in_max;        /* the topic_alias_maximum we sent */
+    uint16_t receive_max;         /* the receive_maximum we sent (65535 when not) */
     mqtt_buf *alias_in;           /* topics the broker gave aliases, by alias - 1 */
 } client_io;
 
@@ -208,6 +209,10 @@ MQTT_HIDDEN int mqtt__event_refill_spare(mqtt_client *c);
 /** Queues a status event; out of memory, the spare carries it, text cut short. */
 MQTT_HIDDEN void mqtt__event_status(mqtt_client *c, int type, int status, int return_code,
                                     bool session_present, const char *text);
+/** A status event with an MQTT 5.0 reason code and properties (copied), not
+ *  queued; NULL without memory. */
+MQTT_HIDDEN mqtt_event *mqtt__event_reason(int type, int status, const char *text,
+                                           uint8_t reason, mqtt_bytes props);
 /** The DISCONNECT event of a connection that ended with an MQTT 5.0 reason
  *  code: the broker's DISCONNECT (its properties), or the client's own
  *  answer to a broker that broke the protocol. */
@@ -292,6 +297,9 @@ MQTT_HIDDEN int mqtt__v5_connect_props(const mqtt_client *c, mqtt_property **out
  *  protocol error with *reason (0x82, 0x94) and *why. Loop thread. */
 MQTT_HIDDEN int mqtt__v5_alias_in(mqtt_client *c, mqtt_packet *p, uint8_t *reason,
                                   const char **why);
+/** Room for one more incoming QoS 2 message under the receive maximum the
+ *  client announced; false sets the fault's reason code (0x93). */
+MQTT_HIDDEN bool mqtt__v5_receive_room(mqtt_client *c);
 /** Outgoing: the alias for topic on this connection (0: none; requested: the
  *  caller's under MQTT_ALIAS_MANUAL) and whether the topic must go with it
  *  (the broker does not know it yet). mu held. */
@@ -305,6 +313,9 @@ MQTT_HIDDEN int mqtt__v5_handle(mqtt_client *c, const mqtt_packet *p, const char
 /** Before a connection ends on the broker's fault (status): under 5.0 a
  *  DISCONNECT with the reason code, best effort, and the code for the event. */
 MQTT_HIDDEN void mqtt__v5_answer_fault(mqtt_client *c, int status);
+/** The DISCONNECT disconnect() sends when it has no properties (2 or 3
+ *  bytes, no allocation); 0 when it has. */
+MQTT_HIDDEN size_t mqtt__v5_disconnect_short(const mqtt_client *c, uint8_t out[3]);
 /** Appends the DISCONNECT disconnect() sends (reason code and properties under 5.0). */
 MQTT_HIDDEN int mqtt__v5_disconnect_packet(const mqtt_client *c, mqtt_buf *b);
 /** disconnect()'s work once the DISCONNECT's terms are set (connect.c). */

@@ -263,15 +263,13 @@ bool mqtt_event_property_find(const mqtt_event *ev, int id, mqtt_property *out)
     return mqtt__prop_find((mqtt_bytes){ev->props, ev->props_len}, (uint8_t)id, out);
 }
 
-void mqtt__event_disconnect(mqtt_client *c, int status, const char *text, uint8_t reason,
-                            mqtt_bytes props)
+mqtt_event *mqtt__event_reason(int type, int status, const char *text, uint8_t reason,
+                               mqtt_bytes props)
 {
     size_t len = strlen(text);
-    mqtt_event *ev = mqtt__event_new(MQTT_EV_DISCONNECT, props.len + len + 1);
-    if (!ev) {
-        mqtt__event_status(c, MQTT_EV_DISCONNECT, status, -1, false, text);
-        return;
-    }
+    mqtt_event *ev = mqtt__event_new(type, props.len + len + 1);
+    if (!ev)
+        return NULL;
     mqtt_packet p;
     memset(&p, 0, sizeof p);
     p.props = props;
@@ -282,5 +280,15 @@ void mqtt__event_disconnect(mqtt_client *c, int status, const char *text, uint8_
     ev->status = status;
     ev->return_code = -1;
     ev->reason_code = reason;
-    mqtt__event_push(c, ev);
+    return ev;
+}
+
+void mqtt__event_disconnect(mqtt_client *c, int status, const char *text, uint8_t reason,
+                            mqtt_bytes props)
+{
+    mqtt_event *ev = mqtt__event_reason(MQTT_EV_DISCONNECT, status, text, reason, props);
+    if (ev)
+        mqtt__event_push(c, ev);
+    else
+        mqtt__event_status(c, MQTT_EV_DISCONNECT, status, -1, false, text);
 }

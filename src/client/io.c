@@ -54,6 +54,8 @@ static int handle_publish(mqtt_client *c, const mqtt_packet *p)
     }
     /* QoS 2: hold the message until PUBREL; a resent PUBLISH is not new. */
     if (!mqtt__session_in_has(c->sh.session, p->packet_id)) {
+        if (p->version == MQTT_V5 && !mqtt__v5_receive_room(c))
+            return MQTT_ERR_PROTOCOL;
         mqtt_event *held = mqtt__event_message(MQTT_EV_PUBREL, p);
         mqtt_event *arrival = mqtt__event_ack(MQTT_EV_PUBLISH, p->packet_id, NULL);
         if (!held || !arrival ||
@@ -71,12 +73,20 @@ static int handle_publish(mqtt_client *c, const mqtt_packet *p)
 
 static void handle_pubrel(mqtt_client *c, const mqtt_packet *p)
 {
+    bool known = mqtt__session_in_has(c->sh.session, p->packet_id);
     mqtt_event *ev = mqtt__session_in_take(c->sh.session, p->packet_id);
     if (ev) { /* NULL: unknown, or handed over early by release_held */
         c->sh.held_bytes -= ev->bytes;
         mqtt__event_push(c, ev);
     }
-    send_ack(c, MQTT_PUBCOMP, p->packet_id);
+    if (known || p->version != MQTT_V5) {
+        send_ack(c, MQTT_PUBCOMP, p->packet_id);
+        return;
+    }
+    /* 5.0 says which: an id no PUBLISH left waiting. */
+    mqtt_ack_params a = {MQTT_PUBCOMP, p->packet_id, MQTT_RC_PACKET_IDENTIFIER_NOT_FOUND, NULL, 0};
+    uint8_t b[5];
+    mqtt__buf_append(&c->sh.out, b, mqtt__encode_ack_v(b, MQTT_V5, &a));
 }
 
 static void deliver_early(void *item, void *ud)
@@ -152,7 +162,9 @@ static int receive_publish(mqtt_client *c, const mqtt_packet *p, const char **wh
         p = &q;
     }
     int rc = handle_publish(c, p);
-    if (rc != MQTT_OK)
+    if (rc == MQTT_ERR_PROTOCOL)
+        *why = "more QoS 2 messages unreleased than the receive maximum the client announced";
+    else if (rc != MQTT_OK)
         *why = "no memory to queue an event or a reply";
     return rc;
 }
@@ -162,7 +174,7 @@ static int handle_packet(mqtt_client *c, const mqtt_packet *p, const char **why)
 {
     static const char nomem[] = "no memory to queue an event or a reply";
     /* Room for the one reply a packet may need, so no reply is ever lost. */
-    int rc = mqtt__buf_reserve(&c->sh.out, 4);
+    int rc = mqtt__buf_reserve(&c->sh.out, 5);
     if (rc != MQTT_OK) {
         *why = nomem;
         return rc;
@@ -449,10 +461,15 @@ static double keepalive(mqtt_client *c, double now)
 static void finish_disconnect(mqtt_client *c)
 {
     mqtt_buf b = {0};
+    uint8_t small[3];
     mqtt_transport *t = c->io.tr;
-    if (t && c->sh.wpos == c->sh.wbuf.len && c->sh.out.len == 0 &&
-        mqtt__v5_disconnect_packet(c, &b) == MQTT_OK)
-        t->ops->write(t, b.data, b.len);
+    if (t && c->sh.wpos == c->sh.wbuf.len && c->sh.out.len == 0) {
+        size_t n = mqtt__v5_disconnect_short(c, small);
+        if (n > 0)
+            t->ops->write(t, small, n);
+        else if (mqtt__v5_disconnect_packet(c, &b) == MQTT_OK)
+            t->ops->write(t, b.data, b.len);
+    }
     mqtt__buf_free(&b);
     mqtt__connection_lost(c, MQTT_OK, "disconnected");
 }

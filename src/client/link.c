@@ -29,6 +29,7 @@ struct attempt {
     uint8_t *connect_pkt;
     size_t connect_len;
     mqtt_event *connack; /* made up front: success is never left unreported */
+    mqtt_event *refusal; /* a 5.0 CONNACK's refusal, with its properties */
 };
 
 static double backoff(mqtt_client *c)
@@ -127,6 +128,7 @@ static void attempt_free(attempt *a)
     mqtt__free(a->host);
     mqtt__free(a->connect_pkt);
     mqtt_event_free(a->connack);
+    mqtt_event_free(a->refusal);
     mqtt__free(a);
 }
 
@@ -171,12 +173,12 @@ static int connect_props_v5(mqtt_client *c, mqtt_connect_params *p, mqtt_propert
         mqtt__props_unpack(wb, *will, wn);
     p->will_props = *will;
     p->will_nprops = *will ? wn : 0;
-    mqtt_property max;
-    c->io.alias_in_max = mqtt__prop_find((mqtt_bytes){c->sh.connect_props.data,
-                                                      c->sh.connect_props.len},
-                                         MQTT_PROP_TOPIC_ALIAS_MAXIMUM, &max)
-                             ? (uint16_t)max.value
-                             : 0;
+    mqtt_bytes mine = {c->sh.connect_props.data, c->sh.connect_props.len};
+    mqtt_property v;
+    c->io.alias_in_max =
+        mqtt__prop_find(mine, MQTT_PROP_TOPIC_ALIAS_MAXIMUM, &v) ? (uint16_t)v.value : 0;
+    c->io.receive_max =
+        mqtt__prop_find(mine, MQTT_PROP_RECEIVE_MAXIMUM, &v) ? (uint16_t)v.value : 65535;
     return rc;
 }
 
@@ -284,8 +286,7 @@ static void connected(mqtt_client *c, const mqtt_packet *pkt)
     end_attempt(c);
 }
 
-static void report_failure(mqtt_client *c, const attempt *a, int status, int rcode,
-                           const char *text)
+static void report_failure(mqtt_client *c, attempt *a, int status, int rcode, const char *text)
 {
     clear_io(c);
     c->sh.connect_failures++;
@@ -293,8 +294,13 @@ static void report_failure(mqtt_client *c, const attempt *a, int status, int rco
     /* One CONNACK event per handshake: every CONNACK received, and every
      * connect()/connect_async() call; an automatic attempt that got no
      * CONNACK is only counted and logged, and retried. */
-    if (!a->background || rcode >= 0)
+    if (a->refusal) {
+        a->refusal->return_code = rcode;
+        mqtt__event_push(c, a->refusal);
+        a->refusal = NULL;
+    } else if (!a->background || rcode >= 0) {
         mqtt__event_status(c, MQTT_EV_CONNACK, status, rcode, false, text);
+    }
     if (a->async && may_retry(c))
         mqtt__schedule_retry(c, backoff(c));
     else if (c->sh.state == ST_CONNECTING)
@@ -451,6 +457,9 @@ static int refused(mqtt_client *c, const mqtt_packet *pkt)
     snprintf(err, sizeof err, "connection refused: %s", name ? name : "unknown code");
     if (pkt->return_code == MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION && downgrade(c, err))
         return MQTT_ERR_REFUSED;
+    if (pkt->version == MQTT_V5) /* its properties live in the input, freed on failure */
+        c->io.att->refusal = mqtt__event_reason(MQTT_EV_CONNACK, MQTT_ERR_REFUSED, err,
+                                                pkt->return_code, pkt->props);
     attempt_failed(c, MQTT_ERR_REFUSED, pkt->return_code, err);
     return MQTT_ERR_REFUSED;
 }

@@ -178,6 +178,16 @@ int mqtt__v5_connect_props(const mqtt_client *c, mqtt_property **out, size_t *n)
     return MQTT_OK;
 }
 
+bool mqtt__v5_receive_room(mqtt_client *c)
+{
+    mqtt_session_counts n;
+    mqtt__session_counts(c->sh.session, &n);
+    if (n.incoming < c->io.receive_max)
+        return true;
+    c->io.lost_reason = MQTT_RC_RECEIVE_MAXIMUM_EXCEEDED; /* MQTT-3.3.4-9 */
+    return false;
+}
+
 int mqtt__v5_alias_in(mqtt_client *c, mqtt_packet *p, uint8_t *reason, const char **why)
 {
     mqtt_property a;
@@ -357,6 +367,14 @@ void mqtt__v5_answer_fault(mqtt_client *c, int status)
     uint8_t b[3];
     size_t n = mqtt__encode_ack_v(b, MQTT_V5, &a);
     (void)c->io.tr->ops->write(c->io.tr, b, n);
+}
+
+size_t mqtt__v5_disconnect_short(const mqtt_client *c, uint8_t out[3])
+{
+    if (c->sh.disconnect_props.len > 0)
+        return 0;
+    mqtt_ack_params a = {MQTT_DISCONNECT, 0, c->sh.disconnect_reason, NULL, 0};
+    return mqtt__encode_ack_v(out, c->io.version == MQTT_V5 ? MQTT_V5 : MQTT_V311, &a);
 }
 
 int mqtt__v5_disconnect_packet(const mqtt_client *c, mqtt_buf *b)

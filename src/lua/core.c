@@ -57,6 +57,11 @@ static mqtt_client *check_open(lua_State *L)
 /* Pushes nil, name, message[, code]; returns the count. */
 static int push_fail(lua_State *L, int status, const char *message, int code)
 {
+    if (status == MQTT_ERR_NOT_ALLOWED && code < 0)
+        code = mqtt_last_reason(); /* the reason code the broker would have given */
+    if (!message && (status == MQTT_ERR_INVAL || status == MQTT_ERR_NOT_ALLOWED) &&
+        mqtt_last_error()[0])
+        message = mqtt_last_error();
     lua_pushnil(L);
     lua_pushstring(L, mqtt_errname(status));
     lua_pushstring(L, message ? message : mqtt_strerror(status));
