@@ -14,6 +14,7 @@
 
 #include "alloc.h"
 #include "client_internal.h"
+#include "send.h"
 
 /* The process clients created now belong to; a child of fork() sets its own. */
 pid_t mqtt__process_id;
@@ -207,12 +208,17 @@ int mqtt_client_set_credentials(mqtt_client *c, const char *username, size_t use
     return rc;
 }
 
-/* Adds r to the session and, when connected, moves it towards the socket. */
-static int enqueue(mqtt_client *c, mqtt_record *r, uint16_t *mid)
+/* Adds r to the session and, when connected, moves it towards the socket;
+ * a message m (NULL for the others) is checked first against the broker's
+ * announced limits, under the same lock. */
+static int enqueue(mqtt_client *c, mqtt_record *r, uint16_t *mid, const mqtt_message *m,
+                   size_t size5)
 {
     pthread_mutex_lock(&c->mu);
+    int rc = m ? mqtt__v5_check_publish(c, m, size5) : MQTT_OK;
     /* A broker that stops reading fills what the client owes it: no more then. */
-    int rc = mqtt__owed_bytes(c) + r->bytes > c->set.opt.max_queued_bytes
+    if (rc == MQTT_OK)
+        rc = mqtt__owed_bytes(c) + r->bytes > c->set.opt.max_queued_bytes
                  ? MQTT_ERR_QUEUE_FULL
                  : mqtt__session_add(c->sh.session, r);
     bool wake = false;
@@ -241,10 +247,15 @@ static int publish_direct(mqtt_client *c, const mqtt_message *m, size_t size, bo
         return MQTT_OK;
     if (mqtt__owed_bytes(c) + size > c->set.opt.max_queued_bytes)
         return MQTT_ERR_QUEUE_FULL;
+    *wake = c->sh.out.len == 0;
+    if (c->sh.version == MQTT_V5) {
+        int rc = mqtt__send_message_v5(&c->sh.out, c, m);
+        *done = rc == MQTT_OK;
+        return rc;
+    }
     int rc = mqtt__buf_reserve(&c->sh.out, size);
     if (rc != MQTT_OK)
         return rc;
-    *wake = c->sh.out.len == 0;
     c->sh.out.len += mqtt__encode_publish(c->sh.out.data + c->sh.out.len, (const uint8_t *)m->topic,
                                        m->topic_len, m->payload, m->payload_len, 0, m->retain,
                                        false, 0);
@@ -290,21 +301,17 @@ int mqtt_client_publish(mqtt_client *c, const mqtt_message *m, uint16_t *mid)
     uint16_t scratch_mid;
     if (!mid)
         mid = &scratch_mid;
-    bool v5 = c->set.opt.protocol != MQTT_V311;
-    if (v5) {
-        size_t size5 = mqtt__v5_publish_size(m);
-        pthread_mutex_lock(&c->mu);
-        rc = mqtt__v5_check_publish(c, m, size5);
-        v5 = c->sh.version != MQTT_V311;
-        pthread_mutex_unlock(&c->mu);
-        if (rc != MQTT_OK)
-            return rc;
-    }
+    /* Under 5.0 the broker's limits are checked where the message is queued. */
+    const mqtt_message *v5 = c->set.opt.protocol != MQTT_V311 ? m : NULL;
+    size_t size5 = v5 ? mqtt__v5_publish_size(m) : 0;
     if (m->qos == 0) {
         bool done = false, wake = false;
         pthread_mutex_lock(&c->mu);
-        *mid = mqtt__session_take_id(c->sh.session);
-        rc = v5 ? MQTT_OK : publish_direct(c, m, size, &done, &wake);
+        rc = v5 ? mqtt__v5_check_publish(c, m, size5) : MQTT_OK;
+        if (rc == MQTT_OK) {
+            *mid = mqtt__session_take_id(c->sh.session);
+            rc = publish_direct(c, m, v5 ? size5 : size, &done, &wake);
+        }
         pthread_mutex_unlock(&c->mu);
         if (wake)
             mqtt__wake(c);
@@ -319,7 +326,7 @@ int mqtt_client_publish(mqtt_client *c, const mqtt_message *m, uint16_t *mid)
         rc = mqtt__record_publish(t, p, (uint8_t)m->qos, m->retain,
                                   (mqtt_bytes){props.data, props.len}, &r);
     mqtt__buf_free(&props);
-    return rc == MQTT_OK ? enqueue(c, r, mid) : rc;
+    return rc == MQTT_OK ? enqueue(c, r, mid, v5, size5) : rc;
 }
 
 /* The broker's announced limits, against the packet the record makes. */
@@ -370,7 +377,7 @@ static int subscribe_common(mqtt_client *c, const mqtt_subscription *subs, size_
         mqtt__free(e);
     if (rc != MQTT_OK)
         mqtt__record_free(r);
-    return rc == MQTT_OK ? enqueue(c, r, mid) : rc;
+    return rc == MQTT_OK ? enqueue(c, r, mid, NULL, 0) : rc;
 }
 
 int mqtt_client_subscribe(mqtt_client *c, const mqtt_subscription *subs, size_t n,

@@ -86,11 +86,11 @@ static int expiry_remaining(mqtt_property *p, size_t n, mqtt_qos_action action)
     return MQTT_OK;
 }
 
-static int send_publish_v5(mqtt_buf *out, const mqtt_record *r, mqtt_client *c,
-                           mqtt_property *p, size_t n, uint32_t requested)
+static int publish_v5(mqtt_buf *out, mqtt_client *c, mqtt_publish_params pp, mqtt_property *p,
+                      size_t n, uint32_t requested)
 {
-    mqtt_publish_params pp = {mqtt__record_topic(r), mqtt__record_payload(r), r->qos, r->retain,
-                              r->dup, r->packet_id, p, n + 1};
+    pp.props = p;
+    pp.nprops = n + 1;
     p[n].id = MQTT_PROP_TOPIC_ALIAS;
     p[n].value = 1;
     size_t worst = mqtt__publish_size_v(MQTT_V5, &pp);
@@ -107,6 +107,38 @@ static int send_publish_v5(mqtt_buf *out, const mqtt_record *r, mqtt_client *c,
         pp.topic.len = 0;
     out->len += mqtt__encode_publish_v(out->data + out->len, MQTT_V5, &pp);
     return MQTT_OK;
+}
+
+static int send_publish_v5(mqtt_buf *out, const mqtt_record *r, mqtt_client *c,
+                           mqtt_property *p, size_t n, uint32_t requested)
+{
+    mqtt_publish_params pp = {mqtt__record_topic(r), mqtt__record_payload(r), r->qos, r->retain,
+                              r->dup, r->packet_id, NULL, 0};
+    return publish_v5(out, c, pp, p, n, requested);
+}
+
+int mqtt__send_message_v5(mqtt_buf *out, mqtt_client *c, const mqtt_message *m)
+{
+    mqtt_property stack[PROPS_STACK], *p = stack;
+    if (m->prop_count > PROPS_STACK - 1) {
+        p = mqtt__calloc(m->prop_count + 1, sizeof *p);
+        if (!p)
+            return MQTT_ERR_NOMEM;
+    }
+    size_t n = 0;
+    uint32_t requested = 0;
+    for (size_t i = 0; i < m->prop_count; i++) {
+        if (m->props[i].id == MQTT_PROP_TOPIC_ALIAS)
+            requested = m->props[i].value;
+        else
+            p[n++] = m->props[i];
+    }
+    mqtt_publish_params pp = {{(const uint8_t *)m->topic, m->topic_len},
+                              {m->payload, m->payload_len}, 0, m->retain, false, 0, NULL, 0};
+    int rc = publish_v5(out, c, pp, p, n, requested);
+    if (p != stack)
+        mqtt__free(p);
+    return rc;
 }
 
 static int send_sub_v5(mqtt_buf *out, const mqtt_record *r, const mqtt_property *p, size_t n)

@@ -23,4 +23,7 @@
 MQTT_HIDDEN int mqtt__send_record(mqtt_buf *out, const mqtt_record *r, mqtt_qos_action action,
                                   mqtt_client *c);
 
+/** A QoS 0 message straight into out under 5.0 (its topic alias decided now). */
+MQTT_HIDDEN int mqtt__send_message_v5(mqtt_buf *out, mqtt_client *c, const mqtt_message *m);
+
 #endif
