@@ -587,6 +587,11 @@ describe("fake broker, MQTT 5.0", function()
         assert.are.equal("x", c.will_payload)
         assert.are.equal(1, c.will_qos)
 
+        -- Well-formed UTF-8 of 2, 3 and 4 bytes per character passes.
+        local utf = assert(FakeBroker.decode(
+            unhex("40 10 00 01 80 0c 1f 00 09 c3 a9 e2 82 ac f0 9f 98 80"), 1, 5))
+        assert.are.equal("\195\169\226\130\172\240\159\152\128",
+                         utf.properties.reason_string)
         local ca = assert(FakeBroker.decode(CONNACK, 1, 5))
         assert.are.same({ receive_maximum = 10, maximum_qos = 1, retain_available = false,
                           user_property = { { "a", "b" } } }, ca.properties)
@@ -661,6 +666,11 @@ describe("fake broker, MQTT 5.0", function()
             { "82 07 00 01 00 00 01 61 30", "retain handling 3" },
             { "20 03 02 00 00", "reserved bits" },
             { "40 05 00 01 00 01 63", "unknown property" },
+            { "40 08 00 01 80 04 1f 00 01 00", "not valid UTF-8" },        -- U+0000
+            { "40 09 00 01 80 05 1f 00 02 c0 80", "not valid UTF-8" },     -- overlong
+            { "40 0a 00 01 80 06 1f 00 03 ed a0 80", "not valid UTF-8" },  -- surrogate
+            { "40 0a 00 01 80 06 03 00 03 e2 82 ac", "not allowed in PUBACK" },
+            { "40 0a 00 01 80 06 26 00 01 61 00 01", "truncated" },       -- pair cut short
         }
         for _, case in ipairs(cases) do
             local p, err = FakeBroker.decode(unhex(case[1]), 1, 5)

@@ -602,6 +602,50 @@ local function cursor(body)
     return c
 end
 
+-- Whether s is well-formed UTF-8 without U+0000, as MQTT strings must be
+-- (§1.5.4): no overlong forms, no surrogates, nothing above U+10FFFF.
+local function valid_utf8(s)
+    local i, n = 1, #s
+    while i <= n do
+        local b = s:byte(i)
+        local len, lo, hi = 1, 0x80, 0xBF     -- lo/hi: the range of the 2nd byte
+        if b == 0 or (b >= 0x80 and b < 0xC2) or b > 0xF4 then
+            return false
+        elseif b >= 0xF0 then
+            len = 4
+            lo = b == 0xF0 and 0x90 or 0x80
+            hi = b == 0xF4 and 0x8F or 0xBF
+        elseif b >= 0xE0 then
+            len = 3
+            lo = b == 0xE0 and 0xA0 or 0x80
+            hi = b == 0xED and 0x9F or 0xBF
+        elseif b >= 0xC2 then
+            len = 2
+        end
+        for k = 1, len - 1 do
+            local c = s:byte(i + k)
+            local min, max = 0x80, 0xBF
+            if k == 1 then
+                min, max = lo, hi
+            end
+            if not c or c < min or c > max then
+                return false
+            end
+        end
+        i = i + len
+    end
+    return true
+end
+
+-- A UTF-8 string property value; malformed when it is not valid UTF-8.
+local function utf8_str(c)
+    local s = c.str()
+    if not valid_utf8(s) then
+        malformed("property string is not valid UTF-8: " .. FakeBroker.hex(s, 16))
+    end
+    return s
+end
+
 -- Reads one property value of type t.
 local readers = {
     byte = function(c) return c.u8() end,
@@ -609,11 +653,11 @@ local readers = {
     u16 = function(c) return c.u16() end,
     u32 = function(c) return c.u32() end,
     varint = function(c) return c.varint() end,
-    string = function(c) return c.str() end,
+    string = utf8_str,
     binary = function(c) return c.str() end,
     pair = function(c)
-        local name = c.str()
-        return { name, c.str() }
+        local name = utf8_str(c)
+        return { name, utf8_str(c) }
     end,
 }
 
