@@ -418,6 +418,34 @@ describe("MQTT 5.0 (fake broker)", function()
                 user_property = { { "k", "v" } } } })), hex(seen[#seen].raw))
         end)
 
+        it("disconnect() flushes what is queued first; close() sends no DISCONNECT", function()
+            local c, fb = connected()
+            for i = 1, 3 do c:publish("flush/t", tostring(i), 0) end
+            c:disconnect()
+            for i = 1, 3 do
+                assert.are.equal(tostring(i), fb:expect("PUBLISH").payload)
+            end
+            local _, seen = fb:expect_closed()
+            assert.are.equal("DISCONNECT", seen[#seen] and seen[#seen].name)
+
+            local c2, fb2 = connected()
+            c2:close()
+            _, seen = fb2:expect_closed()
+            for _, p in ipairs(seen) do
+                assert.are_not.equal("DISCONNECT", p.name)
+            end
+        end)
+
+        it("disconnect() and close() return at once when the broker already closed", function()
+            local c, fb, rec = connected({ reconnect = false })
+            fb:close_client()
+            assert.is_true(wait_for(function() return #rec.disconnects == 1 end))
+            local t0 = helpers.now()
+            c:disconnect()
+            c:close()
+            assert.is_true(helpers.now() - t0 < 1)
+        end)
+
         it("refuses a property DISCONNECT cannot carry", function()
             local c = connected()
             assert_argerror(raises(c.disconnect, c, 0, { topic_alias = 1 }), "topic_alias")
@@ -600,6 +628,12 @@ describe("MQTT 5.0 (fake broker)", function()
             c:close()
         end)
 
+        it("matches topics against the filter part of a shared filter", function()
+            assert.is_true(mqtt.topic_matches("$share/g/a/+", "a/b"))
+            assert.is_false(mqtt.topic_matches("$share/g/a/+", "g/a/b"))
+            assert.is_true(mqtt.topic_filter("$share/grp/s/#")({ message = { topic = "s/x/y" } }))
+        end)
+
         it("names reason codes: mqtt.reason_name", function()
             assert.are.equal("success", mqtt.reason_name(0))
             assert.are.equal("granted qos 1", mqtt.reason_name(1, mqtt.SUBACK))
@@ -664,6 +698,28 @@ describe("MQTT 5.0 (fake broker)", function()
             assert.are.same({ 0, 0 }, { c:stats().queued, c:stats().inflight })
             c:publish("t", "ok")
             assert.are.equal("ok", fb:expect("PUBLISH").payload)
+        end)
+
+        it("decides the outgoing alias before the size check", function()
+            local c, fb = connected(nil, { connack_properties = { maximum_packet_size = 100,
+                                                                 topic_alias_maximum = 1 } })
+            local topic = string.rep("t", 20)
+            c:publish(topic, "first")
+            assert.are.equal(topic, fb:expect("PUBLISH").topic)
+            -- 28 + 90 = 118 bytes with the topic, 8 + 90 = 98 with the alias alone.
+            c:publish(topic, string.rep("x", 90))
+            local p = fb:expect("PUBLISH")
+            assert.are.same({ "", 98 }, { p.topic, #p.raw })
+        end)
+
+        it("keeps max_inflight at 20 by default under 5.0", function()
+            local c, fb = connected(nil, { connack_properties = { receive_maximum = 100 } })
+            for i = 1, 21 do c:publish("d/t", tostring(i), 1) end
+            for i = 1, 20 do
+                assert.are.equal(tostring(i), fb:expect("PUBLISH").payload)
+            end
+            fb:expect_nothing(0.3)
+            assert.are.equal(20, c:stats().inflight)
         end)
 
         it("refuses subscriptions the broker does not support: 0xA2, 0x9E, 0xA1", function()
@@ -1081,8 +1137,11 @@ describe("MQTT 5.0 (mosquitto)", function()
         assert.are.same({ 77 }, got[1].properties.subscription_identifier)
     end)
 
-    it("shared subscriptions deliver each message to one member", function()
-        local a, b = connect(clients:new()), connect(clients:new())
+    it("shared subscriptions deliver each message to one member (a 3.1.1 one too)", function()
+        local a = connect(clients:new())
+        local b = clients:new(nil, true, { reconnect = FAST })             -- 3.1.1
+        b:connect(HOST, 10, broker.port)
+        assert.are.equal(4, b:protocol())
         local got_a, got_b = helpers.collect(a), helpers.collect(b)
         assert(a:wait(a:subscribe("$share/grp/sh/t", 1), 5))
         assert(b:wait(b:subscribe("$share/grp/sh/t", 1), 5))
