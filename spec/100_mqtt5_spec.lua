@@ -409,7 +409,8 @@ describe("MQTT 5.0 (fake broker)", function()
             assert.are.equal(hex(V5.disconnect()), hex(seen[#seen].raw))   -- e0 00
             assert.are.equal(hex("\224\0"), hex(seen[#seen].raw))
 
-            local c2, fb2 = connected()
+            -- Persistent (CONNECT said 0xFFFFFFFF): a new session expiry may be given.
+            local c2, fb2 = connected(nil, nil, nil, nil, false)
             c2:disconnect(0x04, { reason_string = "bye", user_property = { { "k", "v" } },
                                   session_expiry_interval = 10 })
             _, seen = fb2:expect_closed()
