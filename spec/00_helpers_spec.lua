@@ -482,6 +482,299 @@ describe("fake broker", function()
     end)
 end)
 
+-- Hex text ("20 03 00") to bytes, for the hand-written MQTT 5.0 packets below.
+local function unhex(text)
+    return (text:gsub("%s+", ""):gsub("..", function(x)
+        return string.char(tonumber(x, 16))
+    end))
+end
+
+describe("fake broker, MQTT 5.0", function()
+    local v5 = FakeBroker.v5
+    local fb
+
+    before_each(function()
+        fb = FakeBroker.new({ timeout = 2 })
+    end)
+
+    after_each(function()
+        fb:close()
+    end)
+
+    -- Each packet below is written by hand from the MQTT 5.0 specification's
+    -- rules (§2.2.2 properties, §3.x packets), independently of the builders.
+    local CONNECT = unhex([[10 29  00 04 4d 51 54 54  05  0e  00 3c
+        0b  11 00 00 00 78  21 00 05  22 00 03
+        00 01 63
+        09  03 00 01 74  18 00 00 00 0a
+        00 01 77  00 01 78]])
+    local CONNACK = unhex("20 11 00 00 0e  21 00 0a  24 01  25 00  26 00 01 61 00 01 62")
+    local PUBLISH = unhex([[32 26  00 03 61 2f 62  01 02
+        1c  01 01  02 00 00 00 3c  03 00 01 74  23 00 02
+        26 00 01 78 00 01 79  26 00 01 78 00 01 7a
+        68 69]])
+    local SUBSCRIBE = unhex("82 10  00 0a  03 0b c8 01  00 03 61 2f 2b 2d  00 01 62 00")
+
+    it("builds the exact bytes of the MQTT 5.0 specification", function()
+        assert.are.equal(CONNECT, v5.connect({
+            client_id = "c", keepalive = 60,
+            properties = { topic_alias_maximum = 3, session_expiry_interval = 120,
+                           receive_maximum = 5 },
+            will = { topic = "w", payload = "x", qos = 1,
+                     properties = { will_delay_interval = 10, content_type = "t" } } }))
+        assert.are.equal(CONNACK, v5.connack({
+            properties = { user_property = { { "a", "b" } }, retain_available = false,
+                           maximum_qos = 1, receive_maximum = 10 } }))
+        assert.are.equal(unhex("20 03 01 84 00"),
+                         v5.connack({ session_present = true, reason_code = 0x84 }))
+        assert.are.equal(PUBLISH, v5.publish({
+            topic = "a/b", payload = "hi", qos = 1, packet_id = 0x0102,
+            properties = { user_property = { { "x", "y" }, { "x", "z" } }, topic_alias = 2,
+                           content_type = "t", message_expiry_interval = 60,
+                           payload_format_indicator = 1 } }))
+        assert.are.equal(unhex("30 07 00 00 03 23 00 05 78"),           -- the alias alone
+                         v5.publish({ topic = "", payload = "x",
+                                      properties = { topic_alias = 5 } }))
+        assert.are.equal(unhex("40 02 00 07"), v5.puback(7))
+        assert.are.equal(unhex("40 03 00 07 10"),
+                         v5.puback({ packet_id = 7, reason_code = 0x10 }))
+        assert.are.equal(unhex("40 09 00 07 87 05 1f 00 02 6e 6f"),
+                         v5.puback({ packet_id = 7, reason_code = 0x87,
+                                     properties = { reason_string = "no" } }))
+        assert.are.equal(unhex("50 04 00 07 00 00"), v5.pubrec({ packet_id = 7, full = true }))
+        assert.are.equal(unhex("62 02 00 07"), v5.pubrel(7))
+        assert.are.equal(unhex("70 03 00 07 92"),
+                         v5.pubcomp({ packet_id = 7, reason_code = 0x92 }))
+        assert.are.equal(unhex("90 05 00 01 00 01 87"),
+                         v5.suback({ packet_id = 1, codes = { 1, 0x87 } }))
+        assert.are.equal(unhex("b0 09 00 02 04 1f 00 01 72 00 11"),
+                         v5.unsuback({ packet_id = 2, codes = { 0, 0x11 },
+                                       properties = { reason_string = "r" } }))
+        assert.are.equal(unhex("e0 00"), v5.disconnect())
+        assert.are.equal(unhex("e0 01 04"), v5.disconnect({ reason_code = 4 }))
+        assert.are.equal(unhex("e0 06 9c 04 1c 00 01 68"),
+                         v5.disconnect({ reason_code = 0x9C,
+                                         properties = { server_reference = "h" } }))
+        assert.are.equal(unhex("f0 0b 18 09 15 00 01 4d 16 00 02 01 02"),
+                         v5.auth({ reason_code = 0x18,
+                                   properties = { authentication_data = "\1\2",
+                                                  authentication_method = "M" } }))
+        assert.are.equal(SUBSCRIBE, v5.subscribe({
+            packet_id = 10, properties = { subscription_identifier = 200 },
+            topics = { { "a/+", { qos = 1, no_local = true, retain_as_published = true,
+                                  retain_handling = 2 } }, { "b", 0 } } }))
+        assert.are.equal(unhex("a2 0d 00 0b 07 26 00 01 6b 00 01 76 00 01 61"),
+                         v5.unsubscribe({ packet_id = 11, filters = { "a" },
+                                          properties = { user_property = { k = "v" } } }))
+        -- Raw property bytes for hostile cases: with the length added, or as given.
+        assert.are.equal(unhex("40 06 00 07 80 02 ff 00"),
+                         v5.puback({ packet_id = 7, reason_code = 0x80, prop_bytes = "\255\0" }))
+        assert.are.equal(unhex("40 05 00 07 80 09 ff"),
+                         v5.puback({ packet_id = 7, reason_code = 0x80, prop_block = "\9\255" }))
+        assert.has_error(function() v5.connack({ properties = { no_such_thing = 1 } }) end)
+    end)
+
+    it("decodes every MQTT 5.0 packet into its fields and properties", function()
+        local c = assert(FakeBroker.decode(CONNECT))           -- CONNECT says its version
+        assert.are.equal(5, c.protocol_level)
+        assert.is_true(c.clean_start)
+        assert.are.same({ session_expiry_interval = 120, receive_maximum = 5,
+                          topic_alias_maximum = 3 }, c.properties)
+        assert.are.equal(unhex("11 00 00 00 78 21 00 05 22 00 03"), c.prop_bytes)
+        assert.are.equal("c", c.client_id)
+        assert.are.same({ will_delay_interval = 10, content_type = "t" }, c.will_properties)
+        assert.are.equal("w", c.will_topic)
+        assert.are.equal("x", c.will_payload)
+        assert.are.equal(1, c.will_qos)
+
+        -- Well-formed UTF-8 of 2, 3 and 4 bytes per character passes.
+        local utf = assert(FakeBroker.decode(
+            unhex("40 10 00 01 80 0c 1f 00 09 c3 a9 e2 82 ac f0 9f 98 80"), 1, 5))
+        assert.are.equal("\195\169\226\130\172\240\159\152\128",
+                         utf.properties.reason_string)
+        local ca = assert(FakeBroker.decode(CONNACK, 1, 5))
+        assert.are.same({ receive_maximum = 10, maximum_qos = 1, retain_available = false,
+                          user_property = { { "a", "b" } } }, ca.properties)
+        assert.are.equal(0, ca.reason_code)
+
+        local p = assert(FakeBroker.decode(PUBLISH, 1, 5))
+        assert.are.equal("a/b", p.topic)
+        assert.are.equal(0x0102, p.packet_id)
+        assert.are.equal("hi", p.payload)
+        assert.are.same({ payload_format_indicator = 1, message_expiry_interval = 60,
+                          content_type = "t", topic_alias = 2,
+                          user_property = { { "x", "y" }, { "x", "z" } } }, p.properties)
+        assert.are.equal(28, #p.prop_bytes)
+        -- Repeated subscription identifiers in a PUBLISH: a list, in order.
+        p = assert(FakeBroker.decode(unhex("30 09 00 01 74 04 0b 01 0b 7f 7a"), 1, 5))
+        assert.are.same({ 1, 127 }, p.properties.subscription_identifier)
+
+        local s = assert(FakeBroker.decode(SUBSCRIBE, 1, 5))
+        assert.are.equal(200, s.properties.subscription_identifier)
+        local t1, t2 = s.topics[1], s.topics[2]
+        assert.are.same({ "a/+", 1 }, { t1.filter, t1.qos })
+        assert.are.same({ true, true, 2, 0x2D },
+                        { t1.no_local, t1.retain_as_published, t1.retain_handling, t1.options })
+        assert.are.same({ "b", 0, false, false, 0 },
+                        { t2.filter, t2.qos, t2.no_local, t2.retain_as_published,
+                          t2.retain_handling })
+
+        local u = assert(FakeBroker.decode(unhex("a2 0d 00 0b 07 26 00 01 6b 00 01 76 00 01 61"),
+                                           1, 5))
+        assert.are.same({ "a" }, u.filters)
+        assert.are.same({ { "k", "v" } }, u.properties.user_property)
+
+        -- Acks, DISCONNECT and AUTH: short forms mean code 0 and no properties.
+        local short = assert(FakeBroker.decode(unhex("40 02 00 07"), 1, 5))
+        assert.are.same({ 7, 0, {} }, { short.packet_id, short.reason_code, short.properties })
+        assert.is_nil(short.prop_bytes)
+        local coded = assert(FakeBroker.decode(unhex("50 03 00 07 10"), 1, 5))
+        assert.are.same({ 0x10, {} }, { coded.reason_code, coded.properties })
+        local full = assert(FakeBroker.decode(unhex("62 09 00 07 92 05 1f 00 02 6e 6f"), 1, 5))
+        assert.are.same({ 0x92, { reason_string = "no" } }, { full.reason_code, full.properties })
+        local d = assert(FakeBroker.decode(unhex("e0 00"), 1, 5))
+        assert.are.same({ "DISCONNECT", 0 }, { d.name, d.reason_code })
+        d = assert(FakeBroker.decode(unhex("e0 07 04 05 11 00 00 00 0a"), 1, 5))
+        assert.are.same({ 4, { session_expiry_interval = 10 } }, { d.reason_code, d.properties })
+        local a = assert(FakeBroker.decode(unhex("f0 0b 18 09 15 00 01 4d 16 00 02 01 02"), 1, 5))
+        assert.are.same({ "AUTH", 0x18, { authentication_method = "M",
+                                           authentication_data = "\1\2" } },
+                        { a.name, a.reason_code, a.properties })
+        local sa = assert(FakeBroker.decode(unhex("90 05 00 01 00 01 87"), 1, 5))
+        assert.are.same({ 1, 0x87 }, sa.codes)
+        local ua = assert(FakeBroker.decode(unhex("b0 09 00 02 04 1f 00 01 72 00 11"), 1, 5))
+        assert.are.same({ { 0, 0x11 }, { reason_string = "r" } }, { ua.codes, ua.properties })
+        -- Under 3.1.1, AUTH stays a reserved type and acks stay 2 bytes.
+        assert.truthy(select(2, FakeBroker.decode(unhex("f0 00"))):find("reserved", 1, true))
+        assert.truthy(select(2, FakeBroker.decode(unhex("40 03 00 07 10"))):find("trailing",
+                                                                                1, true))
+    end)
+
+    it("reports malformed property blocks and forbidden values", function()
+        local cases = {
+            { "30 06 00 01 74 02 63 00", "unknown property identifier 0x63" },
+            { "30 07 00 01 74 03 02 00 00", "truncated" },               -- in the block
+            { "30 05 00 01 74 05 00", "truncated" },                     -- length > packet
+            { "30 07 00 01 74 03 21 00 01", "receive_maximum is not allowed in PUBLISH" },
+            { "30 0a 00 01 74 06 23 00 01 23 00 02", "topic_alias given twice" },
+            { "30 07 00 01 74 03 23 00 00", "topic_alias: value 0" },
+            { "30 06 00 01 74 02 01 02", "payload_format_indicator: value 2" },
+            { "30 06 00 01 74 02 0b 00", "subscription_identifier: value 0" },
+            { "30 07 00 01 74 03 0b 80 00", "shortest form" },
+            { "82 07 00 01 00 00 01 61 c1", "reserved bits" },
+            { "82 07 00 01 00 00 01 61 03", "QoS 3" },
+            { "82 07 00 01 00 00 01 61 30", "retain handling 3" },
+            { "20 03 02 00 00", "reserved bits" },
+            { "40 05 00 01 00 01 63", "unknown property" },
+            { "40 08 00 01 80 04 1f 00 01 00", "not valid UTF-8" },        -- U+0000
+            { "40 09 00 01 80 05 1f 00 02 c0 80", "not valid UTF-8" },     -- overlong
+            { "40 0a 00 01 80 06 1f 00 03 ed a0 80", "not valid UTF-8" },  -- surrogate
+            { "40 0a 00 01 80 06 03 00 03 e2 82 ac", "not allowed in PUBACK" },
+            { "40 0a 00 01 80 06 26 00 01 61 00 01", "truncated" },       -- pair cut short
+        }
+        for _, case in ipairs(cases) do
+            local p, err = FakeBroker.decode(unhex(case[1]), 1, 5)
+            assert.is_nil(p, case[1])
+            assert.are.equal("malformed: ", err:sub(1, 11), case[1])
+            assert.truthy(err:find(case[2], 1, true), case[1] .. ": " .. err)
+        end
+    end)
+
+    it("learns the version from each connection's CONNECT and answers in it", function()
+        local c = raw_client(fb.port)
+        local peer = FakeBroker.wrap(c)
+        assert(peer:send(v5.connect({ client_id = "five" })))
+        local connect = fb:handshake({ session_present = true, reason_code = 0,
+                                       connack_properties = { topic_alias_maximum = 2 } })
+        assert.are.equal("five", connect.client_id)
+        assert.are.equal(5, fb.version)
+        assert.are.equal(5, peer.version)
+        local connack = peer:expect("CONNACK")
+        assert.are.same({ true, 0, { topic_alias_maximum = 2 } },
+                        { connack.session_present, connack.reason_code, connack.properties })
+        assert(peer:send(v5.publish({ topic = "", payload = "p", qos = 1, packet_id = 3,
+                                      properties = { topic_alias = 1 } }) ..
+                         v5.puback({ packet_id = 4, reason_code = 0x10 }) ..
+                         v5.auth({ reason_code = 0x19,
+                                   properties = { authentication_method = "M" } }) ..
+                         v5.disconnect({ reason_code = 4 })))
+        local pub = fb:expect("PUBLISH")
+        assert.are.same({ "", 1, 3 }, { pub.topic, pub.properties.topic_alias, pub.packet_id })
+        assert.are.equal(0x10, fb:expect("PUBACK").reason_code)
+        assert.are.equal(0x19, fb:expect("AUTH").reason_code)
+        c:close()
+        local _, seen = fb:expect_closed()
+        assert.are.equal(4, seen[1].reason_code)
+        -- The next connection speaks 3.1.1: decoded and answered as such.
+        c = raw_client(fb.port)
+        peer = FakeBroker.wrap(c)
+        assert(peer:send(FakeBroker.connect({ client_id = "four" })))
+        fb:handshake({ return_code = 0 })
+        assert.are.equal(4, fb.version)
+        assert.are.equal("\32\2\0\0", peer:expect("CONNACK").raw)
+        assert(c:send("\240\0"))
+        local p, err = fb:read_packet()
+        assert.is_nil(p)
+        assert.truthy(err:find("reserved packet type 0xF0", 1, true))
+        assert.has_error(function()
+            fb:connack_for({ connack_properties = { receive_maximum = 1 } })
+        end)
+        -- connack_version = 4: a 3.1.1-only broker's answer to a 5.0 CONNECT.
+        fb.version = 5
+        assert.are.equal("\32\2\0\1", fb:connack_for({ connack_version = 4, return_code = 1 }))
+        c:close()
+    end)
+
+    it("speaks MQTT 5.0 with mosquitto, whose options become CONNACK properties", function()
+        local broker = helpers.start_broker({
+            max_inflight_messages = 7, max_keepalive = 30, max_packet_size = 2000,
+            max_qos = 1, retain_available = false, max_topic_alias = 4,
+            auto_id_prefix = "zz-", message_size_limit = 100,
+        })
+        finally(function() broker.stop() end)
+        local peer = FakeBroker.wrap(raw_client(broker.port))
+        assert(peer:send(v5.connect({ client_id = "", keepalive = 120,
+                                      properties = { topic_alias_maximum = 2 } })))
+        local connack = peer:expect("CONNACK")
+        assert.are.equal(0, connack.reason_code)
+        local props = connack.properties
+        assert.are.equal(7, props.receive_maximum)
+        assert.are.equal(30, props.server_keep_alive)
+        assert.are.equal(2000, props.maximum_packet_size)
+        assert.are.equal(1, props.maximum_qos)
+        assert.is_false(props.retain_available)
+        assert.are.equal(4, props.topic_alias_maximum)
+        assert.truthy(props.assigned_client_identifier:find("^zz%-"))
+        assert(peer:send(v5.subscribe({ packet_id = 1, topics = { { "a/#", 1 } },
+                                        properties = { subscription_identifier = 9 } })))
+        assert.are.same({ 1 }, peer:expect("SUBACK").codes)
+        -- An alias set with the topic, then used alone; the message comes back
+        -- (no_local is off) with the subscription identifier.
+        assert(peer:send(v5.publish({ topic = "a/b", payload = "1", qos = 1, packet_id = 2,
+                                      properties = { topic_alias = 1,
+                                                     user_property = { { "k", "v" } } } })))
+        local got = {}
+        for _ = 1, 2 do
+            local p = assert(peer:read_packet())
+            got[p.name] = p
+        end
+        assert.are.same({ 2, 0 }, { got.PUBACK.packet_id, got.PUBACK.reason_code })
+        assert.are.equal("a/b", got.PUBLISH.topic)
+        assert.are.same({ 9 }, got.PUBLISH.properties.subscription_identifier)
+        assert.are.same({ { "k", "v" } }, got.PUBLISH.properties.user_property)
+        assert(peer:send(v5.puback(got.PUBLISH.packet_id)))
+        -- Over message_size_limit: 2.0.11 refuses with 0x95 "packet too large".
+        assert(peer:send(v5.publish({ topic = "", payload = string.rep("x", 150), qos = 1,
+                                      packet_id = 3, properties = { topic_alias = 1 } })))
+        local refused = peer:expect("PUBACK")
+        assert.are.same({ 3, 0x95 }, { refused.packet_id, refused.reason_code })
+        assert(peer:send(v5.unsubscribe({ packet_id = 4, filters = { "a/#", "none" } })))
+        assert.are.same({ 0, 0x11 }, peer:expect("UNSUBACK").codes)
+        assert(peer:send(v5.disconnect()))
+        assert.is_true(peer:expect_closed())
+    end)
+end)
+
 describe("compat (the specs' portability helpers)", function()
     it("does bit operations and integer division on bytes, flags and packet ids", function()
         assert.are.equal(0x80, compat.band(0xEE, 0x80))

@@ -378,6 +378,20 @@ local function launch(b)
     return nil, "mosquitto did not accept connections within " .. START_TIMEOUT .. " s"
 end
 
+-- mosquitto options start_broker takes by name (written after the listener
+-- line, so the per-listener ones apply to it). What an MQTT 5 client sees:
+-- max_inflight_messages -> CONNACK receive_maximum, max_keepalive ->
+-- server_keep_alive, max_packet_size -> maximum_packet_size, max_qos ->
+-- maximum_qos, retain_available, max_topic_alias -> topic_alias_maximum,
+-- allow_zero_length_clientid / auto_id_prefix -> assigned_client_identifier,
+-- message_size_limit -> PUBACK/PUBREC "implementation specific error".
+local BROKER_KNOBS = {
+    "max_inflight_messages", "max_keepalive", "max_packet_size", "max_qos",
+    "retain_available", "max_topic_alias", "allow_zero_length_clientid",
+    "auto_id_prefix", "message_size_limit", "max_queued_messages",
+    "persistent_client_expiration",
+}
+
 local function config_lines(b, opts)
     local lines = {
         "# written by spec/helpers.lua",
@@ -401,6 +415,12 @@ local function config_lines(b, opts)
         lines[#lines + 1] = "persistence_location " .. b.dir .. "/"
     else
         lines[#lines + 1] = "persistence false"
+    end
+    for _, knob in ipairs(BROKER_KNOBS) do
+        local v = opts[knob]
+        if v ~= nil then
+            lines[#lines + 1] = knob .. " " .. tostring(v)
+        end
     end
     local extra = opts.extra
     if type(extra) == "table" then
@@ -433,6 +453,11 @@ end
 --   persistence = true              persistence on, stored in the temp dir
 --   extra = "lines" or {lines}      raw config lines appended
 --   port = n                        a fixed port instead of a free one
+--   max_inflight_messages, max_keepalive, max_packet_size, max_qos,
+--   retain_available, max_topic_alias, allow_zero_length_clientid,
+--   auto_id_prefix, message_size_limit, max_queued_messages,
+--   persistent_client_expiration    those mosquitto options (see BROKER_KNOBS)
+-- Every listener accepts MQTT 3.1, 3.1.1 and 5.0 clients (mosquitto 2.0).
 -- Returns the broker {host, port, pid, dir, conf, log_file, users, stop,
 -- kill, restart, running, log}; its functions work with . or :. With `into`
 -- (a table), that table is filled in and returned instead of a new one (see
