@@ -77,7 +77,8 @@ local function make_payload(size)
 end
 
 local function new_client(index)
-    return mqtt.Client(string.format("zmqtt-bench-%d-%d", PID, index or 0), true)
+    return mqtt.Client(string.format("zmqtt-bench-%d-%d", PID, index or 0), true,
+        { protocol = tonumber(os.getenv("ZMQTT_BENCH_PROTOCOL") or "4") })
 end
 
 local BACK_PRESSURE = { ["queue full"] = true, ["no packet id"] = true }

@@ -32,6 +32,7 @@ build = {
         ["mqtt.client"] = "lua/mqtt/client.lua",
         ["mqtt.dispatch"] = "lua/mqtt/dispatch.lua",
         ["mqtt.route"] = "lua/mqtt/route.lua",
+        ["mqtt.request"] = "lua/mqtt/request.lua",
         ["mqtt.tls"] = "lua/mqtt/tls.lua",
         ["mqtt.cli"] = "lua/mqtt/cli.lua",
         ["mqtt.core"] = {

@@ -115,7 +115,7 @@ end
 local OPTIONS = {
     max_inflight = true, max_queued = true, reconnect = true, connect_timeout = true,
     logger = true, disconnect_timeout = true, max_event_bytes = true, maximum_packet_size = true,
-    protocol = true, topic_alias = true, session_expiry_interval = true,
+    protocol = true, topic_alias = true, session_expiry_interval = true, response_topic = true,
 }
 local PROTOCOLS = { [4] = 4, [5] = 5, auto = -1 }
 local ALIAS_MODES = { auto = 0, [false] = 1, manual = 2 }
@@ -177,6 +177,10 @@ local function client_options(options)
         if not o.topic_alias then
             argerror(3, f, "topic_alias must be \"auto\", \"manual\" or false")
         end
+    end
+    local rt = options.response_topic
+    if rt ~= nil and (type(rt) ~= "string" or not check_topic_text(rt, false)) then
+        argerror(3, f, "response_topic must be a topic name (no wildcards)")
     end
     o.session_expiry_interval = int(options.session_expiry_interval, 3, f,
         "session_expiry_interval", 0, 0xFFFFFFFF, nil)

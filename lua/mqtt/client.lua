@@ -78,6 +78,8 @@ function M.new(client_id, clean_session, options)
         _core = c, _specific = {}, _generic = {}, _seq = 0, _waiting = {},
         _logger = options and options.logger,
         _client_id = client_id,
+        _protocol_option = options and options.protocol or 4,
+        _response_topic_option = options and options.response_topic,
     }, Client)
     dispatch.opened(self)
     return self
@@ -335,5 +337,7 @@ function Client:loop(on_message)
     end
     c:set_auto_reconnect(true)
 end
+
+require("mqtt.request").install(Client)
 
 return M
