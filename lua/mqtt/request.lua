@@ -60,7 +60,7 @@ local function listen(self, qos, deadline)
         local m = data.message
         return m ~= nil and m.topic == r.topic and m.properties ~= nil and
             m.properties.correlation_data ~= nil
-    end, math.maxinteger)
+    end, 2 ^ 31 - 1) -- before any callback of the application
     local ok, err = self:wait(self:subscribe(r.topic, qos), math.max(0, deadline - monotonic()))
     if not ok then
         r.topic = nil
