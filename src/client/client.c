@@ -141,7 +141,7 @@ void mqtt_client_destroy(mqtt_client *c)
                         &c->sh.password, &c->sh.out, &c->io.in, &c->sh.wbuf};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         mqtt__buf_free(bufs[i]);
-    mqtt__free(c->sh.host);
+    mqtt__servers_free(&c->sh.srv);
     mqtt_tls_config_unref(c->sh.conn.tls);
     mqtt__tls_session_free(c->io.tls_session);
     mqtt__free(c);

@@ -17,8 +17,7 @@
 /* What one attempt needs, taken under the lock when it starts. */
 struct attempt {
     mqtt_client *c;
-    char *host;
-    unsigned port;
+    char *server;    /* as given, for the log */
     uint64_t seq;
     bool async;      /* no caller blocks on the outcome */
     bool background; /* an automatic attempt: no connect() or connect_async() call waits */
@@ -43,8 +42,12 @@ static double backoff(mqtt_client *c)
     c->io.rng ^= c->io.rng << 17;
     double unit = (double)(c->io.rng >> 11) / 9007199254740992.0;
     c->sh.retry_attempt++;
-    return d / 2 + unit * d / 2;
+    d = d / 2 + unit * d / 2;
+    mqtt__log(c, 0, "next round of %zu server(s) in %.3f s (back-off step %u)", c->sh.srv.count,
+              d, c->sh.retry_attempt);
+    return d;
 }
+
 
 void mqtt__schedule_retry(mqtt_client *c, double delay)
 {
@@ -79,8 +82,10 @@ static void clear_io(mqtt_client *c)
  * accepts and drops at once sees the delays grow like any other failure. */
 static void note_connection_end(mqtt_client *c)
 {
-    if (c->io.connected_at > 0 && mqtt__now() - c->io.connected_at >= 10 * c->set.opt.reconnect_min)
+    if (c->io.connected_at > 0 && mqtt__now() - c->io.connected_at >= 10 * c->set.opt.reconnect_min) {
         c->sh.retry_attempt = 0;
+        c->sh.srv.round_tries = 0;
+    }
     c->io.connected_at = 0;
 }
 
@@ -95,8 +100,11 @@ void mqtt__connection_lost(mqtt_client *c, int status, const char *text)
     } else {
         mqtt__event_status(c, MQTT_EV_DISCONNECT, MQTT_OK, -1, false, "disconnected");
     }
+    /* A loss moves on to the next server (also for a reconnect() to come):
+     * at once within a round, after the back-off once the round is complete. */
+    bool more = !was_disconnecting && mqtt__servers_next(&c->sh.srv);
     if (!was_disconnecting && may_retry(c))
-        mqtt__schedule_retry(c, backoff(c));
+        mqtt__schedule_retry(c, more ? 0 : backoff(c));
     else
         c->sh.state = ST_IDLE;
 }
@@ -118,7 +126,7 @@ static void attempt_free(attempt *a)
         unwatch_open(a->c);
         a->tr->ops->close(a->tr);
     }
-    mqtt__free(a->host);
+    mqtt__free(a->server);
     mqtt__free(a->connect_pkt);
     mqtt_event_free(a->connack);
     mqtt__free(a);
@@ -160,12 +168,11 @@ static int snapshot(mqtt_client *c, attempt *a)
     a->async = c->sh.async_attempt || a->background;
     a->connect_len = mqtt__connect_size(&p);
     a->connect_pkt = a->connect_len ? mqtt__malloc(a->connect_len) : NULL;
-    a->host = mqtt__strdup(c->sh.host);
+    a->server = mqtt__strdup(mqtt__servers_current(&c->sh.srv));
     a->connack = mqtt__event_new(MQTT_EV_CONNACK, 0);
-    if (!a->connect_pkt || !a->host || !a->connack)
+    if (!a->connect_pkt || !a->server || !a->connack)
         return MQTT_ERR_NOMEM;
     mqtt__encode_connect(a->connect_pkt, &p);
-    a->port = c->sh.conn.port;
     a->deadline = mqtt__now() + c->set.opt.connect_timeout;
     c->io.keepalive = c->sh.conn.keepalive;
     return MQTT_OK;
@@ -216,7 +223,7 @@ static void connected(mqtt_client *c, const mqtt_packet *pkt)
         mqtt__session_in_drain(c->sh.session, deliver_held, c);
     mqtt__session_rewind(c->sh.session);
     mqtt__pump(c);
-    mqtt__log(c, 1, "connected to %s port %u", a->host, a->port);
+    mqtt__log(c, 1, "connected to %s", a->server);
     mqtt_event *ev = a->connack;
     a->connack = NULL;
     ev->return_code = 0;
@@ -227,48 +234,55 @@ static void connected(mqtt_client *c, const mqtt_packet *pkt)
     end_attempt(c);
 }
 
-static void report_failure(mqtt_client *c, const attempt *a, int status, int rcode,
+/* Returns true when a connect()/connect_async() call goes on with the
+ * next server of its round at once (its outcome not reported yet). */
+static bool report_failure(mqtt_client *c, const attempt *a, int status, int rcode,
                            const char *text)
 {
     clear_io(c);
     c->sh.connect_failures++;
-    mqtt__log(c, 2, "connect failed: %s", text);
+    mqtt__log(c, 2, "connect to %s failed: %s", a->server ? a->server : "the server", text);
+    /* A cancelled attempt keeps its server: what cancelled it decides. */
+    bool more = status != MQTT_ERR_CANCELLED && mqtt__servers_next(&c->sh.srv);
+    bool again = more && !a->background && !c->sh.stop && c->sh.request == REQ_NONE;
     /* One CONNACK event per handshake: every CONNACK received, and every
-     * connect()/connect_async() call; an automatic attempt that got no
-     * CONNACK is only counted and logged, and retried. */
-    if (!a->background || rcode >= 0)
+     * connect()/connect_async() call once its round ends; an automatic
+     * attempt that got no CONNACK is only counted and logged, and retried. */
+    if ((!a->background && !again) || rcode >= 0)
         mqtt__event_status(c, MQTT_EV_CONNACK, status, rcode, false, text);
+    if (again)
+        return true;
     if (a->async && may_retry(c))
-        mqtt__schedule_retry(c, backoff(c));
+        mqtt__schedule_retry(c, more ? 0 : backoff(c));
     else if (c->sh.state == ST_CONNECTING)
         c->sh.state = ST_IDLE;
     record_result(c, a, status, rcode, false, text);
+    return false;
 }
 
 static void attempt_failed(mqtt_client *c, int status, int rcode, const char *text)
 {
-    report_failure(c, c->io.att, status, rcode, text);
+    bool again = report_failure(c, c->io.att, status, rcode, text);
     end_attempt(c);
+    if (again)
+        mqtt__attempt_begin(c);
 }
 
-/* Starts the transport's open from the connect options: the public API's
- * host and port, TLS when a TLS config is set (mqtts), else mqtt. Never
- * blocks; a->rc is where it stands. The endpoint only lends its strings and
- * the TLS config for the call. */
+/* Starts the transport's open of the current server (its URI parsed, the
+ * connect options' TLS context and socket keepalive applied). Never blocks;
+ * a->rc is where it stands. */
 static void open_start(mqtt_client *c, attempt *a)
 {
     mqtt_endpoint ep;
-    memset(&ep, 0, sizeof ep);
-    ep.scheme = c->sh.conn.tls ? MQTT_SCHEME_MQTTS : MQTT_SCHEME_MQTT;
-    ep.host = a->host;
-    ep.port = a->port;
-    ep.tls = c->sh.conn.tls;
-    ep.has_keepalive = c->sh.conn.has_sock_keepalive;
-    memcpy(ep.keepalive, c->sh.conn.sock_keepalive, sizeof ep.keepalive);
-    /* The session slot outlives every open: it is the client's. */
+    /* The session slot outlives every open: it is the client's. Resuming
+     * one server's session with another fails over to a full handshake. */
     mqtt_transport_env env = {.clock = NULL, .tls_session = &c->io.tls_session};
     a->err[0] = '\0';
-    a->rc = mqtt__transport_open(&ep, &env, &a->tr, a->err, sizeof a->err);
+    mqtt__log(c, 0, "connecting to %s", a->server);
+    a->rc = mqtt__servers_endpoint(&c->sh.srv, &c->sh.conn, &ep, a->err, sizeof a->err);
+    if (a->rc == MQTT_OK)
+        a->rc = mqtt__transport_open(&ep, &env, &a->tr, a->err, sizeof a->err);
+    mqtt__endpoint_clear(&ep);
 }
 
 void mqtt__attempt_begin(mqtt_client *c)
@@ -281,7 +295,8 @@ void mqtt__attempt_begin(mqtt_client *c)
         attempt none = {.seq = c->sh.connect_seq,
                         .background = c->sh.result_seq >= c->sh.connect_seq};
         none.async = c->sh.async_attempt || none.background;
-        report_failure(c, &none, MQTT_ERR_NOMEM, -1, "no memory for a connection attempt");
+        if (report_failure(c, &none, MQTT_ERR_NOMEM, -1, "no memory for a connection attempt"))
+            mqtt__attempt_begin(c); /* the next server; ends with the round */
         return;
     }
     c->io.phase = PH_OPENING;
