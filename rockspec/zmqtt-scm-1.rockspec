@@ -49,6 +49,7 @@ build = {
                 "src/client/link.c",
                 "src/client/loop.c",
                 "src/client/send.c",
+                "src/client/servers.c",
                 "src/codec/decode.c",
                 "src/codec/decode_broker.c",
                 "src/codec/encode.c",
