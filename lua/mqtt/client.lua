@@ -70,13 +70,13 @@ for name, method in pairs(dispatch.methods) do Client[name] = method end
 -- @usage local client = mqtt.Client("sensor-1", true, {reconnect = {min = 1, max = 60}})
 -- @function Client
 function M.new(client_id, clean_session, options)
-    local o
-    clean_session, o = checks.client(client_id, clean_session, options)
+    local o, defaults
+    clean_session, o, defaults = checks.client(client_id, clean_session, options)
     local c, name, msg = core.new(client_id, clean_session, o)
     if not c then raise(name, msg) end
     local self = setmetatable({
         _core = c, _specific = {}, _generic = {}, _seq = 0, _waiting = {},
-        _logger = options and options.logger,
+        _logger = options and options.logger, _connect_defaults = defaults,
         client_id = client_id,
     }, Client)
     dispatch.opened(self)
@@ -131,15 +131,16 @@ end
 
 local function start_connect(self, fname, async, ...)
     local c = check_open(self, fname)
-    local host, keepalive, port, bcb, acb, ska, ssl_ctx = checks.connect(fname, ...)
+    local host, keepalive, port, bcb, acb, ska, ssl_ctx, srv =
+        checks.connect(fname, self._connect_defaults, ...)
     self._breconnect, self._aconnect = bcb, acb
     c:set_hook(bcb ~= nil)
-    local ok, name, msg, code
-    if ska then
-        ok, name, msg, code = c:connect(host, port, keepalive, ska[1], ska[2], ska[3], async, ssl_ctx)
-    else
-        ok, name, msg, code = c:connect(host, port, keepalive, nil, nil, nil, async, ssl_ctx)
-    end
+    ska = ska or {}
+    -- The core checks every URI before anything is sent: a bad one is the
+    -- caller's argument error.
+    local ok, name, msg, code = c:connect(host, port, keepalive, ska[1], ska[2], ska[3], async,
+        ssl_ctx, srv.servers, srv.proxy, srv.ws_headers)
+    if not ok and name == "invalid argument" then argerror(1, fname, msg) end
     if not ok then raise(name, msg, code) end
     if not async and acb then acb(self) end
 end
@@ -170,6 +171,13 @@ end
 -- @param ... the arguments of `connect`
 function Client:connect_async(...)
     start_connect(self, "connect_async", true, ...)
+end
+
+--- The server in use (extension): connected, being tried, or the next to
+-- try, as the connect call gave it (a URI or a host name).
+-- @treturn ?string nil before the first connect
+function Client:server()
+    return check_open(self, "server"):server()
 end
 
 --- Reconnects a client that lost its connection, resending its
