@@ -248,7 +248,7 @@ static int l_connect(lua_State *L)
     if (lua_toboolean(L, 8)) {
         int rc = mqtt_client_connect_async(c, &o);
         if (rc != MQTT_OK)
-            return push_fail(L, rc, NULL, -1);
+            return push_fail(L, rc, rc == MQTT_ERR_INVAL ? mqtt_last_error() : NULL, -1);
         lua_pushboolean(L, 1);
         return 1;
     }
