@@ -6,7 +6,6 @@
 -- killed, and the rule that resets the back-off.
 
 local helpers = require("helpers")
-local FakeBroker = require("fake_broker")
 local mqtt = require("mqtt")
 
 local HOST = helpers.HOST

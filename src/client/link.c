@@ -235,16 +235,18 @@ static void connected(mqtt_client *c, const mqtt_packet *pkt)
 }
 
 /* Returns true when a connect()/connect_async() call goes on with the
- * next server of its round at once (its outcome not reported yet). */
+ * next server of its round at once (its outcome not reported yet), which
+ * only an attempt that can go on does. */
 static bool report_failure(mqtt_client *c, const attempt *a, int status, int rcode,
-                           const char *text)
+                           const char *text, bool can_go_on)
 {
     clear_io(c);
     c->sh.connect_failures++;
     mqtt__log(c, 2, "connect to %s failed: %s", a->server ? a->server : "the server", text);
     /* A cancelled attempt keeps its server: what cancelled it decides. */
     bool more = status != MQTT_ERR_CANCELLED && mqtt__servers_next(&c->sh.srv);
-    bool again = more && !a->background && !c->sh.stop && c->sh.request == REQ_NONE;
+    bool again = more && can_go_on && !a->background && !c->sh.stop &&
+                 c->sh.request == REQ_NONE;
     /* One CONNACK event per handshake: every CONNACK received, and every
      * connect()/connect_async() call once its round ends; an automatic
      * attempt that got no CONNACK is only counted and logged, and retried. */
@@ -260,12 +262,33 @@ static bool report_failure(mqtt_client *c, const attempt *a, int status, int rco
     return false;
 }
 
+static void open_start(mqtt_client *c, attempt *a);
+
+/* A connect call's round goes on: the same attempt (its caller, its CONNECT,
+ * its CONNACK event) opens the next server, with a deadline of its own. */
+static void attempt_next_server(mqtt_client *c, attempt *a)
+{
+    if (a->tr) {
+        unwatch_open(c);
+        a->tr->ops->close(a->tr);
+        a->tr = NULL;
+    }
+    char *server = mqtt__strdup(mqtt__servers_current(&c->sh.srv));
+    if (server) { /* else the log names the previous one */
+        mqtt__free(a->server);
+        a->server = server;
+    }
+    c->io.phase = PH_OPENING;
+    a->deadline = mqtt__now() + c->set.opt.connect_timeout;
+    open_start(c, a);
+}
+
 static void attempt_failed(mqtt_client *c, int status, int rcode, const char *text)
 {
-    bool again = report_failure(c, c->io.att, status, rcode, text);
-    end_attempt(c);
-    if (again)
-        mqtt__attempt_begin(c);
+    if (report_failure(c, c->io.att, status, rcode, text, true))
+        attempt_next_server(c, c->io.att);
+    else
+        end_attempt(c);
 }
 
 /* Starts the transport's open of the current server (its URI parsed, the
@@ -295,8 +318,8 @@ void mqtt__attempt_begin(mqtt_client *c)
         attempt none = {.seq = c->sh.connect_seq,
                         .background = c->sh.result_seq >= c->sh.connect_seq};
         none.async = c->sh.async_attempt || none.background;
-        if (report_failure(c, &none, MQTT_ERR_NOMEM, -1, "no memory for a connection attempt"))
-            mqtt__attempt_begin(c); /* the next server; ends with the round */
+        /* No attempt to go on with: the round ends here. */
+        report_failure(c, &none, MQTT_ERR_NOMEM, -1, "no memory for a connection attempt", false);
         return;
     }
     c->io.phase = PH_OPENING;
