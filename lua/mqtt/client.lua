@@ -63,6 +63,9 @@ for name, method in pairs(dispatch.methods) do Client[name] = method end
 -- @int[opt=268435460] options.maximum_packet_size the largest packet accepted
 -- from the broker, fixed header included; a larger one ends the connection
 -- with an `MQTTProtocolError` "packet too large"
+-- @tab[opt] options.servers the default `servers` of every `connect`
+-- @string[opt] options.proxy the default `proxy` of every `connect`
+-- @tab[opt] options.ws_headers the default `ws_headers` of every `connect`
 -- @func[opt] options.logger `logger(level, text)`, level "debug", "info",
 -- "warning" or "error"; called while dispatching
 -- @treturn Client
@@ -147,12 +150,20 @@ end
 
 --- Connects to a broker; returns when the CONNACK has been accepted.
 -- Extension: the same arguments may be given as one table,
--- `client:connect{host = "h", keepalive = 60, port = 8883, ssl_ctx = ctx}`.
--- @string host a name or an IPv4/IPv6 address
+-- `client:connect{host = "h", keepalive = 60, port = 8883, ssl_ctx = ctx}`,
+-- which also takes `servers` (a list of URIs or hosts instead of `host`:
+-- tried in order, and round robin for reconnects with the back-off per full
+-- round), `proxy` (a proxy URI or `"env"`; refused until the proxy
+-- transport exists) and `ws_headers` (name = value strings for the
+-- WebSocket upgrade). `mqtt.Client`'s options give defaults for these three.
+-- @string host a name or an IPv4/IPv6 address, or a URI: `mqtt://host[:1883]`,
+-- `mqtts://host[:8883]` (TLS: `ssl_ctx`, else the system CA store),
+-- `ws://host[:80]/path`, `wss://host[:443]/path`, `unix:///path`
 -- @int keepalive seconds: when nothing is sent for that long the client sends
 -- PINGREQ; when nothing is heard for 1.5 times as long the connection is lost
--- @int[opt=1883] port
--- @param[opt] ssl_ctx a context from `mqtt.ssl_context`: connect with TLS
+-- @int[opt=1883] port for a plain host name (a URI carries its own)
+-- @param[opt] ssl_ctx a context from `mqtt.ssl_context`: TLS for a plain
+-- host name, and the context of `mqtts://` and `wss://` URIs
 -- @func[opt] breconnect_cb `breconnect_cb(client)`, before each automatic reconnect
 -- @func[opt] aconnect_cb `aconnect_cb(client)`, after each successful connect
 -- @tab[opt] sock_keepalive `{count, idle, interval}` for the TCP keepalive options
