@@ -168,6 +168,18 @@ describe("servers", function()
         assert.same({}, steps(lines), "no back-off within a round")
     end)
 
+    it("connect_async goes through the round too: one CONNACK event for the call", function()
+        local b = helpers.start_broker()
+        local c = clients:new()
+        local rec = helpers.record_events(c)
+        c:connect_async { servers = { uri(helpers.free_port()), uri(b.port) }, keepalive = 30 }
+        assert.is_true(wait_for(function() return #rec.connacks == 1 end))
+        assert.equal(0, rec.connacks[1].return_code)
+        assert.is_true(c:is_connected())
+        assert.equal(1, c:stats().connect_failures)
+        assert.equal(uri(b.port), c:server())
+    end)
+
     it("a failed round raises the last failure; the next one starts after the back-off", function()
         local dead1, dead2 = helpers.free_port(), helpers.free_port()
         local lines = {}

@@ -374,6 +374,60 @@ static void test_server_refusals(mqtt_client *c)
     CHECK(failures(c) == 0, "nothing was attempted");
 }
 
+/* What an attempt hands the transport: the endpoint of the current server. */
+static void test_server_endpoints(void)
+{
+    mqtt_tls_options to;
+    mqtt_tls_options_init(&to);
+    to.verify = false;
+    mqtt_tls_config *cfg = NULL;
+    char err[256];
+    CHECK(mqtt_tls_config_new(&to, &cfg, err, sizeof err) == MQTT_OK, "a TLS context");
+    const char *list[] = {"wss://h/mqtt", "broker", "mqtt://h", "unix:///run/m.sock"};
+    mqtt_header hdr[] = {{"Authorization", "Bearer x"}};
+    mqtt_connect_options co;
+    mqtt_connect_options_init(&co);
+    co.servers = list;
+    co.server_count = 4;
+    co.port = 8884;
+    co.tls = cfg;
+    co.has_sock_keepalive = true;
+    co.proxy = "env";
+    co.ws_headers = hdr;
+    co.ws_header_count = 1;
+    mqtt_servers srv;
+    memset(&srv, 0, sizeof srv);
+    CHECK(mqtt__servers_set(&srv, &co) == MQTT_OK && srv.count == 4 && srv.index == 0,
+          "the servers are copied, the first one current");
+    mqtt_endpoint ep;
+    bool ok = mqtt__servers_endpoint(&srv, &co, &ep, err, sizeof err) == MQTT_OK;
+    CHECK(ok && ep.scheme == MQTT_SCHEME_WSS && ep.port == 443 && strcmp(ep.path, "/mqtt") == 0 &&
+              ep.tls == cfg && ep.has_keepalive && strcmp(ep.proxy_uri, "env") == 0 &&
+              ep.ws_header_count == 1 && strcmp(ep.ws_headers[0].value, "Bearer x") == 0,
+          "wss://: its default port and path, the context, the proxy and headers lent");
+    mqtt__endpoint_clear(&ep);
+    CHECK(mqtt__servers_next(&srv) && mqtt__servers_endpoint(&srv, &co, &ep, err, sizeof err) ==
+                                          MQTT_OK &&
+              ep.scheme == MQTT_SCHEME_MQTTS && ep.port == 8884 && ep.tls == cfg,
+          "a plain host with a context: TLS on the positional port");
+    mqtt__endpoint_clear(&ep);
+    CHECK(mqtt__servers_next(&srv) && mqtt__servers_endpoint(&srv, &co, &ep, err, sizeof err) ==
+                                          MQTT_OK &&
+              ep.scheme == MQTT_SCHEME_MQTT && ep.port == 1883 && ep.tls == NULL,
+          "mqtt:// stays TCP on its default port, context or not");
+    mqtt__endpoint_clear(&ep);
+    CHECK(mqtt__servers_next(&srv) && mqtt__servers_endpoint(&srv, &co, &ep, err, sizeof err) ==
+                                          MQTT_OK &&
+              ep.scheme == MQTT_SCHEME_UNIX && !ep.has_keepalive &&
+              strcmp(ep.path, "/run/m.sock") == 0,
+          "unix://: the path, no TCP keepalive");
+    mqtt__endpoint_clear(&ep);
+    CHECK(!mqtt__servers_next(&srv) && srv.index == 0 && srv.round_tries == 0,
+          "after the last server the round is complete and starts over at the first");
+    mqtt__servers_free(&srv);
+    mqtt_tls_config_unref(cfg);
+}
+
 static void test_servers(void)
 {
     fake_broker *broker = fake_broker_start();
@@ -478,6 +532,7 @@ int main(void)
     test_other_structs();
     test_create_refusals();
     test_end_to_end();
+    test_server_endpoints();
     test_servers();
     test_event_properties();
     return test_done();
