@@ -48,7 +48,6 @@ static double backoff(mqtt_client *c)
     return d;
 }
 
-
 void mqtt__schedule_retry(mqtt_client *c, double delay)
 {
     c->sh.state = ST_RETRY_WAIT;
