@@ -421,16 +421,44 @@ int mqtt_tls_config_new(const mqtt_tls_options *o, mqtt_tls_config **out, char *
 mqtt_tls_config *mqtt_tls_config_ref(mqtt_tls_config *cfg);
 void mqtt_tls_config_unref(mqtt_tls_config *cfg);
 
-/** Where and how to connect. Strings are copied by the call. */
+/** An HTTP header: a name and its value (the WebSocket upgrade request's). */
+typedef struct mqtt_header {
+    const char *name, *value;
+} mqtt_header;
+
+/**
+ * Where and how to connect. Strings are copied by the call. A server is a
+ * URI (mqtt://host[:1883], mqtts://host[:8883], ws://host[:80]/path,
+ * wss://host[:443]/path, unix:///path) or a plain host name or address,
+ * which means mqtt:// on port, or mqtts:// on port when tls is set. A URI's
+ * own port wins, else its scheme's default. mqtts:// and wss:// use tls,
+ * else a context that verifies against the system CA store. Every URI is
+ * checked by the connect call (MQTT_ERR_INVAL, mqtt_last_error() saying what
+ * is wrong) before anything is sent.
+ */
 typedef struct mqtt_connect_options {
     size_t struct_size; /* set by mqtt_connect_options_init */
-    const char *host;
-    uint16_t port;      /* default 1883 */
+    const char *host;   /* a URI or a host; NULL when servers are given */
+    uint16_t port;      /* default 1883; for plain host names only */
     uint16_t keepalive; /* seconds; 0 disables */
     bool has_sock_keepalive;
     int sock_keepalive[3]; /* count, idle seconds, interval seconds */
-    mqtt_tls_config *tls; /* NULL for plain TCP; the client takes its own reference */
+    mqtt_tls_config *tls; /* the TLS context for mqtts/wss and plain hosts; referenced */
+    /* From here on read only when struct_size covers them. */
+    /* Servers tried round robin instead of host: after a failed attempt or a
+     * loss the next one, the back-off applied per full round; a blocking
+     * connect tries each once. */
+    const char *const *servers;
+    size_t server_count;
+    /* A proxy URI (socks5://, http://) or "env"; NULL: direct. */
+    const char *proxy;
+    /* Headers added to the WebSocket upgrade request (ws://, wss://). */
+    const mqtt_header *ws_headers;
+    size_t ws_header_count;
 } mqtt_connect_options;
+
+/** The smallest struct_size the connect calls accept: the layout before servers. */
+#define MQTT_CONNECT_OPTIONS_MIN_SIZE offsetof(mqtt_connect_options, servers)
 
 /** Versioned like mqtt_options: sets struct_size and the defaults;
  *  MQTT_ERR_INVAL for a size this library does not know. */
@@ -561,6 +589,12 @@ int mqtt_client_set_credentials(mqtt_client *c, const char *username, size_t use
 int mqtt_client_connect(mqtt_client *c, const mqtt_connect_options *o, mqtt_connect_result *res);
 /** Starts connecting in the I/O thread; the outcome is an MQTT_EV_CONNACK event. */
 int mqtt_client_connect_async(mqtt_client *c, const mqtt_connect_options *o);
+/**
+ * The server in use (connected, or being tried, or the next to try) as the
+ * connect options gave it, copied into buf (cut to len - 1 bytes). Returns
+ * its length, or 0 (buf "") before any connect.
+ */
+size_t mqtt_client_server(mqtt_client *c, char *buf, size_t len);
 /** Blocking reconnect with the last connect options (after a loss). */
 int mqtt_client_reconnect(mqtt_client *c, mqtt_connect_result *res);
 /** Enables automatic reconnection (what loop() turns on) unless options said no. */

@@ -50,6 +50,7 @@ build = {
                 "src/client/link.c",
                 "src/client/loop.c",
                 "src/client/send.c",
+                "src/client/servers.c",
                 "src/client/v5.c",
                 "src/codec/decode.c",
                 "src/codec/decode_broker.c",

@@ -332,6 +332,44 @@ describe("zmqtt-pub and zmqtt-sub", function()
     end)
 end)
 
+describe("zmqtt-pub and zmqtt-sub with URIs", function()
+    local broker = helpers.with_broker(nil, "zcliu")
+
+    it("take a URI for -h: the message arrives", function()
+        local topic = topic_base()
+        local ms = helpers.mosquitto_sub_collect(broker, { topic = topic, qos = 1, count = 1 })
+        local ok, code, out = helpers.run(PUB .. " -h mqtt://" .. HOST .. ":" .. broker.port ..
+            " -q 1 -t " .. topic .. " -m 'by URI'", 15)
+        assert.is_true(ok, code .. ": " .. out)
+        local got = ms.wait(5)
+        assert.equal(1, #got)
+        assert.equal("by URI", got[1].payload)
+    end)
+
+    it("refuse a bad URI, -p with a URI and a proxy (not supported yet) with exit 2", function()
+        for args, words in pairs {
+            ["-h foo://x"] = "unknown scheme 'foo'",
+            ["-h mqtt://" .. HOST .. ":" .. broker.port .. " -p 1"] = "-p/--port is for a plain host",
+            ["-h mqtt://" .. HOST .. " --cafile /nonexistent"] = "TLS options need a TLS URI",
+            ["-h " .. HOST .. " -p " .. broker.port .. " --proxy socks5://" .. HOST .. ":1"] =
+                "--proxy: proxy 'socks5://" .. HOST .. ":1': proxy not supported yet",
+        } do
+            local ok, code, out = helpers.run(PUB .. " " .. args .. " -t a -m x", 15)
+            assert.is_false(ok)
+            assert.equal(2, code, out)
+            assert.truthy(out:find(words, 1, true), out)
+        end
+    end)
+
+    it("name the path of a missing Unix socket, exit 1", function()
+        local path = broker.dir .. "/absent.sock"
+        local ok, code, out = helpers.run(SUB .. " -h unix://" .. path .. " -t a -W 5", 15)
+        assert.is_false(ok)
+        assert.equal(1, code, out)
+        assert.truthy(out:find("MQTTConnectionError: connect failed: " .. path, 1, true), out)
+    end)
+end)
+
 describe("zmqtt-pub and zmqtt-sub with credentials", function()
     local broker = helpers.with_broker({ users = { alice = "s3cret word" } }, "zclia")
     after_each(stop_background)

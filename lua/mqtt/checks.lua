@@ -116,9 +116,54 @@ local OPTIONS = {
     max_inflight = true, max_queued = true, reconnect = true, connect_timeout = true,
     logger = true, disconnect_timeout = true, max_event_bytes = true, maximum_packet_size = true,
     protocol = true, topic_alias = true, session_expiry_interval = true, response_topic = true,
+    servers = true, proxy = true, ws_headers = true,
 }
 local PROTOCOLS = { [4] = 4, [5] = 5, auto = -1 }
 local ALIAS_MODES = { auto = 0, [false] = 1, manual = 2 }
+
+-- The connect options that mqtt.Client's options give defaults for. The C
+-- core parses the URIs (and names what is wrong with one) when connecting.
+local SERVER_KEYS = { "servers", "proxy", "ws_headers" }
+
+local function servers_list(v, n, fname)
+    if type(v) ~= "table" or #v == 0 then
+        argerror(n, fname, "servers must be a non-empty list of URI strings")
+    end
+    for k in pairs(v) do
+        if type(k) ~= "number" or k ~= math_floor(k) or k < 1 or k > #v then
+            argerror(n, fname, "servers must be a list (keys 1 to n), not a map")
+        end
+    end
+    for i, s in ipairs(v) do
+        if type(s) ~= "string" or s == "" then
+            argerror(n, fname, "servers[" .. i .. "] must be a non-empty URI string")
+        end
+    end
+    return v
+end
+
+local function header_table(v, n, fname)
+    if type(v) ~= "table" then argerror(n, fname, "ws_headers must be a table of name = value strings") end
+    for k, val in pairs(v) do
+        if type(k) ~= "string" or type(val) ~= "string" then
+            argerror(n, fname, "ws_headers must map header names (strings) to values (strings)")
+        end
+    end
+    return v
+end
+
+-- servers, proxy and ws_headers of t (connect's table, or Client's options),
+-- checked; argument n of fname in errors.
+local function server_options(t, n, fname)
+    local o = {}
+    if t.servers ~= nil then o.servers = servers_list(t.servers, n, fname) end
+    if t.proxy ~= nil and (type(t.proxy) ~= "string" or t.proxy == "") then
+        argerror(n, fname, "proxy must be a URI string (socks5://, http://) or \"env\"")
+    end
+    o.proxy = t.proxy
+    if t.ws_headers ~= nil then o.ws_headers = header_table(t.ws_headers, n, fname) end
+    return o
+end
 local MAX_REMAINING = core.limits.max_remaining
 
 -- The options of mqtt.Client as the core takes them.
@@ -190,8 +235,8 @@ local function client_options(options)
     return o
 end
 
--- The arguments of mqtt.Client: clean_session (true for nil) and the
--- options as the core takes them.
+-- The arguments of mqtt.Client: clean_session (true for nil), the
+-- options as the core takes them, and the defaults for every connect.
 function M.client(client_id, clean_session, options)
     if type(client_id) ~= "string" then argerror(1, "Client", "client_id must be a string") end
     if #client_id > 65535 then argerror(1, "Client", "client_id is longer than 65535 bytes") end
@@ -206,7 +251,7 @@ function M.client(client_id, clean_session, options)
     if client_id == "" and not clean_session and proto == 4 then
         argerror(1, "Client", "an empty client_id needs clean_session = true")
     end
-    return clean_session, client_options(options)
+    return clean_session, client_options(options), server_options(options or {}, 3, "Client")
 end
 
 -- Client methods ---------------------------------------------------------
@@ -214,23 +259,48 @@ end
 local CONNECT_KEYS = { "host", "keepalive", "port", "ssl_ctx", "breconnect_cb", "aconnect_cb",
     "sock_keepalive" }
 
+-- The table form's servers, proxy and ws_headers, over the client's defaults.
+local function connect_servers(fname, t, defaults)
+    local given = server_options(t, 1, fname)
+    if t.host ~= nil and given.servers then
+        argerror(1, fname, "give host or servers, not both")
+    end
+    local o = {}
+    for _, k in ipairs(SERVER_KEYS) do
+        if given[k] ~= nil then o[k] = given[k] else o[k] = defaults[k] end
+    end
+    if t.host ~= nil then o.servers = nil end -- the call's host wins over default servers
+    return o
+end
+
 -- The arguments of connect and connect_async, positional or one table:
--- host, keepalive, port, breconnect_cb, aconnect_cb, sock_keepalive, ssl_ctx.
-function M.connect(fname, ...)
+-- host, keepalive, port, breconnect_cb, aconnect_cb, sock_keepalive,
+-- ssl_ctx, and the table form's servers, proxy and ws_headers (the client's
+-- defaults for those not given), returned as one table.
+function M.connect(fname, defaults, ...)
     local a = {}
+    local srv
     if select("#", ...) == 1 and type((...)) == "table" then
         local t = ...
         for k in pairs(t) do
             local known = false
             for _, key in ipairs(CONNECT_KEYS) do known = known or key == k end
+            for _, key in ipairs(SERVER_KEYS) do known = known or key == k end
             if not known then argerror(1, fname, "unknown connect option '" .. tostring(k) .. "'") end
         end
         for i, k in ipairs(CONNECT_KEYS) do a[i] = t[k] end
+        srv = connect_servers(fname, t, defaults)
     else
         for i = 1, #CONNECT_KEYS do a[i] = select(i, ...) end
+        srv = connect_servers(fname, { host = a[1] }, defaults)
     end
     local host, keepalive, port, ssl_ctx, bcb, acb, ska = a[1], a[2], a[3], a[4], a[5], a[6], a[7]
-    if type(host) ~= "string" or host == "" then argerror(1, fname, "host must be a non-empty string") end
+    if host == nil and not srv.servers then
+        argerror(1, fname, "host must be a non-empty string (or give servers)")
+    end
+    if host ~= nil and (type(host) ~= "string" or host == "") then
+        argerror(1, fname, "host must be a non-empty string")
+    end
     keepalive = int(keepalive, 2, fname, "keepalive", 0, 65535, REQUIRED)
     port = int(port, 3, fname, "port", 1, 65535, 1883)
     if ssl_ctx ~= nil and not core.is_ssl_context(ssl_ctx) then
@@ -244,7 +314,7 @@ function M.connect(fname, ...)
         end
         for i = 1, 3 do int(ska[i], 7, fname, "sock_keepalive[" .. i .. "]", 1, 32767, REQUIRED) end
     end
-    return host, keepalive, port, bcb, acb, ska, ssl_ctx
+    return host, keepalive, port, bcb, acb, ska, ssl_ctx, srv
 end
 
 -- The topics of subscribe: a filter and its QoS, or a list of {filter, qos};

@@ -96,9 +96,15 @@ M.check = { integer = integer, positive_seconds = positive_seconds, qos = qos }
 function M.common_options()
     return {
         { section = "Connection:" },
-        { "-h", "--host", key = "host", arg = "HOST", help = "broker host name or address (default localhost)" },
+        { "-h", "--host", key = "host", arg = "HOST",
+          help = "broker host name or address (default localhost), or a URI: mqtt://host[:1883], " ..
+              "mqtts://host[:8883], ws://host[:80]/path, wss://host[:443]/path, unix:///path" },
         { "-p", "--port", key = "port", arg = "PORT", check = integer(1, 65535),
-          help = "broker port (default 1883, or 8883 with TLS)" },
+          help = "broker port of a plain host (default 1883, or 8883 with TLS)" },
+        { nil, "--proxy", key = "proxy", arg = "URI",
+          help = "connect through a proxy: socks5://[user:pass@]host:port, " ..
+              "http://[user:pass@]host:port (CONNECT), or env (all_proxy, https_proxy, " ..
+              "http_proxy, no_proxy, as curl reads them)" },
         { "-k", "--keepalive", key = "keepalive", arg = "SECONDS", check = integer(0, 65535),
           help = "keepalive interval (default 60; 0 turns it off)" },
         { "-i", "--id", key = "id", arg = "ID", help = "client id (default zmqtt-pub-PID / zmqtt-sub-PID)" },
@@ -315,12 +321,16 @@ local function tls_failure(e)
     M.fail(M.EXIT.ERROR, "TLS: %s", msg)
 end
 
---- The TLS context the options ask for, or nil when they ask for none.
-function M.tls_context(o)
-    local wants = o.cafile or o.capath or o.cert or o.key or o.key_password or o.psk or
+-- Whether the options ask for TLS.
+local function wants_tls(o)
+    return o.cafile or o.capath or o.cert or o.key or o.key_password or o.psk or
         o.psk_identity or o.insecure or o.tls_server_name or o.alpn or o.tls_version or
         o.tls_os_certs
-    if not wants then return nil end
+end
+
+--- The TLS context the options ask for, or nil when they ask for none.
+function M.tls_context(o)
+    if not wants_tls(o) then return nil end
     if (o.cert ~= nil) ~= (o.key ~= nil) then
         M.usage_error("--cert and --key go together")
     end
@@ -383,21 +393,35 @@ function M.client(o, clean, client_opts, dbg)
 end
 
 --- The connect{} arguments from the common options (TLS context included).
+-- A URI host carries its own port and says itself whether it is TLS.
 function M.connect_args(o, aconnect_cb)
+    local scheme = o.host and o.host:match("^(%w+)://")
+    if scheme and o.port then
+        M.usage_error("-p/--port is for a plain host: put the port in the URI (%s://host:port)", scheme)
+    end
+    if wants_tls(o) and scheme and scheme ~= "mqtts" and scheme ~= "wss" then
+        M.usage_error("TLS options need a TLS URI (mqtts:// or wss://), not %s://", scheme)
+    end
     local ctx = M.tls_context(o)
     return {
         host = o.host or "localhost",
-        port = o.port or (ctx and 8883 or 1883),
+        port = (not scheme) and (o.port or (ctx and 8883 or 1883)) or nil,
         keepalive = o.keepalive or 60,
         ssl_ctx = ctx,
+        proxy = o.proxy,
         aconnect_cb = aconnect_cb,
     }
 end
 
 --- Connects c with connect{} arguments `args`, printing the exchange with
--- -d. Raises the MQTTError of a failed or refused connection.
+-- -d. Raises the MQTTError of a failed or refused connection; a bad URI or
+-- proxy is a usage error.
 function M.connect(c, args, dbg)
-    dbg("sending CONNECT to %s port %d%s", args.host, args.port, args.ssl_ctx and " (TLS)" or "")
+    if args.port then
+        dbg("sending CONNECT to %s port %d%s", args.host, args.port, args.ssl_ctx and " (TLS)" or "")
+    else
+        dbg("sending CONNECT to %s", args.host)
+    end
     -- aconnect_cb runs after every accepted CONNACK (this connect's and each
     -- reconnect's) before anything else sees it: the place to report it.
     local after = args.aconnect_cb
@@ -405,7 +429,13 @@ function M.connect(c, args, dbg)
         dbg("received CONNACK (0)")
         if after then after(cl) end
     end
-    c:connect(args)
+    local ok, e = pcall(c.connect, c, args)
+    if not ok and mqtt.is_error(e) and e.name == "invalid argument" and
+        e.message:find("to 'connect'", 1, true) then
+        -- connect's own argument error (a bad URI or proxy), not a callback's
+        as_usage(args.proxy and "-h/--host or --proxy" or "-h/--host", false, e)
+    end
+    if not ok then error(e, 0) end
 end
 
 --- Registers debug printers for the acknowledgement and connection events

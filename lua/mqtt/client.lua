@@ -63,6 +63,9 @@ for name, method in pairs(dispatch.methods) do Client[name] = method end
 -- @int[opt=268435460] options.maximum_packet_size the largest packet accepted
 -- from the broker, fixed header included; a larger one ends the connection
 -- with an `MQTTProtocolError` "packet too large"
+-- @tab[opt] options.servers the default `servers` of every `connect`
+-- @string[opt] options.proxy the default `proxy` of every `connect`
+-- @tab[opt] options.ws_headers the default `ws_headers` of every `connect`
 -- @func[opt] options.logger `logger(level, text)`, level "debug", "info",
 -- "warning" or "error"; called while dispatching
 -- @treturn Client
@@ -70,13 +73,13 @@ for name, method in pairs(dispatch.methods) do Client[name] = method end
 -- @usage local client = mqtt.Client("sensor-1", true, {reconnect = {min = 1, max = 60}})
 -- @function Client
 function M.new(client_id, clean_session, options)
-    local o
-    clean_session, o = checks.client(client_id, clean_session, options)
+    local o, defaults
+    clean_session, o, defaults = checks.client(client_id, clean_session, options)
     local c, name, msg = core.new(client_id, clean_session, o)
     if not c then raise(name, msg) end
     local self = setmetatable({
         _core = c, _specific = {}, _generic = {}, _seq = 0, _waiting = {},
-        _logger = options and options.logger,
+        _logger = options and options.logger, _connect_defaults = defaults,
         _client_id = client_id,
         _protocol_option = options and options.protocol or 4,
         _response_topic_option = options and options.response_topic,
@@ -133,27 +136,36 @@ end
 
 local function start_connect(self, fname, async, ...)
     local c = check_open(self, fname)
-    local host, keepalive, port, bcb, acb, ska, ssl_ctx = checks.connect(fname, ...)
+    local host, keepalive, port, bcb, acb, ska, ssl_ctx, srv =
+        checks.connect(fname, self._connect_defaults, ...)
     self._breconnect, self._aconnect = bcb, acb
     c:set_hook(bcb ~= nil)
-    local ok, name, msg, code
-    if ska then
-        ok, name, msg, code = c:connect(host, port, keepalive, ska[1], ska[2], ska[3], async, ssl_ctx)
-    else
-        ok, name, msg, code = c:connect(host, port, keepalive, nil, nil, nil, async, ssl_ctx)
-    end
+    ska = ska or {}
+    -- The core checks every URI before anything is sent: a bad one is the
+    -- caller's argument error.
+    local ok, name, msg, code = c:connect(host, port, keepalive, ska[1], ska[2], ska[3], async,
+        ssl_ctx, srv.servers, srv.proxy, srv.ws_headers)
+    if not ok and name == "invalid argument" then argerror(1, fname, msg) end
     if not ok then raise(name, msg, code) end
     if not async and acb then acb(self) end
 end
 
 --- Connects to a broker; returns when the CONNACK has been accepted.
 -- Extension: the same arguments may be given as one table,
--- `client:connect{host = "h", keepalive = 60, port = 8883, ssl_ctx = ctx}`.
--- @string host a name or an IPv4/IPv6 address
+-- `client:connect{host = "h", keepalive = 60, port = 8883, ssl_ctx = ctx}`,
+-- which also takes `servers` (a list of URIs or hosts instead of `host`:
+-- tried in order, and round robin for reconnects with the back-off per full
+-- round), `proxy` (a proxy URI or `"env"`; refused until the proxy
+-- transport exists) and `ws_headers` (name = value strings for the
+-- WebSocket upgrade). `mqtt.Client`'s options give defaults for these three.
+-- @string host a name or an IPv4/IPv6 address, or a URI: `mqtt://host[:1883]`,
+-- `mqtts://host[:8883]` (TLS: `ssl_ctx`, else the system CA store),
+-- `ws://host[:80]/path`, `wss://host[:443]/path`, `unix:///path`
 -- @int keepalive seconds: when nothing is sent for that long the client sends
 -- PINGREQ; when nothing is heard for 1.5 times as long the connection is lost
--- @int[opt=1883] port
--- @param[opt] ssl_ctx a context from `mqtt.ssl_context`: connect with TLS
+-- @int[opt=1883] port for a plain host name (a URI carries its own)
+-- @param[opt] ssl_ctx a context from `mqtt.ssl_context`: TLS for a plain
+-- host name, and the context of `mqtts://` and `wss://` URIs
 -- @func[opt] breconnect_cb `breconnect_cb(client)`, before each automatic reconnect
 -- @func[opt] aconnect_cb `aconnect_cb(client)`, after each successful connect
 -- @tab[opt] sock_keepalive `{count, idle, interval}` for the TCP keepalive options
@@ -172,6 +184,13 @@ end
 -- @param ... the arguments of `connect`
 function Client:connect_async(...)
     start_connect(self, "connect_async", true, ...)
+end
+
+--- The server in use (extension): connected, being tried, or the next to
+-- try, as the connect call gave it (a URI or a host name).
+-- @treturn ?string nil before the first connect
+function Client:server()
+    return check_open(self, "server"):server()
 end
 
 --- Reconnects a client that lost its connection, resending its

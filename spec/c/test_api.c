@@ -5,8 +5,12 @@
  * subscribe and unsubscribe end to end against the in-process fake broker,
  * and the events' reason codes, reason lists and property iterator.
  */
+#include <netinet/in.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "client_internal.h"
@@ -303,6 +307,178 @@ static void test_end_to_end(void)
     fake_broker_stop(broker);
 }
 
+/* A loopback port nothing listens on: bound, read, closed. */
+static unsigned dead_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t n = sizeof a;
+    unsigned port = 0;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &n) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+static uint64_t failures(mqtt_client *c)
+{
+    mqtt_stats st;
+    mqtt_client_stats(c, &st);
+    return st.connect_failures;
+}
+
+/* Connect options refused before anything is sent, in words. */
+static void test_server_refusals(mqtt_client *c)
+{
+    mqtt_connect_options co;
+    mqtt_connect_result res;
+    static const struct {
+        const char *uri, *words;
+    } bad[] = {
+        {"foo://h", "host: unknown scheme 'foo'"},
+        {"mqtt://h:0", "bad port '0'"},
+        {"mqtt://h:99999", "bad port"},
+        {"mqtt://:1883", "empty host"},
+        {"unix://relative", "absolute path"},
+        {"h:1883", "not a host name"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        mqtt_connect_options_init(&co);
+        co.host = bad[i].uri;
+        CHECK(mqtt_client_connect(c, &co, &res) == MQTT_ERR_INVAL && said(bad[i].words) &&
+                  strstr(res.message, bad[i].words) != NULL,
+              "a bad host URI is refused at the call, naming the problem");
+    }
+    const char *list[] = {"mqtt://127.0.0.1", "wss://h:443/mqtt", "ftp://x"};
+    mqtt_connect_options_init(&co);
+    co.servers = list;
+    co.server_count = 3;
+    CHECK(mqtt_client_connect(c, &co, &res) == MQTT_ERR_INVAL && said("servers 3: unknown scheme"),
+          "a bad URI in servers is refused, naming its place");
+    co.host = "127.0.0.1";
+    co.server_count = 2;
+    CHECK(mqtt_client_connect(c, &co, &res) == MQTT_ERR_INVAL && said("give one"),
+          "host and servers together are refused");
+    co.host = NULL;
+    co.servers = NULL;
+    CHECK(mqtt_client_connect(c, &co, &res) == MQTT_ERR_INVAL && said("servers: NULL"),
+          "a server count without a list is refused");
+    mqtt_header h[] = {{"X-Token", "abc"}, {"Bad Name", "v"}};
+    mqtt_connect_options_init(&co);
+    co.host = "ws://127.0.0.1/mqtt";
+    co.ws_headers = h;
+    co.ws_header_count = 2;
+    CHECK(mqtt_client_connect(c, &co, &res) == MQTT_ERR_INVAL && said("ws_headers 2"),
+          "a header name with a blank is refused");
+    h[1].name = "X-Other";
+    h[1].value = "a\r\nInjected: 1";
+    CHECK(mqtt_client_connect(c, &co, &res) == MQTT_ERR_INVAL && said("line breaks"),
+          "a header value with a line break is refused");
+    mqtt_connect_options_init(&co);
+    co.host = "127.0.0.1";
+    co.proxy = "socks5://127.0.0.1:1080";
+    CHECK(mqtt_client_connect(c, &co, &res) == MQTT_ERR_INVAL && said("proxy not supported yet"),
+          "a proxy is refused until the transport goes through one");
+    CHECK(failures(c) == 0, "nothing was attempted");
+}
+
+/* What an attempt hands the transport: the endpoint of the current server. */
+static void test_server_endpoints(void)
+{
+    mqtt_tls_options to;
+    mqtt_tls_options_init(&to);
+    to.verify = false;
+    mqtt_tls_config *cfg = NULL;
+    char err[256];
+    CHECK(mqtt_tls_config_new(&to, &cfg, err, sizeof err) == MQTT_OK, "a TLS context");
+    const char *list[] = {"wss://h/mqtt", "broker", "mqtt://h", "unix:///run/m.sock"};
+    mqtt_header hdr[] = {{"Authorization", "Bearer x"}};
+    mqtt_connect_options co;
+    mqtt_connect_options_init(&co);
+    co.servers = list;
+    co.server_count = 4;
+    co.port = 8884;
+    co.tls = cfg;
+    co.has_sock_keepalive = true;
+    co.proxy = "env";
+    co.ws_headers = hdr;
+    co.ws_header_count = 1;
+    mqtt_servers srv;
+    memset(&srv, 0, sizeof srv);
+    CHECK(mqtt__servers_set(&srv, &co) == MQTT_OK && srv.count == 4 && srv.index == 0,
+          "the servers are copied, the first one current");
+    mqtt_endpoint ep;
+    bool ok = mqtt__servers_endpoint(&srv, &co, &ep, err, sizeof err) == MQTT_OK;
+    CHECK(ok && ep.scheme == MQTT_SCHEME_WSS && ep.port == 443 && strcmp(ep.path, "/mqtt") == 0 &&
+              ep.tls == cfg && ep.has_keepalive && strcmp(ep.proxy_uri, "env") == 0 &&
+              ep.ws_header_count == 1 && strcmp(ep.ws_headers[0].value, "Bearer x") == 0,
+          "wss://: its default port and path, the context, the proxy and headers lent");
+    mqtt__endpoint_clear(&ep);
+    CHECK(mqtt__servers_next(&srv) && mqtt__servers_endpoint(&srv, &co, &ep, err, sizeof err) ==
+                                          MQTT_OK &&
+              ep.scheme == MQTT_SCHEME_MQTTS && ep.port == 8884 && ep.tls == cfg,
+          "a plain host with a context: TLS on the positional port");
+    mqtt__endpoint_clear(&ep);
+    CHECK(mqtt__servers_next(&srv) && mqtt__servers_endpoint(&srv, &co, &ep, err, sizeof err) ==
+                                          MQTT_OK &&
+              ep.scheme == MQTT_SCHEME_MQTT && ep.port == 1883 && ep.tls == NULL,
+          "mqtt:// stays TCP on its default port, context or not");
+    mqtt__endpoint_clear(&ep);
+    CHECK(mqtt__servers_next(&srv) && mqtt__servers_endpoint(&srv, &co, &ep, err, sizeof err) ==
+                                          MQTT_OK &&
+              ep.scheme == MQTT_SCHEME_UNIX && !ep.has_keepalive &&
+              strcmp(ep.path, "/run/m.sock") == 0,
+          "unix://: the path, no TCP keepalive");
+    mqtt__endpoint_clear(&ep);
+    CHECK(!mqtt__servers_next(&srv) && srv.index == 0 && srv.round_tries == 0,
+          "after the last server the round is complete and starts over at the first");
+    mqtt__servers_free(&srv);
+    mqtt_tls_config_unref(cfg);
+}
+
+static void test_servers(void)
+{
+    fake_broker *broker = fake_broker_start();
+    CHECK(broker != NULL, "fake broker listening on 127.0.0.1");
+    if (!broker)
+        return;
+    mqtt_options o = named_options("api-servers");
+    mqtt_client *c = NULL;
+    mqtt_client_create(&o, &c);
+    char buf[128];
+    CHECK(mqtt_client_server(c, buf, sizeof buf) == 0 && buf[0] == '\0',
+          "no server before the first connect");
+    test_server_refusals(c);
+    char dead[64], live[64];
+    snprintf(dead, sizeof dead, "mqtt://127.0.0.1:%u", dead_port());
+    snprintf(live, sizeof live, "mqtt://127.0.0.1:%u", fake_broker_port(broker));
+    const char *list[] = {dead, live};
+    mqtt_connect_options co;
+    mqtt_connect_options_init(&co);
+    co.servers = list;
+    co.server_count = 2;
+    mqtt_connect_result res;
+    CHECK(mqtt_client_connect(c, &co, &res) == MQTT_OK, "a blocking connect tries the round");
+    CHECK(failures(c) == 1, "one failure: the first server");
+    CHECK(mqtt_client_server(c, buf, sizeof buf) == strlen(live) && strcmp(buf, live) == 0,
+          "the server in use, as given");
+    mqtt_client_disconnect(c);
+    /* A program built before servers existed: the old layout still connects. */
+    mqtt_connect_options_init_v(&co, MQTT_CONNECT_OPTIONS_MIN_SIZE);
+    co.host = "127.0.0.1";
+    co.port = fake_broker_port(broker);
+    co.servers = list; /* beyond the old struct_size: must not be read */
+    CHECK(co.struct_size == MQTT_CONNECT_OPTIONS_MIN_SIZE &&
+              mqtt_client_connect(c, &co, &res) == MQTT_OK,
+          "connect options of the first layout still work");
+    CHECK(mqtt_client_server(c, buf, sizeof buf) == 9 && strcmp(buf, "127.0.0.1") == 0,
+          "a plain host is the server as given");
+    mqtt_client_destroy(c);
+    fake_broker_stop(broker);
+}
+
 /* A v5 packet as the decoder gives it, from the codec's own encoder. */
 static bool decoded(uint8_t *buf, size_t len, mqtt_packet *pkt)
 {
@@ -366,6 +542,8 @@ int main(void)
     test_other_structs();
     test_create_refusals();
     test_end_to_end();
+    test_server_endpoints();
+    test_servers();
     test_event_properties();
     return test_done();
 }

@@ -48,19 +48,31 @@ int mqtt_connect_options_init_v(mqtt_connect_options *o, size_t size)
 {
     mqtt_connect_options d;
     connect_options_defaults(&d);
-    return mqtt__struct_init(o, size, &d, sizeof d, sizeof d);
+    return mqtt__struct_init(o, size, &d, sizeof d, MQTT_CONNECT_OPTIONS_MIN_SIZE);
 }
 
 int mqtt__connect_options_read(mqtt_connect_options *dst, const mqtt_connect_options *src)
 {
     mqtt__refusal_clear();
     connect_options_defaults(dst);
-    int rc = mqtt__struct_read(dst, sizeof *dst, src, sizeof *dst, "connect options");
-    if (rc == MQTT_OK && (!dst->host || !dst->host[0]))
-        rc = mqtt__refuse(MQTT_ERR_INVAL, "host: missing");
-    if (rc == MQTT_OK && dst->port == 0)
-        rc = mqtt__refuse(MQTT_ERR_INVAL, "port: 0");
-    return rc;
+    int rc = mqtt__struct_read(dst, sizeof *dst, src, MQTT_CONNECT_OPTIONS_MIN_SIZE,
+                               "connect options");
+    if (rc != MQTT_OK)
+        return rc;
+    /* Fields past the caller's struct_size keep their defaults, also one the
+     * size ends inside of. */
+    size_t n = src->struct_size;
+    if (n < offsetof(mqtt_connect_options, server_count))
+        dst->servers = NULL;
+    if (n < offsetof(mqtt_connect_options, proxy))
+        dst->server_count = 0;
+    if (n < offsetof(mqtt_connect_options, ws_headers))
+        dst->proxy = NULL;
+    if (n < offsetof(mqtt_connect_options, ws_header_count))
+        dst->ws_headers = NULL;
+    if (n < sizeof *dst)
+        dst->ws_header_count = 0;
+    return mqtt__servers_check(dst);
 }
 
 /* The name of the packet a property array is for, in messages. */

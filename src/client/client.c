@@ -149,7 +149,7 @@ void mqtt_client_destroy(mqtt_client *c)
                         &c->sh.disconnect_props};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         mqtt__buf_free(bufs[i]);
-    mqtt__free(c->sh.host);
+    mqtt__servers_free(&c->sh.srv);
     mqtt_tls_config_unref(c->sh.conn.tls);
     mqtt__tls_session_free(c->io.tls_session);
     mqtt__free(c);

@@ -68,6 +68,18 @@ typedef struct alias_slot {
     uint64_t used;             /* the tick of its last use */
 } alias_slot;
 
+/* The servers of the last connect options (servers.c): owned copies. */
+typedef struct mqtt_servers {
+    char **uri;               /* as given: URIs or plain hosts */
+    size_t count;
+    size_t index;             /* the one in use, being tried or next */
+    size_t round_tries;       /* failed attempts and losses in the round under way */
+    unsigned port;            /* for plain host names */
+    char *proxy;              /* NULL: direct */
+    mqtt_header *headers;     /* ws_headers, strings owned */
+    size_t header_count;
+} mqtt_servers;
+
 /* Settings: fixed once mqtt_client_create returns; read without the lock. */
 typedef struct client_settings {
     pid_t pid;                    /* the process that created it */
@@ -79,8 +91,9 @@ typedef struct client_settings {
 /* State the application thread and the loop share: under the client's lock. */
 typedef struct client_shared {
     bool pingresp_events;         /* someone listens for PINGRESP */
-    /* Connect settings, copied by the loop at each attempt. */
-    char *host;
+    /* Connect settings, read by the loop at each attempt; conn's pointers
+     * other than tls are not kept (srv holds the copies). */
+    mqtt_servers srv;
     mqtt_connect_options conn;
     bool has_will;
     mqtt_buf will_topic, will_payload;
@@ -224,6 +237,26 @@ MQTT_HIDDEN mqtt_event *mqtt__event_message(int type, const mqtt_packet *p);
 /** An ack's event for id: with p (SUBACK, UNSUBACK, the QoS acks) its reason
  *  code, its reason list and its properties, copied; p may be NULL. */
 MQTT_HIDDEN mqtt_event *mqtt__event_ack(int type, uint16_t id, const mqtt_packet *p);
+
+/* The servers (servers.c); mu held where they are the client's. */
+/** The host or servers, ws_headers and proxy of connect options: every URI
+ *  parsed, refusals in words for mqtt_last_error(). Pure. */
+MQTT_HIDDEN int mqtt__servers_check(const mqtt_connect_options *o);
+/** Replaces *dst with copies of o's (checked) servers, port, proxy and
+ *  ws_headers, starting at the first server; *dst unchanged on MQTT_ERR_NOMEM. */
+MQTT_HIDDEN int mqtt__servers_set(mqtt_servers *dst, const mqtt_connect_options *o);
+MQTT_HIDDEN void mqtt__servers_free(mqtt_servers *s);
+/** The current server as given; NULL when none was ever set. */
+MQTT_HIDDEN const char *mqtt__servers_current(const mqtt_servers *s);
+/** The current server's endpoint for an attempt, with conn's TLS context
+ *  (mqtts, wss, and a plain host when conn has one), socket keepalive, and
+ *  the proxy and headers lent from s. Clear it with mqtt__endpoint_clear. */
+MQTT_HIDDEN int mqtt__servers_endpoint(const mqtt_servers *s, const mqtt_connect_options *conn,
+                                       mqtt_endpoint *ep, char *err, size_t errlen);
+/** After a failed attempt or a loss: moves to the next server, round robin.
+ *  True while the round has servers left (try the next at once); false when
+ *  the round is complete (the back-off comes first). */
+MQTT_HIDDEN bool mqtt__servers_next(mqtt_servers *s);
 
 /* Arguments of the public calls (args.c); each refusal says why for
  * mqtt_last_error(). */

@@ -26,14 +26,16 @@ static int store_options(mqtt_client *c, const mqtt_connect_options *user)
     if (rc != MQTT_OK)
         return rc;
     const mqtt_connect_options *o = &full;
-    char *host = mqtt__strdup(o->host);
-    if (!host)
-        return MQTT_ERR_NOMEM;
-    mqtt__free(c->sh.host);
-    c->sh.host = host;
+    rc = mqtt__servers_set(&c->sh.srv, o);
+    if (rc != MQTT_OK)
+        return rc;
     mqtt_tls_config *old = c->sh.conn.tls;
     c->sh.conn = *o;
-    c->sh.conn.host = c->sh.host;
+    /* The caller's strings are gone after the call: srv holds the copies. */
+    c->sh.conn.host = NULL;
+    c->sh.conn.servers = NULL;
+    c->sh.conn.proxy = NULL;
+    c->sh.conn.ws_headers = NULL;
     c->sh.conn.tls = mqtt_tls_config_ref(o->tls);
     mqtt_tls_config_unref(old);
     return MQTT_OK;
@@ -47,6 +49,7 @@ static int request_connect(mqtt_client *c, bool async, uint64_t *seq)
     c->sh.async_attempt = async;
     c->sh.user_disconnected = false;
     c->sh.retry_attempt = 0; /* the application starts over: so does the back-off */
+    c->sh.srv.round_tries = 0;
     *seq = ++c->sh.connect_seq;
     return MQTT_OK;
 }
@@ -86,7 +89,7 @@ static int connect_common(mqtt_client *c, const mqtt_connect_options *o, bool as
         rc = MQTT_ERR_STATE; /* NOLINT(bugprone-branch-clone) */
     else if (o)
         rc = store_options(c, o);
-    else if (!c->sh.host)
+    else if (!c->sh.srv.count)
         rc = MQTT_ERR_STATE;
     uint64_t seq = 0;
     if (rc == MQTT_OK)
@@ -96,6 +99,8 @@ static int connect_common(mqtt_client *c, const mqtt_connect_options *o, bool as
         const char *why = mqtt_strerror(rc);
         if (rc == MQTT_ERR_STATE)
             why = "the client is already connected or was never connected";
+        else if (rc == MQTT_ERR_INVAL)
+            why = mqtt_last_error();
         else if (rc == MQTT_ERR_SYSTEM)
             why = mqtt_system_error();
         fail(res, rc, why);
@@ -123,6 +128,24 @@ int mqtt_client_connect_async(mqtt_client *c, const mqtt_connect_options *o)
     return connect_common(c, o, true, NULL);
 }
 
+size_t mqtt_client_server(mqtt_client *c, char *buf, size_t len)
+{
+    size_t n = 0;
+    if (!buf || len == 0)
+        return 0;
+    buf[0] = '\0';
+    if (mqtt__foreign(c))
+        return 0;
+    pthread_mutex_lock(&c->mu);
+    const char *uri = mqtt__servers_current(&c->sh.srv);
+    if (uri) {
+        n = strlen(uri);
+        snprintf(buf, len, "%s", uri);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
 int mqtt_client_reconnect(mqtt_client *c, mqtt_connect_result *res)
 {
     if (!mqtt__foreign(c) && mqtt_client_is_connected(c)) {
@@ -139,7 +162,7 @@ void mqtt_client_set_auto_reconnect(mqtt_client *c, bool on)
         return;
     pthread_mutex_lock(&c->mu);
     c->sh.auto_reconnect = on;
-    bool kick = on && c->set.opt.reconnect && c->sh.state == ST_IDLE && c->sh.host &&
+    bool kick = on && c->set.opt.reconnect && c->sh.state == ST_IDLE && c->sh.srv.count &&
                 !c->sh.user_disconnected && c->sh.request == REQ_NONE;
     if (kick)
         mqtt__schedule_retry(c, 0);

@@ -17,8 +17,7 @@
 /* What one attempt needs, taken under the lock when it starts. */
 struct attempt {
     mqtt_client *c;
-    char *host;
-    unsigned port;
+    char *server;    /* as given, for the log */
     uint64_t seq;
     bool async;      /* no caller blocks on the outcome */
     bool background; /* an automatic attempt: no connect() or connect_async() call waits */
@@ -44,7 +43,10 @@ static double backoff(mqtt_client *c)
     c->io.rng ^= c->io.rng << 17;
     double unit = (double)(c->io.rng >> 11) / 9007199254740992.0;
     c->sh.retry_attempt++;
-    return d / 2 + unit * d / 2;
+    d = d / 2 + unit * d / 2;
+    mqtt__log(c, 0, "next round of %zu server(s) in %.3f s (back-off step %u)", c->sh.srv.count,
+              d, c->sh.retry_attempt);
+    return d;
 }
 
 void mqtt__schedule_retry(mqtt_client *c, double delay)
@@ -81,8 +83,10 @@ static void clear_io(mqtt_client *c)
  * accepts and drops at once sees the delays grow like any other failure. */
 static void note_connection_end(mqtt_client *c)
 {
-    if (c->io.connected_at > 0 && mqtt__now() - c->io.connected_at >= 10 * c->set.opt.reconnect_min)
+    if (c->io.connected_at > 0 && mqtt__now() - c->io.connected_at >= 10 * c->set.opt.reconnect_min) {
         c->sh.retry_attempt = 0;
+        c->sh.srv.round_tries = 0;
+    }
     c->io.connected_at = 0;
 }
 
@@ -102,8 +106,11 @@ void mqtt__connection_lost(mqtt_client *c, int status, const char *text)
     }
     c->io.lost_reason = -1;
     c->io.lost_props = (mqtt_bytes){NULL, 0};
+    /* A loss moves on to the next server (also for a reconnect() to come):
+     * at once within a round, after the back-off once the round is complete. */
+    bool more = !was_disconnecting && mqtt__servers_next(&c->sh.srv);
     if (!was_disconnecting && may_retry(c))
-        mqtt__schedule_retry(c, backoff(c));
+        mqtt__schedule_retry(c, more ? 0 : backoff(c));
     else
         c->sh.state = ST_IDLE;
 }
@@ -125,7 +132,7 @@ static void attempt_free(attempt *a)
         unwatch_open(a->c);
         a->tr->ops->close(a->tr);
     }
-    mqtt__free(a->host);
+    mqtt__free(a->server);
     mqtt__free(a->connect_pkt);
     mqtt_event_free(a->connack);
     mqtt_event_free(a->refusal);
@@ -212,11 +219,10 @@ static int snapshot(mqtt_client *c, attempt *a)
     a->seq = c->sh.connect_seq;
     a->background = c->sh.result_seq >= c->sh.connect_seq;
     a->async = c->sh.async_attempt || a->background;
-    a->host = mqtt__strdup(c->sh.host);
+    a->server = mqtt__strdup(mqtt__servers_current(&c->sh.srv));
     a->connack = mqtt__event_new(MQTT_EV_CONNACK, 0);
-    if (!a->host || !a->connack || encode_connect(c, a) != MQTT_OK)
+    if (!a->server || !a->connack || encode_connect(c, a) != MQTT_OK)
         return MQTT_ERR_NOMEM;
-    a->port = c->sh.conn.port;
     a->deadline = mqtt__now() + c->set.opt.connect_timeout;
     c->io.keepalive = c->sh.conn.keepalive;
     return MQTT_OK;
@@ -269,7 +275,7 @@ static void connected(mqtt_client *c, const mqtt_packet *pkt)
     if (mqtt__v5_connack(c, pkt) != MQTT_OK)
         mqtt__log(c, 2, "no memory to keep the CONNACK's properties");
     mqtt__pump(c);
-    mqtt__log(c, 1, "connected to %s port %u (MQTT %s)", a->host, a->port,
+    mqtt__log(c, 1, "connected to %s (MQTT %s)", a->server,
               c->sh.version == MQTT_V5 ? "5.0" : "3.1.1");
     /* Properties need an event of their size; without memory for it the one
      * made up front reports the success without them. */
@@ -286,52 +292,83 @@ static void connected(mqtt_client *c, const mqtt_packet *pkt)
     end_attempt(c);
 }
 
-static void report_failure(mqtt_client *c, attempt *a, int status, int rcode, const char *text)
+/* Returns true when a connect()/connect_async() call goes on with the
+ * next server of its round at once (its outcome not reported yet), which
+ * only an attempt that can go on does. */
+static bool report_failure(mqtt_client *c, attempt *a, int status, int rcode,
+                           const char *text, bool can_go_on)
 {
     clear_io(c);
     c->sh.connect_failures++;
-    mqtt__log(c, 2, "connect failed: %s", text);
+    mqtt__log(c, 2, "connect to %s failed: %s", a->server ? a->server : "the server", text);
+    /* A cancelled attempt keeps its server: what cancelled it decides. */
+    bool more = status != MQTT_ERR_CANCELLED && mqtt__servers_next(&c->sh.srv);
+    bool again = more && can_go_on && !a->background && !c->sh.stop &&
+                 c->sh.request == REQ_NONE;
     /* One CONNACK event per handshake: every CONNACK received, and every
-     * connect()/connect_async() call; an automatic attempt that got no
-     * CONNACK is only counted and logged, and retried. */
+     * connect()/connect_async() call once its round ends; an automatic
+     * attempt that got no CONNACK is only counted and logged, and retried. */
     if (a->refusal) {
         a->refusal->return_code = rcode;
         mqtt__event_push(c, a->refusal);
         a->refusal = NULL;
-    } else if (!a->background || rcode >= 0) {
+    } else if ((!a->background && !again) || rcode >= 0) {
         mqtt__event_status(c, MQTT_EV_CONNACK, status, rcode, false, text);
     }
+    if (again)
+        return true;
     if (a->async && may_retry(c))
-        mqtt__schedule_retry(c, backoff(c));
+        mqtt__schedule_retry(c, more ? 0 : backoff(c));
     else if (c->sh.state == ST_CONNECTING)
         c->sh.state = ST_IDLE;
     record_result(c, a, status, rcode, false, text);
+    return false;
+}
+
+static void open_start(mqtt_client *c, attempt *a);
+
+/* A connect call's round goes on: the same attempt (its caller, its CONNECT,
+ * its CONNACK event) opens the next server, with a deadline of its own. */
+static void attempt_next_server(mqtt_client *c, attempt *a)
+{
+    if (a->tr) {
+        unwatch_open(c);
+        a->tr->ops->close(a->tr);
+        a->tr = NULL;
+    }
+    char *server = mqtt__strdup(mqtt__servers_current(&c->sh.srv));
+    if (server) { /* else the log names the previous one */
+        mqtt__free(a->server);
+        a->server = server;
+    }
+    c->io.phase = PH_OPENING;
+    a->deadline = mqtt__now() + c->set.opt.connect_timeout;
+    open_start(c, a);
 }
 
 static void attempt_failed(mqtt_client *c, int status, int rcode, const char *text)
 {
-    report_failure(c, c->io.att, status, rcode, text);
-    end_attempt(c);
+    if (report_failure(c, c->io.att, status, rcode, text, true))
+        attempt_next_server(c, c->io.att);
+    else
+        end_attempt(c);
 }
 
-/* Starts the transport's open from the connect options: the public API's
- * host and port, TLS when a TLS config is set (mqtts), else mqtt. Never
- * blocks; a->rc is where it stands. The endpoint only lends its strings and
- * the TLS config for the call. */
+/* Starts the transport's open of the current server (its URI parsed, the
+ * connect options' TLS context and socket keepalive applied). Never blocks;
+ * a->rc is where it stands. */
 static void open_start(mqtt_client *c, attempt *a)
 {
     mqtt_endpoint ep;
-    memset(&ep, 0, sizeof ep);
-    ep.scheme = c->sh.conn.tls ? MQTT_SCHEME_MQTTS : MQTT_SCHEME_MQTT;
-    ep.host = a->host;
-    ep.port = a->port;
-    ep.tls = c->sh.conn.tls;
-    ep.has_keepalive = c->sh.conn.has_sock_keepalive;
-    memcpy(ep.keepalive, c->sh.conn.sock_keepalive, sizeof ep.keepalive);
-    /* The session slot outlives every open: it is the client's. */
+    /* The session slot outlives every open: it is the client's. Resuming
+     * one server's session with another fails over to a full handshake. */
     mqtt_transport_env env = {.clock = NULL, .tls_session = &c->io.tls_session};
     a->err[0] = '\0';
-    a->rc = mqtt__transport_open(&ep, &env, &a->tr, a->err, sizeof a->err);
+    mqtt__log(c, 0, "connecting to %s", a->server);
+    a->rc = mqtt__servers_endpoint(&c->sh.srv, &c->sh.conn, &ep, a->err, sizeof a->err);
+    if (a->rc == MQTT_OK)
+        a->rc = mqtt__transport_open(&ep, &env, &a->tr, a->err, sizeof a->err);
+    mqtt__endpoint_clear(&ep);
 }
 
 void mqtt__attempt_begin(mqtt_client *c)
@@ -344,7 +381,8 @@ void mqtt__attempt_begin(mqtt_client *c)
         attempt none = {.seq = c->sh.connect_seq,
                         .background = c->sh.result_seq >= c->sh.connect_seq};
         none.async = c->sh.async_attempt || none.background;
-        report_failure(c, &none, MQTT_ERR_NOMEM, -1, "no memory for a connection attempt");
+        /* No attempt to go on with: the round ends here. */
+        report_failure(c, &none, MQTT_ERR_NOMEM, -1, "no memory for a connection attempt", false);
         return;
     }
     c->io.phase = PH_OPENING;

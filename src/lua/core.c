@@ -201,13 +201,53 @@ static int push_result(lua_State *L, int rc, const mqtt_connect_result *res)
     return 2;
 }
 
-/* c:connect(host, port, keepalive, ka_count, ka_idle, ka_interval, async, ssl_ctx) */
+/* The servers list at idx (checked by mqtt.checks) into o: an array of the
+ * table's strings in a userdata pushed on the stack, which keeps it and the
+ * table (still at idx) alive for the call. */
+static void connect_servers(lua_State *L, int idx, mqtt_connect_options *o)
+{
+    size_t n = (size_t)luaL_len(L, idx);
+    const char **list = lua_newuserdata(L, (n ? n : 1) * sizeof *list);
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, idx, (int)i + 1);
+        list[i] = luaL_checkstring(L, -1);
+        lua_pop(L, 1); /* the table keeps the string */
+    }
+    o->servers = list;
+    o->server_count = n;
+    o->host = NULL;
+}
+
+/* The ws_headers table at idx (name -> value, checked by mqtt.checks) into
+ * o, as connect_servers does: the array in a userdata pushed on the stack. */
+static void connect_headers(lua_State *L, int idx, mqtt_connect_options *o)
+{
+    size_t n = 0;
+    for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1))
+        n++;
+    mqtt_header *h = lua_newuserdata(L, (n ? n : 1) * sizeof *h);
+    size_t i = 0;
+    for (lua_pushnil(L); lua_next(L, idx) && i < n; lua_pop(L, 1), i++) {
+        h[i].name = luaL_checkstring(L, -2);
+        h[i].value = luaL_checkstring(L, -1);
+    }
+    o->ws_headers = h;
+    o->ws_header_count = i;
+}
+
+/* c:connect(host, port, keepalive, ka_count, ka_idle, ka_interval, async, ssl_ctx,
+ *           servers, proxy, ws_headers): host or servers */
 static int l_connect(lua_State *L)
 {
     mqtt_client *c = check_open(L);
     mqtt_connect_options o;
     mqtt_connect_options_init(&o);
-    o.host = luaL_checkstring(L, 2);
+    o.host = luaL_optstring(L, 2, NULL);
+    if (lua_istable(L, 10))
+        connect_servers(L, 10, &o);
+    o.proxy = luaL_optstring(L, 11, NULL);
+    if (lua_istable(L, 12))
+        connect_headers(L, 12, &o);
     o.port = (uint16_t)luaL_checkinteger(L, 3);
     o.keepalive = (uint16_t)luaL_checkinteger(L, 4);
     if (!lua_isnoneornil(L, 5)) {
@@ -219,13 +259,30 @@ static int l_connect(lua_State *L)
     if (lua_toboolean(L, 8)) {
         int rc = mqtt_client_connect_async(c, &o);
         if (rc != MQTT_OK)
-            return push_fail(L, rc, NULL, -1);
+            return push_fail(L, rc, rc == MQTT_ERR_INVAL ? mqtt_last_error() : NULL, -1);
         lua_pushboolean(L, 1);
         return 1;
     }
     mqtt_connect_result res;
     int rc = mqtt_client_connect(c, &o, &res);
     return push_result(L, rc, &res);
+}
+
+/* c:server() -> the server in use as given, or nil before any connect */
+static int l_server(lua_State *L)
+{
+    mqtt_client *c = check_open(L);
+    char small[256], *buf = small;
+    size_t n = mqtt_client_server(c, buf, sizeof small);
+    if (n >= sizeof small) { /* a long ws:// path: once more, with room */
+        buf = lua_newuserdata(L, n + 1);
+        n = mqtt_client_server(c, buf, n + 1);
+    }
+    if (n == 0)
+        lua_pushnil(L);
+    else
+        lua_pushstring(L, buf);
+    return 1;
 }
 
 static int l_reconnect(lua_State *L)
@@ -622,6 +679,7 @@ static const luaL_Reg client_methods[] = {
     {"set_credentials", l_set_credentials},
     {"connect", l_connect},
     {"reconnect", l_reconnect},
+    {"server", l_server},
     {"publish", l_publish},
     {"subscribe", l_subscribe},
     {"disconnect", l_disconnect},

@@ -30,6 +30,12 @@ typedef struct mqtt_endpoint {
     bool has_keepalive;   /* sets SO_KEEPALIVE with keepalive = {count, idle, interval} */
     int keepalive[3];
     struct mqtt_endpoint *proxy; /* the proxy to go through; NULL: direct (issue 15) */
+    /* Borrowed for the open call (the opener copies what it keeps), never
+     * freed by mqtt__endpoint_clear: */
+    const char *proxy_uri;          /* the proxy as the application gave it ("socks5://...",
+                                     * "http://...", "env"); NULL: direct */
+    const mqtt_header *ws_headers;  /* added to the WebSocket upgrade request */
+    size_t ws_header_count;
 } mqtt_endpoint;
 
 /** The scheme's name as in a URI ("mqtts"). */
