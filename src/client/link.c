@@ -275,8 +275,8 @@ static void connected(mqtt_client *c, const mqtt_packet *pkt)
     if (mqtt__v5_connack(c, pkt) != MQTT_OK)
         mqtt__log(c, 2, "no memory to keep the CONNACK's properties");
     mqtt__pump(c);
-    mqtt__log(c, 1, "connected to %s (MQTT %s)", a->server,
-              c->sh.version == MQTT_V5 ? "5.0" : "3.1.1");
+    mqtt__log(c, 1, "MQTT %s", c->sh.version == MQTT_V5 ? "5.0" : "3.1.1");
+    mqtt__log(c, 1, "connected to %s", a->server);
     /* Properties need an event of their size; without memory for it the one
      * made up front reports the success without them. */
     mqtt_event *ev = pkt->props.len ? mqtt__event_ack(MQTT_EV_CONNACK, 0, pkt) : NULL;
