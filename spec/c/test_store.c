@@ -336,6 +336,51 @@ static void test_rejects(void)
           "a client id too long for a file name refused clearly");
 }
 
+/* ---- group commit ------------------------------------------------------ */
+
+static void test_group_commit(void)
+{
+    CHECK(mqtt__crc32c(0, (const uint8_t *)"123456789", 9) == 0xE3069283u,
+          "CRC32C: the standard check value");
+    const char *dir = fresh_dir("group");
+    static model m;
+    m.n = 0;
+    mqtt_store *st = open_ok(dir, MQTT_STORE_SYNC_BATCH, NULL);
+    op_out_add(st, &m, "g/1", "a", 1, 1, false, NULL);
+    op_out_add(st, &m, "g/2", "b", 1, 2, false, NULL);
+    uint64_t first = mqtt__store_last(st);
+    mqtt_store_flush f;
+    CHECK(mqtt__store_flush_begin(st, &f) && f.seq == first, "a group takes what is pending");
+    mqtt_store_flush g;
+    CHECK(!mqtt__store_flush_begin(st, &g), "one group at a time");
+    op_out_add(st, &m, "g/3", "c", 1, 3, false, NULL); /* while the group is written */
+    mqtt__store_flush_write(&f);
+    CHECK(mqtt__store_flush_end(st, &f, 1000) == MQTT_OK && mqtt__store_durable(st) == first &&
+              mqtt__store_last(st) > first,
+          "the group is durable, the change made during its write is not yet");
+    CHECK(mqtt__store_flush_due(st, 1050) == 50 && mqtt__store_flush_due(st, 1100) == 0,
+          "sync=batch: the next fsync 100 ms after the last");
+    /* A failed write: the group is kept and written again. */
+    CHECK(mqtt__store_flush_begin(st, &f), "the next group");
+    f.fd = -1;
+    mqtt__store_flush_write(&f);
+    CHECK(mqtt__store_flush_end(st, &f, 2000) == MQTT_ERR_SYSTEM &&
+              mqtt__store_durable(st) == first && mqtt__store_flush_due(st, 2000) == 100,
+          "a failed write: not durable, tried again 100 ms later");
+    op_out_update(st, &m, m.r[0].key, MQTT_QS_WAIT_PUBACK, false);
+    CHECK(mqtt__store_flush(st, 2100) == MQTT_OK && mqtt__store_flush(st, 2300) == MQTT_OK &&
+              mqtt__store_durable(st) == mqtt__store_last(st),
+          "the failed group, then what followed, written");
+    mqtt__store_close(st);
+    static char want[4096], got[4096];
+    describe_model(&m, want, sizeof want);
+    mqtt_store_report rep;
+    st = open_ok(dir, MQTT_STORE_SYNC_BATCH, &rep);
+    CHECK(describe_store(st, got, sizeof got) == MQTT_OK && strcmp(want, got) == 0 &&
+              rep.corruptions == 0, "after a failed write and its retry: every change, in order");
+    mqtt__store_close(st);
+}
+
 /* ---- order, compaction ------------------------------------------------- */
 
 static void test_order_and_compaction(void)
@@ -859,6 +904,7 @@ int main(void)
         return 2;
     test_round_trip();
     test_rejects();
+    test_group_commit();
     test_order_and_compaction();
     test_auto_compaction();
     test_damage();

@@ -215,6 +215,7 @@ static int ent_commit(mqtt_store *st, uint8_t type, size_t body)
     st->pend_len += total;
     st->seq++;
     st->touched = true;
+    mqtt__store_unmap(st); /* no more iteration */
     return MQTT_OK;
 }
 

@@ -78,19 +78,32 @@ static int replay(mqtt_store *st, const uint8_t *m, size_t size, size_t *good)
     return MQTT_OK;
 }
 
-/* The intact prefix's end (0 when even the header is damaged), or an error. */
+void mqtt__store_unmap(mqtt_store *st)
+{
+    if (st->map != NULL)
+        munmap((void *)(uintptr_t)st->map, st->map_len);
+    st->map = NULL;
+    st->map_len = 0;
+}
+
+/* The intact prefix's end (0 when even the header is damaged), or an error.
+ * The mapping stays for iteration (pages faulted in at once: one fault per
+ * page costs more than the checksums). */
 static int scan(mqtt_store *st, size_t size, size_t *good)
 {
     *good = 0;
     if (size == 0)
         return MQTT_OK;
-    void *m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, st->fd, 0);
+    void *m = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, st->fd, 0);
     if (m == MAP_FAILED)
         return mqtt__system_failure("mmap", errno);
+    st->map = m;
+    st->map_len = size;
     int rc = MQTT_OK;
     if (header_ok(m, size))
         rc = replay(st, m, size, good);
-    munmap(m, size);
+    if (rc != MQTT_OK || st->out.n + st->in.n == 0)
+        mqtt__store_unmap(st);
     return rc;
 }
 
@@ -138,22 +151,24 @@ int mqtt__store_recover(mqtt_store *st, mqtt_store_report *rep)
     return MQTT_OK;
 }
 
-/* The record of e's add entry, read back from the file. */
+/* The record of e's add entry, from the mapping or read back from the file. */
 static int build(const mqtt_store *st, const st_ent *e, mqtt_record **out)
 {
-    uint8_t *p = mqtt__malloc(e->len);
-    if (p == NULL)
+    bool mapped = st->map != NULL && e->pos + e->len <= st->map_len;
+    uint8_t *copy = mapped ? NULL : mqtt__malloc(e->len);
+    if (!mapped && copy == NULL)
         return MQTT_ERR_NOMEM;
-    int err = mqtt__store_pread(st->fd, p, e->len, e->pos);
+    int err = mapped ? 0 : mqtt__store_pread(st->fd, copy, e->len, e->pos);
     if (err != 0) {
-        mqtt__free(p);
+        mqtt__free(copy);
         return mqtt__system_failure("store read", err);
     }
+    const uint8_t *p = mapped ? st->map + e->pos : copy;
     const uint8_t *b = p + ST_ENT_HDR, *text = b + ST_MSG_FIXED;
     size_t tl = st_get16(b + 13), xl = st_get32(b + 15), pl = st_get32(b + 19);
     mqtt_bytes topic = { text, tl }, props = { text + tl, xl }, payload = { text + tl + xl, pl };
     int rc = mqtt__record_publish(topic, payload, e->qos, (e->flags & ST_F_RETAIN) != 0, props, out);
-    mqtt__free(p);
+    mqtt__free(copy);
     if (rc != MQTT_OK)
         return rc;
     (*out)->packet_id = e->id;
@@ -172,8 +187,10 @@ int mqtt__store_next(mqtt_store *st, mqtt_store_item *it)
     while (st->it_out < st->out.n && (st->out.v[st->it_out].flags & ST_F_DEAD))
         st->it_out++;
     bool incoming = st->it_out >= st->out.n;
-    if (incoming && st->it_in >= st->in.n)
+    if (incoming && st->it_in >= st->in.n) {
+        mqtt__store_unmap(st);
         return MQTT_OK;
+    }
     const st_ent *e = incoming ? &st->in.v[st->it_in] : &st->out.v[st->it_out];
     int rc = build(st, e, &it->rec);
     if (rc != MQTT_OK)

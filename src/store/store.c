@@ -126,6 +126,7 @@ static int check_dir(const char *dir, mqtt_bytes id, bool make, char *err, size_
 
 static void store_free(mqtt_store *st)
 {
+    mqtt__store_unmap(st);
     if (st->fd >= 0)
         close(st->fd);
     if (st->lock_fd >= 0)

@@ -57,6 +57,8 @@ struct mqtt_store {
     uint64_t live_bytes;
     st_vec out, in;
     size_t it_out, it_in; /* recovery cursor */
+    const uint8_t *map;   /* the log as recovery mapped it, until iteration ends or a change */
+    size_t map_len;
     mqtt_store_stats counts; /* syncs, compactions, corruptions, cut_bytes */
 };
 
@@ -99,6 +101,8 @@ static inline uint64_t st_get64(const uint8_t *p)
  *  compacted while it was pending). MQTT_OK, MQTT_ERR_INVAL, MQTT_ERR_NOMEM. */
 MQTT_HIDDEN int mqtt__store_apply(mqtt_store *st, const uint8_t *e, size_t total, uint64_t pos,
                                   bool strict);
+/** Drops the mapping recovery kept for iteration. */
+MQTT_HIDDEN void mqtt__store_unmap(mqtt_store *st);
 /** Recovers the log open on st->fd into the index; cuts a damaged tail. */
 MQTT_HIDDEN int mqtt__store_recover(mqtt_store *st, mqtt_store_report *rep);
 /** Writes n bytes at off, retrying short writes; 0 or errno. */
