@@ -16,7 +16,8 @@
 
 void mqtt__store_header(uint8_t hdr[ST_FILE_HDR])
 {
-    memcpy(hdr, ST_MAGIC, 8);
+    static const uint8_t magic[8] = ST_MAGIC; /* no terminating NUL: exactly 8 bytes */
+    memcpy(hdr, magic, sizeof magic);
     st_put32(hdr + 8, ST_VERSION);
     st_put32(hdr + 12, mqtt__crc32c(0, hdr, 12));
 }
@@ -81,7 +82,7 @@ static int replay(mqtt_store *st, const uint8_t *m, size_t size, size_t *good)
 void mqtt__store_unmap(mqtt_store *st)
 {
     if (st->map != NULL)
-        munmap((void *)(uintptr_t)st->map, st->map_len);
+        munmap(st->map, st->map_len);
     st->map = NULL;
     st->map_len = 0;
 }
@@ -163,7 +164,7 @@ static int build(const mqtt_store *st, const st_ent *e, mqtt_record **out)
         mqtt__free(copy);
         return mqtt__system_failure("store read", err);
     }
-    const uint8_t *p = mapped ? st->map + e->pos : copy;
+    const uint8_t *p = mapped ? (const uint8_t *)st->map + e->pos : copy;
     const uint8_t *b = p + ST_ENT_HDR, *text = b + ST_MSG_FIXED;
     size_t tl = st_get16(b + 13), xl = st_get32(b + 15), pl = st_get32(b + 19);
     mqtt_bytes topic = { text, tl }, props = { text + tl, xl }, payload = { text + tl + xl, pl };

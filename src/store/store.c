@@ -19,17 +19,23 @@
 
 #define MAX_ID_BYTES 100u /* hex-encoded into a file name: 200 of NAME_MAX's 255 */
 
-/* Writes why into err (errlen bytes, may be NULL); returns status. */
-static int fail(char *err, size_t errlen, int status, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+/* Writes why into err (errlen bytes, may be NULL), then ": " and the text of
+ * the system error e unless it is 0; returns status. */
+static int fail(char *err, size_t errlen, int status, int e, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
-static int fail(char *err, size_t errlen, int status, const char *fmt, ...)
+static int fail(char *err, size_t errlen, int status, int e, const char *fmt, ...)
 {
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        (void)vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
+    if (err == NULL || errlen == 0)
+        return status;
+    va_list ap;
+    va_start(ap, fmt);
+    (void)vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    size_t n = strlen(err);
+    if (e != 0 && n < errlen) {
+        char eb[128];
+        (void)snprintf(err + n, errlen - n, ": %s", strerror_r(e, eb, sizeof eb));
     }
     return status;
 }
@@ -80,25 +86,26 @@ static int take_lock(const char *path, int *fd_out, char *err, size_t errlen)
 {
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
-        return fail(err, errlen, MQTT_ERR_SYSTEM, "cannot open %s: %s", path, strerror(errno));
+        return fail(err, errlen, MQTT_ERR_SYSTEM, errno, "cannot open %s", path);
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
         char pid[32] = "";
-        if (e == EWOULDBLOCK && pread(fd, pid, sizeof pid - 1u, 0) > 0 && atol(pid) > 0) {
-            close(fd);
-            return fail(err, errlen, MQTT_ERR_STATE, "store %s is in use by process %ld", path,
-                        atol(pid));
-        }
+        long holder = 0;
+        if (e == EWOULDBLOCK && pread(fd, pid, sizeof pid - 1u, 0) > 0)
+            holder = strtol(pid, NULL, 10);
         close(fd);
-        return fail(err, errlen, e == EWOULDBLOCK ? MQTT_ERR_STATE : MQTT_ERR_SYSTEM,
-                    "store %s is in use (%s)", path, strerror(e));
+        if (holder > 0)
+            return fail(err, errlen, MQTT_ERR_STATE, 0, "store %s is in use by process %ld",
+                        path, holder);
+        return fail(err, errlen, e == EWOULDBLOCK ? MQTT_ERR_STATE : MQTT_ERR_SYSTEM, e,
+                    "store %s is in use", path);
     }
     char pid[32];
     int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
     if (ftruncate(fd, 0) != 0 || mqtt__store_pwrite(fd, (const uint8_t *)pid, (size_t)n, 0)) {
         int e = errno;
         close(fd);
-        return fail(err, errlen, MQTT_ERR_SYSTEM, "cannot write %s: %s", path, strerror(e));
+        return fail(err, errlen, MQTT_ERR_SYSTEM, e, "cannot write %s", path);
     }
     *fd_out = fd;
     return MQTT_OK;
@@ -108,19 +115,18 @@ static int take_lock(const char *path, int *fd_out, char *err, size_t errlen)
 static int check_dir(const char *dir, mqtt_bytes id, bool make, char *err, size_t errlen)
 {
     if (dir == NULL || dir[0] == '\0')
-        return fail(err, errlen, MQTT_ERR_INVAL, "store: no directory given");
+        return fail(err, errlen, MQTT_ERR_INVAL, 0, "store: no directory given");
     if (id.len > MAX_ID_BYTES || (id.len > 0 && id.data == NULL))
-        return fail(err, errlen, MQTT_ERR_INVAL,
+        return fail(err, errlen, MQTT_ERR_INVAL, 0,
                     "store: the client id must be at most %u bytes", MAX_ID_BYTES);
     int e = make ? make_dirs(dir) : 0;
     if (e == ENOMEM)
-        return fail(err, errlen, MQTT_ERR_NOMEM, "store: out of memory");
+        return fail(err, errlen, MQTT_ERR_NOMEM, 0, "store: out of memory");
     if (e != 0)
-        return fail(err, errlen, MQTT_ERR_SYSTEM, "cannot create store directory %s: %s", dir,
-                    strerror(e));
+        return fail(err, errlen, MQTT_ERR_SYSTEM, e, "cannot create store directory %s", dir);
     if (make && access(dir, W_OK | X_OK) != 0)
-        return fail(err, errlen, MQTT_ERR_SYSTEM, "store directory %s is not writable: %s",
-                    dir, strerror(errno));
+        return fail(err, errlen, MQTT_ERR_SYSTEM, errno, "store directory %s is not writable",
+                    dir);
     return MQTT_OK;
 }
 
@@ -154,24 +160,23 @@ static int store_start(mqtt_store *st, const char *dir, mqtt_bytes id, mqtt_stor
     if (rc == MQTT_OK)
         rc = take_lock(lock, &st->lock_fd, err, errlen);
     else
-        (void)fail(err, errlen, rc, "store: out of memory");
+        (void)fail(err, errlen, rc, 0, "store: out of memory");
     mqtt__free(lock);
     if (rc != MQTT_OK)
         return rc;
     st->fd = open(st->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (st->fd < 0)
-        return fail(err, errlen, MQTT_ERR_SYSTEM, "cannot open %s: %s", st->path,
-                    strerror(errno));
+        return fail(err, errlen, MQTT_ERR_SYSTEM, errno, "cannot open %s", st->path);
     rc = mqtt__store_recover(st, rep);
     if (rc == MQTT_ERR_NOMEM)
-        return fail(err, errlen, rc, "store %s: out of memory", st->path);
+        return fail(err, errlen, rc, 0, "store %s: out of memory", st->path);
     if (rc != MQTT_OK)
-        return fail(err, errlen, rc, "cannot recover store %s: %s", st->path,
+        return fail(err, errlen, rc, 0, "cannot recover store %s: %s", st->path,
                     mqtt_system_error());
     (void)unlink(st->tmp_path); /* a compaction that a crash interrupted */
-    if (st->sync != MQTT_STORE_SYNC_NEVER && mqtt__store_sync_dir(dir) != 0)
-        return fail(err, errlen, MQTT_ERR_SYSTEM, "cannot sync store directory %s: %s", dir,
-                    strerror(errno));
+    int e = st->sync == MQTT_STORE_SYNC_NEVER ? 0 : mqtt__store_sync_dir(dir);
+    if (e != 0)
+        return fail(err, errlen, MQTT_ERR_SYSTEM, e, "cannot sync store directory %s", dir);
     return MQTT_OK;
 }
 
@@ -181,14 +186,14 @@ int mqtt__store_open(const char *dir, mqtt_bytes client_id, mqtt_store_sync sync
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     if (out == NULL || (unsigned)sync > MQTT_STORE_SYNC_NEVER)
-        return fail(err, errlen, MQTT_ERR_INVAL, "store: bad arguments");
+        return fail(err, errlen, MQTT_ERR_INVAL, 0, "store: bad arguments");
     *out = NULL;
     int rc = check_dir(dir, client_id, true, err, errlen);
     if (rc != MQTT_OK)
         return rc;
     mqtt_store *st = mqtt__calloc(1, sizeof *st);
     if (st == NULL)
-        return fail(err, errlen, MQTT_ERR_NOMEM, "store: out of memory");
+        return fail(err, errlen, MQTT_ERR_NOMEM, 0, "store: out of memory");
     st->fd = st->lock_fd = -1;
     st->sync = sync;
     rc = store_start(st, dir, client_id, rep, err, errlen);
@@ -219,7 +224,7 @@ static int remove_file(const char *path, char *err, size_t errlen)
 {
     if (unlink(path) == 0 || errno == ENOENT)
         return MQTT_OK;
-    return fail(err, errlen, MQTT_ERR_SYSTEM, "cannot remove %s: %s", path, strerror(errno));
+    return fail(err, errlen, MQTT_ERR_SYSTEM, errno, "cannot remove %s", path);
 }
 
 int mqtt__store_clear(const char *dir, mqtt_bytes client_id, char *err, size_t errlen)
@@ -236,14 +241,17 @@ int mqtt__store_clear(const char *dir, mqtt_bytes client_id, char *err, size_t e
     char *log = file_path(dir, client_id, ".log");
     char *tmp = file_path(dir, client_id, ".tmp");
     int fd = -1;
-    rc = lock && log && tmp ? take_lock(lock, &fd, err, errlen)
-                            : fail(err, errlen, MQTT_ERR_NOMEM, "store: out of memory");
-    if (rc == MQTT_OK)
-        rc = remove_file(log, err, errlen);
-    if (rc == MQTT_OK)
-        rc = remove_file(tmp, err, errlen);
-    if (rc == MQTT_OK)
-        rc = remove_file(lock, err, errlen);
+    if (lock == NULL || log == NULL || tmp == NULL) {
+        rc = fail(err, errlen, MQTT_ERR_NOMEM, 0, "store: out of memory");
+    } else {
+        rc = take_lock(lock, &fd, err, errlen);
+        if (rc == MQTT_OK)
+            rc = remove_file(log, err, errlen);
+        if (rc == MQTT_OK)
+            rc = remove_file(tmp, err, errlen);
+        if (rc == MQTT_OK)
+            rc = remove_file(lock, err, errlen);
+    }
     if (fd >= 0)
         close(fd);
     mqtt__free(lock);

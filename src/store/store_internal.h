@@ -57,7 +57,7 @@ struct mqtt_store {
     uint64_t live_bytes;
     st_vec out, in;
     size_t it_out, it_in; /* recovery cursor */
-    const uint8_t *map;   /* the log as recovery mapped it, until iteration ends or a change */
+    void *map;            /* the log as recovery mapped it, until iteration ends or a change */
     size_t map_len;
     mqtt_store_stats counts; /* syncs, compactions, corruptions, cut_bytes */
 };
