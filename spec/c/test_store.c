@@ -424,6 +424,23 @@ static void test_order_and_compaction(void)
     CHECK(after.compactions == 1 && after.file_bytes < before.file_bytes / 2,
           "compaction shrank the log to the live set");
     mqtt__store_flush(st, 0);
+    /* In three steps, with changes to records in the snapshot and new ones
+     * in between, as the I/O thread and a publisher would make them. */
+    mqtt_store_compaction c;
+    CHECK(mqtt__store_compact_begin(st, &c) == MQTT_OK, "compaction begins");
+    mqtt_store_compaction c2;
+    CHECK(mqtt__store_compact_begin(st, &c2) == MQTT_ERR_STATE, "one compaction at a time");
+    op_out_update(st, &m, keys[6], MQTT_QS_WAIT_PUBACK, false);
+    op_out_remove(st, &m, keys[9]);
+    op_out_add(st, &m, "late/2", "during", 1, 100, false, NULL);
+    mqtt_store_flush f;
+    CHECK(!mqtt__store_flush_begin(st, &f), "no flush during a compaction");
+    mqtt__store_compact_run(&c);
+    CHECK(mqtt__store_compact_end(st, &c) == MQTT_OK, "compaction ends");
+    mqtt__store_flush(st, 0);
+    CHECK(mqtt__store_compact(st) == MQTT_OK, "a second compaction reads the first's file");
+    mqtt__store_stats(st, &after);
+    CHECK(after.compactions == 3, "three compactions counted");
     mqtt__store_close(st);
     static char want[8192], got[8192];
     describe_model(&m, want, sizeof want);
@@ -799,6 +816,9 @@ static void kill_child(const char *dir, int fd, uint32_t next_n, unsigned seed)
             _exit(3);
         if (write(fd, report, strlen(report)) < 0)
             _exit(4);
+        /* Now and then a compaction, so kills land inside one too. */
+        if (rand() % 8 == 0 && mqtt__store_compact(st) != MQTT_OK)
+            _exit(5);
     }
 }
 

@@ -14,8 +14,6 @@
 #include "alloc.h"
 #include "store_internal.h"
 
-#define COMPACT_MIN_BYTES (1u << 20) /* below this a dead log costs less than rewriting it */
-#define COMPACT_RATIO 4u             /* compact when the file is this many times the live set */
 
 int mqtt__store_pwrite(int fd, const uint8_t *p, size_t n, uint64_t off)
 {
@@ -59,7 +57,8 @@ int64_t mqtt__store_flush_due(const mqtt_store *st, uint64_t now_ms)
 
 bool mqtt__store_flush_begin(mqtt_store *st, mqtt_store_flush *f)
 {
-    if (st == NULL || f == NULL || st->flushing || (st->pend_len == 0 && st->retry == NULL))
+    if (st == NULL || f == NULL || st->flushing || st->compacting ||
+        (st->pend_len == 0 && st->retry == NULL))
         return false;
     *f = (mqtt_store_flush){ .at = st->file_end, .fd = st->fd,
                              .fsync = st->sync != MQTT_STORE_SYNC_NEVER };
@@ -130,8 +129,6 @@ int mqtt__store_flush_end(mqtt_store *st, mqtt_store_flush *f, uint64_t now_ms)
     }
     keep_spare(st, f->buf, f->cap);
     f->buf = NULL;
-    if (st->file_end >= COMPACT_MIN_BYTES && st->live_bytes * COMPACT_RATIO <= st->file_end)
-        (void)mqtt__store_compact(st); /* on failure the old log simply stays in use */
     return MQTT_OK;
 }
 
@@ -141,5 +138,8 @@ int mqtt__store_flush(mqtt_store *st, uint64_t now_ms)
     if (!mqtt__store_flush_begin(st, &f))
         return MQTT_OK;
     mqtt__store_flush_write(&f);
-    return mqtt__store_flush_end(st, &f, now_ms);
+    int rc = mqtt__store_flush_end(st, &f, now_ms);
+    if (rc == MQTT_OK && mqtt__store_compact_due(st))
+        (void)mqtt__store_compact(st); /* on failure the old log simply stays in use */
+    return rc;
 }

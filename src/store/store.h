@@ -126,20 +126,46 @@ typedef struct mqtt_store_flush {
  * true, false when there is nothing or a flush is under way; write
  * (without the lock, one at a time, the I/O thread) writes f and fsyncs;
  * end (under the lock) makes f's changes durable, or on failure puts them
- * back to be written again and returns MQTT_ERR_SYSTEM; then it compacts
- * when the file is mostly dead. Changes appended meanwhile join the next group.
+ * back to be written again and returns MQTT_ERR_SYSTEM. Changes appended
+ * meanwhile join the next group. No group begins during a compaction.
  */
 MQTT_HIDDEN bool mqtt__store_flush_begin(mqtt_store *st, mqtt_store_flush *f);
 MQTT_HIDDEN void mqtt__store_flush_write(mqtt_store_flush *f);
 MQTT_HIDDEN int mqtt__store_flush_end(mqtt_store *st, mqtt_store_flush *f, uint64_t now_ms);
-/** The three steps at once, for a caller with no lock to drop. MQTT_OK when nothing is pending. */
+/** The three steps at once, for a caller with no lock to drop, then a
+ *  compaction when one is due. MQTT_OK when nothing is pending. */
 MQTT_HIDDEN int mqtt__store_flush(mqtt_store *st, uint64_t now_ms);
 
+/** True when the log is mostly dead: at least 1 MiB and 4 times the live records. */
+MQTT_HIDDEN bool mqtt__store_compact_due(const mqtt_store *st);
+
+/** A compaction on its way (see compact_begin). */
+typedef struct mqtt_store_compaction {
+    struct st_ent *snap; /* the live entries in the file, in sequence order */
+    size_t n;
+    const char *path, *tmp_path, *dir; /* the store's, valid while it is open */
+    uint64_t old_end, new_end;
+    int fd, new_fd;
+    bool fsync;
+    int err, dir_err; /* errno of a failed step (-1: no memory), 0 */
+} mqtt_store_compaction;
+
 /**
- * Rewrites the live records into a new file renamed over the log. Only
- * between flushes. MQTT_OK, MQTT_ERR_STATE (a flush is under way),
- * MQTT_ERR_NOMEM or MQTT_ERR_SYSTEM (the old log stays in use).
+ * Rewrites the live records into a new file renamed over the log, in
+ * three steps so that no lock is held while it copies and fsyncs: begin
+ * (under the caller's lock, between flushes) snapshots the live entries;
+ * run (without the lock, the thread that flushes) writes the new file,
+ * fsyncs it and renames it; end (under the lock) switches to it. Changes
+ * may be appended meanwhile; no flush begins until end. begin: MQTT_OK,
+ * MQTT_ERR_STATE (a flush or compaction under way, or a failed group to
+ * write again), MQTT_ERR_NOMEM; end: MQTT_OK, MQTT_ERR_NOMEM or
+ * MQTT_ERR_SYSTEM (the old log stays in use, whole; or, for a failed fsync
+ * of the directory, the new one is in use and a crash may find the old).
  */
+MQTT_HIDDEN int mqtt__store_compact_begin(mqtt_store *st, mqtt_store_compaction *c);
+MQTT_HIDDEN void mqtt__store_compact_run(mqtt_store_compaction *c);
+MQTT_HIDDEN int mqtt__store_compact_end(mqtt_store *st, mqtt_store_compaction *c);
+/** The three steps at once. */
 MQTT_HIDDEN int mqtt__store_compact(mqtt_store *st);
 
 MQTT_HIDDEN void mqtt__store_stats(const mqtt_store *st, mqtt_store_stats *s);

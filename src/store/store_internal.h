@@ -40,7 +40,8 @@ typedef struct st_vec {
 struct mqtt_store {
     int fd, lock_fd;
     mqtt_store_sync sync;
-    bool flushing; /* a group is between flush_begin and flush_end */
+    bool flushing;   /* a group is between flush_begin and flush_end */
+    bool compacting; /* between compact_begin and compact_end */
     bool touched;  /* changed since open: no more recovery iteration */
     bool synced;   /* last_sync_ms is set */
     char *dir, *path, *tmp_path;
