@@ -441,13 +441,15 @@ static void test_order_and_compaction(void)
     CHECK(mqtt__store_compact(st) == MQTT_OK, "a second compaction reads the first's file");
     mqtt__store_stats(st, &after);
     CHECK(after.compactions == 3, "three compactions counted");
+    op_out_remove(st, &m, m.r[0].key); /* dead bytes again: the next compaction moves records */
     mqtt__store_close(st);
     static char want[8192], got[8192];
     describe_model(&m, want, sizeof want);
     mqtt_store_report rep;
     st = open_ok(dir, MQTT_STORE_SYNC_NEVER, &rep);
+    CHECK(mqtt__store_compact(st) == MQTT_OK, "a compaction right after recovery");
     CHECK(describe_store(st, got, sizeof got) == MQTT_OK && strcmp(want, got) == 0 &&
-              rep.outgoing == 20 && rep.corruptions == 0,
+              rep.outgoing == 19 && rep.corruptions == 0,
           "after compaction exactly the live set, in order, with its last states");
     if (strcmp(want, got) != 0)
         printf("# want:\n%s# got:\n%s", want, got);

@@ -189,6 +189,7 @@ int mqtt__store_compact_end(mqtt_store *st, mqtt_store_compaction *c)
     if (c->err != 0) {
         rc = c->err < 0 ? MQTT_ERR_NOMEM : mqtt__system_failure("store compaction", c->err);
     } else {
+        mqtt__store_unmap(st); /* positions change: iteration reads the new file */
         close(st->fd);
         st->fd = c->new_fd;
         relocate(st, c);
