@@ -76,12 +76,13 @@ PACKAGE_LISTS   := build demo test check fuzz bench
 
 # The core's layers, bottom up; each compiles with the include paths of the
 # layers below it and its own, so no file reaches up.
-LAYERS     := base codec session transport client
+LAYERS     := base codec session store transport client
 INC_base      := -Iinclude -Isrc/base
 INC_codec     := $(INC_base) -Isrc/codec
 INC_session   := $(INC_codec) -Isrc/session
+INC_store     := $(INC_session) -Isrc/store
 INC_transport := $(INC_codec) -Isrc/transport
-INC_client    := $(INC_session) -Isrc/transport -Isrc/client
+INC_client    := $(INC_store) -Isrc/transport -Isrc/client
 INC_lua       := -Iinclude -Isrc/lua -I$(LUA_INC)
 # Every internal header, for the C tests and tools that look inside.
 INC_ALL       := $(INC_client)
@@ -93,7 +94,8 @@ CTESTS     := $(patsubst spec/c/%.c,$(BUILD)/%,$(wildcard spec/c/test_*.c))
 MODULE     := $(BUILD)/mqtt/core.so
 
 # Files whose arithmetic is all byte-level get the stricter conversion checks.
-STRICT_OBJ := $(filter $(BUILD)/obj/codec/%.o $(BUILD)/obj/session/%.o,$(CORE_OBJ))
+STRICT_OBJ := $(filter $(BUILD)/obj/codec/%.o $(BUILD)/obj/session/%.o $(BUILD)/obj/store/%.o,\
+                $(CORE_OBJ))
 $(STRICT_OBJ): WARN += -Wconversion -Wsign-conversion
 
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;

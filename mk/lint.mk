@@ -24,7 +24,8 @@ LINT_JOBS  ?= $(shell nproc 2>/dev/null || echo 2)
 TIDY_FLAGS  = -std=c11 -D_GNU_SOURCE -pthread $(WARN) -I$(LUA_INC) $(INC_ALL) -Isrc/lua
 CPPCHECK_FLAGS := --enable=warning,style,performance,portability --std=c11 --inline-suppr \
                   --error-exitcode=1 --quiet -D_GNU_SOURCE -DMBEDTLS_THREADING_C \
-                  -Iinclude -Isrc/base -Isrc/codec -Isrc/session -Isrc/transport -Isrc/client -Isrc/lua
+                  -Iinclude -Isrc/base -Isrc/codec -Isrc/session -Isrc/store -Isrc/transport -Isrc/client \
+                  -Isrc/lua
 
 .PHONY: lint lint-all lint-lua lint-rockspec lint-tidy lint-cppcheck lint-docs lint-whitespace format-check
 

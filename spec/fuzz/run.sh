@@ -28,7 +28,7 @@ fi
 
 SAN="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all"
 CFLAGS="-std=c11 -D_GNU_SOURCE -pthread -g -O1 -fno-omit-frame-pointer \
-    -Iinclude -Isrc/base -Isrc/codec -Isrc/session -Isrc/transport -Isrc/client \
+    -Iinclude -Isrc/base -Isrc/codec -Isrc/session -Isrc/store -Isrc/transport -Isrc/client \
     -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes"
 LIBS="-pthread -lcares -lmbedtls -lmbedx509 -lmbedcrypto"
 
@@ -51,7 +51,7 @@ fi
 
 mkdir -p "$FUZZ_BUILD/obj" || exit 2
 objs=""
-for src in src/base/*.c src/codec/*.c src/session/*.c src/transport/*.c src/client/*.c; do
+for src in src/base/*.c src/codec/*.c src/session/*.c src/store/*.c src/transport/*.c src/client/*.c; do
     layer=$(basename "$(dirname "$src")")
     obj=$FUZZ_BUILD/obj/$layer-$(basename "$src" .c).o
     # -fsanitize=fuzzer-no-link: coverage for libFuzzer without a second main.
