@@ -321,7 +321,7 @@ describe("MQTT 5.0, the Lua side", function()
         end)
 
         it("a message has no properties field, and no table is made for one", function()
-            local c, fb, rec = helpers.fake_connected(clients, brokers)
+            local _, fb, rec = helpers.fake_connected(clients, brokers)
             fb:send(FB.publish { topic = "m/1", payload = "p", qos = 1, packet_id = 9 })
             assert.is_true(helpers.wait_dispatch(function() return #rec.messages == 1 end))
             local m = rec.messages[1]
