@@ -478,10 +478,11 @@ static void set_connack(lua_State *L, const mqtt_event *ev)
  * UNSUBACK's reason_codes (none under 3.1.1). Stack: 0. */
 static void set_reason_codes(lua_State *L, const mqtt_event *ev)
 {
-    if (ev->reasons == NULL && ev->type == MQTT_EV_UNSUBACK)
+    uint32_t n = ev->reasons ? ev->reason_count : 0;
+    if (n == 0 && ev->type == MQTT_EV_UNSUBACK)
         return;
-    lua_createtable(L, (int)ev->reason_count, 0);
-    for (size_t i = 0; i < ev->reason_count; i++) {
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
         lua_pushinteger(L, ev->reasons[i]);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
