@@ -203,6 +203,9 @@ describe("MQTT 5.0, the Lua side", function()
             { "no_local under 3.1.1", function(c)
                 return c:subscribe({ { "a", { qos = 1, no_local = true } } }) end,
               1, { "no_local, retain_as_published and retain_handling need MQTT 5.0" } },
+            { "no_local of one filter under 3.1.1", function(c)
+                return c:subscribe("a/+", { qos = 1, no_local = true }) end,
+              2, { "no_local, retain_as_published and retain_handling need MQTT 5.0" } },
             { "retain_handling 2 under 3.1.1", function(c)
                 return c:subscribe({ { "a", 0 }, { "b", { retain_handling = 2 } } }) end,
               1, { "filter 2", "need MQTT 5.0" } },

@@ -251,14 +251,14 @@ end
 
 -- The arguments of subscribe: (filter, qos or options, properties) or
 -- ({{filter, qos or options}, ...}, properties). Returns the list of
--- filters, the list of their options (sub_options), the properties and the
--- properties' argument number.
+-- filters, the list of their options (sub_options), the properties, the
+-- properties' argument number and the options' one.
 function M.subscriptions(fname, topics, a, b)
     local filters, levels = {}, {}
     if type(topics) == "string" then
         filters[1] = topic(topics, 1, fname, true)
         levels[1] = sub_options(a, topics, 2, fname, "")
-        return filters, levels, b, 3
+        return filters, levels, b, 3, 2
     end
     if type(topics) ~= "table" then
         argerror(1, fname, "topics must be a filter string or a list of {filter, qos}")
@@ -270,7 +270,7 @@ function M.subscriptions(fname, topics, a, b)
         filters[i] = filter(t[1], 1, fname, "entry " .. i .. ": ")
         levels[i] = sub_options(t[2], t[1], 1, fname, "entry " .. i .. ": ")
     end
-    return filters, levels, a, 2
+    return filters, levels, a, 2, 1
 end
 
 -- The topics of unsubscribe: a filter or a list of filters; returns the list.

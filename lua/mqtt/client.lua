@@ -246,9 +246,10 @@ end
 -- client:subscribe({{"jobs/+", {qos = 1, no_local = true}}}, {subscription_identifier = 7})
 function Client:subscribe(topics, ...)
     local c = check_open(self, "subscribe")
-    local filters, levels, props, props_arg = checks.subscriptions("subscribe", topics, ...)
+    local filters, levels, props, props_arg, options_arg = checks.subscriptions("subscribe", topics, ...)
     local mid, name, msg, argn = c:subscribe(filters, levels, false, props, props_arg)
-    if not mid then refused("subscribe", name, msg, argn) end
+    -- The core blames the properties or else the entries (argument 1).
+    if not mid then refused("subscribe", name, msg, argn == props_arg and argn or options_arg) end
     return mid
 end
 
