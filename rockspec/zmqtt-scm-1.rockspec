@@ -60,6 +60,7 @@ build = {
                 "src/codec/tables.c",
                 "src/codec/topic.c",
                 "src/lua/core.c",
+                "src/lua/props.c",
                 "src/lua/proto.c",
                 "src/lua/route.c",
                 "src/lua/ssl_context.c",

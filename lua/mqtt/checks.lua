@@ -317,14 +317,43 @@ function M.connect(fname, defaults, ...)
     return host, keepalive, port, bcb, acb, ska, ssl_ctx, srv
 end
 
--- The topics of subscribe: a filter and its QoS, or a list of {filter, qos};
--- returns the list of filters and the list of QoS levels.
-function M.subscriptions(fname, topics, level)
+local SUB_OPTIONS = { qos = true, no_local = true, retain_as_published = true, retain_handling = true }
+
+-- One entry's options for filter f: a QoS (nil: 0), or a table of
+-- subscription options. Returns the QoS alone when no MQTT 5.0 option is
+-- set (the core then refuses nothing under 3.1.1), else the options as the
+-- core reads them. `where` starts each error text.
+local function sub_options(o, f, n, fname, where)
+    if type(o) ~= "table" then return int(o, n, fname, where .. "qos", 0, 2, 0) end
+    for k in pairs(o) do
+        if not SUB_OPTIONS[k] then
+            argerror(n, fname, string_format("%sunknown subscription option '%s' (known: qos, " ..
+                "no_local, retain_as_published, retain_handling)", where, tostring(k)))
+        end
+    end
+    local q = int(o.qos, n, fname, where .. "qos", 0, 2, 0)
+    M.optional_boolean(o.no_local, n, fname, where .. "no_local")
+    M.optional_boolean(o.retain_as_published, n, fname, where .. "retain_as_published")
+    local rh = int(o.retain_handling, n, fname, where .. "retain_handling", 0, 2, 0)
+    if o.no_local and core.shared_filter(f) then
+        -- MQTT-3.8.3-4: a protocol error the broker would end the connection for.
+        argerror(n, fname, where .. "no_local is not allowed on a shared subscription")
+    end
+    if not o.no_local and not o.retain_as_published and rh == 0 then return q end
+    return { qos = q, no_local = o.no_local or false,
+        retain_as_published = o.retain_as_published or false, retain_handling = rh }
+end
+
+-- The arguments of subscribe: (filter, qos or options, properties) or
+-- ({{filter, qos or options}, ...}, properties). Returns the list of
+-- filters, the list of their options (sub_options), the properties, the
+-- properties' argument number and the options' one.
+function M.subscriptions(fname, topics, a, b)
     local filters, levels = {}, {}
     if type(topics) == "string" then
         filters[1] = topic(topics, 1, fname, true)
-        levels[1] = qos(level, 2, fname)
-        return filters, levels
+        levels[1] = sub_options(a, topics, 2, fname, "")
+        return filters, levels, b, 3, 2
     end
     if type(topics) ~= "table" then
         argerror(1, fname, "topics must be a filter string or a list of {filter, qos}")
@@ -334,9 +363,9 @@ function M.subscriptions(fname, topics, level)
         if type(t) ~= "table" then argerror(1, fname, "entry " .. i .. " must be {filter, qos}") end
         if type(t[1]) ~= "string" then argerror(1, fname, "entry " .. i .. ": filter must be a string") end
         filters[i] = filter(t[1], 1, fname, "entry " .. i .. ": ")
-        levels[i] = qos(t[2], 1, fname)
+        levels[i] = sub_options(t[2], t[1], 1, fname, "entry " .. i .. ": ")
     end
-    return filters, levels
+    return filters, levels, a, 2, 1
 end
 
 -- The topics of unsubscribe: a filter or a list of filters; returns the list.

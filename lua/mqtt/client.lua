@@ -102,20 +102,32 @@ function Client:__tostring()
     return string_format("mqtt.Client(%q, %s)", self._client_id, state)
 end
 
+-- Raises what the core refused: "invalid argument" as an argument error of
+-- argument argn (the core's words say what), anything else as its error.
+local function refused(fname, name, msg, argn)
+    if name == "invalid argument" then argerror(argn or 1, fname, msg) end
+    raise(name, msg)
+end
+
 --- Sets the will: the message the broker publishes when the connection is lost
 -- without DISCONNECT. Takes effect at the next connect or reconnect.
 -- @string topic a topic name (no wildcards)
 -- @tparam[opt] string payload at most 65535 bytes; nil for an empty payload
 -- @int[opt=0] qos 0, 1 or 2
 -- @bool[opt=false] retain
-function Client:set_will(topic, payload, qos, retain)
+-- @tab[opt] properties MQTT 5.0: the will's properties (`will_delay_interval`,
+-- `payload_format_indicator`, `message_expiry_interval`, `content_type`,
+-- `response_topic`, `correlation_data`, `user_property`)
+-- @raise MQTTError "invalid argument" naming a bad argument or property;
+-- properties under MQTT 3.1.1
+function Client:set_will(topic, payload, qos, retain, properties)
     local c = check_open(self, "set_will")
     checks.topic(topic, 1, "set_will")
     checks.optional_string(payload, 2, "set_will", "payload", 65535, "a will payload is at most 65535 bytes")
     qos = check_qos(qos, 3, "set_will")
     checks.optional_boolean(retain, 4, "set_will", "retain")
-    local ok, name, msg = c:set_will(topic, payload or "", qos, retain or false)
-    if not ok then raise(name, msg) end
+    local ok, name, msg, argn = c:set_will(topic, payload or "", qos, retain or false, properties)
+    if not ok then refused("set_will", name, msg, argn) end
 end
 
 --- Sets the credentials. They take effect at the next connect or reconnect, so
@@ -210,10 +222,15 @@ end
 -- @tparam[opt] string payload any bytes, up to 256 MiB; nil for an empty payload
 -- @int[opt=0] qos 0, 1 or 2
 -- @bool[opt=false] retain
+-- @tab[opt] properties MQTT 5.0: the PUBLISH properties
+-- (`payload_format_indicator`, `message_expiry_interval`, `topic_alias`,
+-- `response_topic`, `correlation_data`, `user_property`, `content_type`),
+-- e.g. `{content_type = "application/json", user_property = {{"k", "v"}}}`
 -- @treturn int the message id (QoS 0 included), for conditions and `wait`
--- @raise MQTTError "invalid argument" before anything is sent; "queue full"
--- when `max_queued` is reached
-function Client:publish(topic, payload, qos, retain)
+-- @raise MQTTError "invalid argument" before anything is sent (naming the
+-- argument, or the property that is unknown, mistyped, out of range or not
+-- allowed in PUBLISH); "queue full" when `max_queued` is reached
+function Client:publish(topic, payload, qos, retain, properties)
     -- The checks are written out, not calls of mqtt.checks: this is the
     -- publishing hot path.
     local c = self._core or check_open(self, "publish")
@@ -229,36 +246,43 @@ function Client:publish(topic, payload, qos, retain)
     if payload and 2 + #topic + ((qos or 0) > 0 and 2 or 0) + #payload > MAX_REMAINING then
         argerror(2, "publish", "topic and payload do not fit in one MQTT packet (256 MiB)")
     end
-    local mid, name, msg = c:publish(topic, payload, qos, retain)
-    if not mid then
-        if name == "invalid argument" then argerror(1, "publish", msg) end
-        raise(name, msg)
-    end
+    local mid, name, msg, argn = c:publish(topic, payload, qos, retain, properties)
+    if not mid then refused("publish", name, msg, argn) end
     return mid
 end
 
 --- Subscribes; the SUBACK arrives as a SUBACK callback.
+-- Each entry is `{filter, qos}` or, MQTT 5.0, `{filter, {qos = 1, no_local =
+-- true, retain_as_published = true, retain_handling = 0|1|2}}` (under 3.1.1
+-- only `qos` may be given). A filter may be a shared subscription,
+-- `"$share/group/filter"`, under both versions.
 -- @param topics `{{filter1, qos1}, {filter2, qos2}, ...}`, or (extension) one
--- filter string
--- @int[opt=0] qos the QoS when `topics` is one filter
+-- filter string: then `subscribe(filter, qos or options, properties)`
+-- @tab[opt] properties MQTT 5.0: the SUBSCRIBE properties
+-- (`subscription_identifier`, `user_property`)
 -- @treturn int the SUBSCRIBE packet's message id
+-- @raise MQTTError "invalid argument" naming the entry, option or property
 -- @usage client:subscribe{{"sensors/#", 1}, {"alerts/+", 2}}
 -- client:subscribe("sensors/#", 1)
-function Client:subscribe(topics, qos)
+-- client:subscribe({{"jobs/+", {qos = 1, no_local = true}}}, {subscription_identifier = 7})
+function Client:subscribe(topics, ...)
     local c = check_open(self, "subscribe")
-    local filters, levels = checks.subscriptions("subscribe", topics, qos)
-    local mid, name, msg = c:subscribe(filters, levels, false)
-    if not mid then raise(name, msg) end
+    local filters, levels, props, props_arg, options_arg = checks.subscriptions("subscribe", topics, ...)
+    local mid, name, msg, argn = c:subscribe(filters, levels, false, props, props_arg)
+    -- The core blames the properties or else the entries (argument 1).
+    if not mid then refused("subscribe", name, msg, argn == props_arg and argn or options_arg) end
     return mid
 end
 
 --- Unsubscribes; the UNSUBACK arrives as an UNSUBACK callback.
 -- @param topics a list of filter strings, or one filter
+-- @tab[opt] properties MQTT 5.0: the UNSUBSCRIBE properties (`user_property`)
 -- @treturn int the UNSUBSCRIBE packet's message id
-function Client:unsubscribe(topics)
+function Client:unsubscribe(topics, properties)
     local c = check_open(self, "unsubscribe")
-    local mid, name, msg = c:subscribe(checks.filters("unsubscribe", topics), nil, true)
-    if not mid then raise(name, msg) end
+    local filters = checks.filters("unsubscribe", topics)
+    local mid, name, msg, argn = c:subscribe(filters, nil, true, properties, 2)
+    if not mid then refused("unsubscribe", name, msg, argn) end
     return mid
 end
 

@@ -47,6 +47,9 @@ end
 -- @field retain boolean: true when the broker delivered it as a retained message
 -- @field mid integer message id; 0 for QoS 0
 -- @field dup boolean, extension: the DUP flag (the broker may have sent it before)
+-- @field properties MQTT 5.0: the message's properties (`content_type`,
+-- `user_property` as a list of `{name, value}`, `subscription_identifier` as
+-- a list, ...); absent when it had none
 -- @table MQTTMessage
 local MQTTMessage = { __name = "MQTTMessage" }
 MQTTMessage.__index = MQTTMessage
@@ -88,6 +91,22 @@ function M.topic_filter(filter)
         local m = data.message
         return m ~= nil and matches(filter, m.topic)
     end
+end
+
+--- The name of an MQTT 5.0 reason code, as `data.reason` gives it: the
+-- specification's name in lower case.
+-- @int code 0 to 255
+-- @int[opt] command the packet type it came in (e.g. `mqtt.SUBACK`: 1 is
+-- "granted qos 1"); without it, the first name the code has in any packet
+-- @treturn string|nil nil for a code that does not exist (in that packet)
+-- @usage mqtt.reason_name(0x87) --> "not authorized"
+-- mqtt.reason_name(0, mqtt.DISCONNECT) --> "normal disconnection"
+function M.reason_name(code, command)
+    code = checks.int(code, 1, "reason_name", "code", 0, 255, checks.REQUIRED)
+    if command ~= nil and not core.packet_names[command] then
+        argerror(2, "reason_name", "command must be a packet type, e.g. mqtt.SUBACK")
+    end
+    return core.reason_name(code, command)
 end
 
 -- Open clients -----------------------------------------------------------

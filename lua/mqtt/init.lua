@@ -35,7 +35,7 @@ local errors = require("mqtt.errors")
 local dispatch = require("mqtt.dispatch")
 local client = require("mqtt.client")
 
-local PT = core.packet_types
+local PT, PROTOCOLS = core.packet_types, core.protocols
 
 local mqtt = { _VERSION = "0.2.0" }
 
@@ -77,13 +77,32 @@ mqtt.DISCONNECT = PT.DISCONNECT
 --- The `data` table a callback receives (`fn(client, data)`); which fields
 -- are set depends on the command (see each constant).
 -- @field return_code 0 for compatibility; for CONNACK the broker's return code
--- @field message an `MQTTMessage` (PUBLISH at QoS 0 and 1, PUBREL)
+-- @field message an `MQTTMessage` (PUBLISH at QoS 0 and 1, PUBREL); under
+-- MQTT 5.0 `message.properties` holds the message's properties (absent when
+-- it had none)
 -- @field mid the packet's message id (acknowledgements, PUBLISH at QoS 2, PUBREL)
--- @field granted_qos SUBACK: a list, one entry per requested filter; 0x80 means refused
+-- @field granted_qos SUBACK: a list, one entry per requested filter; 0x80 means
+-- refused (under 5.0 the refusal's reason code, e.g. 0x87)
+-- @field reason_codes SUBACK (the same list as `granted_qos`) and UNSUBACK
+-- (MQTT 5.0): one reason code per filter
+-- @field reason_code PUBACK, PUBREC, PUBREL, PUBCOMP, CONNACK, and DISCONNECT
+-- sent by the broker: the packet's reason code (0 under 3.1.1 acks)
+-- @field reason the name of `reason_code` in that packet, in lower case
+-- ("success", "no matching subscribers", "not authorized")
+-- @field properties MQTT 5.0: the packet's properties, `{name = value}`
+-- (absent when it had none); `user_property` is a list of `{name, value}`
 -- @field session_present CONNACK: whether the broker kept a session
 -- @field downgraded PUBACK: true when it completes a QoS 2 publish the broker took as QoS 1
 -- @field error CONNACK and DISCONNECT: an error value, when the connection failed or was lost
 -- @table data
+
+--- Protocol levels (extension), for the `protocol` option of `Client`.
+-- @section protocols
+
+--- 4: MQTT 3.1.1, the default.
+mqtt.MQTTv311 = PROTOCOLS.MQTTv311
+--- 5: MQTT 5.0.
+mqtt.MQTTv5 = PROTOCOLS.MQTTv5
 
 -- Errors (mqtt.errors).
 mqtt.MQTTError = errors.MQTTError
@@ -95,6 +114,7 @@ mqtt.is_error = errors.is_error
 mqtt.MQTTMessage = dispatch.MQTTMessage
 mqtt.topic_matches = dispatch.topic_matches
 mqtt.topic_filter = dispatch.topic_filter
+mqtt.reason_name = dispatch.reason_name
 mqtt.dispatch = dispatch.dispatch
 mqtt.sleep = dispatch.sleep
 mqtt.run = dispatch.run

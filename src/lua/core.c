@@ -12,12 +12,13 @@
 #include <time.h>
 
 #include "compat.h"
+#include "props.h"
 #include "proto.h"
 #include "route.h"
 #include "ssl_context.h"
 #include "mqtt.h"
 
-#define CLIENT_MT "zmqtt.core.client"
+#define CLIENT_MT MQTT_LUA_CLIENT_MT
 
 typedef struct zbox {
     mqtt_client *c;
@@ -26,15 +27,25 @@ typedef struct zbox {
 
 /* Upvalue 1 of next_event: the MQTTMessage metatable. */
 
-/* Raises MQTTError "bad state" through the constructor core.init stored. */
-static int raise_bad_state(lua_State *L, const char *fmt, long arg)
+void mqtt__lua_raise(lua_State *L, const char *name, const char *message)
 {
     luaL_getmetatable(L, CLIENT_MT);
     lua_getfield(L, -1, "new_error");
-    lua_pushliteral(L, "bad state");
-    lua_pushfstring(L, fmt, (int)arg);
-    lua_call(L, 2, 1);
-    return lua_error(L);
+    if (lua_isfunction(L, -1)) {
+        lua_pushstring(L, name);
+        lua_pushstring(L, message);
+        lua_call(L, 2, 1);
+    } else {
+        lua_pushstring(L, message);
+    }
+    lua_error(L);
+    __builtin_unreachable(); /* lua_error never returns */
+}
+
+/* Raises MQTTError "bad state" through the constructor core.init stored. */
+__attribute__((noreturn)) static void raise_bad_state(lua_State *L, const char *fmt, long arg)
+{
+    mqtt__lua_raise(L, "bad state", lua_pushfstring(L, fmt, (int)arg));
 }
 
 /* A client used in a child of fork() belongs to the parent: every method raises. */
@@ -69,6 +80,14 @@ static int push_fail(lua_State *L, int status, const char *message, int code)
         return 3;
     lua_pushinteger(L, code);
     return 4;
+}
+
+/* A call the core refused: MQTT_ERR_INVAL comes with the core's words, as
+ * an argument error of argument arg; anything else as its status. */
+static int push_refusal(lua_State *L, int rc, int arg)
+{
+    const char *why = rc == MQTT_ERR_INVAL ? mqtt_last_error() : "";
+    return push_fail(L, rc, why[0] ? why : NULL, rc == MQTT_ERR_INVAL ? arg : -1);
 }
 
 static double opt_number(lua_State *L, int t, const char *k, double def)
@@ -164,17 +183,21 @@ static int l_close(lua_State *L)
     return 0;
 }
 
+/* c:set_will(topic, payload, qos, retain, properties) -> true | nil, name,
+ * message[, argument] */
 static int l_set_will(lua_State *L)
 {
     mqtt_client *c = check_open(L);
-    size_t tl = 0, pl = 0;
+    size_t tl = 0, pl = 0, np = 0;
     const char *topic = luaL_optlstring(L, 2, NULL, &tl);
     const char *payload = luaL_optlstring(L, 3, "", &pl);
+    const mqtt_property *props =
+        mqtt__lua_props_check(L, 6, MQTT_WILL_PROPERTIES, "set_will", 5, &np);
     mqtt_message will = {topic, tl, payload, pl, (int)luaL_optinteger(L, 4, 0),
-                         lua_toboolean(L, 5), NULL, 0};
+                         lua_toboolean(L, 5), props, np};
     int rc = mqtt_client_set_will(c, topic ? &will : NULL);
     if (rc != MQTT_OK)
-        return push_fail(L, rc, NULL, -1);
+        return push_refusal(L, rc, np ? 5 : 1);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -293,33 +316,59 @@ static int l_reconnect(lua_State *L)
     return push_result(L, rc, &res);
 }
 
-/* c:publish(topic, payload, qos, retain) -> mid | nil, name, message */
+/* c:publish(topic, payload, qos, retain, properties) -> mid | nil, name,
+ * message[, argument] */
 static int l_publish(lua_State *L)
 {
     mqtt_client *c = check_open(L);
-    size_t tl, pl = 0;
+    size_t tl, pl = 0, np = 0;
     const char *topic = luaL_checklstring(L, 2, &tl);
     const char *payload = luaL_optlstring(L, 3, "", &pl);
+    /* Without properties nothing is pushed: the hot path stays as it was. */
+    const mqtt_property *props =
+        lua_isnoneornil(L, 6) ? NULL : mqtt__lua_props_check(L, 6, MQTT_PUBLISH, "publish", 5, &np);
     uint16_t mid = 0;
     mqtt_message m = {topic, tl, payload, pl, (int)luaL_optinteger(L, 4, 0), lua_toboolean(L, 5),
-                      NULL, 0};
+                      props, np};
     int rc = mqtt_client_publish(c, &m, &mid);
     if (rc != MQTT_OK) {
         const char *why = NULL;
-        if (rc == MQTT_ERR_INVAL)
-            mqtt_validate_topic_name(topic, tl, &why);
-        return push_fail(L, rc, why, -1);
+        if (rc == MQTT_ERR_INVAL && mqtt_validate_topic_name(topic, tl, &why) != MQTT_OK)
+            return push_fail(L, rc, why, 1);
+        return push_refusal(L, rc, np ? 5 : 1);
     }
     lua_pushinteger(L, mid);
     return 1;
 }
 
-/* c:subscribe({filter, ...}, {qos, ...}, unsubscribe) -> mid | nil, name, message */
+/* An entry's options at the top: a QoS, or {qos =, no_local =,
+ * retain_as_published =, retain_handling =} (mqtt.checks made it). Stack: 0. */
+static void read_sub_options(lua_State *L, mqtt_subscription *s)
+{
+    if (!lua_istable(L, -1)) {
+        s->qos = (int)luaL_checkinteger(L, -1);
+        return;
+    }
+    int t = lua_gettop(L);
+    s->qos = (int)opt_number(L, t, "qos", 0);
+    s->no_local = opt_bool(L, t, "no_local", false);
+    s->retain_as_published = opt_bool(L, t, "retain_as_published", false);
+    s->retain_handling = (int)opt_number(L, t, "retain_handling", 0);
+}
+
+/* c:subscribe({filter, ...}, {options, ...}, unsubscribe, properties,
+ * properties_arg) -> mid | nil, name, message[, argument]. Each options is a
+ * QoS or an options table (read_sub_options). */
 static int l_subscribe(lua_State *L)
 {
     mqtt_client *c = check_open(L);
     luaL_checktype(L, 2, LUA_TTABLE);
     bool unsub = lua_toboolean(L, 4);
+    int props_arg = (int)luaL_optinteger(L, 6, 2);
+    size_t np = 0;
+    const mqtt_property *props =
+        mqtt__lua_props_check(L, 5, unsub ? MQTT_UNSUBSCRIBE : MQTT_SUBSCRIBE,
+                              unsub ? "unsubscribe" : "subscribe", props_arg, &np);
     lua_Integer n = luaL_len(L, 2);
     if (n <= 0 || n > 65535)
         return push_fail(L, MQTT_ERR_INVAL, "empty topic list", -1);
@@ -331,15 +380,18 @@ static int l_subscribe(lua_State *L)
         lua_pop(L, 1); /* the string stays referenced by the table */
         if (!unsub) {
             lua_geti(L, 3, i + 1);
-            subs[i].qos = (int)luaL_checkinteger(L, -1);
+            read_sub_options(L, &subs[i]);
             lua_pop(L, 1);
         }
     }
     uint16_t mid = 0;
-    int rc = unsub ? mqtt_client_unsubscribe(c, subs, (size_t)n, NULL, 0, &mid)
-                   : mqtt_client_subscribe(c, subs, (size_t)n, NULL, 0, &mid);
+    int rc = unsub ? mqtt_client_unsubscribe(c, subs, (size_t)n, props, np, &mid)
+                   : mqtt_client_subscribe(c, subs, (size_t)n, props, np, &mid);
+    /* The core judges the properties before the entries, whose own errors
+     * mqtt.checks caught: with properties, a refusal is most likely theirs
+     * (under 3.1.1, certainly); the core's words say which. */
     if (rc != MQTT_OK)
-        return push_fail(L, rc, NULL, -1);
+        return push_refusal(L, rc, np ? props_arg : 1);
     lua_pushinteger(L, mid);
     return 1;
 }
@@ -439,8 +491,81 @@ static void push_message(lua_State *L, const mqtt_event *ev)
     set_int(L, "mid", ev->mid);
     lua_pushboolean(L, ev->dup);
     lua_setfield(L, -2, "dup");
+    if (ev->props) { /* none under 3.1.1: no table, no field */
+        mqtt__lua_props_push(L, ev->props, ev->props_len, MQTT_PUBLISH);
+        lua_setfield(L, -2, "properties");
+    }
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_setmetatable(L, -2);
+}
+
+/* reason_code and reason (its name in that packet, when it has one) on the
+ * table at the top. Stack: 0. */
+static void set_reason(lua_State *L, int code, int packet_type)
+{
+    set_int(L, "reason_code", code);
+    const char *name = mqtt_reason_name(code, packet_type);
+    if (name) {
+        lua_pushstring(L, name);
+        lua_setfield(L, -2, "reason");
+    }
+}
+
+/* A CONNACK's code: 3.1.1's 1 to 5 have names of their own; 5.0's codes are
+ * 0 and those from 0x80, which 3.1.1 never uses. None when no CONNACK came. */
+static void set_connack_reason(lua_State *L, int code)
+{
+    if (code < 0)
+        return;
+    if (code < 1 || code > 5) {
+        set_reason(L, code, MQTT_CONNACK);
+        return;
+    }
+    set_int(L, "reason_code", code);
+    lua_pushstring(L, mqtt_connack_name(code));
+    lua_setfield(L, -2, "reason");
+}
+
+/* What a CONNACK event adds to its data. Stack: 0. */
+static void set_connack(lua_State *L, const mqtt_event *ev)
+{
+    lua_pushboolean(L, ev->session_present);
+    lua_setfield(L, -2, "session_present");
+    if (ev->return_code < 0) /* no CONNACK arrived at all */
+        set_int(L, "return_code", -1);
+    if (ev->status != MQTT_OK) {
+        lua_pushstring(L, mqtt_errname(ev->status));
+        lua_setfield(L, -2, "error_name");
+    }
+    lua_pushboolean(L, ev->sync);
+    lua_setfield(L, -2, "sync");
+    set_connack_reason(L, ev->return_code);
+}
+
+/* SUBACK's granted_qos and reason_codes (one list under both names);
+ * UNSUBACK's reason_codes (none under 3.1.1). Stack: 0. */
+static void set_reason_codes(lua_State *L, const mqtt_event *ev)
+{
+    uint32_t n = ev->reasons ? ev->reason_count : 0;
+    if (n == 0 && ev->type == MQTT_EV_UNSUBACK)
+        return;
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushinteger(L, ev->reasons[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    if (ev->type == MQTT_EV_SUBACK) {
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, "granted_qos");
+    }
+    lua_setfield(L, -2, "reason_codes");
+}
+
+/* Whether a DISCONNECT event reports a DISCONNECT packet from the broker
+ * (not a loss, not the client's own): one with a code or properties. */
+static bool from_broker(const mqtt_event *ev)
+{
+    return ev->reason_code != 0 || ev->props != NULL;
 }
 
 /* Builds the data table of ev. Stack: +1. */
@@ -454,34 +579,30 @@ static void push_data(lua_State *L, const mqtt_event *ev)
     }
     switch (ev->type) {
     case MQTT_EV_CONNACK:
-        lua_pushboolean(L, ev->session_present);
-        lua_setfield(L, -2, "session_present");
-        if (ev->return_code < 0) /* no CONNACK arrived at all */
-            set_int(L, "return_code", -1);
-        if (ev->status != MQTT_OK) {
-            lua_pushstring(L, mqtt_errname(ev->status));
-            lua_setfield(L, -2, "error_name");
-        }
-        lua_pushboolean(L, ev->sync);
-        lua_setfield(L, -2, "sync");
+        set_connack(L, ev);
         break;
     case MQTT_EV_DISCONNECT:
         lua_pushstring(L, mqtt_errname(ev->status));
         lua_setfield(L, -2, "error_name");
+        if (from_broker(ev))
+            set_reason(L, ev->reason_code, MQTT_DISCONNECT);
         break;
     case MQTT_EV_PUBACK:
         if (ev->downgraded) {
             lua_pushboolean(L, 1);
             lua_setfield(L, -2, "downgraded");
         }
+        set_reason(L, ev->reason_code, ev->type);
+        break;
+    case MQTT_EV_PUBREC:
+    case MQTT_EV_PUBREL:
+    case MQTT_EV_PUBCOMP:
+    case MQTT_AUTH:
+        set_reason(L, ev->reason_code, ev->type);
         break;
     case MQTT_EV_SUBACK:
-        lua_createtable(L, (int)ev->reason_count, 0);
-        for (size_t i = 0; i < ev->reason_count; i++) {
-            lua_pushinteger(L, ev->reasons[i]);
-            lua_rawseti(L, -2, (lua_Integer)i + 1);
-        }
-        lua_setfield(L, -2, "granted_qos");
+    case MQTT_EV_UNSUBACK:
+        set_reason_codes(L, ev);
         break;
     case MQTT_EV_LOG:
         set_int(L, "level", ev->level);
@@ -492,6 +613,11 @@ static void push_data(lua_State *L, const mqtt_event *ev)
     if (ev->text) {
         lua_pushlstring(L, ev->text, ev->text_len);
         lua_setfield(L, -2, "text");
+    }
+    /* A message's properties went with the message. */
+    if (ev->props && !ev->has_message) {
+        mqtt__lua_props_push(L, ev->props, ev->props_len, ev->type);
+        lua_setfield(L, -2, "properties");
     }
     if (ev->mid && !(ev->type == MQTT_EV_PUBLISH && ev->has_message)) {
         set_int(L, "mid", ev->mid);
@@ -579,6 +705,15 @@ static int l_topic_matches(lua_State *L)
     const char *f = luaL_checklstring(L, 1, &fl);
     const char *t = luaL_checklstring(L, 2, &tl);
     lua_pushboolean(L, mqtt_topic_matches(f, fl, t, tl));
+    return 1;
+}
+
+/* core.shared_filter(filter) -> whether it is "$share/{group}/{filter}" */
+static int l_shared_filter(lua_State *L)
+{
+    size_t len;
+    const char *f = luaL_checklstring(L, 1, &len);
+    lua_pushboolean(L, mqtt_shared_filter_start(f, len) != 0);
     return 1;
 }
 
@@ -704,6 +839,7 @@ static const luaL_Reg module_functions[] = {
     {"new", l_new},
     {"wait", l_wait},
     {"topic_matches", l_topic_matches},
+    {"shared_filter", l_shared_filter},
     {"check_topic", l_check_topic},
     {"utf8_valid", l_utf8_valid},
     {"connack_name", l_connack_name},

@@ -115,8 +115,20 @@ static int l_reason_name(lua_State *L)
     return 1;
 }
 
+/* module.protocols = {MQTTv311 = 4, MQTTv5 = 5}, the levels CONNECT carries. Stack: 0. */
+static void set_protocols(lua_State *L)
+{
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, MQTT_V311);
+    lua_setfield(L, -2, "MQTTv311");
+    lua_pushinteger(L, MQTT_V5);
+    lua_setfield(L, -2, "MQTTv5");
+    lua_setfield(L, -2, "protocols");
+}
+
 void mqtt__lua_proto_open(lua_State *L)
 {
+    set_protocols(L);
     set_packets(L);
     set_properties(L);
     set_reasons(L);

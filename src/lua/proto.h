@@ -7,7 +7,7 @@
 
 #include "compat.h"
 
-/** Adds packet_names, packet_types, properties, property_names, reasons and
+/** Adds protocols, packet_names, packet_types, properties, property_names, reasons and
  * reason_name to the module table at the top of the stack. */
 __attribute__((visibility("hidden"))) void mqtt__lua_proto_open(lua_State *L);
 
