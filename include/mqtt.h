@@ -528,6 +528,9 @@ typedef struct mqtt_event {
     const uint8_t *props;
     uint32_t reason_count;
     uint32_t props_len;
+    /* DISCONNECT: the broker sent a DISCONNECT packet (reason_code and props
+     * are its); false for a loss, a fault the client found, or its own. */
+    bool from_broker;
     uint8_t data[];       /* private: what the pointers above point into */
 } mqtt_event;
 

@@ -116,6 +116,7 @@ local OPTIONS = {
     max_inflight = true, max_queued = true, reconnect = true, connect_timeout = true,
     logger = true, disconnect_timeout = true, max_event_bytes = true, maximum_packet_size = true,
     protocol = true, topic_alias = true, session_expiry_interval = true, response_topic = true,
+    properties = true,
     servers = true, proxy = true, ws_headers = true,
 }
 local PROTOCOLS = { [4] = 4, [5] = 5, auto = -1 }
@@ -227,11 +228,25 @@ local function client_options(options)
     if rt ~= nil and (type(rt) ~= "string" or not check_topic_text(rt, false)) then
         argerror(3, f, "response_topic must be a topic name (no wildcards)")
     end
-    o.session_expiry_interval = int(options.session_expiry_interval, 3, f,
-        "session_expiry_interval", 0, 0xFFFFFFFF, nil)
-    if o.session_expiry_interval and (o.protocol or 4) == 4 then
-        argerror(3, f, "session_expiry_interval needs protocol = mqtt.MQTTv5 or \"auto\"")
+    local sei = int(options.session_expiry_interval, 3, f, "session_expiry_interval", 0,
+        0xFFFFFFFF, nil)
+    local props = options.properties
+    if props ~= nil and type(props) ~= "table" then argerror(3, f, "properties must be a table") end
+    if (sei or props) and (o.protocol or 4) == 4 then
+        argerror(3, f, "properties and session_expiry_interval need protocol = mqtt.MQTTv5 or \"auto\"")
     end
+    -- The top-level session_expiry_interval is the CONNECT property's other name.
+    if sei then
+        local given = props and props.session_expiry_interval
+        if given ~= nil and given ~= sei then
+            argerror(3, f, "session_expiry_interval differs from properties.session_expiry_interval")
+        end
+        local t = {}
+        for k, v in pairs(props or {}) do t[k] = v end
+        t.session_expiry_interval = sei
+        props = t
+    end
+    o.properties = props
     return o
 end
 

@@ -82,6 +82,8 @@ function M.new(client_id, clean_session, options)
         _logger = options and options.logger, _connect_defaults = defaults,
         _client_id = client_id,
         _protocol_option = options and options.protocol or 4,
+        _auth_method = options and options.properties and
+            options.properties.authentication_method,
         _response_topic_option = options and options.response_topic,
     }, Client)
     dispatch.opened(self)
@@ -106,7 +108,7 @@ end
 -- argument argn (the core's words say what), anything else as its error.
 local function refused(fname, name, msg, argn)
     if name == "invalid argument" then argerror(argn or 1, fname, msg) end
-    raise(name, msg)
+    raise(name, msg, argn) -- "not allowed": the reason code the broker would have given
 end
 
 --- Sets the will: the message the broker publishes when the connection is lost
@@ -155,10 +157,21 @@ local function start_connect(self, fname, async, ...)
     ska = ska or {}
     -- The core checks every URI before anything is sent: a bad one is the
     -- caller's argument error.
-    local ok, name, msg, code = c:connect(host, port, keepalive, ska[1], ska[2], ska[3], async,
-        ssl_ctx, srv.servers, srv.proxy, srv.ws_headers)
+    -- With enhanced authentication the AUTH callbacks run inside a blocking
+    -- connect(): it connects in the background and dispatches until CONNACK.
+    local auth = not async and self._auth_method ~= nil
+    local ok, name, msg, code = c:connect(host, port, keepalive, ska[1], ska[2], ska[3],
+        async or auth, ssl_ctx, srv.servers, srv.proxy, srv.ws_headers)
     if not ok and name == "invalid argument" then argerror(1, fname, msg) end
     if not ok then raise(name, msg, code) end
+    if auth then
+        self._last_connack = false
+        while not self._last_connack and self._core do self:dispatch(1) end
+        local d = self._last_connack
+        self._last_connack = nil
+        if d and d.error then error(d.error, 3) end
+        return
+    end
     if not async and acb then acb(self) end
 end
 
@@ -270,7 +283,10 @@ function Client:subscribe(topics, ...)
     local filters, levels, props, props_arg, options_arg = checks.subscriptions("subscribe", topics, ...)
     local mid, name, msg, argn = c:subscribe(filters, levels, false, props, props_arg)
     -- The core blames the properties or else the entries (argument 1).
-    if not mid then refused("subscribe", name, msg, argn == props_arg and argn or options_arg) end
+    if not mid then
+        if name == "invalid argument" then argn = argn == props_arg and argn or options_arg end
+        refused("subscribe", name, msg, argn)
+    end
     return mid
 end
 
@@ -289,8 +305,51 @@ end
 --- Sends DISCONNECT after flushing what is queued (bounded by
 -- `disconnect_timeout`), closes the connection and stops the background
 -- thread; no automatic reconnect follows.
-function Client:disconnect()
-    check_open(self, "disconnect"):disconnect()
+function Client:disconnect(reason_code, properties)
+    local c = check_open(self, "disconnect")
+    if reason_code ~= nil then
+        reason_code = checks.int(reason_code, 1, "disconnect", "reason_code", 0, 255, nil)
+    end
+    if properties ~= nil and type(properties) ~= "table" then
+        argerror(2, "disconnect", "properties must be a table")
+    end
+    local ok, name, msg, argn = c:disconnect(reason_code, properties)
+    if not ok then refused("disconnect", name, msg, argn) end
+end
+
+--- Replaces the CONNECT properties (MQTT 5.0) from the next (re)connect on:
+-- the whole set; a property left out takes its default again.
+-- @tab properties
+function Client:set_connect_properties(properties)
+    local c = check_open(self, "set_connect_properties")
+    if type(properties) ~= "table" then
+        argerror(1, "set_connect_properties", "properties must be a table")
+    end
+    local ok, name, msg = c:set_connect_properties(properties)
+    if not ok then refused("set_connect_properties", name, msg, 1) end
+    self._auth_method = properties.authentication_method
+end
+
+--- Sends AUTH (MQTT 5.0 enhanced authentication): by default 0x18, the
+-- answer to the broker's AUTH in an `mqtt.AUTH` callback; 0x19 starts a
+-- re-authentication of a live connection.
+-- @tab properties `authentication_method`, `authentication_data`, ...
+-- @int[opt=0x18] reason_code
+function Client:auth(properties, reason_code)
+    local c = check_open(self, "auth")
+    if properties ~= nil and type(properties) ~= "table" then
+        argerror(1, "auth", "properties must be a table")
+    end
+    reason_code = checks.int(reason_code, 2, "auth", "reason_code", 0, 255, nil)
+    local ok, name, msg, argn = c:auth(properties, reason_code)
+    if not ok then refused("auth", name, msg, argn) end
+end
+
+--- The last CONNACK's properties (MQTT 5.0): what the broker announced;
+-- an empty table under 3.1.1 or before the first CONNACK.
+-- @treturn table
+function Client:server_properties()
+    return check_open(self, "server_properties"):server_properties()
 end
 
 --- Releases everything at once (extension); calling it again does nothing.

@@ -257,12 +257,20 @@ local function special(self, c, command, data)
     local name = data.error_name
     if name and is_status_error(name) then
         data.error = new_error(name, data.text or name,
-            data.return_code > 0 and data.return_code or nil)
+            data.error_code or (data.return_code > 0 and data.return_code) or nil)
+        local props = data.properties
+        if props and props.server_reference then
+            data.error.server_reference = props.server_reference
+        end
+    end
+    if command == CONNACK and self._last_connack == false then
+        self._last_connack = data -- a blocking connect() with enhanced authentication waits
     end
     if command == CONNACK and data.return_code == 0 and not data.sync and self._aconnect then
         self._aconnect(self)
     end
-    data.sync, data.error_name, data.text = nil, nil, data.error and data.text or nil
+    data.sync, data.error_name, data.error_code = nil, nil, nil
+    data.text = data.error and data.text or nil
     return false
 end
 
@@ -276,6 +284,12 @@ local COMPLETES = { [PT.PUBACK] = true, [PT.PUBCOMP] = true, [PT.SUBACK] = true,
 -- are checked against the core's values, so they cannot drift from C.
 assert(PUBLISH == 0x30 and PINGRESP == 0xD0, "mqtt.core: PUBLISH and PINGRESP moved")
 
+-- An MQTT 5.0 acknowledgement with a code of 0x80 or more refuses the
+-- packet; a SUBACK's codes are per filter and never refuse the whole.
+local function command_refused(data)
+    return (data.reason_code or 0) >= 0x80 and data.reason_codes == nil
+end
+
 -- Runs the callbacks of what is queued now; returns how many events ran.
 local function drain(self)
     local c = self._core
@@ -286,8 +300,9 @@ local function drain(self)
     while command do
         n = n + 1
         -- A PUBLISH never completes a wait: the hot path skips the lookup.
-        if command ~= 0x30 and COMPLETES[command] and waiting[data.mid] == false then
-            waiting[data.mid] = data
+        if command ~= 0x30 and waiting[data.mid] == false and
+            (COMPLETES[command] or (data.reason_code or 0) >= 0x80) then
+            waiting[data.mid] = data -- an ack, or a refusal (MQTT 5.0 PUBREC too)
         end
         if command < 0x30 or command > 0xD0 then
             if not special(self, c, command, data) then run_callbacks(self, command, data) end
@@ -351,6 +366,12 @@ function Client:wait(mid, timeout)
         local got = waiting[mid]
         if got or not pending or not self._core then
             waiting[mid] = nil
+            -- The broker refused it (MQTT 5.0): the reason code is the error.
+            if got and command_refused(got) then
+                return nil, new_error("not allowed", string_format(
+                    "the broker refused mid %d: %s (0x%02X)", mid, got.reason, got.reason_code),
+                    got.reason_code)
+            end
             if got or not pending then return got or { mid = mid } end
             return nil, new_error("bad state", "the client was closed while waiting")
         end

@@ -100,8 +100,8 @@ function M.new(name, message, code)
         name = core.connack_name(code)
     elseif name == "not allowed" and code then
         name = core.reason_name(code, 0) -- what the broker would have answered
-    else
-        code = nil
+    elseif not (code and code >= 0x80) then
+        code = nil -- only an MQTT 5.0 reason code (a DISCONNECT's) stays, with the status name
     end
     return setmetatable({ name = name, message = message, code = code }, kind)
 end

@@ -73,6 +73,9 @@ mqtt.PINGRESP = PT.PINGRESP
 --- 0xE0, extension: the connection was lost or closed; `data.error` when it
 -- was not asked for.
 mqtt.DISCONNECT = PT.DISCONNECT
+--- 0xF0, MQTT 5.0: the broker's AUTH in an enhanced authentication
+-- (`reason_code` 0x18 continue, 0x00 a re-authentication's success).
+mqtt.AUTH = PT.AUTH
 
 --- The `data` table a callback receives (`fn(client, data)`); which fields
 -- are set depends on the command (see each constant).

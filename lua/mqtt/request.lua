@@ -45,26 +45,30 @@ local function response_topic(self)
     return "zmqtt/response/" .. self:client_id()
 end
 
--- Subscribes once, lazily, to the response topic; the responses it brings
--- are kept by correlation data for the requests waiting on them.
-local function listen(self, qos, deadline)
+-- Subscribes once, lazily, to the response topic (again after a reconnect,
+-- which may have lost the session); the responses it brings are kept by
+-- correlation data for the requests waiting on them. The request need not
+-- wait for the SUBACK: the broker handles the SUBSCRIBE before the PUBLISH
+-- that follows it on the same connection.
+local function listen(self, qos)
     local r = self._requests
-    if r and r.topic then return r end
-    r = r or { waiting = {} }
-    self._requests = r
-    r.topic = response_topic(self)
-    self:on(PT.PUBLISH, function(_, data)
-        local corr = data.message.properties.correlation_data
-        if r.waiting[corr] == false then r.waiting[corr] = data.message end
-    end, function(data)
-        local m = data.message
-        return m ~= nil and m.topic == r.topic and m.properties ~= nil and
-            m.properties.correlation_data ~= nil
-    end, 2 ^ 31 - 1) -- before any callback of the application
-    local ok, err = self:wait(self:subscribe(r.topic, qos), math.max(0, deadline - monotonic()))
-    if not ok then
-        r.topic = nil
-        return nil, err
+    if not r then
+        r = { waiting = {} }
+        self._requests = r
+        self:on(PT.PUBLISH, function(_, data)
+            local corr = data.message.properties.correlation_data
+            if r.waiting[corr] == false then r.waiting[corr] = data.message end
+        end, function(data)
+            local m = data.message
+            return m ~= nil and m.topic == r.topic and m.properties ~= nil and
+                m.properties.correlation_data ~= nil
+        end, 2 ^ 31 - 1) -- before any callback of the application
+    end
+    local reconnects = self:stats().reconnects
+    if not r.topic or r.reconnects ~= reconnects then
+        r.topic = response_topic(self)
+        self:subscribe(r.topic, qos)
+        r.reconnects = reconnects
     end
     return r
 end
@@ -93,8 +97,7 @@ function M.request(self, topic, payload, opts)
         return nil, new_error("not connected", "request: the client is not connected")
     end
     local deadline = monotonic() + timeout
-    local r, err = listen(self, qos, deadline)
-    if not r then return nil, err end
+    local r = listen(self, qos)
     counter = counter + 1
     local corr = string_format("%x-%x-%x", counter, math.random(0, 0x7fffffff), os.time())
     local props = with(opts.properties, "request",

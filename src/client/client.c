@@ -212,10 +212,10 @@ int mqtt_client_set_credentials(mqtt_client *c, const char *username, size_t use
  * a message m (NULL for the others) is checked first against the broker's
  * announced limits, under the same lock. */
 static int enqueue(mqtt_client *c, mqtt_record *r, uint16_t *mid, const mqtt_message *m,
-                   size_t size5)
+                   size_t props_len)
 {
     pthread_mutex_lock(&c->mu);
-    int rc = m ? mqtt__v5_check_publish(c, m, size5) : MQTT_OK;
+    int rc = m ? mqtt__v5_check_publish(c, m, props_len) : MQTT_OK;
     /* A broker that stops reading fills what the client owes it: no more then. */
     if (rc == MQTT_OK)
         rc = mqtt__owed_bytes(c) + r->bytes > c->set.opt.max_queued_bytes
@@ -303,14 +303,14 @@ int mqtt_client_publish(mqtt_client *c, const mqtt_message *m, uint16_t *mid)
         mid = &scratch_mid;
     /* Under 5.0 the broker's limits are checked where the message is queued. */
     const mqtt_message *v5 = c->set.opt.protocol != MQTT_V311 ? m : NULL;
-    size_t size5 = v5 ? mqtt__v5_publish_size(m) : 0;
+    size_t props_len = v5 ? mqtt__v5_props_len(m) : 0;
     if (m->qos == 0) {
         bool done = false, wake = false;
         pthread_mutex_lock(&c->mu);
-        rc = v5 ? mqtt__v5_check_publish(c, m, size5) : MQTT_OK;
+        rc = v5 ? mqtt__v5_check_publish(c, m, props_len) : MQTT_OK;
         if (rc == MQTT_OK) {
             *mid = mqtt__session_take_id(c->sh.session);
-            rc = publish_direct(c, m, v5 ? size5 : size, &done, &wake);
+            rc = publish_direct(c, m, size + props_len, &done, &wake);
         }
         pthread_mutex_unlock(&c->mu);
         if (wake)
@@ -326,7 +326,7 @@ int mqtt_client_publish(mqtt_client *c, const mqtt_message *m, uint16_t *mid)
         rc = mqtt__record_publish(t, p, (uint8_t)m->qos, m->retain,
                                   (mqtt_bytes){props.data, props.len}, &r);
     mqtt__buf_free(&props);
-    return rc == MQTT_OK ? enqueue(c, r, mid, v5, size5) : rc;
+    return rc == MQTT_OK ? enqueue(c, r, mid, v5, props_len) : rc;
 }
 
 /* The broker's announced limits, against the packet the record makes. */

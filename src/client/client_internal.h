@@ -171,8 +171,10 @@ typedef struct client_io {
     uint8_t version;              /* the protocol level of the connection or attempt */
     int lost_reason;              /* the reason code the loss reports (5.0); -1: none */
     mqtt_bytes lost_props;        /* and the broker's DISCONNECT properties, for that call */
+    bool lost_from_broker;        /* a DISCONNECT packet from the broker ended it */
     uint16_t alias_in_max;        /* the topic_alias_maximum we sent */
     uint16_t receive_max;         /* the receive_maximum we sent (65535 when not) */
+    size_t max_packet;            /* the largest packet accepted on this connection */
     mqtt_buf *alias_in;           /* topics the broker gave aliases, by alias - 1 */
 } client_io;
 
@@ -230,7 +232,7 @@ MQTT_HIDDEN mqtt_event *mqtt__event_reason(int type, int status, const char *tex
  *  code: the broker's DISCONNECT (its properties), or the client's own
  *  answer to a broker that broke the protocol. */
 MQTT_HIDDEN void mqtt__event_disconnect(mqtt_client *c, int status, const char *text,
-                                        uint8_t reason, mqtt_bytes props);
+                                        uint8_t reason, mqtt_bytes props, bool from_broker);
 MQTT_HIDDEN void mqtt__log(mqtt_client *c, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 MQTT_HIDDEN mqtt_event *mqtt__event_message(int type, const mqtt_packet *p);
@@ -317,8 +319,14 @@ MQTT_HIDDEN void mqtt__link_release(mqtt_client *c);
 /** Applies a CONNACK's announcements (limits, keepalive, assigned id, receive
  *  maximum) and keeps its properties; mu held. MQTT_ERR_NOMEM. */
 MQTT_HIDDEN int mqtt__v5_connack(mqtt_client *c, const mqtt_packet *p);
-/** The broker's limits at a publish of size bytes (topic and alias included). */
-MQTT_HIDDEN int mqtt__v5_check_publish(const mqtt_client *c, const mqtt_message *m, size_t size);
+/** The broker's limits at a publish whose properties (the caller's topic
+ *  alias left out) take props_len bytes; the alias it would go with is
+ *  decided first, so the size checked is the one that would go out. mu held. */
+MQTT_HIDDEN int mqtt__v5_check_publish(const mqtt_client *c, const mqtt_message *m,
+                                       size_t props_len);
+/** What mqtt__v5_alias_out would answer now, without changing the table. */
+MQTT_HIDDEN uint16_t mqtt__v5_alias_peek(const mqtt_client *c, mqtt_bytes topic,
+                                         uint32_t requested, bool *with_topic);
 /** The broker's limits at a (un)subscribe; size of the packet. */
 MQTT_HIDDEN int mqtt__v5_check_subscribe(const mqtt_client *c, const mqtt_subscription *subs,
                                          size_t n, bool unsub, bool ids, size_t size);
@@ -353,9 +361,8 @@ MQTT_HIDDEN size_t mqtt__v5_disconnect_short(const mqtt_client *c, uint8_t out[3
 MQTT_HIDDEN int mqtt__v5_disconnect_packet(const mqtt_client *c, mqtt_buf *b);
 /** disconnect()'s work once the DISCONNECT's terms are set (connect.c). */
 MQTT_HIDDEN int mqtt__disconnect(mqtt_client *c);
-/** The size of m's PUBLISH under 5.0 with a topic alias: what the broker's
- *  maximum packet size is checked against. mu held. */
-MQTT_HIDDEN size_t mqtt__v5_publish_size(const mqtt_message *m);
+/** The size of m's property block, its topic alias left out (a checked m). */
+MQTT_HIDDEN size_t mqtt__v5_props_len(const mqtt_message *m);
 /** A property block's copy as a buffer: mqtt_buf holding mqtt__props_encode's output. */
 MQTT_HIDDEN int mqtt__v5_props_block(mqtt_buf *b, const mqtt_property *p, size_t n);
 

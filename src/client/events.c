@@ -284,11 +284,13 @@ mqtt_event *mqtt__event_reason(int type, int status, const char *text, uint8_t r
 }
 
 void mqtt__event_disconnect(mqtt_client *c, int status, const char *text, uint8_t reason,
-                            mqtt_bytes props)
+                            mqtt_bytes props, bool from_broker)
 {
     mqtt_event *ev = mqtt__event_reason(MQTT_EV_DISCONNECT, status, text, reason, props);
-    if (ev)
+    if (ev) {
+        ev->from_broker = from_broker;
         mqtt__event_push(c, ev);
+    }
     else
         mqtt__event_status(c, MQTT_EV_DISCONNECT, status, -1, false, text);
 }

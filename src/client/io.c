@@ -26,7 +26,7 @@ static int decode_in(const mqtt_client *c, const uint8_t *buf, size_t len, mqtt_
                      size_t *used, const char **why)
 {
     mqtt_decode_opts o = {c->io.version == MQTT_V5 ? MQTT_V5 : MQTT_V311, MQTT_ROLE_CLIENT,
-                          c->set.opt.max_packet};
+                          c->io.max_packet};
     return mqtt__decode(buf, len, &o, p, used, why);
 }
 
@@ -131,7 +131,7 @@ static int handle_ack(mqtt_client *c, const mqtt_packet *p, const char **why)
     }
     /* A publish the broker refused is over: a refused PUBREC ends it as a
      * PUBACK would, with no PUBREL. */
-    bool refused = v5 && p->reason_code >= 0x80;
+    bool refused = v5 && p->reason_code >= 0x80 && p->type == MQTT_PUBREC;
     mqtt_ack_result res =
         mqtt__session_ack(c->sh.session, refused ? MQTT_PUBACK : p->type, p->packet_id);
     if (res == MQTT_ACK_NEW || res == MQTT_ACK_DOWNGRADED) {
@@ -187,7 +187,7 @@ static int handle_packet(mqtt_client *c, const mqtt_packet *p, const char **why)
         return MQTT_OK;
     case MQTT_PUBREC:
         rc = handle_ack(c, p, why);
-        if (rc == MQTT_OK && p->reason_code < 0x80)
+        if (rc == MQTT_OK && p->reason_code < 0x80) /* 3.1.1: always 0 */
             send_ack(c, MQTT_PUBREL, p->packet_id);
         else
             mqtt__pump(c); /* a refusal freed its place in the window */

@@ -98,7 +98,8 @@ void mqtt__connection_lost(mqtt_client *c, int status, const char *text)
     if (!was_disconnecting) {
         mqtt__log(c, 2, "connection lost: %s", text);
         if (c->io.lost_reason >= 0)
-            mqtt__event_disconnect(c, status, text, (uint8_t)c->io.lost_reason, c->io.lost_props);
+            mqtt__event_disconnect(c, status, text, (uint8_t)c->io.lost_reason, c->io.lost_props,
+                                   c->io.lost_from_broker);
         else
             mqtt__event_status(c, MQTT_EV_DISCONNECT, status, -1, false, text);
     } else {
@@ -106,6 +107,7 @@ void mqtt__connection_lost(mqtt_client *c, int status, const char *text)
     }
     c->io.lost_reason = -1;
     c->io.lost_props = (mqtt_bytes){NULL, 0};
+    c->io.lost_from_broker = false;
     /* A loss moves on to the next server (also for a reconnect() to come):
      * at once within a round, after the back-off once the round is complete. */
     bool more = !was_disconnecting && mqtt__servers_next(&c->sh.srv);
@@ -186,6 +188,8 @@ static int connect_props_v5(mqtt_client *c, mqtt_connect_params *p, mqtt_propert
         mqtt__prop_find(mine, MQTT_PROP_TOPIC_ALIAS_MAXIMUM, &v) ? (uint16_t)v.value : 0;
     c->io.receive_max =
         mqtt__prop_find(mine, MQTT_PROP_RECEIVE_MAXIMUM, &v) ? (uint16_t)v.value : 65535;
+    if (mqtt__prop_find(mine, MQTT_PROP_MAXIMUM_PACKET_SIZE, &v) && v.value < c->io.max_packet)
+        c->io.max_packet = v.value; /* what the broker was told it may send */
     return rc;
 }
 
@@ -198,6 +202,7 @@ static int encode_connect(mqtt_client *c, attempt *a)
     if (c->sh.try_version == 0)
         c->sh.try_version = c->set.opt.protocol == MQTT_V311 ? MQTT_V311 : MQTT_V5;
     c->io.version = p.version = c->sh.try_version;
+    c->io.max_packet = c->set.opt.max_packet;
     if (c->sh.assigned_id.len && p.version == MQTT_V5)
         p.client_id = view(&c->sh.assigned_id);
     int rc = p.version == MQTT_V5 ? connect_props_v5(c, &p, &will) : MQTT_OK;

@@ -8,11 +8,10 @@
 #include "alloc.h"
 #include "send.h"
 
-/* The record's own packet: PUBLISH, SUBSCRIBE or UNSUBSCRIBE. */
-static int send_packet(mqtt_buf *out, const mqtt_record *r)
+/* The record's own packet under 3.1.1: PUBLISH, SUBSCRIBE or UNSUBSCRIBE. */
+static int send_packet_v311(mqtt_buf *out, const mqtt_record *r, const mqtt_sub_entry *e)
 {
     mqtt_bytes topic = mqtt__record_topic(r), payload = mqtt__record_payload(r);
-    const mqtt_sub_entry *e = mqtt__record_entries(r);
     size_t size = 0;
     if (r->kind == MQTT_REC_PUBLISH)
         size = mqtt__publish_size(topic.len, payload.len, r->qos);
@@ -34,6 +33,27 @@ static int send_packet(mqtt_buf *out, const mqtt_record *r)
     else
         out->len += mqtt__encode_unsubscribe(at, r->packet_id, e, r->entry_count);
     return MQTT_OK;
+}
+
+/* Under 3.1.1 ("auto" fell back) a subscription keeps its QoS alone. */
+static int send_packet(mqtt_buf *out, const mqtt_record *r)
+{
+    const mqtt_sub_entry *e = mqtt__record_entries(r);
+    bool v5 = false;
+    for (size_t i = 0; r->kind == MQTT_REC_SUBSCRIBE && i < r->entry_count; i++)
+        v5 = v5 || e[i].qos > 2;
+    if (!v5)
+        return send_packet_v311(out, r, e);
+    mqtt_sub_entry *copy = mqtt__calloc(r->entry_count, sizeof *copy);
+    if (!copy)
+        return MQTT_ERR_NOMEM;
+    for (size_t i = 0; i < r->entry_count; i++) {
+        copy[i] = e[i];
+        copy[i].qos = MQTT_SUB_QOS(e[i].qos);
+    }
+    int rc = send_packet_v311(out, r, copy);
+    mqtt__free(copy);
+    return rc;
 }
 
 /* MQTT 5.0 properties of a record as an array, with room for one more (the
@@ -80,7 +100,9 @@ static int expiry_remaining(mqtt_property *p, size_t n, mqtt_qos_action action)
                 return MQTT_ERR_TIMEOUT;
             p[i].value = 0;
         } else {
-            p[i].value = (uint32_t)((double)p[i].value - now);
+            double left = (double)p[i].value - now;
+            p[i].value = (uint32_t)left;
+            p[i].value += (double)p[i].value < left; /* whole seconds, rounded up */
         }
     }
     return MQTT_OK;

@@ -75,6 +75,14 @@ int mqtt__v5_connack(mqtt_client *c, const mqtt_packet *p)
     return rc;
 }
 
+/* A 5.0 PUBLISH's size from its parts; 0 past the protocol's limit. */
+static size_t publish_len(size_t topic_len, size_t payload_len, int qos, size_t props_len)
+{
+    size_t rl = 2 + topic_len + (qos ? 2u : 0u) + mqtt__varint_size((uint32_t)props_len) +
+                props_len + payload_len;
+    return rl > MQTT_MAX_REMAINING ? 0 : 1 + mqtt__varint_size((uint32_t)rl) + rl;
+}
+
 /* A refusal the broker's announcements call for, with the code it would give. */
 static int not_allowed(int reason, const char *what)
 {
@@ -111,17 +119,25 @@ static int check_alias(const mqtt_client *c, const mqtt_message *m)
     return MQTT_OK;
 }
 
-int mqtt__v5_check_publish(const mqtt_client *c, const mqtt_message *m, size_t size)
+int mqtt__v5_check_publish(const mqtt_client *c, const mqtt_message *m, size_t props_len)
 {
     int rc = check_alias(c, m);
     if (rc != MQTT_OK || c->sh.version != MQTT_V5)
         return rc;
     const server_limits *l = &c->sh.server;
+    /* The alias is decided first, so the size is what would really go out. */
+    uint32_t requested = 0;
+    bool with_topic = true;
+    find_prop(m->props, m->prop_count, MQTT_PROP_TOPIC_ALIAS, &requested);
+    uint16_t alias = mqtt__v5_alias_peek(c, (mqtt_bytes){(const uint8_t *)m->topic, m->topic_len},
+                                         requested, &with_topic);
+    size_t size = publish_len(with_topic ? m->topic_len : 0, m->payload_len, m->qos,
+                              props_len + (alias ? 3u : 0u));
     if ((uint8_t)m->qos > l->max_qos)
         return not_allowed(MQTT_RC_QOS_NOT_SUPPORTED, "qos");
     if (m->retain && !l->retain)
         return not_allowed(MQTT_RC_RETAIN_NOT_SUPPORTED, "retain");
-    if (l->max_packet && size > l->max_packet)
+    if (size == 0 || (l->max_packet && size > l->max_packet))
         return not_allowed(MQTT_RC_PACKET_TOO_LARGE, "message");
     return MQTT_OK;
 }
@@ -157,23 +173,27 @@ int mqtt__v5_check_subscribe(const mqtt_client *c, const mqtt_subscription *subs
 int mqtt__v5_connect_props(const mqtt_client *c, mqtt_property **out, size_t *n)
 {
     mqtt_bytes block = buf_view(&c->sh.connect_props);
-    mqtt_property expiry;
+    mqtt_property given;
     size_t have = mqtt__props_unpack(block, NULL, 0);
     /* A persistent session lasts as under 3.1.1 unless the user said otherwise. */
     bool forever = !c->set.opt.clean_session &&
-                   !mqtt__prop_find(block, MQTT_PROP_SESSION_EXPIRY_INTERVAL, &expiry);
+                   !mqtt__prop_find(block, MQTT_PROP_SESSION_EXPIRY_INTERVAL, &given);
+    /* options.maximum_packet_size is announced too, unless the properties say. */
+    bool limit = c->set.opt.max_packet < (size_t)MQTT_MAX_REMAINING + 5 &&
+                 !mqtt__prop_find(block, MQTT_PROP_MAXIMUM_PACKET_SIZE, &given);
     *out = NULL;
-    *n = have + forever;
+    *n = have + forever + limit;
     if (*n == 0)
         return MQTT_OK;
     mqtt_property *a = mqtt__calloc(*n, sizeof *a);
     if (!a)
         return MQTT_ERR_NOMEM;
     mqtt__props_unpack(block, a, have);
-    if (forever) {
-        a[have].id = MQTT_PROP_SESSION_EXPIRY_INTERVAL;
-        a[have].value = UINT32_MAX;
-    }
+    if (forever)
+        a[have++] = (mqtt_property){.id = MQTT_PROP_SESSION_EXPIRY_INTERVAL, .value = UINT32_MAX};
+    if (limit)
+        a[have] = (mqtt_property){.id = MQTT_PROP_MAXIMUM_PACKET_SIZE,
+                                  .value = (uint32_t)c->set.opt.max_packet};
     *out = a;
     return MQTT_OK;
 }
@@ -230,7 +250,7 @@ int mqtt__v5_alias_in(mqtt_client *c, mqtt_packet *p, uint8_t *reason, const cha
 static size_t alias_slot_for(const mqtt_client *c, mqtt_bytes topic, size_t slots, bool *known)
 {
     size_t victim = 0;
-    for (size_t i = 0; i < slots; i++) {
+    for (size_t i = 0; c->sh.alias_out && i < slots; i++) {
         const alias_slot *s = &c->sh.alias_out[i];
         if (s->topic && s->len == topic.len && memcmp(s->topic, topic.data, topic.len) == 0) {
             *known = true;
@@ -256,17 +276,47 @@ static bool alias_set(alias_slot *s, mqtt_bytes topic)
     return true;
 }
 
+/* Slots the mode uses on this connection: 0 when no alias goes out. */
+static size_t alias_slots(const mqtt_client *c, uint32_t requested)
+{
+    size_t max = c->sh.server.alias_max;
+    if (c->sh.version != MQTT_V5 || c->set.opt.topic_alias == MQTT_ALIAS_OFF)
+        return 0;
+    if (c->set.opt.topic_alias == MQTT_ALIAS_MANUAL)
+        return requested == 0 || requested > max ? 0 : max;
+    return max < ALIAS_SLOTS_MAX ? max : ALIAS_SLOTS_MAX;
+}
+
+/* The slot the alias would take (slots > 0) and whether the broker knows topic there. */
+static size_t alias_lookup(const mqtt_client *c, mqtt_bytes topic, uint32_t requested,
+                           size_t slots, bool *known)
+{
+    if (c->set.opt.topic_alias != MQTT_ALIAS_MANUAL)
+        return alias_slot_for(c, topic, slots, known);
+    const alias_slot *s = c->sh.alias_out ? &c->sh.alias_out[requested - 1] : NULL;
+    *known = s && s->topic && s->len == topic.len && memcmp(s->topic, topic.data, topic.len) == 0;
+    return requested - 1;
+}
+
+uint16_t mqtt__v5_alias_peek(const mqtt_client *c, mqtt_bytes topic, uint32_t requested,
+                             bool *with_topic)
+{
+    size_t slots = alias_slots(c, requested);
+    bool known = false;
+    *with_topic = true;
+    if (slots == 0)
+        return 0;
+    size_t i = alias_lookup(c, topic, requested, slots, &known);
+    *with_topic = !known;
+    return (uint16_t)(i + 1);
+}
+
 uint16_t mqtt__v5_alias_out(mqtt_client *c, mqtt_bytes topic, uint32_t requested,
                             bool *with_topic)
 {
-    size_t slots = c->sh.server.alias_max < ALIAS_SLOTS_MAX ? c->sh.server.alias_max
-                                                             : ALIAS_SLOTS_MAX;
-    bool manual = c->set.opt.topic_alias == MQTT_ALIAS_MANUAL;
+    size_t slots = alias_slots(c, requested);
     *with_topic = true;
-    if (manual)
-        slots = c->sh.server.alias_max;
-    if (c->sh.version != MQTT_V5 || slots == 0 || c->set.opt.topic_alias == MQTT_ALIAS_OFF ||
-        (manual && (requested == 0 || requested > slots)))
+    if (slots == 0)
         return 0;
     if (!c->sh.alias_out) {
         c->sh.alias_out = mqtt__calloc(slots, sizeof(alias_slot));
@@ -275,10 +325,8 @@ uint16_t mqtt__v5_alias_out(mqtt_client *c, mqtt_bytes topic, uint32_t requested
         c->sh.alias_count = (uint16_t)slots;
     }
     bool known = false;
-    size_t i = manual ? requested - 1 : alias_slot_for(c, topic, slots, &known);
+    size_t i = alias_lookup(c, topic, requested, slots, &known);
     alias_slot *s = &c->sh.alias_out[i];
-    if (manual)
-        known = s->topic && s->len == topic.len && memcmp(s->topic, topic.data, topic.len) == 0;
     if (!known && !alias_set(s, topic))
         return 0;
     s->used = ++c->sh.alias_tick;
@@ -318,6 +366,7 @@ static void broker_disconnect(mqtt_client *c, const mqtt_packet *p, const char *
                  (int)ref.len, (const char *)ref.data);
     c->io.lost_reason = p->reason_code;
     c->io.lost_props = p->props;
+    c->io.lost_from_broker = true;
     *why = why_text;
 }
 
@@ -359,14 +408,16 @@ void mqtt__v5_answer_fault(mqtt_client *c, int status)
         return;
     int reason = fault_reason(c, status);
     c->io.lost_reason = reason;
-    /* Best effort, never blocking; only between packets, or the broker would
-     * read it as the rest of one. */
-    if (reason < 0 || c->sh.wpos != c->sh.wbuf.len || c->sh.out.len)
+    /* Best effort, never blocking, after the replies already made (whole
+     * packets); not while the writer is inside a packet, or the broker
+     * would read it as the rest of that one. */
+    if (reason < 0 || c->sh.wpos != c->sh.wbuf.len)
         return;
     mqtt_ack_params a = {MQTT_DISCONNECT, 0, (uint8_t)reason, NULL, 0};
     uint8_t b[3];
     size_t n = mqtt__encode_ack_v(b, MQTT_V5, &a);
-    (void)c->io.tr->ops->write(c->io.tr, b, n);
+    if (mqtt__buf_append(&c->sh.out, b, n) == MQTT_OK)
+        (void)c->io.tr->ops->write(c->io.tr, c->sh.out.data, c->sh.out.len);
 }
 
 size_t mqtt__v5_disconnect_short(const mqtt_client *c, uint8_t out[3])
@@ -399,26 +450,14 @@ int mqtt__v5_disconnect_packet(const mqtt_client *c, mqtt_buf *b)
     return rc;
 }
 
-size_t mqtt__v5_publish_size(const mqtt_message *m)
+size_t mqtt__v5_props_len(const mqtt_message *m)
 {
-    mqtt_property stack[17], *p = m->prop_count < 17 ? stack : mqtt__calloc(m->prop_count + 1,
-                                                                             sizeof *p);
-    if (!p)
-        return 0;
-    size_t n = 0;
-    for (size_t i = 0; i < m->prop_count; i++)
-        if (m->props[i].id != MQTT_PROP_TOPIC_ALIAS)
-            p[n++] = m->props[i];
-    p[n].id = MQTT_PROP_TOPIC_ALIAS; /* the worst case: topic and alias both go */
-    p[n].value = 1;
-    mqtt_publish_params pp = {{(const uint8_t *)m->topic, m->topic_len},
-                              {m->payload, m->payload_len}, (uint8_t)m->qos, m->retain, false, 1,
-                              p, n + 1};
-    size_t size = mqtt__publish_size_v(MQTT_V5, &pp);
-    if (p != stack)
-        mqtt__free(p);
-    return size;
+    size_t n = mqtt__props_encode(NULL, m->props, m->prop_count);
+    uint32_t alias;
+    /* The caller's alias is the client's to send or not (3 bytes: id, value). */
+    return find_prop(m->props, m->prop_count, MQTT_PROP_TOPIC_ALIAS, &alias) ? n - 3 : n;
 }
+
 
 /* ---- the public MQTT 5.0 calls ------------------------------------------ */
 

@@ -178,9 +178,31 @@ static void w_prop(mqtt_writer *w, const mqtt_property *p, uint8_t type)
         w_bytes(w, p->data2, p->len2);
 }
 
-/* The block without its length: ascending identifiers, user_property last. */
+/* Where an identifier goes in a block: ascending, user_property last. */
+static uint32_t prop_rank(uint32_t id)
+{
+    return id == MQTT_PROP_USER_PROPERTY ? MQTT_PROP_MAX_ID + 1u : id;
+}
+
+/* The block without its length: ascending identifiers, user_property last
+ * (pairs in the order given). Properties already in that order, as most
+ * are, are written in one pass; others by a scan per identifier. */
 static void w_props_body(mqtt_writer *w, const mqtt_property *p, size_t n)
 {
+    size_t sorted = 1;
+    while (sorted < n && prop_rank(p[sorted - 1].id) <= prop_rank(p[sorted].id))
+        sorted++;
+    if (sorted >= n) {
+        for (size_t i = 0; i < n; i++) {
+            const mqtt_property_info *pi = mqtt__prop_info(p[i].id);
+            if (pi == NULL) {
+                w->ok = false;
+                return;
+            }
+            w_prop(w, &p[i], pi->type);
+        }
+        return;
+    }
     for (uint32_t id = 1; id <= MQTT_PROP_MAX_ID + 1; id++) {
         uint32_t want = id == MQTT_PROP_USER_PROPERTY ? 0 : id;
         if (id == MQTT_PROP_MAX_ID + 1)

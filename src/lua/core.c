@@ -109,7 +109,6 @@ static bool opt_bool(lua_State *L, int t, const char *k, bool def)
 /* core.new(client_id, clean_session, opts) -> client | nil, name, message */
 static int l_new(lua_State *L)
 {
-    mqtt_property expiry = {.id = MQTT_PROP_SESSION_EXPIRY_INTERVAL};
     mqtt_options o;
     mqtt_options_init(&o);
     o.client_id = luaL_checklstring(L, 1, &o.client_id_len);
@@ -128,9 +127,10 @@ static int l_new(lua_State *L)
         o.max_packet = (size_t)opt_number(L, 3, "maximum_packet_size", (double)o.max_packet);
         o.protocol = (int)opt_number(L, 3, "protocol", o.protocol);
         o.topic_alias = (int)opt_number(L, 3, "topic_alias", o.topic_alias);
-        expiry.value = (uint32_t)opt_number(L, 3, "session_expiry_interval", -1);
-        o.connect_props = &expiry;
-        o.connect_prop_count = opt_number(L, 3, "session_expiry_interval", -1) >= 0;
+        /* The table stays referenced by the options while the array is used. */
+        lua_getfield(L, 3, "properties");
+        o.connect_props = mqtt__lua_props_check(L, lua_gettop(L), MQTT_CONNECT, "Client", 3,
+                                                &o.connect_prop_count);
     }
     zbox *b = lua_newuserdatauv(L, sizeof *b, 0);
     b->c = NULL;
@@ -396,10 +396,63 @@ static int l_subscribe(lua_State *L)
     return 1;
 }
 
+/* c:disconnect([reason_code [, properties]]) -> true | nil, name, message */
 static int l_disconnect(lua_State *L)
 {
-    mqtt_client_disconnect(check_open(L));
-    return 0;
+    mqtt_client *c = check_open(L);
+    int reason = (int)luaL_optinteger(L, 2, 0);
+    size_t np = 0;
+    const mqtt_property *props = mqtt__lua_props_check(L, 3, MQTT_DISCONNECT, "disconnect", 2, &np);
+    int rc = mqtt_client_disconnect_v(c, reason, props, np);
+    if (rc != MQTT_OK)
+        return push_refusal(L, rc, np ? 2 : 1);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* c:set_connect_properties(t) -> true | nil, name, message */
+static int l_set_connect_properties(lua_State *L)
+{
+    mqtt_client *c = check_open(L);
+    size_t np = 0;
+    const mqtt_property *props =
+        mqtt__lua_props_check(L, 2, MQTT_CONNECT, "set_connect_properties", 1, &np);
+    int rc = mqtt_client_set_connect_properties(c, props, np);
+    if (rc != MQTT_OK)
+        return push_refusal(L, rc, 1);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* c:auth(properties, reason_code) -> true | nil, name, message */
+static int l_auth(lua_State *L)
+{
+    mqtt_client *c = check_open(L);
+    size_t np = 0;
+    const mqtt_property *props = mqtt__lua_props_check(L, 2, MQTT_AUTH, "auth", 1, &np);
+    int rc = mqtt_client_auth(c, (int)luaL_optinteger(L, 3, MQTT_RC_CONTINUE_AUTHENTICATION),
+                              props, np);
+    if (rc != MQTT_OK)
+        return push_refusal(L, rc, rc == MQTT_ERR_INVAL && np ? 1 : 2);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* c:server_properties() -> the last CONNACK's properties, {} when none. */
+static int l_server_properties(lua_State *L)
+{
+    mqtt_client *c = check_open(L);
+    size_t len = 0;
+    mqtt_client_server_properties(c, NULL, 0, &len);
+    uint8_t *buf = lua_newuserdatauv(L, len ? len : 1, 0);
+    if (mqtt_client_server_properties(c, buf, len, &len) != MQTT_OK)
+        len = 0; /* a new CONNACK between the calls: its size changed */
+    mqtt__lua_props_push(L, buf, len, MQTT_CONNACK);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+    }
+    return 1;
 }
 
 static int l_is_connected(lua_State *L)
@@ -474,6 +527,7 @@ static int l_stats(lua_State *L)
     set_int(L, "downgraded", (lua_Integer)st.downgraded);
     set_int(L, "connect_failures", (lua_Integer)st.connect_failures);
     set_int(L, "logs_dropped", (lua_Integer)st.logs_dropped);
+    set_int(L, "expired", (lua_Integer)st.expired);
     return 1;
 }
 
@@ -561,12 +615,6 @@ static void set_reason_codes(lua_State *L, const mqtt_event *ev)
     lua_setfield(L, -2, "reason_codes");
 }
 
-/* Whether a DISCONNECT event reports a DISCONNECT packet from the broker
- * (not a loss, not the client's own): one with a code or properties. */
-static bool from_broker(const mqtt_event *ev)
-{
-    return ev->reason_code != 0 || ev->props != NULL;
-}
 
 /* Builds the data table of ev. Stack: +1. */
 static void push_data(lua_State *L, const mqtt_event *ev)
@@ -584,8 +632,10 @@ static void push_data(lua_State *L, const mqtt_event *ev)
     case MQTT_EV_DISCONNECT:
         lua_pushstring(L, mqtt_errname(ev->status));
         lua_setfield(L, -2, "error_name");
-        if (from_broker(ev))
+        if (ev->from_broker)
             set_reason(L, ev->reason_code, MQTT_DISCONNECT);
+        if (ev->reason_code) /* the error's code: the broker's, or the fault the client found */
+            set_int(L, "error_code", ev->reason_code);
         break;
     case MQTT_EV_PUBACK:
         if (ev->downgraded) {
@@ -820,6 +870,9 @@ static const luaL_Reg client_methods[] = {
     {"disconnect", l_disconnect},
     {"is_connected", l_is_connected},
     {"protocol", l_protocol},
+    {"set_connect_properties", l_set_connect_properties},
+    {"auth", l_auth},
+    {"server_properties", l_server_properties},
     {"client_id", l_client_id},
     {"state", l_state},
     {"fd", l_fd},
@@ -927,6 +980,7 @@ static const named_int event_types[] = {
     {"UNSUBACK", MQTT_EV_UNSUBACK},
     {"PINGRESP", MQTT_EV_PINGRESP},
     {"DISCONNECT", MQTT_EV_DISCONNECT},
+    {"AUTH", MQTT_EV_AUTH},
     {"BEFORE_RECONNECT", MQTT_EV_BEFORE_RECONNECT},
     {"LOG", MQTT_EV_LOG},
     {NULL, 0},

@@ -220,6 +220,12 @@ static size_t entries_size(mqtt_rec_kind kind, const mqtt_sub_entry *e, size_t n
 {
     if (n == 0 || n > UINT16_MAX || e == NULL)
         return 0;
+    bool v5 = false; /* MQTT 5.0 subscription options beyond the QoS */
+    for (size_t i = 0; kind == MQTT_REC_SUBSCRIBE && i < n; i++)
+        v5 = v5 || e[i].qos > 2;
+    const mqtt_sub_params p = {1, e, n, NULL, 0};
+    if (v5)
+        return mqtt__sub_size_v(MQTT_V5, MQTT_SUBSCRIBE, &p);
     if (kind == MQTT_REC_SUBSCRIBE)
         return mqtt__subscribe_size(e, n);
     return kind == MQTT_REC_UNSUBSCRIBE ? mqtt__unsubscribe_size(e, n) : 0;
