@@ -417,6 +417,7 @@ static int proxy_progress(mqtt_transport *t, char *err, size_t errlen)
         if (rc == MQTT_ERR_INCOMPLETE)
             return rc;
         p->state = P_SEND;
+        rc = MQTT_ERR_INCOMPLETE;
     }
     while (rc == MQTT_ERR_INCOMPLETE && (p->state == P_SEND || p->state == P_RECV)) {
         int before = p->state;
