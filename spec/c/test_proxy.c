@@ -446,9 +446,7 @@ static int turn(mqtt_transport *t, int rc, int srv, char *err, size_t errlen)
     if (rc != MQTT_ERR_INCOMPLETE)
         return rc;
     struct pollfd p[2] = {{.fd = t->fd, .events = t->events}, {.fd = srv, .events = POLLIN}};
-    double t0 = now();
     poll(p, 2, 2000);
-    if (now() - t0 > 0.5) { char w[300]; t->ops->waiting(t, w, sizeof w); fprintf(stderr, "# slow turn fd %d ev %d srv %d rc %d %s\n", t->fd, t->events, srv, rc, w); }
     return mqtt__transport_progress(t, err, errlen);
 }
 
