@@ -18,11 +18,11 @@ static const struct {
     unsigned port;
     bool tls, path, proxy; /* proxy: only in a proxy URI (proxy.c), never a broker's */
 } schemes[] = {
-    [MQTT_SCHEME_MQTT] = {"mqtt", 1883, false, false},
-    [MQTT_SCHEME_MQTTS] = {"mqtts", 8883, true, false},
-    [MQTT_SCHEME_WS] = {"ws", 80, false, true},
-    [MQTT_SCHEME_WSS] = {"wss", 443, true, true},
-    [MQTT_SCHEME_UNIX] = {"unix", 0, false, true},
+    [MQTT_SCHEME_MQTT] = {"mqtt", 1883, false, false, false},
+    [MQTT_SCHEME_MQTTS] = {"mqtts", 8883, true, false, false},
+    [MQTT_SCHEME_WS] = {"ws", 80, false, true, false},
+    [MQTT_SCHEME_WSS] = {"wss", 443, true, true, false},
+    [MQTT_SCHEME_UNIX] = {"unix", 0, false, true, false},
     [MQTT_SCHEME_SOCKS5] = {"socks5", 1080, false, false, true},
     [MQTT_SCHEME_HTTP] = {"http", 1080, false, false, true},
 };
