@@ -85,66 +85,76 @@ static void proxy_close(mqtt_transport *t)
 
 /* ---- the requests ---------------------------------------------------- */
 
-/* SOCKS5: the greeting, the user/password message and the connect request. */
-static int build_socks(proxy_conn *p, const mqtt_endpoint *proxy)
+/* A length byte and n bytes of s (no terminator: the length says where it ends). */
+static uint8_t *put_counted(uint8_t *m, const void *s, size_t n)
 {
-    size_t ulen = p->has_auth ? strlen(proxy->user) : 0;
-    size_t plen = p->has_auth ? strlen(proxy->password) : 0;
+    *m++ = (uint8_t)n;
+    memcpy(m, s, n);
+    return m + n;
+}
+
+/* The SOCKS5 connect request for the target at m; returns its end. */
+static uint8_t *socks_connect(const proxy_conn *p, uint8_t *m, int atyp, const uint8_t *ip)
+{
+    size_t hlen = strlen(p->target_host);
+    *m++ = S5_VERSION;
+    *m++ = S5_CONNECT;
+    *m++ = 0;
+    *m++ = (uint8_t)atyp;
+    if (atyp == S5_NAME) {
+        m = put_counted(m, p->target_host, hlen);
+    } else {
+        memcpy(m, ip, atyp == S5_IPV4 ? 4 : 16);
+        m += atyp == S5_IPV4 ? 4 : 16;
+    }
+    *m++ = (uint8_t)(p->target_port >> 8);
+    *m++ = (uint8_t)p->target_port;
+    return m;
+}
+
+/* SOCKS5: the greeting, the user/password message and the connect request. */
+static int build_socks(proxy_conn *p, const char *user, const char *pass)
+{
+    size_t ulen = user ? strlen(user) : 0, plen = user ? strlen(pass) : 0;
     size_t hlen = strlen(p->target_host);
     uint8_t ip[16];
     int atyp = inet_pton(AF_INET, p->target_host, ip) == 1    ? S5_IPV4
                : inet_pton(AF_INET6, p->target_host, ip) == 1 ? S5_IPV6
                                                               : S5_NAME;
-    size_t alen = atyp == S5_IPV4 ? 4 : atyp == S5_IPV6 ? 16 : 1 + hlen;
     if (ulen > 255 || plen > 255 || hlen > 255)
         return MQTT_ERR_INVAL;
-    p->msg = mqtt__malloc(4 + 3 + ulen + plen + 6 + alen);
+    p->msg = mqtt__malloc(4 + 3 + ulen + plen + 6 + 1 + (hlen > 16 ? hlen : 16));
     if (!p->msg)
         return MQTT_ERR_NOMEM;
     uint8_t *m = p->msg;
     *m++ = S5_VERSION;
-    *m++ = p->has_auth ? 2 : 1;
+    *m++ = user ? 2 : 1;
     *m++ = S5_NO_AUTH;
-    if (p->has_auth)
+    if (user)
         *m++ = S5_USER_PASS;
     p->auth_at = (size_t)(m - p->msg);
-    if (p->has_auth) {
+    if (user) {
         *m++ = S5_AUTH_VERSION;
-        *m++ = (uint8_t)ulen;
-        memcpy(m, proxy->user, ulen);
-        m += ulen;
-        *m++ = (uint8_t)plen;
-        memcpy(m, proxy->password, plen);
-        m += plen;
+        m = put_counted(m, user, ulen);
+        m = put_counted(m, pass, plen);
     }
     p->connect_at = (size_t)(m - p->msg);
-    *m++ = S5_VERSION;
-    *m++ = S5_CONNECT;
-    *m++ = 0;
-    *m++ = (uint8_t)atyp;
-    if (atyp == S5_NAME)
-        *m++ = (uint8_t)hlen;
-    memcpy(m, atyp == S5_NAME ? (const uint8_t *)p->target_host : ip, atyp == S5_NAME ? hlen
-                                                                                       : alen);
-    m += atyp == S5_NAME ? hlen : alen;
-    *m++ = (uint8_t)(p->target_port >> 8);
-    *m++ = (uint8_t)p->target_port;
-    p->msg_len = (size_t)(m - p->msg);
+    p->msg_len = (size_t)(socks_connect(p, m, atyp, ip) - p->msg);
     return MQTT_OK;
 }
 
 /* "user:password" in Base64 (RFC 7617), a new string in *out. */
-static int basic_credentials(const mqtt_endpoint *proxy, char **out)
+static int basic_credentials(const char *user, const char *pass, char **out)
 {
-    size_t ulen = strlen(proxy->user), plen = strlen(proxy->password);
+    size_t ulen = strlen(user), plen = strlen(pass);
     size_t n = ulen + 1 + plen, b64_len = 4 * ((n + 2) / 3) + 1, olen = 0;
     uint8_t *plain = mqtt__malloc(n);
     *out = mqtt__malloc(b64_len);
     int rc = plain && *out ? MQTT_OK : MQTT_ERR_NOMEM;
     if (rc == MQTT_OK) {
-        memcpy(plain, proxy->user, ulen);
+        memcpy(plain, user, ulen);
         plain[ulen] = ':';
-        memcpy(plain + ulen + 1, proxy->password, plen);
+        memcpy(plain + ulen + 1, pass, plen);
         if (mbedtls_base64_encode((unsigned char *)*out, b64_len, &olen, plain, n) != 0)
             rc = MQTT_ERR_NOMEM;
     }
@@ -157,10 +167,10 @@ static int basic_credentials(const mqtt_endpoint *proxy, char **out)
 }
 
 /* HTTP: CONNECT host:port with Host and, with credentials, Proxy-Authorization. */
-static int build_http(proxy_conn *p, const mqtt_endpoint *proxy)
+static int build_http(proxy_conn *p, const char *user, const char *pass)
 {
     char *cred = NULL;
-    int rc = p->has_auth ? basic_credentials(proxy, &cred) : MQTT_OK;
+    int rc = user ? basic_credentials(user, pass, &cred) : MQTT_OK;
     if (rc != MQTT_OK)
         return rc;
     char where[300];
@@ -464,7 +474,8 @@ static int conn_setup(proxy_conn *p, const mqtt_endpoint *proxy, const mqtt_endp
     p->target_port = target->port;
     p->socks = proxy->scheme == MQTT_SCHEME_SOCKS5;
     p->has_auth = proxy->user != NULL;
-    int rc = p->socks ? build_socks(p, proxy) : build_http(p, proxy);
+    const char *pass = proxy->password ? proxy->password : "";
+    int rc = p->socks ? build_socks(p, proxy->user, pass) : build_http(p, proxy->user, pass);
     if (p->socks)
         send_part(p, 0, p->auth_at, R_METHOD, 2);
     else
