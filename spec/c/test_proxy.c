@@ -604,10 +604,11 @@ static void check_script(const script *sc, int lfd, unsigned port, bool split)
                  r.err);
         CHECK(r.bytes_ok && r.rc == sc->want && strstr(r.err, sc->want_err), name);
     }
-    if (!split && sc == &scripts[0]) {
+    bool socks = strncmp(sc->proxy, "socks5", 6) == 0;
+    if (!split && (sc == &scripts[0] || strcmp(sc->what, "HTTP CONNECT") == 0)) {
         char want[200];
-        snprintf(want, sizeof want, "SOCKS5 handshake with proxy 127.0.0.1 port %u (to "
-                                    "broker.example port 1883)", port);
+        snprintf(want, sizeof want, "%s with proxy 127.0.0.1 port %u (to broker.example port "
+                                    "1883)", socks ? "SOCKS5 handshake" : "HTTP CONNECT", port);
         snprintf(name, sizeof name, "waiting() names the proxy step: \"%s\"", r.waiting);
         CHECK(strcmp(r.waiting, want) == 0, name);
     }
@@ -632,11 +633,48 @@ static void check_surplus(int lfd, unsigned port)
     end_run(&r);
 }
 
+/* An HTTP answer header longer than the 8192 bytes taken. */
+static void check_long_header(int lfd, unsigned port)
+{
+    static char reply[9000];
+    size_t n = (size_t)snprintf(reply, sizeof reply, "HTTP/1.1 200 OK\r\n");
+    while (n + 40 < sizeof reply)
+        n += (size_t)snprintf(reply + n, sizeof reply - n, "X-Padding: %026zu\r\n", n);
+    script sc = {"", "http://127.0.0.1:%u", "mqtt://b",
+                 {B("CONNECT b:1883 HTTP/1.1\r\nHost: b:1883\r\n\r\n")}, {{reply, n}},
+                 MQTT_ERR_PROXY, NULL, {NULL, 0}};
+    run r;
+    play(&sc, lfd, port, false, &r);
+    char name[500];
+    snprintf(name, sizeof name, "an HTTP answer header over 8192 bytes: %s, \"%s\"",
+             mqtt_errname(r.rc), r.err);
+    CHECK(r.rc == MQTT_ERR_PROXY && strstr(r.err, "longer than 8192 bytes"), name);
+    end_run(&r);
+}
+
 static void drain_listener(int lfd)
 {
     int fd;
     while ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0)
         close(fd);
+}
+
+/* A proxy that accepts and never answers: the deadline's error names the step. */
+static void check_silent(int lfd, unsigned port)
+{
+    char uri[100], err[400] = "", want[200], name[700];
+    mqtt_transport *t = NULL;
+    snprintf(uri, sizeof uri, "socks5://127.0.0.1:%u", port);
+    int rc = open_via(uri, "mqtt://b", NULL, &t, err, sizeof err);
+    if (rc == MQTT_ERR_INCOMPLETE)
+        rc = mqtt__transport_wait(t, NULL, mqtt__now() + 0.2, NULL, err, sizeof err);
+    snprintf(want, sizeof want, "SOCKS5 handshake with proxy 127.0.0.1 port %u (to b port 1883) "
+                                "timed out", port);
+    snprintf(name, sizeof name, "a silent proxy: %s, \"%s\"", mqtt_errname(rc), err);
+    CHECK(rc == MQTT_ERR_TIMEOUT && strcmp(err, want) == 0, name);
+    if (t)
+        t->ops->close(t);
+    drain_listener(lfd);
 }
 
 /* Fails each allocation of a proxied open in turn: it ends cleanly. */
@@ -681,6 +719,8 @@ static void test_scripted(void)
         check_script(&scripts[i], lfd, port, true);
     }
     check_surplus(lfd, port);
+    check_long_header(lfd, port);
+    check_silent(lfd, port);
     check_oom(lfd, port, find_script("SOCKS5, user and password (RFC 1929)"));
     check_oom(lfd, port, find_script("HTTP CONNECT, a user without a password"));
     close(lfd);
