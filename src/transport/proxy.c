@@ -25,20 +25,29 @@ enum { P_INNER, P_SEND, P_RECV, P_OPEN, P_FAILED };
 enum { R_METHOD, R_AUTH, R_HEAD, R_NAME_LEN, R_ADDR, R_HTTP };
 
 /* SOCKS5 constants (RFC 1928, 1929). */
-enum { S5_VERSION = 5, S5_NO_AUTH = 0, S5_USER_PASS = 2, S5_NONE_ACCEPTED = 0xff,
-       S5_AUTH_VERSION = 1, S5_CONNECT = 1, S5_IPV4 = 1, S5_NAME = 3, S5_IPV6 = 4 };
+enum {
+    S5_VERSION = 5,
+    S5_NO_AUTH = 0,
+    S5_USER_PASS = 2,
+    S5_NONE_ACCEPTED = 0xff,
+    S5_AUTH_VERSION = 1,
+    S5_CONNECT = 1,
+    S5_IPV4 = 1,
+    S5_NAME = 3,
+    S5_IPV6 = 4
+};
 
 typedef struct proxy_conn {
     mqtt_transport base;   /* first: callers see only this */
     mqtt_transport *inner; /* the connection to the proxy: owns the socket */
     int state, wait;
     bool socks, has_auth;
-    int status;            /* the error once P_FAILED */
-    uint8_t *msg;          /* every request, built at the start */
+    int status;                          /* the error once P_FAILED */
+    uint8_t *msg;                        /* every request, built at the start */
     size_t auth_at, connect_at, msg_len; /* SOCKS5: greeting, auth, connect */
-    size_t pos, end;       /* the part of msg being sent */
-    size_t in_len, need;   /* bytes of the answer so far; SOCKS5: its length */
-    size_t sur_pos, sur_len; /* bytes past an HTTP header, for the first reads */
+    size_t pos, end;                     /* the part of msg being sent */
+    size_t in_len, need;                 /* bytes of the answer so far; SOCKS5: its length */
+    size_t sur_pos, sur_len;             /* bytes past an HTTP header, for the first reads */
     unsigned proxy_port, target_port;
     char why[400];
     char proxy_host[256], target_host[256];
@@ -177,8 +186,8 @@ static int build_http(proxy_conn *p, const char *user, const char *pass)
     bool v6 = strchr(p->target_host, ':') != NULL;
     snprintf(where, sizeof where, v6 ? "[%s]:%u" : "%s:%u", p->target_host, p->target_port);
     static const char fmt[] = "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s%s%s\r\n";
-    const char *auth_pre = cred ? "Proxy-Authorization: Basic " : "", *auth_end = cred ? "\r\n"
-                                                                                      : "";
+    const char *auth_pre = cred ? "Proxy-Authorization: Basic " : "",
+               *auth_end = cred ? "\r\n" : "";
     int n = snprintf(NULL, 0, fmt, where, where, auth_pre, cred ? cred : "", auth_end);
     p->msg = n > 0 ? mqtt__malloc((size_t)n + 1) : NULL;
     if (p->msg) {
@@ -248,10 +257,15 @@ static int send_step(proxy_conn *p, char *err, size_t errlen)
 
 static const char *socks_reply_text(int rep)
 {
-    static const char *const texts[] = {
-        "succeeded",          "general SOCKS server failure", "connection not allowed by ruleset",
-        "network unreachable", "host unreachable",            "connection refused",
-        "TTL expired",        "command not supported",       "address type not supported"};
+    static const char *const texts[] = {"succeeded",
+                                        "general SOCKS server failure",
+                                        "connection not allowed by ruleset",
+                                        "network unreachable",
+                                        "host unreachable",
+                                        "connection refused",
+                                        "TTL expired",
+                                        "command not supported",
+                                        "address type not supported"};
     return rep >= 0 && rep < (int)(sizeof texts / sizeof texts[0]) ? texts[rep] : "unassigned";
 }
 
@@ -277,8 +291,10 @@ static int socks_method(proxy_conn *p, char *err, size_t errlen)
         return MQTT_ERR_INCOMPLETE;
     }
     if (p->in[1] == S5_NONE_ACCEPTED) {
-        snprintf(p->why, sizeof p->why, "proxy authentication failed: the SOCKS5 proxy %.80s "
-                 "port %u accepts none of our methods (%s)", p->proxy_host, p->proxy_port,
+        snprintf(p->why, sizeof p->why,
+                 "proxy authentication failed: the SOCKS5 proxy %.80s "
+                 "port %u accepts none of our methods (%s)",
+                 p->proxy_host, p->proxy_port,
                  p->has_auth ? "none or user name and password" : "no credentials given");
         return fail(p, MQTT_ERR_PROXY, err, errlen);
     }
@@ -290,8 +306,10 @@ static int socks_auth(proxy_conn *p, char *err, size_t errlen)
     if (p->in[0] != S5_AUTH_VERSION)
         return bad_reply(p, "a bad user/password reply version", err, errlen);
     if (p->in[1] != 0) {
-        snprintf(p->why, sizeof p->why, "proxy authentication failed: the SOCKS5 proxy %.80s "
-                 "port %u refused the user name and password", p->proxy_host, p->proxy_port);
+        snprintf(p->why, sizeof p->why,
+                 "proxy authentication failed: the SOCKS5 proxy %.80s "
+                 "port %u refused the user name and password",
+                 p->proxy_host, p->proxy_port);
         return fail(p, MQTT_ERR_PROXY, err, errlen);
     }
     send_part(p, p->connect_at, p->msg_len, R_HEAD, 4);
@@ -363,7 +381,7 @@ static int http_answer(proxy_conn *p, size_t end, char *err, size_t errlen)
     snprintf(p->why, sizeof p->why, "proxy refused: %.3s%s%s (HTTP CONNECT to %.80s port %u%s)",
              s + 9, k ? " " : "", reason, p->target_host, p->target_port,
              memcmp(s + 9, "407", 3) == 0 && !p->has_auth ? "; no credentials in the proxy URI"
-                                                           : "");
+                                                          : "");
     return fail(p, MQTT_ERR_PROXY, err, errlen);
 }
 
@@ -379,8 +397,7 @@ static size_t header_end(const proxy_conn *p, size_t from)
 static int read_failed(proxy_conn *p, ssize_t n, char *err, size_t errlen)
 {
     snprintf(p->why, sizeof p->why, "proxy %.80s port %u %s during the %s", p->proxy_host,
-             p->proxy_port, n == -MQTT_ERR_CLOSED ? "closed the connection" : "failed",
-             what(p));
+             p->proxy_port, n == -MQTT_ERR_CLOSED ? "closed the connection" : "failed", what(p));
     return fail(p, MQTT_ERR_PROXY, err, errlen);
 }
 
@@ -453,12 +470,12 @@ static void proxy_waiting(const mqtt_transport *t, char *buf, size_t len)
     if (p->state == P_INNER)
         snprintf(buf, len, "%s (the proxy)", inner);
     else
-        snprintf(buf, len, "%s with proxy %.80s port %u (to %.80s port %u)", what(p),
-                 p->proxy_host, p->proxy_port, p->target_host, p->target_port);
+        snprintf(buf, len, "%s with proxy %.80s port %u (to %.80s port %u)", what(p), p->proxy_host,
+                 p->proxy_port, p->target_host, p->target_port);
 }
 
-static const mqtt_transport_ops proxy_ops = {proxy_read, proxy_write, proxy_close,
-                                             proxy_progress, proxy_waiting};
+static const mqtt_transport_ops proxy_ops = {proxy_read, proxy_write, proxy_close, proxy_progress,
+                                             proxy_waiting};
 
 /* ---- open ------------------------------------------------------------ */
 
@@ -485,8 +502,7 @@ static int conn_setup(proxy_conn *p, const mqtt_endpoint *proxy, const mqtt_endp
 }
 
 int mqtt__proxy_stack(mqtt_transport *inner, const mqtt_endpoint *proxy,
-                      const mqtt_endpoint *target, mqtt_transport **out, char *err,
-                      size_t errlen)
+                      const mqtt_endpoint *target, mqtt_transport **out, char *err, size_t errlen)
 {
     proxy_conn *p = mqtt__calloc(1, sizeof *p);
     if (!p) {
@@ -502,8 +518,8 @@ int mqtt__proxy_stack(mqtt_transport *inner, const mqtt_endpoint *proxy,
     if (rc == MQTT_OK)
         rc = proxy_progress(&p->base, err, errlen);
     else
-        snprintf(err, errlen, "%s", rc == MQTT_ERR_NOMEM ? "out of memory"
-                                                         : "bad proxy or broker for a proxy");
+        snprintf(err, errlen, "%s",
+                 rc == MQTT_ERR_NOMEM ? "out of memory" : "bad proxy or broker for a proxy");
     if (rc != MQTT_OK && rc != MQTT_ERR_INCOMPLETE) {
         conn_free(p);
         return rc;

@@ -65,8 +65,7 @@ static int take_credentials(const char *shown, const char *s, size_t n, mqtt_end
     if (ep->user)
         ep->password = colon ? decode(colon + 1, n - ulen - 1, &bad) : mqtt__strdup("");
     if (bad) {
-        snprintf(err, errlen, "bad percent escape in the credentials of the proxy URI '%s'",
-                 shown);
+        snprintf(err, errlen, "bad percent escape in the credentials of the proxy URI '%s'", shown);
         return MQTT_ERR_INVAL;
     }
     if (!ep->user || !ep->password)
@@ -86,9 +85,12 @@ static int proxy_scheme(const char *shown, const char *s, size_t n, mqtt_endpoin
     static const struct {
         const char *name;
         int scheme; /* -1: known to curl, not supported here */
-    } names[] = {{"socks5", MQTT_SCHEME_SOCKS5}, {"socks5h", MQTT_SCHEME_SOCKS5},
-                 {"http", MQTT_SCHEME_HTTP},     {"https", -1},
-                 {"socks4", -1},                 {"socks4a", -1}};
+    } names[] = {{"socks5", MQTT_SCHEME_SOCKS5},
+                 {"socks5h", MQTT_SCHEME_SOCKS5},
+                 {"http", MQTT_SCHEME_HTTP},
+                 {"https", -1},
+                 {"socks4", -1},
+                 {"socks4a", -1}};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (strlen(names[i].name) != n || strncasecmp(s, names[i].name, n) != 0)
             continue;
@@ -96,12 +98,16 @@ static int proxy_scheme(const char *shown, const char *s, size_t n, mqtt_endpoin
             ep->scheme = (mqtt_scheme)names[i].scheme;
             return MQTT_OK;
         }
-        snprintf(err, errlen, "%s:// proxies are not supported: '%s' (socks5://, socks5h:// "
-                              "or http://)", names[i].name, shown);
+        snprintf(err, errlen,
+                 "%s:// proxies are not supported: '%s' (socks5://, socks5h:// "
+                 "or http://)",
+                 names[i].name, shown);
         return MQTT_ERR_INVAL;
     }
-    snprintf(err, errlen, "unknown proxy scheme '%.*s' in '%s' (socks5://, socks5h:// or "
-                          "http://)", (int)(n > 16 ? 16 : n), s, shown);
+    snprintf(err, errlen,
+             "unknown proxy scheme '%.*s' in '%s' (socks5://, socks5h:// or "
+             "http://)",
+             (int)(n > 16 ? 16 : n), s, shown);
     return MQTT_ERR_INVAL;
 }
 
@@ -261,8 +267,7 @@ static const char *var(mqtt_env_get get, void *ud, const char *name)
     return v && v[0] ? v : NULL;
 }
 
-int mqtt__proxy_select(const mqtt_endpoint *target, mqtt_env_get get, void *ud,
-                       char **proxy_uri)
+int mqtt__proxy_select(const mqtt_endpoint *target, mqtt_env_get get, void *ud, char **proxy_uri)
 {
     *proxy_uri = NULL;
     if (!target || target->scheme == MQTT_SCHEME_UNIX || !target->host)
