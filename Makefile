@@ -59,7 +59,8 @@ endif
 #          (the TLS specs make their PKI), ca-certificates (the system bundle
 #          must not trust the test CA), iproute2 (ss), luarocks, git and zip
 #          (the rock and the release archives), pkgconf (a C program built
-#          against the installed library), valgrind (the TLS leak spec)
+#          against the installed library), valgrind (the TLS leak spec),
+#          tinyproxy and microsocks (the proxies of spec/c/test_proxy.c)
 #   check  test, and valgrind; gcc brings the ASan, UBSan and TSan runtimes
 #   fuzz   clang and libFuzzer (libclang-rt-14-dev), the headers the core needs
 #   bench  build, mosquitto, luasocket, and libmosquitto for the baseline
@@ -67,7 +68,8 @@ CC_PACKAGES     := $(if $(findstring clang,$(notdir $(CC))),clang,gcc) libc6-dev
 BUILD_PACKAGES   = $(CC_PACKAGES) $(LUA_PKGS) libmbedtls-dev libc-ares-dev
 DEMO_PACKAGES    = $(BUILD_PACKAGES) mosquitto lua-socket
 TEST_PACKAGES    = $(BUILD_PACKAGES) lua-busted lua-socket mosquitto mosquitto-clients openssl \
-                   ca-certificates iproute2 luarocks git zip unzip pkgconf valgrind
+                   ca-certificates iproute2 luarocks git zip unzip pkgconf valgrind \
+                   tinyproxy microsocks
 CHECK_PACKAGES   = $(TEST_PACKAGES) valgrind
 FUZZ_PACKAGES    = clang libclang-rt-14-dev libc6-dev libmbedtls-dev libc-ares-dev
 BENCH_PACKAGES   = $(BUILD_PACKAGES) mosquitto lua-socket libmosquitto-dev

@@ -58,7 +58,8 @@ int mqtt_api_version(void);
     X(MQTT_ERR_TLS, "tls error", "the TLS layer failed")                                  \
     X(MQTT_ERR_SYSTEM, "system error", "a system call failed")                            \
     X(MQTT_ERR_TOO_LARGE, "packet too large", "the broker sent a packet over the size limit") \
-    X(MQTT_ERR_NOT_ALLOWED, "not allowed", "the broker announced it does not allow this")
+    X(MQTT_ERR_NOT_ALLOWED, "not allowed", "the broker announced it does not allow this") \
+    X(MQTT_ERR_PROXY, "proxy error", "the proxy refused or broke the connection to the broker")
 
 #define MQTT_ENUM_ENTRY(e, name, text) e,
 typedef enum mqtt_status { MQTT_STATUS_LIST(MQTT_ENUM_ENTRY) MQTT_STATUS_COUNT } mqtt_status;

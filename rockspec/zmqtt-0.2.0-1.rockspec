@@ -74,6 +74,8 @@ build = {
                 "src/store/store.c",
                 "src/transport/endpoint.c",
                 "src/transport/open.c",
+                "src/transport/proxy.c",
+                "src/transport/proxy_env.c",
                 "src/transport/resolve.c",
                 "src/transport/tcp.c",
                 "src/transport/tls.c",

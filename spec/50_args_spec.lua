@@ -539,7 +539,7 @@ describe("what Lua takes from the C core", function()
         local documented = {
             MQTTConnectionError = { "connection refused", "name resolution failed", "connect failed",
                 "timeout", "i/o error", "connection closed", "keepalive timeout", "not connected",
-                "cancelled", "tls error" },
+                "cancelled", "tls error", "proxy error" },
             MQTTProtocolError = { "malformed packet", "protocol error", "packet too large" },
             MQTTError = { "invalid argument", "bad state", "out of memory", "queue full", "system error" },
         }

@@ -647,22 +647,6 @@ static void check_deadline(job *j, const char *step)
     CHECK(rc == MQTT_ERR_TIMEOUT && strstr(err, step) && real_now() - t0 < 0.5, name);
 }
 
-static void check_proxy(void)
-{
-    mqtt_endpoint ep, *proxy = mqtt__calloc(1, sizeof *proxy);
-    char err[200] = "";
-    mqtt_transport *t = NULL;
-    int rc = mqtt__endpoint_parse("mqtt://127.0.0.1", 0, &ep, err, sizeof err);
-    if (proxy)
-        rc = mqtt__endpoint_parse("mqtt://127.0.0.1:3128", 0, proxy, err, sizeof err);
-    ep.proxy = proxy;
-    if (rc == MQTT_OK)
-        rc = mqtt__transport_open(&ep, NULL, &t, err, sizeof err);
-    CHECK(rc == MQTT_ERR_INVAL && !t && strstr(err, "proxy is not supported"),
-          "an endpoint with a proxy is refused: not supported yet");
-    mqtt__endpoint_clear(&ep);
-}
-
 /* Fails each allocation of an open in turn: the open ends in MQTT_ERR_NOMEM
  * (or succeeds where the allocation was optional) and frees all it took. */
 static void check_oom(servers *sv, const unsigned *port, mqtt_tls_config *good)
@@ -814,7 +798,6 @@ int main(void)
         if (jobs[i].t)
             jobs[i].t->ops->close(jobs[i].t);
     check_blocking(port, refused, port[4]);
-    check_proxy();
     check_oom(&sv, port, good);
 
     servers_stop(&sv);

@@ -950,6 +950,7 @@ static const char *status_kind(mqtt_status s)
     case MQTT_ERR_NO_CONN:
     case MQTT_ERR_CANCELLED:
     case MQTT_ERR_TLS:
+    case MQTT_ERR_PROXY:
         return "connection";
     case MQTT_ERR_NOMEM:
     case MQTT_ERR_INVAL:

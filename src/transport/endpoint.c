@@ -16,13 +16,15 @@
 static const struct {
     const char *name;
     unsigned port;
-    bool tls, path;
+    bool tls, path, proxy; /* proxy: only in a proxy URI (proxy.c), never a broker's */
 } schemes[] = {
-    [MQTT_SCHEME_MQTT] = {"mqtt", 1883, false, false},
-    [MQTT_SCHEME_MQTTS] = {"mqtts", 8883, true, false},
-    [MQTT_SCHEME_WS] = {"ws", 80, false, true},
-    [MQTT_SCHEME_WSS] = {"wss", 443, true, true},
-    [MQTT_SCHEME_UNIX] = {"unix", 0, false, true},
+    [MQTT_SCHEME_MQTT] = {"mqtt", 1883, false, false, false},
+    [MQTT_SCHEME_MQTTS] = {"mqtts", 8883, true, false, false},
+    [MQTT_SCHEME_WS] = {"ws", 80, false, true, false},
+    [MQTT_SCHEME_WSS] = {"wss", 443, true, true, false},
+    [MQTT_SCHEME_UNIX] = {"unix", 0, false, true, false},
+    [MQTT_SCHEME_SOCKS5] = {"socks5", 1080, false, false, true},
+    [MQTT_SCHEME_HTTP] = {"http", 1080, false, false, true},
 };
 #define N_SCHEMES (sizeof schemes / sizeof schemes[0])
 #define MAX_HOST 253 /* the longest DNS name */
@@ -42,6 +44,8 @@ static void clear_one(mqtt_endpoint *ep)
 {
     mqtt__free(ep->host);
     mqtt__free(ep->path);
+    mqtt__free(ep->user);
+    mqtt__free(ep->password);
     mqtt_tls_config_unref(ep->tls);
 }
 
@@ -155,11 +159,6 @@ static int take_authority(const char *uri, const char *auth, size_t n, mqtt_endp
 {
     const char *end = auth + n, *colon;
     int rc;
-    if (memchr(auth, '@', n)) {
-        snprintf(err, errlen, "user names in the URI are not supported: '%s' (use the "
-                              "username and password options)", uri);
-        return MQTT_ERR_INVAL;
-    }
     if (n > 0 && auth[0] == '[') {
         const char *after = NULL;
         rc = take_bracketed(uri, auth, &after, ep, err, errlen);
@@ -240,7 +239,7 @@ static int parse_plain(const char *uri, unsigned plain_port, mqtt_endpoint *ep, 
 static int find_scheme(const char *uri, size_t n, mqtt_endpoint *ep, char *err, size_t errlen)
 {
     for (size_t i = 0; i < N_SCHEMES; i++) {
-        if (strlen(schemes[i].name) == n && strncasecmp(uri, schemes[i].name, n) == 0) {
+        if (!schemes[i].proxy && strlen(schemes[i].name) == n && strncasecmp(uri, schemes[i].name, n) == 0) {
             ep->scheme = (mqtt_scheme)i;
             ep->port = schemes[i].port;
             return MQTT_OK;
@@ -249,6 +248,15 @@ static int find_scheme(const char *uri, size_t n, mqtt_endpoint *ep, char *err, 
     snprintf(err, errlen, "unknown scheme '%.*s' in '%s' (mqtt, mqtts, ws, wss or unix)",
              (int)(n > 16 ? 16 : n), uri, uri);
     return MQTT_ERR_INVAL;
+}
+
+int mqtt__endpoint_authority(const char *uri, const char *auth, size_t n, mqtt_endpoint *ep,
+                             char *err, size_t errlen)
+{
+    int rc = take_authority(uri, auth, n, ep, err, errlen);
+    if (rc == MQTT_ERR_NOMEM)
+        snprintf(err, errlen, "out of memory");
+    return rc;
 }
 
 static int parse(const char *uri, unsigned plain_port, mqtt_endpoint *ep, char *err,
@@ -270,6 +278,11 @@ static int parse(const char *uri, unsigned plain_port, mqtt_endpoint *ep, char *
     size_t n = strcspn(auth, "/?#");
     if (auth[n] == '?' || auth[n] == '#') {
         snprintf(err, errlen, "junk '%c' after the host in '%s'", auth[n], uri);
+        return MQTT_ERR_INVAL;
+    }
+    if (memchr(auth, '@', n)) {
+        snprintf(err, errlen, "user names in the URI are not supported: '%s' (use the "
+                              "username and password options)", uri);
         return MQTT_ERR_INVAL;
     }
     rc = take_authority(uri, auth, n, ep, err, errlen);

@@ -17,7 +17,9 @@ typedef enum mqtt_scheme {
     MQTT_SCHEME_MQTTS, /* TLS over TCP */
     MQTT_SCHEME_WS,    /* WebSocket over TCP (not supported yet) */
     MQTT_SCHEME_WSS,   /* WebSocket over TLS (not supported yet) */
-    MQTT_SCHEME_UNIX   /* a Unix domain socket */
+    MQTT_SCHEME_UNIX,  /* a Unix domain socket */
+    MQTT_SCHEME_SOCKS5, /* a proxy only (proxy.h): SOCKS5, the proxy resolves the name */
+    MQTT_SCHEME_HTTP    /* a proxy only (proxy.h): HTTP CONNECT */
 } mqtt_scheme;
 
 typedef struct mqtt_endpoint {
@@ -29,7 +31,8 @@ typedef struct mqtt_endpoint {
     mqtt_tls_config *tls; /* a reference for mqtts/wss (NULL: the system CA store) */
     bool has_keepalive;   /* sets SO_KEEPALIVE with keepalive = {count, idle, interval} */
     int keepalive[3];
-    struct mqtt_endpoint *proxy; /* the proxy to go through; NULL: direct (issue 15) */
+    struct mqtt_endpoint *proxy; /* the proxy to go through; NULL: direct */
+    char *user, *password;       /* a proxy's credentials, percent-decoded; NULL: none */
     /* Borrowed for the open call (the opener copies what it keeps), never
      * freed by mqtt__endpoint_clear: */
     const char *proxy_uri;          /* the proxy as the application gave it ("socks5://...",
@@ -55,6 +58,14 @@ MQTT_HIDDEN bool mqtt__scheme_tls(mqtt_scheme scheme);
  */
 MQTT_HIDDEN int mqtt__endpoint_parse(const char *uri, unsigned plain_port, mqtt_endpoint *ep,
                                      char *err, size_t errlen);
+
+/**
+ * The host[:port] part auth[0..n) of uri (which error messages quote): the
+ * host into ep->host, the port, when given, into ep->port. For parsers of
+ * other URIs (proxy.c); MQTT_ERR_INVAL with err in words, MQTT_ERR_NOMEM.
+ */
+MQTT_HIDDEN int mqtt__endpoint_authority(const char *uri, const char *auth, size_t n,
+                                         mqtt_endpoint *ep, char *err, size_t errlen);
 
 /** Frees what *ep owns (strings, the TLS reference, the proxy) and zeroes it. */
 MQTT_HIDDEN void mqtt__endpoint_clear(mqtt_endpoint *ep);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proxy.h"
 #include "stack.h"
 
 /* Where Debian's ca-certificates puts the system CA bundle. */
@@ -24,6 +25,27 @@ static int system_ca_config(mqtt_tls_config **out, char *err, size_t errlen)
     return mqtt_tls_config_new(&o, out, err, errlen);
 }
 
+/* The byte stream under everything: a socket to ep, or, with ep->proxy (never
+ * for unix://), TCP to the proxy with ep's socket options and the proxy's
+ * handshake to ep's host and port on it. */
+static int open_stream(const mqtt_endpoint *ep, mqtt_transport **out, char *err, size_t errlen)
+{
+    if (!ep->proxy || ep->scheme == MQTT_SCHEME_UNIX)
+        return mqtt__sock_open(ep, out, err, errlen);
+    mqtt_endpoint to_proxy = *ep->proxy;
+    to_proxy.has_keepalive = ep->has_keepalive;
+    memcpy(to_proxy.keepalive, ep->keepalive, sizeof to_proxy.keepalive);
+    mqtt_transport *tcp = NULL;
+    int rc = mqtt__sock_open(&to_proxy, &tcp, err, errlen);
+    if (rc != MQTT_OK && rc != MQTT_ERR_INCOMPLETE) {
+        char why[400];
+        snprintf(why, sizeof why, "%s", err);
+        snprintf(err, errlen, "proxy %s", why);
+        return rc;
+    }
+    return mqtt__proxy_stack(tcp, ep->proxy, ep, out, err, errlen);
+}
+
 static int open_tls(const mqtt_endpoint *ep, const mqtt_transport_env *env, mqtt_transport **out,
                     char *err, size_t errlen)
 {
@@ -32,7 +54,7 @@ static int open_tls(const mqtt_endpoint *ep, const mqtt_transport_env *env, mqtt
     if (rc != MQTT_OK)
         return rc;
     mqtt_transport *inner = NULL;
-    rc = mqtt__sock_open(ep, &inner, err, errlen);
+    rc = open_stream(ep, &inner, err, errlen);
     if (rc == MQTT_OK || rc == MQTT_ERR_INCOMPLETE)
         rc = mqtt__tls_stack(inner, ep, cfg, env ? env->tls_session : NULL, out, err, errlen);
     mqtt_tls_config_unref(cfg);
@@ -47,14 +69,10 @@ int mqtt__transport_open(const mqtt_endpoint *ep, const mqtt_transport_env *env,
         return MQTT_ERR_INVAL;
     }
     *out = NULL;
-    if (ep->proxy) {
-        snprintf(err, errlen, "connecting through a proxy is not supported yet");
-        return MQTT_ERR_INVAL;
-    }
     switch (ep->scheme) {
     case MQTT_SCHEME_MQTT:
     case MQTT_SCHEME_UNIX:
-        return mqtt__sock_open(ep, out, err, errlen);
+        return open_stream(ep, out, err, errlen);
     case MQTT_SCHEME_MQTTS:
         return open_tls(ep, env, out, err, errlen);
     default:
