@@ -43,6 +43,9 @@ static void clear_one(mqtt_endpoint *ep)
     mqtt__free(ep->host);
     mqtt__free(ep->path);
     mqtt_tls_config_unref(ep->tls);
+    for (char **h = ep->ws_headers; h && *h; h++)
+        mqtt__free(*h);
+    mqtt__free(ep->ws_headers);
 }
 
 void mqtt__endpoint_clear(mqtt_endpoint *ep)

@@ -15,8 +15,8 @@
 typedef enum mqtt_scheme {
     MQTT_SCHEME_MQTT,  /* TCP */
     MQTT_SCHEME_MQTTS, /* TLS over TCP */
-    MQTT_SCHEME_WS,    /* WebSocket over TCP (not supported yet) */
-    MQTT_SCHEME_WSS,   /* WebSocket over TLS (not supported yet) */
+    MQTT_SCHEME_WS,    /* WebSocket over TCP */
+    MQTT_SCHEME_WSS,   /* WebSocket over TLS */
     MQTT_SCHEME_UNIX   /* a Unix domain socket */
 } mqtt_scheme;
 
@@ -30,6 +30,8 @@ typedef struct mqtt_endpoint {
     bool has_keepalive;   /* sets SO_KEEPALIVE with keepalive = {count, idle, interval} */
     int keepalive[3];
     struct mqtt_endpoint *proxy; /* the proxy to go through; NULL: direct (issue 15) */
+    char **ws_headers;    /* ws/wss: extra upgrade request headers, owned: name, value,
+                           * name, value, ..., NULL (each mqtt__malloc'd); NULL: none */
 } mqtt_endpoint;
 
 /** The scheme's name as in a URI ("mqtts"). */
@@ -50,7 +52,8 @@ MQTT_HIDDEN bool mqtt__scheme_tls(mqtt_scheme scheme);
 MQTT_HIDDEN int mqtt__endpoint_parse(const char *uri, unsigned plain_port, mqtt_endpoint *ep,
                                      char *err, size_t errlen);
 
-/** Frees what *ep owns (strings, the TLS reference, the proxy) and zeroes it. */
+/** Frees what *ep owns (strings, WebSocket headers, the TLS reference, the proxy) and
+ * zeroes it. */
 MQTT_HIDDEN void mqtt__endpoint_clear(mqtt_endpoint *ep);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * Opening by scheme: which transports an endpoint stacks (TCP or a Unix
- * socket, TLS on top), the progress call, and blocking wrappers for tests
+ * socket, TLS on top, WebSocket on either TCP or TLS), the progress call, and blocking wrappers for tests
  * and tools (the client's loop drives the machines itself), which poll the
  * same state machines until done, the deadline or cancel. The only waits of
  * the transport layer live here.
@@ -39,6 +39,18 @@ static int open_tls(const mqtt_endpoint *ep, const mqtt_transport_env *env, mqtt
     return rc;
 }
 
+/* WebSocket on TCP (ws) or on TLS verified like mqtts (wss). */
+static int open_ws(const mqtt_endpoint *ep, const mqtt_transport_env *env, mqtt_transport **out,
+                   char *err, size_t errlen)
+{
+    mqtt_transport *inner = NULL;
+    int rc = ep->scheme == MQTT_SCHEME_WSS ? open_tls(ep, env, &inner, err, errlen)
+                                           : mqtt__sock_open(ep, &inner, err, errlen);
+    if (rc == MQTT_OK || rc == MQTT_ERR_INCOMPLETE)
+        rc = mqtt__ws_stack(inner, ep, out, err, errlen);
+    return rc;
+}
+
 int mqtt__transport_open(const mqtt_endpoint *ep, const mqtt_transport_env *env,
                          mqtt_transport **out, char *err, size_t errlen)
 {
@@ -57,9 +69,11 @@ int mqtt__transport_open(const mqtt_endpoint *ep, const mqtt_transport_env *env,
         return mqtt__sock_open(ep, out, err, errlen);
     case MQTT_SCHEME_MQTTS:
         return open_tls(ep, env, out, err, errlen);
+    case MQTT_SCHEME_WS:
+    case MQTT_SCHEME_WSS:
+        return open_ws(ep, env, out, err, errlen);
     default:
-        snprintf(err, errlen, "%s:// (MQTT over WebSocket) is not supported yet",
-                 mqtt__scheme_name(ep->scheme));
+        snprintf(err, errlen, "unknown scheme");
         return MQTT_ERR_INVAL;
     }
 }

@@ -50,8 +50,9 @@ typedef struct mqtt_transport_env {
 
 /**
  * Starts opening ep (which need not outlive the call) by its scheme: mqtt
- * (TCP), mqtts (TLS over TCP; ep->tls, or the system CA store when NULL) and
- * unix; ws, wss and proxies fail with MQTT_ERR_INVAL ("not supported").
+ * (TCP), mqtts (TLS over TCP; ep->tls, or the system CA store when NULL),
+ * ws (WebSocket over TCP), wss (WebSocket over TLS, verified as mqtts) and
+ * unix; proxies fail with MQTT_ERR_INVAL ("not supported").
  * Never blocks: a host name is resolved without blocking (c-ares), numeric
  * addresses skip resolution. Returns MQTT_OK when *out already carries bytes,
  * MQTT_ERR_INCOMPLETE when *out must be polled (its fd, for its events) and
@@ -69,8 +70,8 @@ MQTT_HIDDEN int mqtt__transport_open(const mqtt_endpoint *ep, const mqtt_transpo
  * and the transport has closed the one it left (so epoll forgets it; the new
  * one must be added); else the error, err naming the step:
  * MQTT_ERR_DNS ("name resolution failed: ..."), MQTT_ERR_CONNECT ("connect
- * failed: 127.0.0.1:1: Connection refused"), MQTT_ERR_TLS ("TLS handshake with
- * ... failed: ..."). After an error only close is allowed. Never blocks.
+ * failed: 127.0.0.1:1: Connection refused", "websocket upgrade refused: 403
+ * Forbidden"), MQTT_ERR_TLS ("TLS handshake with ... failed: ..."). After an error only close is allowed. Never blocks.
  */
 MQTT_HIDDEN int mqtt__transport_progress(mqtt_transport *t, char *err, size_t errlen);
 
