@@ -44,8 +44,11 @@ static int open_ws(const mqtt_endpoint *ep, const mqtt_transport_env *env, mqtt_
                    char *err, size_t errlen)
 {
     mqtt_transport *inner = NULL;
-    int rc = ep->scheme == MQTT_SCHEME_WSS ? open_tls(ep, env, &inner, err, errlen)
-                                           : mqtt__sock_open(ep, &inner, err, errlen);
+    int rc = mqtt__ws_check(ep, err, errlen);
+    if (rc != MQTT_OK)
+        return rc;
+    rc = ep->scheme == MQTT_SCHEME_WSS ? open_tls(ep, env, &inner, err, errlen)
+                                       : mqtt__sock_open(ep, &inner, err, errlen);
     if (rc == MQTT_OK || rc == MQTT_ERR_INCOMPLETE)
         rc = mqtt__ws_stack(inner, ep, out, err, errlen);
     return rc;

@@ -35,6 +35,10 @@ MQTT_HIDDEN int mqtt__tls_stack(mqtt_transport *inner, const mqtt_endpoint *ep,
  * MQTT_ERR_PROTOCOL when the server breaks the framing rules (a text frame,
  * a masked or reserved-bit frame, a stray continuation).
  */
+/** Checks what a WebSocket open takes from ep (ws_headers, path) before any
+ * connection is made: MQTT_OK, or MQTT_ERR_INVAL with err in words. */
+MQTT_HIDDEN int mqtt__ws_check(const mqtt_endpoint *ep, char *err, size_t errlen);
+
 MQTT_HIDDEN int mqtt__ws_stack(mqtt_transport *inner, const mqtt_endpoint *ep,
                                mqtt_transport **out, char *err, size_t errlen);
 

@@ -29,7 +29,7 @@ enum { W_INNER, W_REQUEST, W_RESPONSE, W_OPEN, W_FAILED };
 #define CLOSE_FRAME (6 + 2)   /* our close frames: a status code, no reason */
 #define OUT_CAP (OUT_DATA + 14 + 2 * CTL_FRAME + CLOSE_FRAME)
 #define SPILL_CAP 4096        /* wslay hands payload out of a 4096-byte buffer */
-#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 typedef struct ws_conn {
     mqtt_transport base;   /* first: callers see only this */
@@ -610,7 +610,7 @@ static size_t format_request(const ws_conn *s, const mqtt_endpoint *ep, char *bu
     return len;
 }
 
-static int build_request(ws_conn *s, const mqtt_endpoint *ep, char *err, size_t errlen)
+int mqtt__ws_check(const mqtt_endpoint *ep, char *err, size_t errlen)
 {
     for (char **h = ep->ws_headers; h && h[0]; h += 2) {
         const char *bad = bad_header(h[0], h[1]);
@@ -625,6 +625,14 @@ static int build_request(ws_conn *s, const mqtt_endpoint *ep, char *err, size_t 
             return MQTT_ERR_INVAL;
         }
     }
+    return MQTT_OK;
+}
+
+static int build_request(ws_conn *s, const mqtt_endpoint *ep, char *err, size_t errlen)
+{
+    int rc = mqtt__ws_check(ep, err, errlen);
+    if (rc != MQTT_OK)
+        return rc;
     uint8_t raw[16];
     size_t olen = 0;
     if (!fill_random(raw, sizeof raw) || !fill_random(s->rnd, sizeof s->rnd) ||
