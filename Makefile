@@ -56,8 +56,9 @@ endif
 #   build  the compiler, Lua and its headers, mbedtls, c-ares (name resolution), wslay
 #          (WebSocket framing): `make`
 #   demo   build, and a private mosquitto (luasocket picks its free port)
-#   test   build, busted and luasocket, mosquitto and its clients, openssl
-#          (the TLS specs make their PKI), ca-certificates (the system bundle
+#   test   build, busted and luasocket, mosquitto and its clients, websockify
+#          (a WebSocket server in front of mosquitto, built without websockets;
+#          spec/c/test_ws_broker.c), openssl (the TLS specs make their PKI), ca-certificates (the system bundle
 #          must not trust the test CA), iproute2 (ss), luarocks, git and zip
 #          (the rock and the release archives), pkgconf (a C program built
 #          against the installed library), valgrind (the TLS leak spec)
@@ -67,7 +68,7 @@ endif
 CC_PACKAGES     := $(if $(findstring clang,$(notdir $(CC))),clang,gcc) libc6-dev
 BUILD_PACKAGES   = $(CC_PACKAGES) $(LUA_PKGS) libmbedtls-dev libc-ares-dev libwslay-dev
 DEMO_PACKAGES    = $(BUILD_PACKAGES) mosquitto lua-socket
-TEST_PACKAGES    = $(BUILD_PACKAGES) lua-busted lua-socket mosquitto mosquitto-clients openssl \
+TEST_PACKAGES    = $(BUILD_PACKAGES) lua-busted lua-socket mosquitto mosquitto-clients websockify openssl \
                    ca-certificates iproute2 luarocks git zip unzip pkgconf valgrind
 CHECK_PACKAGES   = $(TEST_PACKAGES) valgrind
 FUZZ_PACKAGES    = clang libclang-rt-14-dev libc6-dev libmbedtls-dev libc-ares-dev libwslay-dev
