@@ -461,9 +461,8 @@ static int check_response(ws_conn *s, const char *head, char *err, size_t errlen
         return upgrade_failed(s, "the server did not answer in HTTP", err, errlen);
     unsigned code = (unsigned)(h[9] - '0') * 100 + (unsigned)(h[10] - '0') * 10 +
                     (unsigned)(h[11] - '0');
-    int end = 12;
     if (code != 101) {
-        const char *reason = head + end + (head[end] == ' ');
+        const char *reason = head + 12 + (head[12] == ' '); /* after "HTTP/1.1 403" */
         int rl = (int)strcspn(reason, "\r\n");
         for (int i = 0; i < rl; i++)
             if ((unsigned char)reason[i] < ' ' || reason[i] == 0x7f)
@@ -593,7 +592,16 @@ static int host_field(const ws_conn *s, const mqtt_endpoint *ep, char *out, size
     return snprintf(out, n, v6 ? "[%s]:%u" : "%s:%u", s->host, s->port);
 }
 
-/* Formats the request into buf (NULL: only measures); returns its length. */
+/* The request's size at most: the fixed part, the path, the host, the headers. */
+static size_t request_bound(const ws_conn *s, const mqtt_endpoint *ep)
+{
+    size_t n = 256 + strlen(s->host) + (ep->path ? strlen(ep->path) : 1);
+    for (char **h = ep->ws_headers; h && h[0] && h[1]; h += 2)
+        n += strlen(h[0]) + strlen(h[1]) + 4;
+    return n;
+}
+
+/* Formats the request into buf of n bytes (request_bound); returns its length. */
 static size_t format_request(const ws_conn *s, const mqtt_endpoint *ep, char *buf, size_t n)
 {
     char host[300];
@@ -604,9 +612,8 @@ static size_t format_request(const ws_conn *s, const mqtt_endpoint *ep, char *bu
                                   "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n",
                                   ep->path && ep->path[0] ? ep->path : "/", host, s->key);
     for (char **h = ep->ws_headers; h && h[0] && h[1]; h += 2)
-        len += (size_t)snprintf(buf ? buf + len : NULL, buf ? n - len : 0, "%s: %s\r\n", h[0],
-                                h[1]);
-    len += (size_t)snprintf(buf ? buf + len : NULL, buf ? n - len : 0, "\r\n");
+        len += (size_t)snprintf(buf + len, n - len, "%s: %s\r\n", h[0], h[1]);
+    len += (size_t)snprintf(buf + len, n - len, "\r\n");
     return len;
 }
 
@@ -640,11 +647,11 @@ static int build_request(ws_conn *s, const mqtt_endpoint *ep, char *err, size_t 
         snprintf(err, errlen, "websocket upgrade failed: no random bytes for the key");
         return MQTT_ERR_SYSTEM;
     }
-    s->req_len = format_request(s, ep, NULL, 0);
-    s->req = mqtt__malloc(s->req_len + 1);
+    size_t bound = request_bound(s, ep);
+    s->req = mqtt__malloc(bound);
     if (!s->req)
         return MQTT_ERR_NOMEM;
-    format_request(s, ep, s->req, s->req_len + 1);
+    s->req_len = format_request(s, ep, s->req, bound);
     return MQTT_OK;
 }
 
