@@ -9,12 +9,14 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -708,6 +710,55 @@ static void test_ends(void)
     finish(&c);
 }
 
+/* A read of 64 kB (the I/O thread's) leaves nothing in the transport: with
+ * the socket empty, the next read has nothing either. This is what lets the
+ * I/O thread stop reading and poll, after a short read or a full one. Each
+ * burst is in the socket whole before the first read. */
+static void test_nothing_hidden(void)
+{
+    conn c;
+    if (!open_conn(&c)) {
+        CHECK(false, "a scripted upgrade opens");
+        finish(&c);
+        return;
+    }
+    static uint8_t stream[80000], buf[64 * 1024], want[80000];
+    const size_t sizes[] = {70000, 65536, 65600, 100, 40000, 20000};
+    int hidden = 0, empties = 0;
+    bool same = true;
+    for (size_t r = 0; r < sizeof sizes / sizeof sizes[0]; r++) {
+        for (size_t i = 0; i < sizes[r]; i++)
+            want[i] = (uint8_t)(i * 3 + r);
+        size_t sl = frame(stream, true, 2, want, sizes[r]), got = 0;
+        srv_send(c.srv, stream, sl);
+        int queued = 0;
+        for (int i = 0; i < 100 && (size_t)queued < sl; i++) {
+            ioctl(c.t->fd, FIONREAD, &queued);
+            if ((size_t)queued < sl)
+                wait_fd(c.t->fd, POLLIN);
+        }
+        for (int i = 0; i < 100 && got < sizes[r]; i++) {
+            ssize_t n = tr_read(c.t, buf, sizeof buf);
+            if (n <= 0)
+                break;
+            same = same && memcmp(buf, want + got, (size_t)n) == 0;
+            got += (size_t)n;
+            struct pollfd p = {.fd = c.t->fd, .events = POLLIN};
+            if (poll(&p, 1, 0) == 0) {
+                empties++;
+                hidden += tr_read(c.t, buf, sizeof buf) != 0;
+            }
+        }
+        same = same && got == sizes[r];
+    }
+    char name[200];
+    snprintf(name, sizeof name, "bursts of 100 B to 70 kB arrive whole; after each of %d reads "
+                                "that left the socket empty, nothing waits in the transport",
+             empties);
+    CHECK(same && hidden == 0 && empties >= 6, name);
+    finish(&c);
+}
+
 /* ---- allocation failures -------------------------------------------------- */
 
 /* One whole life: open, a frame each way, a ping, close. */
@@ -763,6 +814,7 @@ int main(void)
     test_frames_in();
     test_frames_out();
     test_ends();
+    test_nothing_hidden();
     test_oom();
     char name[200];
     snprintf(name, sizeof name, "no call into the transport waits (slowest %.2f ms)",

@@ -53,7 +53,8 @@ typedef struct ws_conn {
     uint64_t frame_left;   /* payload bytes still to come in this frame */
     bool in_frame, in_message;
     uint8_t op;            /* the opcode of the frame being received */
-    bool starved;          /* the inner transport had nothing: stop parsing */
+    bool refill;           /* in may be refilled: the caller has room for all of it */
+    bool starved;          /* in is empty and may not be refilled, or inner had nothing */
     int inner_status;      /* the inner transport's end (a read or write failed) */
     int sticky;            /* the end to report once the bytes before it are read */
     bool close_sent;
@@ -99,7 +100,8 @@ static ssize_t recv_cb(uint8_t *buf, size_t len, int flags, void *ud)
     (void)flags;
     if (s->in_pos == s->in_len) {
         s->in_pos = s->in_len = 0;
-        ssize_t n = s->inner_status ? 0 : s->inner->ops->read(s->inner, s->in, IN_CAP);
+        ssize_t n = s->inner_status || !s->refill ? 0
+                                                  : s->inner->ops->read(s->inner, s->in, IN_CAP);
         if (n <= 0) {
             s->starved = true;
             if (n < 0)
@@ -253,11 +255,15 @@ static int on_chunk(ws_conn *s, const struct wslay_frame_iocb *io, uint8_t *buf,
 }
 
 /* Parses frames into buf until it is full or the inner transport has no more;
- * the end status (closed, protocol error, the inner's) or MQTT_OK. */
+ * the end status (closed, protocol error, the inner's) or MQTT_OK. Bytes are
+ * taken from inner only while all they can carry fits buf (or nothing was read
+ * yet): a read of IN_CAP + SPILL_CAP bytes or more leaves nothing here, so the
+ * caller's poll sees whatever is left, in the socket, even after a full read. */
 static int pull(ws_conn *s, uint8_t *buf, size_t len, size_t *got)
 {
     while (*got < len) {
         struct wslay_frame_iocb io;
+        s->refill = *got == 0 || len - *got >= IN_CAP + SPILL_CAP;
         s->starved = false;
         ssize_t r = wslay_frame_recv(s->fr, &io);
         if (r == WSLAY_ERR_WANT_READ) {
