@@ -597,6 +597,16 @@ static void test_frames_in(void)
     r = read_n(c.t, back, sizeof back, 1000);
     CHECK(r == (ssize_t)sizeof huge && memcmp(back, huge, sizeof huge) == 0 && frm[1] == 127,
           "a 127-form frame of 70000 bytes is read through 1000-byte reads");
+
+    /* A header announcing 2^62 bytes: what comes is passed on, nothing allocated. */
+    static const uint8_t vast[10] = {0x82, 127, 0x40, 0, 0, 0, 0, 0, 0, 0};
+    srv_send(c.srv, vast, sizeof vast);
+    srv_send(c.srv, huge, 5000);
+    mqtt__alloc_fail_at(0);
+    r = read_n(c.t, back, 5000, sizeof back);
+    unsigned long allocs = mqtt__alloc_fail_at(0);
+    CHECK(r == 5000 && memcmp(back, huge, 5000) == 0 && allocs == 0,
+          "a frame announcing 2^62 bytes: its first 5000 are read, nothing is allocated");
     finish(&c);
 }
 
