@@ -37,7 +37,7 @@ EXTRA_LDFLAGS += -fsanitize=$(SAN)
 endif
 ALL_CFLAGS  = -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread $(WARN) $(CFLAGS) \
               $(EXTRA_CFLAGS)
-LDLIBS      = -pthread -lcares -lmbedtls -lmbedx509 -lmbedcrypto $(EXTRA_LDFLAGS)
+LDLIBS      = -pthread -lcares -lwslay -lmbedtls -lmbedx509 -lmbedcrypto $(EXTRA_LDFLAGS)
 
 # The release version. lua/mqtt/init.lua's _VERSION is its one source: the
 # module reports it at run time, and luarocks builds never run make.
@@ -53,10 +53,12 @@ endif
 
 # Debian packages, by purpose: each target installs only the lists it uses
 # (`make packages` prints them all). A fragment adds to its own list.
-#   build  the compiler, Lua and its headers, mbedtls, c-ares (name resolution): `make`
+#   build  the compiler, Lua and its headers, mbedtls, c-ares (name resolution), wslay
+#          (WebSocket framing): `make`
 #   demo   build, and a private mosquitto (luasocket picks its free port)
-#   test   build, busted and luasocket, mosquitto and its clients, openssl
-#          (the TLS specs make their PKI), ca-certificates (the system bundle
+#   test   build, busted and luasocket, mosquitto and its clients, websockify
+#          (a WebSocket server in front of mosquitto, built without websockets;
+#          spec/c/test_ws_broker.c), openssl (the TLS specs make their PKI), ca-certificates (the system bundle
 #          must not trust the test CA), iproute2 (ss), luarocks, git and zip
 #          (the rock and the release archives), pkgconf (a C program built
 #          against the installed library), valgrind (the TLS leak spec),
@@ -65,13 +67,13 @@ endif
 #   fuzz   clang and libFuzzer (libclang-rt-14-dev), the headers the core needs
 #   bench  build, mosquitto, luasocket, and libmosquitto for the baseline
 CC_PACKAGES     := $(if $(findstring clang,$(notdir $(CC))),clang,gcc) libc6-dev
-BUILD_PACKAGES   = $(CC_PACKAGES) $(LUA_PKGS) libmbedtls-dev libc-ares-dev
+BUILD_PACKAGES   = $(CC_PACKAGES) $(LUA_PKGS) libmbedtls-dev libc-ares-dev libwslay-dev
 DEMO_PACKAGES    = $(BUILD_PACKAGES) mosquitto lua-socket
-TEST_PACKAGES    = $(BUILD_PACKAGES) lua-busted lua-socket mosquitto mosquitto-clients openssl \
+TEST_PACKAGES    = $(BUILD_PACKAGES) lua-busted lua-socket mosquitto mosquitto-clients websockify openssl \
                    ca-certificates iproute2 luarocks git zip unzip pkgconf valgrind \
                    tinyproxy microsocks
 CHECK_PACKAGES   = $(TEST_PACKAGES) valgrind
-FUZZ_PACKAGES    = clang libclang-rt-14-dev libc6-dev libmbedtls-dev libc-ares-dev
+FUZZ_PACKAGES    = clang libclang-rt-14-dev libc6-dev libmbedtls-dev libc-ares-dev libwslay-dev
 BENCH_PACKAGES   = $(BUILD_PACKAGES) mosquitto lua-socket libmosquitto-dev
 # Every purpose, for `make deps` and `make packages`; fragments add theirs.
 PACKAGE_LISTS   := build demo test check fuzz bench

@@ -38,7 +38,7 @@ Description: MQTT 3.1.1 client core: sockets, TLS, framing, a background I/O thr
 Version: $(VERSION)
 URL: https://github.com/zmqtt/zmqtt
 Cflags: -I$${includedir}/zmqtt -pthread
-Libs: $(strip -L$${libdir} -lzmqtt -lcares -lmbedtls -lmbedx509 -lmbedcrypto -pthread $(EXTRA_LDFLAGS))
+Libs: $(strip -L$${libdir} -lzmqtt -lcares -lwslay -lmbedtls -lmbedx509 -lmbedcrypto -pthread $(EXTRA_LDFLAGS))
 endef
 
 install: export ZMQTT_TOOL_HEADER = $(tool_header)

@@ -22,6 +22,7 @@ dependencies = {
 external_dependencies = {
     MBEDTLS = { header = "mbedtls/ssl.h" },
     CARES = { header = "ares.h" },
+    WSLAY = { header = "wslay/wslay.h" },
 }
 build = {
     type = "builtin",
@@ -80,14 +81,16 @@ build = {
                 "src/transport/tcp.c",
                 "src/transport/tls.c",
                 "src/transport/tls_config.c",
+                "src/transport/ws.c",
             },
             defines = { "_GNU_SOURCE" },
             incdirs = {
                 "include", "src/base", "src/codec", "src/session", "src/store", "src/transport",
                 "src/client", "src/lua", "$(MBEDTLS_INCDIR)", "$(CARES_INCDIR)",
+                "$(WSLAY_INCDIR)",
             },
-            libdirs = { "$(MBEDTLS_LIBDIR)", "$(CARES_LIBDIR)" },
-            libraries = { "cares", "mbedtls", "mbedx509", "mbedcrypto", "pthread" },
+            libdirs = { "$(MBEDTLS_LIBDIR)", "$(CARES_LIBDIR)", "$(WSLAY_LIBDIR)" },
+            libraries = { "cares", "wslay", "mbedtls", "mbedx509", "mbedcrypto", "pthread" },
         },
     },
     install = {

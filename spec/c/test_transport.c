@@ -603,8 +603,12 @@ static size_t make_jobs(job *jobs, const unsigned *port, unsigned refused, const
     jobs[n - 1].tls = good;
     JOB("TLS with no context: the system CA store", MQTT_ERR_TLS,
         "certificate not trusted (unknown CA)", "mqtts://localhost:%u", port[3]);
-    JOB("ws://", MQTT_ERR_INVAL, "ws:// (MQTT over WebSocket) is not supported", "ws://h/mqtt");
-    JOB("wss://", MQTT_ERR_INVAL, "wss:// (MQTT over WebSocket) is not supported", "wss://h");
+    /* WebSocket stacks on TCP and TLS; its own tests are spec/c/test_ws*.c. */
+    JOB("ws:// to a refused port", MQTT_ERR_CONNECT, refused_err, "ws://127.0.0.1:%u/mqtt",
+        refused);
+    JOB("wss:// with the wrong name", MQTT_ERR_TLS, "host name mismatch: certificate is not "
+        "for wrong.example", "wss://127.0.0.1:%u/mqtt", port[3]);
+    jobs[n - 1].tls = wrong_name;
 #undef JOB
     return n;
 }

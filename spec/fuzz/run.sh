@@ -30,7 +30,7 @@ SAN="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all"
 CFLAGS="-std=c11 -D_GNU_SOURCE -pthread -g -O1 -fno-omit-frame-pointer \
     -Iinclude -Isrc/base -Isrc/codec -Isrc/session -Isrc/store -Isrc/transport -Isrc/client \
     -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes"
-LIBS="-pthread -lcares -lmbedtls -lmbedx509 -lmbedcrypto"
+LIBS="-pthread -lcares -lwslay -lmbedtls -lmbedx509 -lmbedcrypto"
 
 # The client target swaps in a socketpair for TCP, a movable clock, and a
 # epoll_wait that reports when the I/O loop is idle (see fuzz_client_stream.c).

@@ -261,3 +261,23 @@ for target, seeds in pairs(v5) do
         write(target, name:gsub("_", "-"), bytes(t))
     end
 end
+
+-- ---- WebSocket: byte 0 the inner read size, byte 1 the caller's mode, then
+-- the server: a response ("@ACCEPT@" becomes the right accept) and frames ----
+
+local ok101 = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" ..
+    "Connection: Upgrade\r\nSec-WebSocket-Accept: @ACCEPT@\r\n" ..
+    "Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+local ws = {
+    frames = { 0, 0x10, ok101, 0x82, 0x04, 0x20, 0x02, 0x00, 0x00, 0x02, 0x01, 0x30,
+               0x89, 0x02, "hi", 0x80, 0x02, 0x01, "x", 0x8A, 0x00, 0x88, 0x02, 0x03, 0xE8 },
+    bytewise = { 1, 0x01, ok101, 0x82, 0x7E, 0x00, 0x80, string.rep("p", 128) },
+    huge_length = { 64, 0x02, ok101, 0x82, 0x7F, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
+                    0x00, "abc" },
+    text = { 7, 0x03, ok101, 0x81, 0x02, "hi" },
+    refused = { 0, 0x00, "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n" },
+    bad_accept = { 0, 0x00, (ok101:gsub("@ACCEPT@", "AAAAAAAAAAAAAAAAAAAAAAAAAAA=")) },
+}
+for name, t in pairs(ws) do
+    write("fuzz_ws", name:gsub("_", "-"), bytes(t))
+end

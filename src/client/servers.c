@@ -9,16 +9,24 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "proxy.h"
 #include "client_internal.h"
 
 /* ---- checks (at the connect call, before anything is sent) ------------ */
 
-/* The one place a proxy is refused while the transport cannot go through one. */
+/* A proxy URI, or "env" (read at each connection, as curl reads it). */
 static int check_proxy(const char *proxy)
 {
-    if (!proxy)
+    if (!proxy || strcmp(proxy, "env") == 0)
         return MQTT_OK;
-    return mqtt__refuse(MQTT_ERR_INVAL, "proxy '%s': proxy not supported yet", proxy);
+    mqtt_endpoint ep;
+    char err[256];
+    memset(&ep, 0, sizeof ep);
+    int rc = mqtt__proxy_parse(proxy, &ep, err, sizeof err);
+    mqtt__endpoint_clear(&ep);
+    if (rc == MQTT_ERR_INVAL)
+        return mqtt__refuse(MQTT_ERR_INVAL, "proxy: %s", err);
+    return rc;
 }
 
 /* An HTTP token (RFC 9110): what a header name is made of. */

@@ -15,8 +15,8 @@
 typedef enum mqtt_scheme {
     MQTT_SCHEME_MQTT,  /* TCP */
     MQTT_SCHEME_MQTTS, /* TLS over TCP */
-    MQTT_SCHEME_WS,    /* WebSocket over TCP (not supported yet) */
-    MQTT_SCHEME_WSS,   /* WebSocket over TLS (not supported yet) */
+    MQTT_SCHEME_WS,    /* WebSocket over TCP */
+    MQTT_SCHEME_WSS,   /* WebSocket over TLS */
     MQTT_SCHEME_UNIX,  /* a Unix domain socket */
     MQTT_SCHEME_SOCKS5, /* a proxy only (proxy.h): SOCKS5, the proxy resolves the name */
     MQTT_SCHEME_HTTP    /* a proxy only (proxy.h): HTTP CONNECT */
@@ -37,7 +37,7 @@ typedef struct mqtt_endpoint {
      * freed by mqtt__endpoint_clear: */
     const char *proxy_uri;          /* the proxy as the application gave it ("socks5://...",
                                      * "http://...", "env"); NULL: direct */
-    const mqtt_header *ws_headers;  /* added to the WebSocket upgrade request */
+    const mqtt_header *ws_headers;  /* ws/wss: added to the upgrade request, in order */
     size_t ws_header_count;
 } mqtt_endpoint;
 

@@ -1,6 +1,6 @@
 /*
  * Opening by scheme: which transports an endpoint stacks (TCP or a Unix
- * socket, TLS on top), the progress call, and blocking wrappers for tests
+ * socket, TLS on top, WebSocket on either TCP or TLS), the progress call, and blocking wrappers for tests
  * and tools (the client's loop drives the machines itself), which poll the
  * same state machines until done, the deadline or cancel. The only waits of
  * the transport layer live here.
@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "proxy.h"
 #include "stack.h"
 
@@ -61,6 +62,60 @@ static int open_tls(const mqtt_endpoint *ep, const mqtt_transport_env *env, mqtt
     return rc;
 }
 
+/* WebSocket on TCP (ws) or on TLS verified like mqtts (wss). */
+static int open_ws(const mqtt_endpoint *ep, const mqtt_transport_env *env, mqtt_transport **out,
+                   char *err, size_t errlen)
+{
+    mqtt_transport *inner = NULL;
+    int rc = mqtt__ws_check(ep, err, errlen);
+    if (rc != MQTT_OK)
+        return rc;
+    rc = ep->scheme == MQTT_SCHEME_WSS ? open_tls(ep, env, &inner, err, errlen)
+                                       : open_stream(ep, &inner, err, errlen);
+    if (rc == MQTT_OK || rc == MQTT_ERR_INCOMPLETE)
+        rc = mqtt__ws_stack(inner, ep, out, err, errlen);
+    return rc;
+}
+
+/* ep->proxy_uri into *proxy (proxy.h): a URI, or "env" as curl reads the
+ * environment. *used false: a direct connection. */
+static int proxy_of(const mqtt_endpoint *ep, mqtt_endpoint *proxy, bool *used, char *err,
+                    size_t errlen)
+{
+    char *uri = NULL;
+    bool env = strcmp(ep->proxy_uri, "env") == 0;
+    *used = false;
+    if (ep->scheme == MQTT_SCHEME_UNIX)
+        return MQTT_OK;
+    if (env && mqtt__proxy_from_env(ep, &uri) != MQTT_OK) {
+        snprintf(err, errlen, "out of memory");
+        return MQTT_ERR_NOMEM;
+    }
+    const char *given = env ? uri : ep->proxy_uri;
+    int rc = given ? mqtt__proxy_parse(given, proxy, err, errlen) : MQTT_OK;
+    *used = given != NULL && rc == MQTT_OK;
+    mqtt__free(uri);
+    return rc;
+}
+
+static int open_scheme(const mqtt_endpoint *ep, const mqtt_transport_env *env,
+                       mqtt_transport **out, char *err, size_t errlen)
+{
+    switch (ep->scheme) {
+    case MQTT_SCHEME_MQTT:
+    case MQTT_SCHEME_UNIX:
+        return open_stream(ep, out, err, errlen);
+    case MQTT_SCHEME_MQTTS:
+        return open_tls(ep, env, out, err, errlen);
+    case MQTT_SCHEME_WS:
+    case MQTT_SCHEME_WSS:
+        return open_ws(ep, env, out, err, errlen);
+    default:
+        snprintf(err, errlen, "unknown scheme");
+        return MQTT_ERR_INVAL;
+    }
+}
+
 int mqtt__transport_open(const mqtt_endpoint *ep, const mqtt_transport_env *env,
                          mqtt_transport **out, char *err, size_t errlen)
 {
@@ -69,17 +124,18 @@ int mqtt__transport_open(const mqtt_endpoint *ep, const mqtt_transport_env *env,
         return MQTT_ERR_INVAL;
     }
     *out = NULL;
-    switch (ep->scheme) {
-    case MQTT_SCHEME_MQTT:
-    case MQTT_SCHEME_UNIX:
-        return open_stream(ep, out, err, errlen);
-    case MQTT_SCHEME_MQTTS:
-        return open_tls(ep, env, out, err, errlen);
-    default:
-        snprintf(err, errlen, "%s:// (MQTT over WebSocket) is not supported yet",
-                 mqtt__scheme_name(ep->scheme));
-        return MQTT_ERR_INVAL;
-    }
+    if (ep->proxy || !ep->proxy_uri)
+        return open_scheme(ep, env, out, err, errlen);
+    /* The proxy's endpoint lives for this call: the stages copy what they keep. */
+    mqtt_endpoint proxy, via = *ep;
+    bool used = false;
+    memset(&proxy, 0, sizeof proxy);
+    int rc = proxy_of(ep, &proxy, &used, err, errlen);
+    via.proxy = used ? &proxy : NULL;
+    if (rc == MQTT_OK)
+        rc = open_scheme(&via, env, out, err, errlen);
+    mqtt__endpoint_clear(&proxy);
+    return rc;
 }
 
 int mqtt__transport_progress(mqtt_transport *t, char *err, size_t errlen)

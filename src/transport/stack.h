@@ -24,4 +24,22 @@ MQTT_HIDDEN int mqtt__tls_stack(mqtt_transport *inner, const mqtt_endpoint *ep,
                                 mqtt_tls_config *cfg, void **session, mqtt_transport **out,
                                 char *err, size_t errlen);
 
+/**
+ * WebSocket (RFC 6455, subprotocol mqtt) over inner, an opening or open TCP or
+ * TLS transport: once inner is open, the upgrade request for ep's host, port,
+ * path and ws_headers goes out and the response is checked. Takes inner in all
+ * cases. Errors: MQTT_ERR_INVAL (a bad header in ws_headers), MQTT_ERR_CONNECT
+ * ("websocket upgrade refused: 403 Forbidden", "websocket upgrade failed: bad
+ * Sec-WebSocket-Accept", ...), what inner fails with, MQTT_ERR_NOMEM. Open, a
+ * read fails with MQTT_ERR_CLOSED after a close frame (answered) and
+ * MQTT_ERR_PROTOCOL when the server breaks the framing rules (a text frame,
+ * a masked or reserved-bit frame, a stray continuation).
+ */
+/** Checks what a WebSocket open takes from ep (ws_headers, path) before any
+ * connection is made: MQTT_OK, or MQTT_ERR_INVAL with err in words. */
+MQTT_HIDDEN int mqtt__ws_check(const mqtt_endpoint *ep, char *err, size_t errlen);
+
+MQTT_HIDDEN int mqtt__ws_stack(mqtt_transport *inner, const mqtt_endpoint *ep,
+                               mqtt_transport **out, char *err, size_t errlen);
+
 #endif

@@ -50,9 +50,10 @@ typedef struct mqtt_transport_env {
 
 /**
  * Starts opening ep (which need not outlive the call) by its scheme: mqtt
- * (TCP), mqtts (TLS over TCP; ep->tls, or the system CA store when NULL) and
- * unix; ws and wss fail with MQTT_ERR_INVAL ("not supported"). With ep->proxy
- * (proxy.h; never for unix) the stream goes through the proxy, TLS on top.
+ * (TCP), mqtts (TLS over TCP; ep->tls, or the system CA store when NULL),
+ * ws (WebSocket over TCP), wss (WebSocket over TLS, verified as mqtts) and
+ * unix. With ep->proxy, or ep->proxy_uri (a proxy URI or "env"; proxy.h),
+ * the stream goes through the proxy (never for unix), TLS and WebSocket on top.
  * Never blocks: a host name is resolved without blocking (c-ares), numeric
  * addresses skip resolution. Returns MQTT_OK when *out already carries bytes,
  * MQTT_ERR_INCOMPLETE when *out must be polled (its fd, for its events) and
@@ -70,9 +71,10 @@ MQTT_HIDDEN int mqtt__transport_open(const mqtt_endpoint *ep, const mqtt_transpo
  * and the transport has closed the one it left (so epoll forgets it; the new
  * one must be added); else the error, err naming the step:
  * MQTT_ERR_DNS ("name resolution failed: ..."), MQTT_ERR_CONNECT ("connect
- * failed: 127.0.0.1:1: Connection refused"), MQTT_ERR_TLS ("TLS handshake with
- * ... failed: ..."), MQTT_ERR_PROXY ("proxy refused: 407 ...", see proxy.h).
- * After an error only close is allowed. Never blocks.
+ * (TCP), mqtts (TLS over TCP; ep->tls, or the system CA store when NULL),
+ * ws (WebSocket over TCP), wss (WebSocket over TLS, verified as mqtts) and
+ * unix. With ep->proxy, or ep->proxy_uri (a proxy URI or "env"; proxy.h),
+ * the stream goes through the proxy (never for unix), TLS and WebSocket on top.
  */
 MQTT_HIDDEN int mqtt__transport_progress(mqtt_transport *t, char *err, size_t errlen);
 
