@@ -52,7 +52,8 @@
 --   BENCH_WIRE_COUNT       QoS 0 publishes of the wire rows [100000 / 100000]
 --   BENCH_WIRE_TOPIC       topic bytes of the wire rows [100]
 --   BENCH_NOFILE           RLIMIT_NOFILE to ask for (capped by the hard limit) [65536]
---   BENCH_TIMEOUT          seconds one run may take before it is killed [600 / 120]
+--   BENCH_TIMEOUT          seconds one run may take before it is killed [600 / 120];
+--                          a fake broker, which serves many runs, gets 30 times that
 --   BENCH_BIN              where fakebroker and mosq_bench are [build/bench]
 --   BENCH_BASELINE         a git revision of zmqtt to run as a third contestant
 --                          (built once into BENCH_BIN/baseline-<rev>): the
@@ -193,10 +194,11 @@ local function mosq_cmd(...)
     return fmt("env %s %s %s", client_env, shell_quote(cfg.bin .. "/mosq_bench"), args(...))
 end
 
---- Starts cmd with its stdout readable; stderr goes to the log.
-local function spawn(cmd)
+--- Starts cmd with its stdout readable; stderr goes to the log. It is killed
+-- after limit seconds [cfg.timeout].
+local function spawn(cmd, limit)
     log("$ " .. cmd)
-    return io.popen(fmt("%s exec timeout -k 5 %d %s 2>>%s", ULIMIT, cfg.timeout, cmd,
+    return io.popen(fmt("%s exec timeout -k 5 %d %s 2>>%s", ULIMIT, limit or cfg.timeout, cmd,
         shell_quote(LOG)))
 end
 
@@ -245,7 +247,8 @@ end
 
 --- Our fake broker; returns {host, port, stop}.
 local function start_fake(mode, ...)
-    local p = spawn(shell_quote(cfg.bin .. "/fakebroker") .. " " .. mode .. " " .. args(...))
+    local p = spawn(shell_quote(cfg.bin .. "/fakebroker") .. " " .. mode .. " " .. args(...),
+        30 * cfg.timeout)
     local line = p:read("l") or ""
     local port, pid = line:match("^port (%d+) pid (%d+)")
     if not port then
