@@ -23,7 +23,7 @@
 --
 -- Usage: lua5.4 bench/run.lua        (make bench builds the binaries first)
 -- Environment (the defaults in brackets are full mode / BENCH_SHORT=1):
---   BENCH_SHORT=1          small counts: the whole run takes under a minute
+--   BENCH_SHORT=1          small counts: the whole run takes about two minutes
 --   BENCH_ROUNDS           rounds per scenario [3 / 3]
 --   BENCH_QOS0_COUNT       QoS 0 messages published [1000000 / 100000]
 --   BENCH_QOS1_COUNT       QoS 1 messages published [200000 / 20000]
