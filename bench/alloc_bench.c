@@ -73,8 +73,7 @@ static mqtt_client *connect_client(const char *host, int port, int protocol)
     if (rc != MQTT_OK)
         fail("connect", rc);
     if (mqtt_client_protocol(c) != protocol) {
-        fprintf(stderr, "alloc_bench: the broker answered at level %d\n",
-                mqtt_client_protocol(c));
+        fprintf(stderr, "alloc_bench: the broker answered at level %d\n", mqtt_client_protocol(c));
         exit(1);
     }
     return c;

@@ -80,7 +80,7 @@ static struct {
     bool report;        /* -b: a line on stdout per connection that ends */
     struct block {      /* blast: pre-encoded packets, back to back, per protocol */
         uint8_t *data;
-        size_t len, pkt_len, per_block, id_offset;
+        size_t pkt_len, per_block, id_offset;
     } block[2];         /* [0] 3.1.1, [1] 5.0 */
 } cfg = {.mode = MODE_SINK, .count = 1000000, .window = 100, .payload = 32,
          .topic = "bench/blast", .receive_max = 20, .alias_max = 10};
@@ -194,8 +194,7 @@ static void build_block(struct block *b, bool v5)
                                 cfg.qos, 0, v5);
     b->id_offset = b->pkt_len - cfg.payload - 2 - v5;
     b->per_block = b->pkt_len >= BLOCK_BYTES ? 1 : BLOCK_BYTES / b->pkt_len;
-    b->len = b->per_block * b->pkt_len;
-    b->data = malloc(b->len);
+    b->data = malloc(b->per_block * b->pkt_len);
     if (!b->data)
         die("malloc");
     for (size_t i = 0; i < b->per_block; i++)
