@@ -51,6 +51,10 @@
 --   BENCH_ALLOC_COUNT      QoS 0 messages received by alloc_bench per level [100000 / 20000]
 --   BENCH_WIRE_COUNT       QoS 0 publishes of the wire rows [100000 / 100000]
 --   BENCH_WIRE_TOPIC       topic bytes of the wire rows [100]
+--                          Scenario instr (not in the default list; needs valgrind):
+--                          instructions per message of zmqtt 3.1.1 and 5.0 under
+--                          callgrind, one round, for pub0, pub1, pub2 and recv:
+--                          rows of the 5.0 table that the machine's load cannot move
 --   BENCH_NOFILE           RLIMIT_NOFILE to ask for (capped by the hard limit) [65536]
 --   BENCH_TIMEOUT          seconds one run may take before it is killed [600 / 120];
 --                          a fake broker, which serves many runs, gets 30 times that
@@ -185,8 +189,10 @@ end
 local module_env = ZMQTT_ENV
 local client_env = ""
 
+local wrapper = "" -- what runs the interpreter (scenario instr: valgrind)
+
 local function zmqtt_cmd(...)
-    return fmt("env %s %s %s %s %s", module_env, client_env, cfg.lua,
+    return fmt("env %s %s %s %s %s %s", module_env, client_env, wrapper, cfg.lua,
         shell_quote(ROOT .. "/bench/zmqtt_bench.lua"), args(...))
 end
 
@@ -453,6 +459,52 @@ if cfg.scenarios.wire then
         },
     }
 end
+-- Instructions per message: a run of 3n messages less one of n, over 2n, so
+-- that start-up and connecting cancel out.
+local INSTR = {
+    { id = "pub0", label = "publish QoS 0", n = 10000, broker = "sink", mode = "pub", qos = 0 },
+    { id = "pub1", label = "publish QoS 1", n = 4000, broker = "sink", mode = "pub", qos = 1 },
+    { id = "pub2", label = "publish QoS 2", n = 3000, broker = "sink", mode = "pub", qos = 2 },
+    -- broker "blast:N" sends exactly the N messages each run receives.
+    { id = "recv", label = "receive QoS 0", n = 20000, broker = "blast:", mode = "sub" },
+}
+if cfg.scenarios.instr then
+    local metrics = {}
+    for _, w in ipairs(INSTR) do
+        metrics[#metrics + 1] = { label = fmt("instructions per message, %s (callgrind)", w.label),
+            better = "lower", value = function(r) return r[w.id] end }
+    end
+    add {
+        id = "instr", own = true, rounds = 1,
+        runners = { { name = "zmqtt", zmqtt = true, protocol = 4 },
+            { name = "zmqtt-v5", zmqtt = true, protocol = 5 } },
+        run = function(get_broker)
+            local r = {}
+            wrapper = "valgrind --tool=callgrind --callgrind-out-file=/dev/null"
+            for _, w in ipairs(INSTR) do
+                local ir = {}
+                for k, n in ipairs({ w.n, 3 * w.n }) do
+                    local b = get_broker(w.broker == "blast:" and "blast:" .. n or w.broker)
+                    local cmd = w.mode == "pub"
+                        and zmqtt_cmd("pub", b.host, b.port, w.qos, n, cfg.payload, cfg.every)
+                        or zmqtt_cmd("sub", b.host, b.port, n, "bench/blast")
+                    log("$ " .. cmd)
+                    local p = io.popen(fmt("timeout -k 5 %d %s 2>&1", cfg.timeout, cmd))
+                    ir[k] = tonumber((p:read("a"):match("Collected : (%d+)")))
+                    p:close()
+                end
+                if not ir[1] or not ir[2] then
+                    wrapper = ""
+                    return nil, "callgrind gave no count (is valgrind installed?)"
+                end
+                r[w.id] = (ir[2] - ir[1]) / (2 * w.n)
+            end
+            wrapper = ""
+            return r
+        end,
+        metrics = metrics,
+    }
+end
 if cfg.scenarios.route then
     local k = count_label(cfg.route_filters)
     local received = fmt("receive %d B QoS 0 (segments of %s)", cfg.payload,
@@ -627,6 +679,9 @@ local function broker(kind)
         elseif kind == "blast" then
             brokers[kind] = start_fake("blast", "-n", cfg.recv, "-s", cfg.payload, "-t",
                 "bench/blast")
+        elseif kind:match("^blast:%d+$") then
+            brokers[kind] = start_fake("blast", "-n", kind:match("%d+"), "-s", cfg.payload, "-t",
+                "bench/blast")
         elseif kind == "echo" then
             brokers[kind] = start_fake("echo")
         else
@@ -711,14 +766,18 @@ local function run_scenario(s)
     local b = broker(s.broker)
     results[s.id] = {}
     for _, client in ipairs(runners(s)) do results[s.id][client.name] = {} end
-    for round = 1, cfg.rounds do
+    for round = 1, s.rounds or cfg.rounds do
         for _, client in ipairs(runners(s)) do
             module_env = client.env or ZMQTT_ENV
             client_env = env_of(client)
-            local cmd = s.cmd(b, client.zmqtt, client)
             local t0 = socket.gettime()
             local r, err
-            if s.idle then r, err = run_idle(cmd) else r, err = run(cmd) end
+            if s.run then
+                r, err = s.run(broker)
+            else
+                local cmd = s.cmd(b, client.zmqtt, client)
+                if s.idle then r, err = run_idle(cmd) else r, err = run(cmd) end
+            end
             if r and s.after then s.after(b, r) end
             results[s.id][client.name][round] = r or false
             local line = fmt("%-9s round %d %-12s %5.1f s  %s", s.id, round, client.name,
@@ -904,7 +963,12 @@ for _, s in ipairs(scenarios) do
         v5_row(s, { better = metric.better, value = metric.value,
             target = metric.target and { ratio = V5_FLOOR } or nil }, metric.label)
     end
-    if s.id == "alloc" then
+    if s.id == "instr" then
+        for _, metric in ipairs(s.metrics) do
+            v5_row(s, { better = metric.better, value = metric.value,
+                target = { ratio = V5_FLOOR } }, metric.label)
+        end
+    elseif s.id == "alloc" then
         local metric = s.metrics[1]
         v5_row(s, { better = metric.better, value = metric.value, target = {
             text = fmt("5.0 ≤ 3.1.1 + %g", ALLOC_SLACK),
