@@ -1,11 +1,16 @@
 /*
- * bench/fakebroker.c: a minimal MQTT 3.1.1 "broker" for benchmarks only.
+ * bench/fakebroker.c: a minimal MQTT 3.1.1 and 5.0 "broker" for benchmarks only.
  *
  * It exists to measure a client without measuring a real broker: one thread,
  * one epoll loop, loopback only, no sessions, no routing, no validation
  * beyond framing. Every CONNECT gets CONNACK 0, SUBSCRIBE gets a SUBACK
- * granting what was asked, PINGREQ gets PINGRESP. The mode says what happens
- * to PUBLISH:
+ * granting what was asked, PINGREQ gets PINGRESP. Each connection speaks the
+ * protocol level its CONNECT names; under 5.0 the CONNACK announces
+ * receive_maximum -r (default 20, the in-flight window libmosquitto and
+ * zmqtt use under 3.1.1, so both protocols are measured with one window) and
+ * topic_alias_maximum -a (default 10, as mosquitto), PUBLISH carries a
+ * property length and incoming topic aliases are resolved. The mode says what
+ * happens to PUBLISH:
  *
  *   sink   parse and acknowledge as fast as possible (PUBACK; PUBREC, then
  *          PUBCOMP on PUBREL); the acks of one read go out in one write.
@@ -16,9 +21,12 @@
  *          QoS, after acknowledging it as sink does.
  *
  * Usage: fakebroker sink|blast|echo [-p port] [-n count] [-q qos] [-w window]
- *                   [-s payload_bytes] [-t topic]
+ *                   [-s payload_bytes] [-t topic] [-r receive_maximum]
+ *                   [-a topic_alias_maximum] [-b 1]
  * Prints "port <port> pid <pid>" on stdout once listening on 127.0.0.1, runs
- * until SIGTERM or SIGINT, then prints its counters on stderr.
+ * until SIGTERM or SIGINT, then prints its counters on stderr. With -b 1 it
+ * also prints, as each connection ends, "conn protocol=<4|5> bytes_in=<n>
+ * publish_in=<n>" on stdout: the bytes that client sent, for wire-size rows.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -39,6 +47,7 @@
 #define OUT_PAUSE (4 * 1024 * 1024) /* stop reading a client that does not read */
 #define MAX_PACKET (16 * 1024 * 1024)
 #define BLOCK_BYTES (64 * 1024)
+#define MAX_ALIASES 65535
 
 enum mode { MODE_SINK, MODE_BLAST, MODE_ECHO };
 
@@ -52,6 +61,9 @@ typedef struct conn {
     uint32_t events;   /* what epoll watches now */
     buf in, out;
     bool blasting;
+    bool v5;           /* the CONNECT asked for protocol level 5 */
+    uint64_t bytes_in, publish_in;
+    char **aliases;    /* v5: topic of each incoming alias, [1..alias_max] */
     uint64_t to_send;  /* blast: messages not yet queued */
     uint32_t inflight; /* blast: QoS 1/2 not yet completed */
     uint16_t next_id;  /* ids of the PUBLISH packets this side sends */
@@ -64,9 +76,14 @@ static struct {
     uint32_t window;
     size_t payload;
     const char *topic;
-    uint8_t *block;     /* blast: pre-encoded packets, back to back */
-    size_t block_len, pkt_len, per_block, id_offset;
-} cfg = {MODE_SINK, 1000000, 0, 100, 32, "bench/blast", NULL, 0, 0, 0, 0};
+    uint32_t receive_max, alias_max;
+    bool report;        /* -b: a line on stdout per connection that ends */
+    struct block {      /* blast: pre-encoded packets, back to back, per protocol */
+        uint8_t *data;
+        size_t pkt_len, per_block, id_offset;
+    } block[2];         /* [0] 3.1.1, [1] 5.0 */
+} cfg = {.mode = MODE_SINK, .count = 1000000, .window = 100, .payload = 32,
+         .topic = "bench/blast", .receive_max = 20, .alias_max = 10};
 
 static struct {
     uint64_t accepted, closed, publish_in[3], publish_out, acks_in, pings;
@@ -142,13 +159,14 @@ static uint16_t take_id(conn *c)
     return c->next_id;
 }
 
-/* Encodes PUBLISH(topic, payload, qos, id) at p; returns its size. */
+/* Encodes PUBLISH(topic, payload, qos, id) at p, under 5.0 with an empty
+ * property block; returns its size. */
 static size_t encode_publish(uint8_t *p, const uint8_t *topic, size_t tl, const uint8_t *payload,
-                             size_t pl, int qos, uint16_t id)
+                             size_t pl, int qos, uint16_t id, bool v5)
 {
     size_t i = 0;
     p[i++] = (uint8_t)(0x30 | (qos << 1));
-    i += put_remaining(p + i, 2 + tl + (qos ? 2 : 0) + pl);
+    i += put_remaining(p + i, 2 + tl + (qos ? 2 : 0) + v5 + pl);
     p[i++] = (uint8_t)(tl >> 8);
     p[i++] = (uint8_t)tl;
     memcpy(p + i, topic, tl);
@@ -157,11 +175,13 @@ static size_t encode_publish(uint8_t *p, const uint8_t *topic, size_t tl, const 
         p[i++] = (uint8_t)(id >> 8);
         p[i++] = (uint8_t)id;
     }
+    if (v5)
+        p[i++] = 0; /* no properties */
     memcpy(p + i, payload, pl);
     return i + pl;
 }
 
-static void build_block(void)
+static void build_block(struct block *b, bool v5)
 {
     size_t tl = strlen(cfg.topic);
     uint8_t *payload = malloc(cfg.payload + 1);
@@ -170,16 +190,15 @@ static void build_block(void)
         die("malloc");
     for (size_t i = 0; i < cfg.payload; i++)
         payload[i] = (uint8_t)('a' + i % 26);
-    cfg.pkt_len = encode_publish(one, (const uint8_t *)cfg.topic, tl, payload, cfg.payload,
-                                 cfg.qos, 0);
-    cfg.id_offset = cfg.pkt_len - cfg.payload - 2;
-    cfg.per_block = cfg.pkt_len >= BLOCK_BYTES ? 1 : BLOCK_BYTES / cfg.pkt_len;
-    cfg.block_len = cfg.per_block * cfg.pkt_len;
-    cfg.block = malloc(cfg.block_len);
-    if (!cfg.block)
+    b->pkt_len = encode_publish(one, (const uint8_t *)cfg.topic, tl, payload, cfg.payload,
+                                cfg.qos, 0, v5);
+    b->id_offset = b->pkt_len - cfg.payload - 2 - v5;
+    b->per_block = b->pkt_len >= BLOCK_BYTES ? 1 : BLOCK_BYTES / b->pkt_len;
+    b->data = malloc(b->per_block * b->pkt_len);
+    if (!b->data)
         die("malloc");
-    for (size_t i = 0; i < cfg.per_block; i++)
-        memcpy(cfg.block + i * cfg.pkt_len, one, cfg.pkt_len);
+    for (size_t i = 0; i < b->per_block; i++)
+        memcpy(b->data + i * b->pkt_len, one, b->pkt_len);
     free(one);
     free(payload);
 }
@@ -194,11 +213,25 @@ static void watch(conn *c, uint32_t events)
     c->events = events;
 }
 
+static void free_aliases(conn *c)
+{
+    for (uint32_t i = 0; c->aliases && i <= cfg.alias_max; i++)
+        free(c->aliases[i]);
+    free(c->aliases);
+    c->aliases = NULL;
+}
+
 static void close_conn(conn *c)
 {
     epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     conns[c->fd] = NULL;
+    if (cfg.report) {
+        printf("conn protocol=%d bytes_in=%llu publish_in=%llu\n", c->v5 ? 5 : 4,
+               (unsigned long long)c->bytes_in, (unsigned long long)c->publish_in);
+        fflush(stdout);
+    }
+    free_aliases(c);
     free(c->in.data);
     free(c->out.data);
     free(c);
@@ -208,23 +241,24 @@ static void close_conn(conn *c)
 /* Blast: queues messages while the window and the output high-water mark allow. */
 static void blast_fill(conn *c)
 {
+    const struct block *b = &cfg.block[c->v5];
     while (c->blasting && c->to_send && c->out.len - c->out.pos < OUT_HIGH) {
         if (cfg.qos == 0) {
-            uint64_t n = c->to_send < cfg.per_block ? c->to_send : cfg.per_block;
-            buf_put(&c->out, cfg.block, (size_t)n * cfg.pkt_len);
+            uint64_t n = c->to_send < b->per_block ? c->to_send : b->per_block;
+            buf_put(&c->out, b->data, (size_t)n * b->pkt_len);
             c->to_send -= n;
             counters.publish_out += n;
             continue;
         }
         if (c->inflight >= cfg.window)
             break;
-        buf_reserve(&c->out, cfg.pkt_len);
+        buf_reserve(&c->out, b->pkt_len);
         uint8_t *p = c->out.data + c->out.len;
-        memcpy(p, cfg.block, cfg.pkt_len);
+        memcpy(p, b->data, b->pkt_len);
         uint16_t id = take_id(c);
-        p[cfg.id_offset] = (uint8_t)(id >> 8);
-        p[cfg.id_offset + 1] = (uint8_t)id;
-        c->out.len += cfg.pkt_len;
+        p[b->id_offset] = (uint8_t)(id >> 8);
+        p[b->id_offset + 1] = (uint8_t)id;
+        c->out.len += b->pkt_len;
         c->inflight++;
         c->to_send--;
         counters.publish_out++;
@@ -257,56 +291,188 @@ static bool flush(conn *c)
     return true;
 }
 
-static void on_subscribe(conn *c, const uint8_t *p, size_t n)
+/* Reads a variable byte integer at p[*i] (n bytes in all); false if malformed. */
+static bool read_varint(const uint8_t *p, size_t n, size_t *i, size_t *out)
 {
-    if (n < 2)
-        return;
-    uint8_t granted[256];
-    size_t count = 0;
-    size_t i = 2;
-    while (i + 2 <= n && count < sizeof granted) {
-        i += 2 + ((size_t)p[i] << 8 | p[i + 1]); /* skip the filter */
-        if (i >= n)
-            break;
-        granted[count++] = (uint8_t)(p[i] > 2 ? 0x80 : p[i]);
-        i++;
+    size_t v = 0;
+    for (unsigned shift = 0; shift < 28; shift += 7) {
+        if (*i >= n)
+            return false;
+        uint8_t b = p[(*i)++];
+        v |= (size_t)(b & 0x7F) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return true;
+        }
     }
+    return false;
+}
+
+/* Skips a 5.0 property block at p[*i]; false if it overruns n. */
+static bool skip_props(const uint8_t *p, size_t n, size_t *i)
+{
+    size_t len;
+    if (!read_varint(p, n, i, &len) || len > n - *i)
+        return false;
+    *i += len;
+    return true;
+}
+
+/* Sends a SUBACK or UNSUBACK for packet id, with an empty property block under 5.0. */
+static void put_suback(conn *c, uint8_t first, const uint8_t *id, const uint8_t *codes,
+                       size_t count)
+{
     uint8_t h[8];
     size_t hl = 0;
-    h[hl++] = 0x90;
-    hl += put_remaining(h + hl, 2 + count);
-    h[hl++] = p[0];
-    h[hl++] = p[1];
+    h[hl++] = first;
+    hl += put_remaining(h + hl, 2 + c->v5 + count);
+    h[hl++] = id[0];
+    h[hl++] = id[1];
+    if (c->v5)
+        h[hl++] = 0;
     buf_put(&c->out, h, hl);
-    buf_put(&c->out, granted, count);
-    if (cfg.mode == MODE_BLAST && !c->blasting) {
+    buf_put(&c->out, codes, count);
+}
+
+/* SUBSCRIBE, or UNSUBSCRIBE when unsub: the ack grants what was asked. */
+static void on_subscribe(conn *c, const uint8_t *p, size_t n, bool unsub)
+{
+    uint8_t codes[256];
+    size_t count = 0;
+    size_t i = 2;
+    if (n < 2 || (c->v5 && !skip_props(p, n, &i)))
+        return;
+    while (i + 2 <= n && count < sizeof codes) {
+        i += 2 + ((size_t)p[i] << 8 | p[i + 1]); /* skip the filter */
+        if (unsub) {
+            codes[count++] = 0;
+            continue;
+        }
+        if (i >= n)
+            break;
+        codes[count++] = (uint8_t)((p[i] & 3) > 2 ? 0x80 : p[i] & 3);
+        i++;
+    }
+    if (unsub && !c->v5)
+        count = 0; /* 3.1.1 UNSUBACK has no codes */
+    put_suback(c, unsub ? 0xB0 : 0x90, p, codes, count);
+    if (!unsub && cfg.mode == MODE_BLAST && !c->blasting) {
         c->blasting = true;
         c->to_send = cfg.count;
     }
 }
 
-static void on_publish(conn *c, uint8_t first, const uint8_t *p, size_t n)
+/* The topic_alias property in the block p[0..n), 0 if none; -1 if malformed. */
+static long find_alias(const uint8_t *p, size_t n)
+{
+    size_t i = 0, len;
+    while (i < n) {
+        uint8_t id = p[i++];
+        switch (id) {
+        case 0x23:
+            return i + 2 <= n ? (long)((unsigned)p[i] << 8 | p[i + 1]) : -1;
+        case 0x01: /* byte properties a PUBLISH may carry */
+            i += 1;
+            break;
+        case 0x02:
+            i += 4;
+            break;
+        case 0x0B:
+            if (!read_varint(p, n, &i, &len))
+                return -1;
+            break;
+        case 0x03: /* content type, response topic, correlation data: 2-byte length */
+        case 0x08:
+        case 0x09:
+            i += i + 2 <= n ? 2 + ((size_t)p[i] << 8 | p[i + 1]) : n;
+            break;
+        case 0x26: /* user property: two strings */
+            for (int k = 0; k < 2; k++)
+                i += i + 2 <= n ? 2 + ((size_t)p[i] << 8 | p[i + 1]) : n;
+            break;
+        default:
+            return -1;
+        }
+    }
+    return i == n ? 0 : -1;
+}
+
+/* The topic of a 5.0 PUBLISH: topic and tl as sent, or the one its alias
+ * stands for, which a non-empty topic (re)defines. False: a protocol error. */
+static bool resolve_alias(conn *c, long alias, const uint8_t **topic, size_t *tl)
+{
+    if (alias < 0 || (size_t)alias > cfg.alias_max)
+        return false;
+    if (alias == 0)
+        return *tl > 0;
+    if (!c->aliases && !(c->aliases = calloc(cfg.alias_max + 1, sizeof *c->aliases)))
+        die("calloc");
+    char **slot = &c->aliases[alias];
+    if (*tl == 0) {
+        if (!*slot)
+            return false;
+        *topic = (const uint8_t *)*slot;
+        *tl = strlen(*slot);
+        return true;
+    }
+    free(*slot);
+    if (!(*slot = strndup((const char *)*topic, *tl)))
+        die("strndup");
+    return true;
+}
+
+/* Handles a PUBLISH; false on a protocol error (the connection ends). */
+static bool on_publish(conn *c, uint8_t first, const uint8_t *p, size_t n)
 {
     int qos = (first >> 1) & 3;
     if (qos > 2 || n < 2)
-        return;
+        return false;
     size_t tl = (size_t)p[0] << 8 | p[1];
+    const uint8_t *topic = p + 2;
     size_t head = 2 + tl + (qos ? 2 : 0);
     if (head > n)
-        return;
+        return false;
+    uint16_t id = qos ? (uint16_t)(p[head - 2] << 8 | p[head - 1]) : 0;
+    if (c->v5) {
+        size_t plen;
+        if (!read_varint(p, n, &head, &plen) || plen > n - head)
+            return false;
+        if (!resolve_alias(c, find_alias(p + head, plen), &topic, &tl))
+            return false;
+        head += plen;
+    }
     counters.publish_in[qos]++;
-    uint16_t id = qos ? (uint16_t)(p[2 + tl] << 8 | p[3 + tl]) : 0;
+    c->publish_in++;
     if (qos == 1)
         put_ack(c, 0x40, id);
     else if (qos == 2)
         put_ack(c, 0x50, id);
     if (cfg.mode != MODE_ECHO)
-        return;
+        return true;
     size_t pl = n - head;
-    buf_reserve(&c->out, n + 8);
-    c->out.len += encode_publish(c->out.data + c->out.len, p + 2, tl, p + head, pl, qos,
-                                 qos ? take_id(c) : 0);
+    buf_reserve(&c->out, tl + pl + 16);
+    c->out.len += encode_publish(c->out.data + c->out.len, topic, tl, p + head, pl, qos,
+                                 qos ? take_id(c) : 0, c->v5);
     counters.publish_out++;
+    return true;
+}
+
+/* Answers CONNECT with CONNACK 0 at the protocol level it names. */
+static void on_connect(conn *c, const uint8_t *p, size_t n)
+{
+    size_t nl = n >= 2 ? ((size_t)p[0] << 8 | p[1]) : n;
+    c->v5 = 2 + nl < n && p[2 + nl] == 5;
+    if (!c->v5) {
+        static const uint8_t connack[4] = {0x20, 2, 0, 0};
+        buf_put(&c->out, connack, sizeof connack);
+        return;
+    }
+    uint8_t ack[11] = {0x20, 9, 0, 0, 6, 0x21, 0, 0, 0x22, 0, 0};
+    ack[6] = (uint8_t)(cfg.receive_max >> 8);
+    ack[7] = (uint8_t)cfg.receive_max;
+    ack[9] = (uint8_t)(cfg.alias_max >> 8);
+    ack[10] = (uint8_t)cfg.alias_max;
+    buf_put(&c->out, ack, sizeof ack);
 }
 
 /* Handles one packet; returns false when the connection must end. */
@@ -314,14 +480,11 @@ static bool on_packet(conn *c, uint8_t first, const uint8_t *p, size_t n)
 {
     uint16_t id = n >= 2 ? (uint16_t)(p[0] << 8 | p[1]) : 0;
     switch (first >> 4) {
-    case 1: { /* CONNECT */
-        static const uint8_t connack[4] = {0x20, 2, 0, 0};
-        buf_put(&c->out, connack, sizeof connack);
+    case 1:
+        on_connect(c, p, n);
         break;
-    }
     case 3:
-        on_publish(c, first, p, n);
-        break;
+        return on_publish(c, first, p, n);
     case 4: /* PUBACK: a blast or echo message completed */
     case 7: /* PUBCOMP */
         counters.acks_in++;
@@ -335,11 +498,9 @@ static bool on_packet(conn *c, uint8_t first, const uint8_t *p, size_t n)
     case 6: /* PUBREL */
         put_ack(c, 0x70, id);
         break;
-    case 8:
-        on_subscribe(c, p, n);
-        break;
+    case 8: /* SUBSCRIBE */
     case 10: /* UNSUBSCRIBE */
-        put_ack(c, 0xB0, id);
+        on_subscribe(c, p, n, first >> 4 == 10);
         break;
     case 12: { /* PINGREQ */
         static const uint8_t pingresp[2] = {0xD0, 0};
@@ -395,6 +556,7 @@ static void on_readable(conn *c)
         return;
     }
     c->in.len += (size_t)n;
+    c->bytes_in += (size_t)n;
     if (!parse(c)) {
         close_conn(c);
         return;
@@ -439,7 +601,8 @@ static void accept_all(int lfd)
 static void usage(void)
 {
     fprintf(stderr, "usage: fakebroker sink|blast|echo [-p port] [-n count] [-q qos] "
-                    "[-w window] [-s payload_bytes] [-t topic]\n");
+                    "[-w window] [-s payload_bytes] [-t topic] [-r receive_maximum]\n"
+                    "                  [-a topic_alias_maximum] [-b 1]\n");
     exit(2);
 }
 
@@ -469,12 +632,19 @@ static void parse_args(int argc, char **argv, int *port)
             cfg.payload = strtoul(v, NULL, 10);
         else if (strcmp(argv[i], "-t") == 0)
             cfg.topic = v;
+        else if (strcmp(argv[i], "-r") == 0)
+            cfg.receive_max = (uint32_t)strtoul(v, NULL, 10);
+        else if (strcmp(argv[i], "-a") == 0)
+            cfg.alias_max = (uint32_t)strtoul(v, NULL, 10);
+        else if (strcmp(argv[i], "-b") == 0)
+            cfg.report = atoi(v) != 0;
         else
             usage();
     }
     if ((argc - 2) % 2 || cfg.qos < 0 || cfg.qos > 2 || cfg.window < 1 || cfg.window > 65000 ||
         *port < 0 || *port > 65535 || strlen(cfg.topic) == 0 || strlen(cfg.topic) > 65535 ||
-        cfg.payload > MAX_PACKET)
+        cfg.payload > MAX_PACKET || cfg.receive_max < 1 || cfg.receive_max > 65535 ||
+        cfg.alias_max > MAX_ALIASES)
         usage();
 }
 
@@ -482,7 +652,8 @@ int main(int argc, char **argv)
 {
     int port = 0;
     parse_args(argc, argv, &port);
-    build_block();
+    build_block(&cfg.block[0], false);
+    build_block(&cfg.block[1], true);
 
     struct rlimit rl; /* thousands of clients: take every descriptor we may */
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {

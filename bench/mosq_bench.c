@@ -20,6 +20,8 @@
  *
  * Prints one line "result key=value ..." on stdout; times are seconds, CPU
  * is the sum over this process's threads (the schedstat of each /proc/self/task).
+ * MOSQ_BENCH_PROTOCOL=5 in the environment makes every client speak MQTT 5.0
+ * (MOSQ_OPT_PROTOCOL_VERSION), otherwise the default 3.1.1.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -205,6 +207,7 @@ static bool is_subscribed(void)
 
 /* New client, connected and running its own network thread; NULL plus *err on failure. */
 static int tcp_nodelay; /* rtt: MOSQ_OPT_TCP_NODELAY, off in libmosquitto's defaults */
+static int protocol = MQTT_PROTOCOL_V311;
 
 static struct mosquitto *start_client(const char *host, int port, int keepalive, int index,
                                       const char **err)
@@ -221,8 +224,8 @@ static struct mosquitto *start_client(const char *host, int port, int keepalive,
     mosquitto_publish_callback_set(m, on_publish);
     mosquitto_message_callback_set(m, on_message);
     mosquitto_subscribe_callback_set(m, on_subscribe);
-    int rc = MOSQ_ERR_SUCCESS;
-    if (tcp_nodelay)
+    int rc = mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, protocol);
+    if (rc == MOSQ_ERR_SUCCESS && tcp_nodelay)
         rc = mosquitto_int_option(m, MOSQ_OPT_TCP_NODELAY, 1);
     if (rc == MOSQ_ERR_SUCCESS)
         rc = mosquitto_connect(m, host, port, keepalive);
@@ -437,6 +440,11 @@ int main(int argc, char **argv)
     pthread_mutex_init(&st.mu, NULL);
     pthread_cond_init(&st.cv, NULL);
     mosquitto_lib_init();
+    const char *level = getenv("MOSQ_BENCH_PROTOCOL");
+    if (level && strcmp(level, "5") == 0)
+        protocol = MQTT_PROTOCOL_V5;
+    else if (level && *level && strcmp(level, "4") != 0)
+        fail("MOSQ_BENCH_PROTOCOL", "must be 4 or 5");
     int rc;
     if (strcmp(mode, "pub") == 0 && argc == 7)
         rc = run_pub(host, port, atoi(argv[4]), atol(argv[5]), atoi(argv[6]));

@@ -6,8 +6,9 @@
 -- can be outstanding) it dispatches with a short timeout and retries. The
 -- scenarios mirror bench/mosq_bench.c:
 --
---   pub     HOST PORT QOS COUNT SIZE [EVERY]  COUNT messages, then a QoS 1
---                                             fence; done when it is acked
+--   pub     HOST PORT QOS COUNT SIZE [EVERY [TOPIC]]  COUNT messages to TOPIC
+--                                             [bench/pub], then a QoS 1 fence;
+--                                             done when it is acked
 --   sub     HOST PORT COUNT TOPIC             subscribe at QoS 0, count COUNT
 --                                             messages in the loop() callback
 --   rtt     HOST PORT QOS COUNT SIZE WARMUP   publish to a topic we are
@@ -23,6 +24,9 @@
 --
 -- Prints one line "result key=value ..." on stdout; times are seconds, CPU
 -- is the sum over this process's threads (the schedstat of each task).
+-- Environment: ZMQTT_BENCH_PROTOCOL 4 [default], 5 or auto: the protocol
+-- option of every client; ZMQTT_BENCH_TOPIC_ALIAS auto, manual or false:
+-- their topic_alias option (MQTT 5.0 only; the library's default otherwise).
 
 local mqtt = require("mqtt")
 
@@ -76,9 +80,20 @@ local function make_payload(size)
     return table.concat(t)
 end
 
+local function client_options()
+    local protocol = os.getenv("ZMQTT_BENCH_PROTOCOL")
+    local alias = os.getenv("ZMQTT_BENCH_TOPIC_ALIAS")
+    if (not protocol or protocol == "" or protocol == "4") and (not alias or alias == "") then
+        return nil -- the 3.1.1 rows call the API as before MQTT 5.0 existed
+    end
+    local o = { protocol = tonumber(protocol) or protocol }
+    if alias == "false" then o.topic_alias = false elseif alias and alias ~= "" then o.topic_alias = alias end
+    return o
+end
+local OPTIONS = client_options()
+
 local function new_client(index)
-    return mqtt.Client(string.format("zmqtt-bench-%d-%d", PID, index or 0), true,
-        { protocol = tonumber(os.getenv("ZMQTT_BENCH_PROTOCOL") or "4") })
+    return mqtt.Client(string.format("zmqtt-bench-%d-%d", PID, index or 0), true, OPTIONS)
 end
 
 local BACK_PRESSURE = { ["queue full"] = true, ["no packet id"] = true }
@@ -105,9 +120,12 @@ local function publish_all(c, topic, payload, qos, n, every)
     end
 end
 
-local function run_pub(host, port, qos, count, size, every)
+local function run_pub(host, port, qos, count, size, every, topic)
     local c = new_client()
     c:connect(host, 60, port)
+    if OPTIONS and OPTIONS.protocol == 5 and c:protocol() ~= 5 then
+        error("the broker did not accept MQTT 5.0")
+    end
     local payload = make_payload(size)
     local acked = 0
     local function on_ack() acked = acked + 1 end
@@ -115,8 +133,8 @@ local function run_pub(host, port, qos, count, size, every)
     c:on(mqtt.PUBCOMP, on_ack)
     local expect = (qos > 0 and count or 0) + 1
     local cpu0, t0 = cpu_seconds(), monotonic()
-    publish_all(c, "bench/pub", payload, qos, count, every)
-    publish_all(c, "bench/pub", payload, 1, 1, every) -- the fence
+    publish_all(c, topic or "bench/pub", payload, qos, count, every)
+    publish_all(c, topic or "bench/pub", payload, 1, 1, every) -- the fence
     while acked < expect do c:dispatch(1) end
     local t1, cpu1 = monotonic(), cpu_seconds()
     result { { "count", count }, { "elapsed", t1 - t0 }, { "cpu", cpu1 - cpu0 } }
@@ -309,15 +327,15 @@ local function run_clients(host, port, n, hold)
 end
 
 local function usage()
-    io.stderr:write([[
-usage: zmqtt_bench.lua pub HOST PORT QOS COUNT SIZE [EVERY]
+    io.stderr:write([==[
+usage: zmqtt_bench.lua pub HOST PORT QOS COUNT SIZE [EVERY [TOPIC]]
        zmqtt_bench.lua sub HOST PORT COUNT TOPIC
        zmqtt_bench.lua rtt HOST PORT QOS COUNT SIZE WARMUP
        zmqtt_bench.lua idle HOST PORT KEEPALIVE SECONDS
        zmqtt_bench.lua clients HOST PORT N HOLD_SECONDS
        zmqtt_bench.lua route HOST PORT COUNT TOPIC K SEGMENT
        zmqtt_bench.lua onoff N
-]])
+]==])
     os.exit(2)
 end
 
@@ -326,7 +344,7 @@ local a = {}
 for i = 3, #arg do a[#a + 1] = tonumber(arg[i]) or arg[i] end
 local ok = true
 if mode == "pub" and #a >= 4 then
-    run_pub(host, a[1], a[2], a[3], a[4], a[5] or 1000)
+    run_pub(host, a[1], a[2], a[3], a[4], a[5] or 1000, a[6] and tostring(a[6]))
 elseif mode == "sub" and #a == 3 then
     run_sub(host, a[1], a[2], a[3])
 elseif mode == "rtt" and #a == 5 then
