@@ -236,6 +236,7 @@ void mqtt__w_props(mqtt_writer *w, const mqtt_property *p, size_t n, uint8_t pac
         w_props_body(w, p, n);
 }
 
+/* NOLINTNEXTLINE(readability-non-const-parameter): written through the writer */
 size_t mqtt__props_encode(uint8_t *out, const mqtt_property *p, size_t n)
 {
     mqtt_writer w = {out, 0, true};
