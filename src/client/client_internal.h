@@ -155,7 +155,8 @@ typedef struct client_io {
     void *tls_session;            /* saved TLS session for resumption */
     attempt *att;                 /* the connection attempt under way; NULL: none */
     attempt_phase phase;
-    mqtt_buf in;                  /* input not handled yet; freed when empty */
+    mqtt_buf in;                  /* input left over from a read (a packet not yet whole,
+                                   * or no room for it); freed when empty */
     bool in_backlog;              /* in holds packets not handled yet (no room for them) */
     double partial_since;         /* when the incomplete packet at the end of in began; 0: none */
     double last_send, last_recv;
@@ -164,6 +165,7 @@ typedef struct client_io {
      * reads nothing. */
     double write_ok_at;
     bool ping_outstanding;
+    bool wrote;                   /* this service turn wrote bytes (keep the output buffers) */
     double disconnect_deadline;
     double connected_at;          /* when the current connection came up; 0: none */
     uint16_t keepalive;
