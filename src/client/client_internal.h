@@ -363,6 +363,9 @@ MQTT_HIDDEN size_t mqtt__v5_disconnect_short(const mqtt_client *c, uint8_t out[3
 MQTT_HIDDEN int mqtt__v5_disconnect_packet(const mqtt_client *c, mqtt_buf *b);
 /** disconnect()'s work once the DISCONNECT's terms are set (connect.c). */
 MQTT_HIDDEN int mqtt__disconnect(mqtt_client *c);
+/** A 5.0 PUBLISH's whole size from its parts; 0 past the protocol's limit. */
+MQTT_HIDDEN size_t mqtt__v5_publish_len(size_t topic_len, size_t payload_len, int qos,
+                                        size_t props_len);
 /** The size of m's property block, its topic alias left out (a checked m). */
 MQTT_HIDDEN size_t mqtt__v5_props_len(const mqtt_message *m);
 /** A property block's copy as a buffer: mqtt_buf holding mqtt__props_encode's output. */
