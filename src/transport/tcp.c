@@ -79,8 +79,9 @@ static void sock_finish(int fd)
 {
     char sink[4096];
     shutdown(fd, SHUT_WR);
-    for (int i = 0; i < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++)
-        continue;
+    int i = 0;
+    while (i++ < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0) {
+    }
     close(fd);
 }
 
