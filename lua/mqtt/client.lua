@@ -180,8 +180,8 @@ end
 -- `client:connect{host = "h", keepalive = 60, port = 8883, ssl_ctx = ctx}`,
 -- which also takes `servers` (a list of URIs or hosts instead of `host`:
 -- tried in order, and round robin for reconnects with the back-off per full
--- round), `proxy` (a proxy URI or `"env"`; refused until the proxy
--- transport exists) and `ws_headers` (name = value strings for the
+-- round), `proxy` (`"socks5://[user:pass@]host:port"`,
+-- `"http://[user:pass@]host:port"` or `"env"`) and `ws_headers` (name = value strings for the
 -- WebSocket upgrade). `mqtt.Client`'s options give defaults for these three.
 -- @string host a name or an IPv4/IPv6 address, or a URI: `mqtt://host[:1883]`,
 -- `mqtts://host[:8883]` (TLS: `ssl_ctx`, else the system CA store),

@@ -1,0 +1,309 @@
+-- spec/17_transports_spec.lua: WebSocket and proxies through the public Lua
+-- API (API.md "Transports and brokers"), against real components started
+-- here on free loopback ports and stopped by PID: mosquitto (plain and TLS
+-- listeners), websockify in front of it for ws:// and wss:// (Debian's
+-- mosquitto has no websockets), tinyproxy (HTTP CONNECT, one with BasicAuth)
+-- and microsocks (SOCKS5, one with a password); scripted servers in Lua for
+-- the upgrade request's headers, a refused upgrade and a proxy that never
+-- answers; proxy = "env" in child processes with the proxy variables set.
+
+local helpers = require("helpers")
+local mqtt = require("mqtt")
+local socket = require("socket")
+
+local HOST = helpers.HOST
+local quote = helpers.quote
+local wait_for = helpers.wait_dispatch
+
+local GATEWAY = "spec/tools/mqtt_websockify.py"
+
+-- Everything the specs reach, started once for the file.
+local env = {}
+
+local function up(port)
+    return helpers.wait_until(function() return helpers.port_open(port) end, 10)
+end
+
+-- A started process that must listen on port.
+local function daemon(cmd, port, log)
+    local p = helpers.start_process(cmd, env.dir .. "/" .. log)
+    assert(up(port), "not listening on " .. port .. ": " .. cmd .. "\n" ..
+        (helpers.read_file(env.dir .. "/" .. log) or ""))
+    return p
+end
+
+local function tinyproxy(auth)
+    local port = helpers.free_port()
+    local conf = env.dir .. "/tinyproxy-" .. port .. ".conf"
+    local root = helpers.run("test $(id -u) = 0")
+    helpers.write_file(conf, table.concat({
+        "Port " .. port, "Listen " .. HOST, "Timeout 30", "MaxClients 16", "Allow " .. HOST,
+        "ConnectPort " .. env.mqtt, "ConnectPort " .. env.mqtts, "ConnectPort " .. env.ws,
+        "ConnectPort " .. env.wss, auth and ("BasicAuth " .. auth) or "",
+        root and "User nobody\nGroup nogroup" or "", "" }, "\n"))
+    daemon("/usr/bin/tinyproxy -d -c " .. quote(conf), port, "tinyproxy-" .. port .. ".log")
+    return port
+end
+
+local function microsocks(user, pass)
+    local port = helpers.free_port()
+    daemon("/usr/bin/microsocks -i " .. HOST .. " -p " .. port ..
+           (user and (" -u " .. user .. " -P " .. pass) or ""), port, "socks-" .. port .. ".log")
+    return port
+end
+
+local function websockify(port, tls)
+    daemon("/usr/bin/python3 " .. GATEWAY .. (tls and (" --ssl-only --cert " .. env.dir ..
+           "/b.crt --key " .. env.dir .. "/b.key") or "") .. " " .. HOST .. ":" .. port .. " " ..
+           HOST .. ":" .. env.mqtt, port, (tls and "wss" or "ws") .. ".log")
+end
+
+local function start_all()
+    env.dir = helpers.tmpdir("zmqtt-transports")
+    assert(helpers.run("chmod 755 " .. quote(env.dir))) -- tinyproxy reads its file as nobody
+    local ok, _, out = helpers.run("cd " .. quote(env.dir) .. " && openssl req -x509 " ..
+        "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout b.key -out b.crt " ..
+        "-days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:" .. HOST ..
+        " 2>&1 && chmod 644 b.key", 30)
+    assert(ok, out)
+    env.mqtts = helpers.free_port()
+    local b = helpers.start_broker({ extra = { "listener " .. env.mqtts .. " " .. HOST,
+        "certfile " .. env.dir .. "/b.crt", "keyfile " .. env.dir .. "/b.key" } })
+    env.mqtt = b.port
+    env.ws, env.wss = helpers.free_port(), helpers.free_port()
+    websockify(env.ws, false)
+    websockify(env.wss, true)
+    env.http = tinyproxy()
+    env.http_auth = tinyproxy("carol pa55")
+    env.socks = microsocks()
+    env.socks_auth = microsocks("bob", "s3cret")
+    env.ctx = mqtt.ssl_context { cafile = env.dir .. "/b.crt" }
+end
+
+local function url(scheme, port, path)
+    return scheme .. "://" .. HOST .. ":" .. port .. (path or "")
+end
+
+-- A connected client's round trip through the broker: it subscribes to a
+-- topic of its own and gets back what it publishes, at every QoS.
+local function round_trip(c, payloads)
+    local topic = helpers.unique("ztr/")
+    local got = helpers.watch(c, topic, 2)
+    for qos = 0, 2 do c:publish(topic, payloads[qos + 1], qos) end
+    assert.is_true(wait_for(function() return #got == 3 end, 10), "got " .. #got .. " of 3")
+    table.sort(got, function(a, b) return a.qos < b.qos end)
+    for qos = 0, 2 do
+        assert.equal(qos, got[qos + 1].qos)
+        assert.is_true(got[qos + 1].payload == payloads[qos + 1], "payload at QoS " .. qos)
+    end
+end
+
+local function connection_error(err, text)
+    assert.is_true(mqtt.is_error(err, mqtt.MQTTConnectionError), tostring(err))
+    assert.truthy(tostring(err):find(text, 1, true), tostring(err))
+end
+
+describe("transports", function()
+    local clients = helpers.clients("ztr")
+    helpers.close_after_each(clients)
+    setup(start_all)
+    teardown(function()
+        clients:close_all()
+        helpers.stop_all()
+    end)
+
+    describe("WebSocket", function()
+        it("ws:// to mosquitto behind websockify: QoS 0, 1, 2, one message of 300 kB", function()
+            local c = clients:new()
+            c:connect { host = url("ws", env.ws, "/mqtt"), keepalive = 30 }
+            assert.equal(url("ws", env.ws, "/mqtt"), c:server())
+            round_trip(c, { "zero", string.rep("ws! ", 75000), "two" })
+        end)
+
+        it("wss:// with an ssl_ctx: QoS 0, 1, 2, one message of 300 kB", function()
+            local c = clients:new()
+            c:connect { host = url("wss", env.wss), keepalive = 30, ssl_ctx = env.ctx }
+            round_trip(c, { string.rep("wss ", 75000), "one", "two" })
+        end)
+
+        it("wss:// without the test CA fails verification", function()
+            local c = clients:new()
+            local ok, err = pcall(c.connect, c, { host = url("wss", env.wss), keepalive = 30 })
+            assert.is_false(ok)
+            assert.equal("tls error", err.name, tostring(err))
+        end)
+
+        -- A scripted server: the client's upgrade request, answered 403.
+        it("ws_headers reach the server; a refused upgrade names its status", function()
+            local srv = assert(socket.bind(HOST, 0))
+            local _, port = srv:getsockname()
+            local c = clients:new(nil, true, { reconnect = false })
+            c:connect_async { host = url("ws", port, "/a/b?x=1"), keepalive = 30,
+                              ws_headers = { Authorization = "Bearer t0k", ["X-Zmqtt"] = "yes" } }
+            srv:settimeout(5)
+            local conn = assert(srv:accept())
+            conn:settimeout(5)
+            local request = {}
+            repeat
+                local line = assert(conn:receive("*l"))
+                request[#request + 1] = line
+            until line == ""
+            conn:send("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            local rec = helpers.record_events(c)
+            assert.is_true(wait_for(function() return #rec.connacks == 1 end))
+            conn:close()
+            srv:close()
+            local text = table.concat(request, "\n")
+            assert.equal("GET /a/b?x=1 HTTP/1.1", request[1])
+            assert.truthy(text:find("\nAuthorization: Bearer t0k\n", 1, true), text)
+            assert.truthy(text:find("\nX-Zmqtt: yes\n", 1, true), text)
+            assert.truthy(text:lower():find("\nsec%-websocket%-protocol: mqtt\n"), text)
+            assert.truthy(text:find("\nHost: " .. HOST .. ":" .. port .. "\n", 1, true), text)
+            local err = rec.connacks[1].error
+            connection_error(err, "websocket upgrade refused: 403")
+            assert.equal(1, c:stats().connect_failures)
+        end)
+    end)
+
+    describe("proxies", function()
+        local cases = {
+            { "HTTP CONNECT", function() return url("http", env.http) end },
+            { "HTTP CONNECT with BasicAuth", function()
+                return "http://carol:pa55@" .. HOST .. ":" .. env.http_auth end },
+            { "SOCKS5", function() return url("socks5", env.socks) end },
+            { "SOCKS5 with a password", function()
+                return "socks5://bob:s3cret@" .. HOST .. ":" .. env.socks_auth end },
+        }
+        for _, case in ipairs(cases) do
+            it(case[1] .. ": mqtt://, mqtts://, ws:// and wss:// through it", function()
+                local proxy = case[2]()
+                for _, target in ipairs { { url("mqtt", env.mqtt) }, { url("mqtts", env.mqtts), env.ctx },
+                                           { url("ws", env.ws) }, { url("wss", env.wss), env.ctx } } do
+                    local c = clients:new()
+                    c:connect { host = target[1], keepalive = 30, proxy = proxy, ssl_ctx = target[2] }
+                    assert.equal(target[1], c:server())
+                    round_trip(c, { "a", "b", "c" })
+                    c:close()
+                end
+            end)
+        end
+
+        it("the client's proxy option is the default of every connect", function()
+            local c = clients:new(nil, true, { proxy = url("socks5", env.socks) })
+            c:connect { host = url("mqtt", env.mqtt), keepalive = 30 }
+            round_trip(c, { "a", "b", "c" })
+        end)
+
+        it("an unreachable proxy: MQTTConnectionError naming the step", function()
+            local dead = helpers.free_port()
+            local c = clients:new()
+            local ok, err = pcall(c.connect, c, { host = url("mqtt", env.mqtt), keepalive = 30,
+                                                  proxy = url("http", dead) })
+            assert.is_false(ok)
+            connection_error(err, "proxy connect failed")
+            assert.truthy(tostring(err):find(tostring(dead), 1, true), tostring(err))
+        end)
+
+        it("BasicAuth without credentials: proxy refused: 407", function()
+            local c = clients:new()
+            local ok, err = pcall(c.connect, c, { host = url("mqtt", env.mqtt), keepalive = 30,
+                                                  proxy = url("http", env.http_auth) })
+            assert.is_false(ok)
+            connection_error(err, "proxy refused: 407")
+        end)
+
+        it("SOCKS5 with a wrong password: proxy authentication failed", function()
+            local c = clients:new()
+            local ok, err = pcall(c.connect, c, { host = url("mqtt", env.mqtt), keepalive = 30,
+                proxy = "socks5://bob:wrong@" .. HOST .. ":" .. env.socks_auth })
+            assert.is_false(ok)
+            connection_error(err, "proxy authentication failed")
+        end)
+
+        it("connect_timeout covers a proxy that accepts and never answers", function()
+            local srv = assert(socket.bind(HOST, 0)) -- the kernel accepts; nobody answers
+            local _, port = srv:getsockname()
+            local c = clients:new(nil, true, { connect_timeout = 0.3 })
+            local t0 = socket.gettime()
+            local ok, err = pcall(c.connect, c, { host = url("mqtt", env.mqtt), keepalive = 30,
+                                                  proxy = url("http", port) })
+            local took = socket.gettime() - t0
+            srv:close()
+            assert.is_false(ok)
+            assert.equal("timeout", err.name, tostring(err))
+            assert.truthy(tostring(err):find("proxy", 1, true), tostring(err))
+            assert.is_true(took < 5, "took " .. took .. " s")
+        end)
+
+        local bad = {
+            { "an unknown proxy scheme", "ftp://h:21", "proxy: " },
+            { "a proxy URI with a path", "http://h:3128/x", "takes no path" },
+            { "a proxy with a bad port", "socks5://h:99999", "bad port" },
+        }
+        for _, case in ipairs(bad) do
+            it("bad proxy URI, an argument error before anything is sent: " .. case[1], function()
+                local srv = assert(socket.bind(HOST, 0))
+                local _, port = srv:getsockname()
+                local c = clients:new()
+                local ok, err = pcall(c.connect_async, c, { host = url("mqtt", port), keepalive = 30,
+                                                            proxy = case[2] })
+                assert.is_false(ok)
+                assert.equal("invalid argument", err.name, tostring(err))
+                assert.truthy(tostring(err):find(case[3], 1, true), tostring(err))
+                assert.equal(0, c:stats().connect_failures)
+                srv:settimeout(0.05)
+                assert.is_nil(srv:accept())
+                srv:close()
+            end)
+        end
+    end)
+
+    describe('proxy = "env"', function()
+        -- A child connects with proxy = "env" in the environment `vars`;
+        -- returns "ok" or the error's text.
+        local function child(vars, target, cafile)
+            local script = [[
+local mqtt = require("mqtt")
+local c = mqtt.Client("ztr-env", true, { connect_timeout = 5 })
+local ok, err = pcall(c.connect, c, { host = arg_target, keepalive = 30, proxy = "env",
+    ssl_ctx = arg_ca and mqtt.ssl_context { cafile = arg_ca } or nil })
+io.write(ok and "ok" or tostring(err))
+c:close()
+]]
+            script = "arg_target = " .. string.format("%q", target) .. "; arg_ca = " ..
+                (cafile and string.format("%q", cafile) or "nil") .. "\n" .. script
+            local ok, _, out = helpers.run("env -u http_proxy -u https_proxy -u all_proxy " ..
+                "-u no_proxy -u HTTPS_PROXY -u ALL_PROXY -u NO_PROXY " .. vars .. " " ..
+                helpers.child_env() .. " " .. helpers.LUA .. " -e " .. quote(script), 30)
+            assert(ok ~= nil, out)
+            return out
+        end
+
+        it("follows curl: http_proxy for mqtt:// and ws://, https_proxy for mqtts:// and wss://",
+           function()
+            local dead = helpers.free_port()
+            local dead_http = "http_proxy=" .. url("http", dead)
+            local dead_https = "https_proxy=" .. url("http", dead)
+            -- A dead proxy for the scheme shows the variable was read.
+            assert.truthy(child(dead_http, url("mqtt", env.mqtt)):find("proxy connect failed", 1, true))
+            assert.truthy(child(dead_http, url("ws", env.ws)):find("proxy connect failed", 1, true))
+            assert.equal("ok", child(dead_http, url("mqtts", env.mqtts), env.dir .. "/b.crt"))
+            assert.truthy(child(dead_https, url("mqtts", env.mqtts), env.dir .. "/b.crt")
+                :find("proxy connect failed", 1, true))
+            assert.equal("ok", child(dead_https, url("mqtt", env.mqtt)))
+            -- Live ones carry the connection.
+            assert.equal("ok", child("http_proxy=" .. url("http", env.http), url("ws", env.ws)))
+            assert.equal("ok", child("https_proxy=" .. url("socks5", env.socks),
+                                     url("wss", env.wss), env.dir .. "/b.crt"))
+        end)
+
+        it("all_proxy when the scheme's variable is unset; no_proxy exempts hosts", function()
+            local dead = "all_proxy=" .. url("socks5", helpers.free_port())
+            assert.truthy(child(dead, url("mqtt", env.mqtt)):find("proxy connect failed", 1, true))
+            assert.equal("ok", child("all_proxy=" .. url("socks5", env.socks), url("mqtt", env.mqtt)))
+            assert.equal("ok", child(dead .. " no_proxy=" .. HOST, url("mqtt", env.mqtt)))
+            assert.equal("ok", child(dead .. " no_proxy='*'", url("mqtt", env.mqtt)))
+            assert.equal("ok", child("", url("mqtt", env.mqtt)))
+        end)
+    end)
+end)
