@@ -98,6 +98,10 @@ local function round_trip(c, payloads)
     end
 end
 
+local function uri_of(fb)
+    return "mqtt://" .. fb.host .. ":" .. fb.port
+end
+
 local function connection_error(err, text)
     assert.is_true(mqtt.is_error(err, mqtt.MQTTConnectionError), tostring(err))
     assert.truthy(tostring(err):find(text, 1, true), tostring(err))
@@ -305,5 +309,90 @@ c:close()
             assert.equal("ok", child(dead .. " no_proxy='*'", url("mqtt", env.mqtt)))
             assert.equal("ok", child("", url("mqtt", env.mqtt)))
         end)
+    end)
+end)
+
+describe("follow_redirects (MQTT 5.0, fake brokers)", function()
+    local FB = require("fake_broker")
+    local clients, brokers = helpers.clients("ztr"), helpers.fake_brokers({ timeout = 3 })
+    helpers.close_after_each(clients, brokers)
+
+    local function client(opts, lines)
+        local o = { protocol = mqtt.MQTTv5, reconnect = { min = 0.05, max = 0.2 },
+                    logger = function(_, text) lines[#lines + 1] = text end }
+        for k, v in pairs(opts or {}) do o[k] = v end
+        return clients:new(nil, true, o)
+    end
+
+    local function logged(lines, pattern)
+        for _, l in ipairs(lines) do
+            if l:find(pattern, 1, true) then return true end
+        end
+        return false
+    end
+
+    it("a CONNACK 0x9C with server_reference: the same connect goes on there", function()
+        local a, b = brokers:new(), brokers:new()
+        local lines = {}
+        local c = client({ reconnect = false }, lines)
+        local rec = helpers.record_events(c)
+        c:connect_async { host = uri_of(a), keepalive = 30, follow_redirects = true }
+        a:handshake { reason_code = 0x9C, connack_properties = { server_reference = HOST .. ":" .. b.port } }
+        b:handshake()
+        assert.is_true(wait_for(function() return c:is_connected() end))
+        assert.equal("mqtt://" .. HOST .. ":" .. b.port, c:server())
+        assert.is_true(wait_for(function() return #rec.connacks >= 1 end))
+        assert.equal(0, rec.connacks[#rec.connacks].return_code)
+        assert.equal(1, c:stats().connect_failures)
+        assert.is_true(logged(lines, "redirected to mqtt://" .. HOST .. ":" .. b.port))
+    end)
+
+    it("without follow_redirects the reference is only reported", function()
+        local a, b = brokers:new(), brokers:new()
+        local c = client({ reconnect = false }, {})
+        local rec = helpers.record_events(c)
+        c:connect_async { host = uri_of(a), keepalive = 30 }
+        a:handshake { reason_code = 0x9C, connack_properties = { server_reference = HOST .. ":" .. b.port } }
+        assert.is_true(wait_for(function() return #rec.connacks == 1 end))
+        assert.equal(HOST .. ":" .. b.port, rec.connacks[1].error.server_reference)
+        assert.is_nil(b:accept(0.1))
+        assert.equal(uri_of(a), c:server())
+    end)
+
+    it("the Client option's default; a DISCONNECT 0x9D moves the client, a bad reference does not",
+       function()
+        local a, b = brokers:new(), brokers:new()
+        local lines = {}
+        local c = client({ follow_redirects = true }, lines)
+        c:connect_async { host = uri_of(a), keepalive = 30 }
+        c:loop() -- automatic reconnects
+        a:handshake()
+        assert.is_true(wait_for(function() return c:is_connected() end))
+        a:send(FB.v5.disconnect({ reason_code = 0x9D,
+                                  properties = { server_reference = "mqtt://" .. HOST .. ":" .. b.port } }))
+        a:close_client()
+        b:handshake()
+        assert.is_true(wait_for(function()
+            return c:is_connected() and c:server() == uri_of(b)
+        end))
+        -- A reference that is no server: logged, the list goes on as before.
+        b:send(FB.v5.disconnect({ reason_code = 0x9C,
+                                  properties = { server_reference = HOST .. ":99999" } }))
+        b:close_client()
+        assert.is_true(wait_for(function() return logged(lines, "redirect not followed") end))
+        a:handshake()
+        assert.is_true(wait_for(function() return c:is_connected() and c:server() == uri_of(a) end))
+        assert.is_true(logged(lines, "bad port '99999'"))
+    end)
+
+    it("follow_redirects must be a boolean", function()
+        local c = clients:new()
+        local ok, err = pcall(c.connect_async, c, { host = HOST, keepalive = 30, follow_redirects = 1 })
+        assert.is_false(ok)
+        assert.equal("invalid argument", err.name, tostring(err))
+        assert.truthy(tostring(err):find("follow_redirects must be a boolean", 1, true))
+        ok, err = pcall(mqtt.Client, "id", true, { follow_redirects = "yes" })
+        assert.is_false(ok)
+        assert.truthy(tostring(err):find("follow_redirects must be a boolean", 1, true))
     end)
 end)
