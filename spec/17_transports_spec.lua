@@ -15,68 +15,27 @@ local HOST = helpers.HOST
 local quote = helpers.quote
 local wait_for = helpers.wait_dispatch
 
-local GATEWAY = "spec/tools/mqtt_websockify.py"
-
 -- Everything the specs reach, started once for the file.
 local env = {}
 
-local function up(port)
-    return helpers.wait_until(function() return helpers.port_open(port) end, 10)
-end
-
--- A started process that must listen on port.
-local function daemon(cmd, port, log)
-    local p = helpers.start_process(cmd, env.dir .. "/" .. log)
-    assert(up(port), "not listening on " .. port .. ": " .. cmd .. "\n" ..
-        (helpers.read_file(env.dir .. "/" .. log) or ""))
-    return p
-end
-
-local function tinyproxy(auth)
-    local port = helpers.free_port()
-    local conf = env.dir .. "/tinyproxy-" .. port .. ".conf"
-    local root = helpers.run("test $(id -u) = 0")
-    helpers.write_file(conf, table.concat({
-        "Port " .. port, "Listen " .. HOST, "Timeout 30", "MaxClients 16", "Allow " .. HOST,
-        "ConnectPort " .. env.mqtt, "ConnectPort " .. env.mqtts, "ConnectPort " .. env.ws,
-        "ConnectPort " .. env.wss, auth and ("BasicAuth " .. auth) or "",
-        root and "User nobody\nGroup nogroup" or "", "" }, "\n"))
-    daemon("/usr/bin/tinyproxy -d -c " .. quote(conf), port, "tinyproxy-" .. port .. ".log")
-    return port
-end
-
-local function microsocks(user, pass)
-    local port = helpers.free_port()
-    daemon("/usr/bin/microsocks -i " .. HOST .. " -p " .. port ..
-           (user and (" -u " .. user .. " -P " .. pass) or ""), port, "socks-" .. port .. ".log")
-    return port
-end
-
-local function websockify(port, tls)
-    daemon("/usr/bin/python3 " .. GATEWAY .. (tls and (" --ssl-only --cert " .. env.dir ..
-           "/b.crt --key " .. env.dir .. "/b.key") or "") .. " " .. HOST .. ":" .. port .. " " ..
-           HOST .. ":" .. env.mqtt, port, (tls and "wss" or "ws") .. ".log")
-end
-
 local function start_all()
     env.dir = helpers.tmpdir("zmqtt-transports")
-    assert(helpers.run("chmod 755 " .. quote(env.dir))) -- tinyproxy reads its file as nobody
     local ok, _, out = helpers.run("cd " .. quote(env.dir) .. " && openssl req -x509 " ..
         "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout b.key -out b.crt " ..
         "-days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:" .. HOST ..
-        " 2>&1 && chmod 644 b.key", 30)
+        " 2>&1", 30)
     assert(ok, out)
     env.mqtts = helpers.free_port()
     local b = helpers.start_broker({ extra = { "listener " .. env.mqtts .. " " .. HOST,
         "certfile " .. env.dir .. "/b.crt", "keyfile " .. env.dir .. "/b.key" } })
     env.mqtt = b.port
-    env.ws, env.wss = helpers.free_port(), helpers.free_port()
-    websockify(env.ws, false)
-    websockify(env.wss, true)
-    env.http = tinyproxy()
-    env.http_auth = tinyproxy("carol pa55")
-    env.socks = microsocks()
-    env.socks_auth = microsocks("bob", "s3cret")
+    env.ws = helpers.start_websockify(env.mqtt)
+    env.wss = helpers.start_websockify(env.mqtt, env.dir .. "/b.crt", env.dir .. "/b.key")
+    local targets = { env.mqtt, env.mqtts, env.ws, env.wss }
+    env.http = helpers.start_tinyproxy(targets)
+    env.http_auth = helpers.start_tinyproxy(targets, "carol pa55")
+    env.socks = helpers.start_microsocks()
+    env.socks_auth = helpers.start_microsocks("bob", "s3cret")
     env.ctx = mqtt.ssl_context { cafile = env.dir .. "/b.crt" }
 end
 
