@@ -4,8 +4,10 @@
 -- listeners), websockify in front of it for ws:// and wss:// (Debian's
 -- mosquitto has no websockets), tinyproxy (HTTP CONNECT, one with BasicAuth)
 -- and microsocks (SOCKS5, one with a password); scripted servers in Lua for
--- the upgrade request's headers, a refused upgrade and a proxy that never
--- answers; proxy = "env" in child processes with the proxy variables set.
+-- the upgrade request's headers, a refused upgrade, fragments, ping, pong
+-- and close frames through the client, and a proxy that never answers;
+-- proxy = "env" in child processes with the proxy variables set; and
+-- follow_redirects (MQTT 5.0) against fake brokers.
 
 local helpers = require("helpers")
 local mqtt = require("mqtt")
@@ -268,6 +270,97 @@ c:close()
             assert.equal("ok", child(dead .. " no_proxy='*'", url("mqtt", env.mqtt)))
             assert.equal("ok", child("", url("mqtt", env.mqtt)))
         end)
+    end)
+end)
+
+-- A scripted WebSocket server on one accepted luasocket connection: the
+-- upgrade answered 101, frames written as given and the client's read.
+local function ws_accept(request)
+    local key = request:match("\n[Ss]ec%-[Ww]eb[Ss]ocket%-[Kk]ey: *([^\r\n]+)")
+    local ok, _, out = helpers.run("printf %s " .. quote(key .. "258EAFA5-E914-47DA-95CA-C5AB0DC85B11") ..
+        " | openssl sha1 -binary | base64", 10)
+    assert(ok, out)
+    return (out:gsub("%s+$", ""))
+end
+
+local function bxor(a, b)
+    local r, bit = 0, 1
+    for _ = 1, 8 do
+        local x, y = a % 2, b % 2
+        if x ~= y then r = r + bit end
+        a, b, bit = math.floor(a / 2), math.floor(b / 2), bit * 2
+    end
+    return r
+end
+
+-- A server frame: fin, opcode, payload (unmasked, under 126 bytes).
+local function frame(fin, opcode, payload)
+    return string.char((fin and 0x80 or 0) + opcode, #payload) .. payload
+end
+
+-- The client's next frame: opcode, unmasked payload, whether it was masked.
+local function read_frame(conn)
+    local h = assert(conn:receive(2))
+    local b0, b1 = h:byte(1, 2)
+    local n = b1 % 128
+    if n == 126 then
+        local e = assert(conn:receive(2))
+        n = e:byte(1) * 256 + e:byte(2)
+    end
+    assert(n < 65536, "a frame this spec does not expect")
+    local masked = b1 >= 128
+    local mask = masked and assert(conn:receive(4)) or "\0\0\0\0"
+    local data = n > 0 and assert(conn:receive(n)) or ""
+    local out = {}
+    for i = 1, #data do out[i] = string.char(bxor(data:byte(i), mask:byte((i - 1) % 4 + 1))) end
+    return b0 % 16, table.concat(out), masked
+end
+
+describe("a scripted WebSocket server", function()
+    local clients = helpers.clients("ztr")
+    helpers.close_after_each(clients)
+
+    it("fragments with a ping between them, a pong back, a close frame answered and reported", function()
+        local srv = assert(socket.bind(HOST, 0))
+        local _, port = srv:getsockname()
+        local c = clients:new(nil, true, { reconnect = false })
+        local rec = helpers.record_events(c)
+        c:connect_async { host = url("ws", port, "/mqtt"), keepalive = 30 }
+        srv:settimeout(5)
+        local conn = assert(srv:accept())
+        srv:close()
+        conn:settimeout(5)
+        local request = {}
+        repeat
+            local line = assert(conn:receive("*l"))
+            request[#request + 1] = line
+        until line == ""
+        conn:send("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+            "Sec-WebSocket-Accept: " .. ws_accept(table.concat(request, "\n")) .. "\r\n" ..
+            "Sec-WebSocket-Protocol: mqtt\r\n\r\n")
+        local op, connect, masked = read_frame(conn)
+        assert.equal(2, op, "CONNECT in a binary frame")
+        assert.is_true(masked, "client frames are masked")
+        assert.equal(0x10, connect:byte(1))
+        -- CONNACK in two fragments, a ping between them.
+        conn:send(frame(false, 2, "\32\2") .. frame(true, 9, "abcd") .. frame(true, 0, "\0\0"))
+        assert.is_true(wait_for(function() return c:is_connected() end))
+        local pop, pong = read_frame(conn)
+        assert.same({ 10, "abcd" }, { pop, pong }, "the ping's pong")
+        -- A PUBLISH in three fragments.
+        local got = helpers.collect(c)
+        local publish = "\48\11\0\4t/wshello"
+        conn:send(frame(false, 2, publish:sub(1, 3)) .. frame(false, 0, publish:sub(4, 8)) ..
+            frame(true, 0, publish:sub(9)))
+        assert.is_true(wait_for(function() return #got == 1 end))
+        assert.same({ "t/ws", "hello" }, { got[1].topic, got[1].payload })
+        -- The server closes: the client answers with the same code and reports the loss.
+        conn:send(frame(true, 8, "\3\232"))
+        local cop, code = read_frame(conn)
+        assert.same({ 8, "\3\232" }, { cop, code }, "the close echoed, code 1000")
+        assert.is_true(wait_for(function() return #rec.disconnects == 1 end))
+        assert.is_false(c:is_connected())
+        conn:close()
     end)
 end)
 
