@@ -74,7 +74,7 @@ TEST_PACKAGES    = $(BUILD_PACKAGES) lua-busted lua-socket mosquitto mosquitto-c
                    tinyproxy microsocks
 CHECK_PACKAGES   = $(TEST_PACKAGES) valgrind
 FUZZ_PACKAGES    = clang libclang-rt-14-dev libc6-dev libmbedtls-dev libc-ares-dev libwslay-dev
-BENCH_PACKAGES   = $(BUILD_PACKAGES) mosquitto lua-socket libmosquitto-dev websockify socat
+BENCH_PACKAGES   = $(BUILD_PACKAGES) mosquitto lua-socket libmosquitto-dev websockify
 # Every purpose, for `make deps` and `make packages`; fragments add theirs.
 PACKAGE_LISTS   := build demo test check fuzz bench
 
