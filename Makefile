@@ -74,7 +74,7 @@ TEST_PACKAGES    = $(BUILD_PACKAGES) lua-busted lua-socket mosquitto mosquitto-c
                    tinyproxy microsocks
 CHECK_PACKAGES   = $(TEST_PACKAGES) valgrind
 FUZZ_PACKAGES    = clang libclang-rt-14-dev libc6-dev libmbedtls-dev libc-ares-dev libwslay-dev
-BENCH_PACKAGES   = $(BUILD_PACKAGES) mosquitto lua-socket libmosquitto-dev
+BENCH_PACKAGES   = $(BUILD_PACKAGES) mosquitto lua-socket libmosquitto-dev websockify
 # Every purpose, for `make deps` and `make packages`; fragments add theirs.
 PACKAGE_LISTS   := build demo test check fuzz bench
 
@@ -240,7 +240,7 @@ BENCH_CFLAGS  = -std=c11 -D_GNU_SOURCE -O2 -pthread $(WARN)
 
 $(BUILD)/bench/fakebroker: bench/fakebroker.c | deps-bench
 	@mkdir -p $(dir $@)
-	$(CC) $(BENCH_CFLAGS) -o $@ $<
+	$(CC) $(BENCH_CFLAGS) -o $@ $< -lmbedcrypto
 
 $(BUILD)/bench/mosq_bench: bench/mosq_bench.c | deps-bench
 	@mkdir -p $(dir $@)

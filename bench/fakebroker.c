@@ -20,9 +20,15 @@
  *   echo   send every PUBLISH back to its sender, same topic, payload and
  *          QoS, after acknowledging it as sink does.
  *
+ * With -W 1 every connection is MQTT over WebSocket (RFC 6455): the upgrade
+ * is answered 101 with subprotocol mqtt, the client's frames are unmasked
+ * into the MQTT stream (pings answered, a close frame closes), and what the
+ * broker sends goes out as binary frames, one per write burst. It is there
+ * to measure the client's WebSocket cost without a gateway in between.
+ *
  * Usage: fakebroker sink|blast|echo [-p port] [-n count] [-q qos] [-w window]
  *                   [-s payload_bytes] [-t topic] [-r receive_maximum]
- *                   [-a topic_alias_maximum] [-b 1]
+ *                   [-a topic_alias_maximum] [-b 1] [-W 1]
  * Prints "port <port> pid <pid>" on stdout once listening on 127.0.0.1, runs
  * until SIGTERM or SIGINT, then prints its counters on stderr. With -b 1 it
  * also prints, as each connection ends, "conn protocol=<4|5> bytes_in=<n>
@@ -42,6 +48,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <mbedtls/base64.h>
+#include <mbedtls/sha1.h>
+
 #define READ_CHUNK (256 * 1024)
 #define OUT_HIGH (256 * 1024)      /* blast refills below this much pending output */
 #define OUT_PAUSE (4 * 1024 * 1024) /* stop reading a client that does not read */
@@ -60,6 +69,8 @@ typedef struct conn {
     int fd;
     uint32_t events;   /* what epoll watches now */
     buf in, out;
+    buf raw, wire;     /* -W: the WebSocket frames in and out */
+    bool upgraded;     /* -W: the 101 was sent */
     bool blasting;
     bool v5;           /* the CONNECT asked for protocol level 5 */
     uint64_t bytes_in, publish_in;
@@ -78,6 +89,7 @@ static struct {
     const char *topic;
     uint32_t receive_max, alias_max;
     bool report;        /* -b: a line on stdout per connection that ends */
+    bool ws;            /* -W: MQTT over WebSocket */
     struct block {      /* blast: pre-encoded packets, back to back, per protocol */
         uint8_t *data;
         size_t pkt_len, per_block, id_offset;
@@ -234,6 +246,8 @@ static void close_conn(conn *c)
     free_aliases(c);
     free(c->in.data);
     free(c->out.data);
+    free(c->raw.data);
+    free(c->wire.data);
     free(c);
     counters.closed++;
 }
@@ -242,7 +256,8 @@ static void close_conn(conn *c)
 static void blast_fill(conn *c)
 {
     const struct block *b = &cfg.block[c->v5];
-    while (c->blasting && c->to_send && c->out.len - c->out.pos < OUT_HIGH) {
+    while (c->blasting && c->to_send &&
+           c->out.len - c->out.pos + c->wire.len - c->wire.pos < OUT_HIGH) {
         if (cfg.qos == 0) {
             uint64_t n = c->to_send < b->per_block ? c->to_send : b->per_block;
             buf_put(&c->out, b->data, (size_t)n * b->pkt_len);
@@ -265,14 +280,47 @@ static void blast_fill(conn *c)
     }
 }
 
+/* -W: one frame of the given opcode around n bytes, into the output frames. */
+static void ws_put_frame(conn *c, uint8_t opcode, const uint8_t *p, size_t n)
+{
+    uint8_t h[10] = {(uint8_t)(0x80 | opcode)};
+    size_t hl = 2;
+    if (n < 126) {
+        h[1] = (uint8_t)n;
+    } else if (n <= 0xFFFF) {
+        h[1] = 126;
+        h[2] = (uint8_t)(n >> 8);
+        h[3] = (uint8_t)n;
+        hl = 4;
+    } else {
+        h[1] = 127;
+        for (int i = 0; i < 8; i++)
+            h[2 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
+        hl = 10;
+    }
+    buf_put(&c->wire, h, hl);
+    buf_put(&c->wire, p, n);
+}
+
+/* -W: the MQTT bytes pending, framed (one binary frame). */
+static void ws_frame_out(conn *c)
+{
+    if (!cfg.ws || !c->upgraded || c->out.pos == c->out.len)
+        return;
+    ws_put_frame(c, 0x2, c->out.data + c->out.pos, c->out.len - c->out.pos);
+    c->out.pos = c->out.len = 0;
+}
+
 /* Writes what is pending until the socket is full; returns false if c was closed. */
 static bool flush(conn *c)
 {
+    buf *w = cfg.ws ? &c->wire : &c->out;
     for (;;) {
         blast_fill(c);
-        if (c->out.pos == c->out.len)
+        ws_frame_out(c);
+        if (w->pos == w->len)
             break;
-        ssize_t n = write(c->fd, c->out.data + c->out.pos, c->out.len - c->out.pos);
+        ssize_t n = write(c->fd, w->data + w->pos, w->len - w->pos);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -281,11 +329,11 @@ static bool flush(conn *c)
             close_conn(c);
             return false;
         }
-        c->out.pos += (size_t)n;
-        if (c->out.pos == c->out.len)
-            c->out.pos = c->out.len = 0;
+        w->pos += (size_t)n;
+        if (w->pos == w->len)
+            w->pos = w->len = 0;
     }
-    size_t pending = c->out.len - c->out.pos;
+    size_t pending = w->len - w->pos;
     uint32_t ev = (pending < OUT_PAUSE ? EPOLLIN : 0) | (pending ? EPOLLOUT : 0);
     watch(c, ev);
     return true;
@@ -545,19 +593,105 @@ static bool parse(conn *c)
     return true;
 }
 
+/* -W: the upgrade request, once whole: answers 101 with the accept key. */
+static bool ws_upgrade(conn *c)
+{
+    buf *r = &c->raw;
+    buf_put(r, "", 1); /* a NUL after the bytes, for the string functions */
+    r->len--;
+    const char *req = (const char *)r->data + r->pos, *end = strstr(req, "\r\n\r\n");
+    if (!end)
+        return r->len - r->pos < 16384;
+    const char *k = strcasestr(req, "\nSec-WebSocket-Key:");
+    if (!k || k > end)
+        return false;
+    k += 19;
+    k += strspn(k, " \t");
+    size_t kl = strcspn(k, " \t\r\n");
+    char key[128];
+    if (kl > 60)
+        return false;
+    memcpy(key, k, kl);
+    memcpy(key + kl, "258EAFA5-E914-47DA-95CA-C5AB0DC85B11", 37);
+    unsigned char sha[20], acc[64];
+    size_t al = 0;
+    if (mbedtls_sha1_ret((const unsigned char *)key, kl + 36, sha) != 0 ||
+        mbedtls_base64_encode(acc, sizeof acc, &al, sha, sizeof sha) != 0)
+        return false;
+    char resp[256];
+    int n = snprintf(resp, sizeof resp,
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %.*s\r\n"
+                     "Sec-WebSocket-Protocol: mqtt\r\n\r\n",
+                     (int)al, (const char *)acc);
+    buf_put(&c->wire, resp, (size_t)n);
+    r->pos += (size_t)(end + 4 - req);
+    c->upgraded = true;
+    return true;
+}
+
+/* -W: the client's whole frames, unmasked, into the MQTT input. */
+static bool ws_unframe(conn *c)
+{
+    buf *r = &c->raw;
+    while (r->len - r->pos >= 2) {
+        const uint8_t *p = r->data + r->pos;
+        size_t avail = r->len - r->pos, hl = 2, n = p[1] & 0x7F;
+        if (n == 126) {
+            hl = 4;
+            n = avail >= 4 ? (size_t)p[2] << 8 | p[3] : 0;
+        } else if (n == 127) {
+            hl = 10;
+            n = 0;
+            for (int i = 0; avail >= 10 && i < 8; i++)
+                n = n << 8 | p[2 + i];
+        }
+        if (!(p[1] & 0x80) || n > MAX_PACKET)
+            return false; /* client frames are masked (RFC 6455 5.1) */
+        if (avail < hl + 4 + n)
+            return true;
+        const uint8_t *mask = p + hl, *data = p + hl + 4;
+        uint8_t op = p[0] & 0x0F;
+        buf *to = op <= 0x2 ? &c->in : &c->out;
+        buf_reserve(to, n); /* may move what is pending to the front */
+        size_t at = to->len;
+        for (size_t i = 0; i < n; i++)
+            to->data[at + i] = data[i] ^ mask[i & 3];
+        if (op == 0x8)
+            return false;
+        if (op == 0x9) { /* the pong carries the ping's data, in a frame of its own */
+            ws_frame_out(c);
+            ws_put_frame(c, 0xA, to->data + at, n);
+        } else if (op <= 0x2) {
+            to->len += n;
+        }
+        r->pos += hl + 4 + n;
+    }
+    return true;
+}
+
+/* -W: read bytes are WebSocket; the MQTT stream is what the frames carry. */
+static bool ws_input(conn *c)
+{
+    if (!c->upgraded && !ws_upgrade(c))
+        return false;
+    return !c->upgraded || ws_unframe(c);
+}
+
 static void on_readable(conn *c)
 {
-    buf_reserve(&c->in, READ_CHUNK);
-    ssize_t n = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+    buf *b = cfg.ws ? &c->raw : &c->in;
+    buf_reserve(b, READ_CHUNK);
+    ssize_t n = read(c->fd, b->data + b->len, b->cap - b->len);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
     if (n <= 0) {
         close_conn(c);
         return;
     }
-    c->in.len += (size_t)n;
+    b->len += (size_t)n;
     c->bytes_in += (size_t)n;
-    if (!parse(c)) {
+    if ((cfg.ws && !ws_input(c)) || !parse(c)) {
         close_conn(c);
         return;
     }
@@ -602,7 +736,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: fakebroker sink|blast|echo [-p port] [-n count] [-q qos] "
                     "[-w window] [-s payload_bytes] [-t topic] [-r receive_maximum]\n"
-                    "                  [-a topic_alias_maximum] [-b 1]\n");
+                    "                  [-a topic_alias_maximum] [-b 1] [-W 1]\n");
     exit(2);
 }
 
@@ -638,6 +772,8 @@ static void parse_args(int argc, char **argv, int *port)
             cfg.alias_max = (uint32_t)strtoul(v, NULL, 10);
         else if (strcmp(argv[i], "-b") == 0)
             cfg.report = atoi(v) != 0;
+        else if (strcmp(argv[i], "-W") == 0)
+            cfg.ws = atoi(v) != 0;
         else
             usage();
     }

@@ -20,6 +20,13 @@
 -- round by round, with the core's allocations per received message
 -- (bench/alloc_bench.c) and the bytes the broker received for publishes to a
 -- long topic with and without topic aliases (scenario wire).
+-- Transports (zmqtt alone, a table of their own): QoS 0 publish and receive
+-- over ws:// against the same over TCP in the same round (wspub, wsrecv; the
+-- fake broker speaks WebSocket itself with -W 1, so no gateway is measured),
+-- and connect() to CONNACK, median of BENCH_HANDSHAKES connects, over
+-- mqtt://, ws:// (fake broker), mqtts:// (mosquitto's TLS listener), and
+-- ws:// and wss:// through websockify in front of mosquitto (websockify
+-- forks a Python process per connection: its ws:// row is that cost).
 --
 -- Usage: lua5.4 bench/run.lua        (make bench builds the binaries first)
 -- Environment (the defaults in brackets are full mode / BENCH_SHORT=1):
@@ -46,7 +53,8 @@
 --   BENCH_ROUTE_SEGMENT    messages per segment of the route rows [50000 / 10000]
 --   BENCH_ONOFF_COUNT      on() and off() calls timed in the onoff rows [20000]
 --   BENCH_SCENARIOS        subset to run, e.g. "pub0 recv"
---                          [pub0 pub1 pub2 recv alloc wire route onoff rtt idle clients]
+--                          [pub0 pub1 pub2 recv alloc wire route onoff rtt idle clients
+--                           wspub wsrecv handshake]
 --   BENCH_PROTOCOLS        protocol levels of pub0, pub1, pub2 and recv [4 5]
 --   BENCH_ALLOC_COUNT      QoS 0 messages received by alloc_bench per level [100000 / 20000]
 --   BENCH_WIRE_COUNT       QoS 0 publishes of the wire rows [100000 / 100000]
@@ -55,6 +63,7 @@
 --                          instructions per message of zmqtt 3.1.1 and 5.0 under
 --                          callgrind, one round, for pub0, pub1, pub2 and recv:
 --                          rows of the 5.0 table that the machine's load cannot move
+--   BENCH_HANDSHAKES       connects timed per round in the handshake rows [50 / 20]
 --   BENCH_NOFILE           RLIMIT_NOFILE to ask for (capped by the hard limit) [65536]
 --   BENCH_TIMEOUT          seconds one run may take before it is killed [600 / 120];
 --                          a fake broker, which serves many runs, gets 30 times that
@@ -132,9 +141,10 @@ local cfg = {
     bin = os.getenv("BENCH_BIN") or (ROOT .. "/build/bench"),
     out = os.getenv("BENCH_OUT") or (ROOT .. "/build/bench/results.md"),
     lua = os.getenv("LUA") or "lua5.4",
+    handshakes = env_number("BENCH_HANDSHAKES", 50, 20),
 }
 cfg.scenarios = {}
-local ALL_SCENARIOS = "pub0 pub1 pub2 recv alloc wire route onoff rtt idle clients"
+local ALL_SCENARIOS = "pub0 pub1 pub2 recv alloc wire route onoff rtt idle clients wspub wsrecv handshake"
 for _, s in ipairs(env_list("BENCH_SCENARIOS", ALL_SCENARIOS, ALL_SCENARIOS)) do
     cfg.scenarios[s] = true
 end
@@ -285,7 +295,7 @@ local function port_open(port)
 end
 
 --- A private mosquitto on a free loopback port; returns {host, port, stop}.
-local function start_mosquitto()
+local function start_mosquitto(extra)
     local dir = capture("mktemp -d /tmp/zmqtt-bench-mosquitto.XXXXXX")
     local port = free_port()
     local conf = dir .. "/mosquitto.conf"
@@ -294,7 +304,7 @@ local function start_mosquitto()
         fmt("listener %d %s\n", port, HOST),
         "allow_anonymous true\npersistence false\n",
         "log_dest file ", dir, "/mosquitto.log\n",
-        cfg.rtt_nodelay == 1 and "set_tcp_nodelay true\n" or "")
+        cfg.rtt_nodelay == 1 and "set_tcp_nodelay true\n" or "", extra or "")
     -- As root, mosquitto would drop to user "mosquitto", who cannot write dir.
     if capture("id -u") == "0" then f:write("user root\n") end
     f:close()
@@ -317,6 +327,32 @@ local function start_mosquitto()
             os.execute("rm -rf " .. shell_quote(dir))
         end,
     }
+end
+
+--- A server started by cmd that listens on port; returns {host, port, stop}.
+local function start_daemon(cmd, port)
+    log("$ " .. cmd)
+    local p = io.popen(fmt("echo $$; exec %s >>%s 2>&1", cmd, shell_quote(LOG)))
+    local pid = p:read("l")
+    for _ = 1, 200 do
+        if port_open(port) then break end
+        socket.sleep(0.05)
+    end
+    if not port_open(port) then
+        stop_pid(pid, p)
+        error("did not start on port " .. port .. ": " .. cmd .. " (see " .. LOG .. ")")
+    end
+    return { host = HOST, port = port, stop = function() stop_pid(pid, p) end }
+end
+
+--- A self-signed certificate for 127.0.0.1 (the handshake rows): its dir.
+local function make_pki()
+    local dir = capture("mktemp -d /tmp/zmqtt-bench-pki.XXXXXX")
+    assert(os.execute(fmt("cd %s && openssl req -x509 -newkey ec -pkeyopt " ..
+        "ec_paramgen_curve:P-256 -nodes -keyout key.pem -out crt.pem -days 2 -subj /CN=localhost " ..
+        "-addext subjectAltName=IP:%s >>%s 2>&1 && chmod 644 key.pem", shell_quote(dir), HOST,
+        shell_quote(LOG))), "openssl could not make the bench certificate")
+    return { dir = dir, stop = function() os.execute("rm -rf " .. shell_quote(dir)) end }
 end
 
 --- CPU nanoseconds and voluntary context switches of each thread of pid.
@@ -590,6 +626,66 @@ if cfg.scenarios.idle then
         },
     }
 end
+-- WebSocket against TCP: the same zmqtt run over both, in each round.
+local WS_FLOOR = 0.7
+local function ws_scenario(id, kind, cmd, label)
+    add {
+        id = id, transports = true,
+        runners = { { name = "tcp" }, { name = "ws", ws = true } },
+        run = function(get_broker, client)
+            local b = get_broker(client.ws and kind .. "-ws" or kind)
+            return run(cmd(client.ws and fmt("ws://%s:%d/mqtt", b.host, b.port) or b.host, b.port))
+        end,
+        metrics = {
+            { label = label, better = "higher", value = rate, target = { ratio = WS_FLOOR } },
+            { label = "CPU per message, " .. label:gsub(" %(msg/s%)$", "") .. " (µs)",
+                better = "lower", value = cpu_us },
+        },
+    }
+end
+if cfg.scenarios.wspub then
+    ws_scenario("wspub", "sink", function(host, port)
+        return zmqtt_cmd("pub", host, port, 0, cfg.qos0, cfg.payload, cfg.every)
+    end, fmt("publish %s × %d B, QoS 0 (msg/s)", count_label(cfg.qos0), cfg.payload))
+end
+if cfg.scenarios.wsrecv then
+    ws_scenario("wsrecv", "blast", function(host, port)
+        return zmqtt_cmd("sub", host, port, cfg.recv, "bench/blast")
+    end, fmt("receive %s × %d B QoS 0 into a callback (msg/s)", count_label(cfg.recv),
+        cfg.payload))
+end
+if cfg.scenarios.handshake then
+    local paths = {
+        { name = "mqtt://", broker = "sink", scheme = "mqtt", via = "fake broker" },
+        { name = "ws://", broker = "sink-ws", scheme = "ws", via = "fake broker -W 1" },
+        { name = "mqtts://", broker = "mosquitto-tls", scheme = "mqtts", via = "mosquitto",
+            tls = true },
+        { name = "ws:// (websockify)", broker = "websockify", scheme = "ws",
+            via = "websockify, mosquitto" },
+        { name = "wss://", broker = "websockify-tls", scheme = "wss", via = "websockify, mosquitto",
+            tls = true },
+    }
+    add {
+        id = "handshake", transports = true, runners = paths,
+        run = function(get_broker, client)
+            local b = get_broker(client.broker)
+            local uri = fmt("%s://%s:%d%s", client.scheme, b.host, b.tls_port or b.port,
+                client.scheme:match("^ws") and "/" or "")
+            if client.tls then
+                return run(zmqtt_cmd("handshake", uri, cfg.handshakes,
+                    get_broker("pki").dir .. "/crt.pem"))
+            end
+            return run(zmqtt_cmd("handshake", uri, cfg.handshakes))
+        end,
+        metrics = {
+            { label = "connect() to CONNACK, median (ms)", better = "lower",
+                value = function(r) return r.median * 1e3 end },
+            { label = "fastest (ms)", better = "lower", value = function(r) return r.min * 1e3 end },
+            { label = "client CPU per connect (ms)", better = "lower",
+                value = function(r) return r.cpu * 1e3 end },
+        },
+    }
+end
 --- A memory target: every round had all clients connected, and the median is at most kib.
 local function all_connected_within(kib)
     return {
@@ -684,6 +780,26 @@ local function broker(kind)
                 "bench/blast")
         elseif kind == "echo" then
             brokers[kind] = start_fake("echo")
+        elseif kind == "sink-ws" then
+            brokers[kind] = start_fake("sink", "-W", 1)
+        elseif kind == "blast-ws" then
+            brokers[kind] = start_fake("blast", "-n", cfg.recv, "-s", cfg.payload, "-t",
+                "bench/blast", "-W", 1)
+        elseif kind == "pki" then
+            brokers[kind] = make_pki()
+        elseif kind == "mosquitto-tls" then
+            local dir, tls_port = broker("pki").dir, free_port()
+            brokers[kind] = start_mosquitto(fmt("listener %d %s\ncertfile %s/crt.pem\n" ..
+                "keyfile %s/key.pem\n", tls_port, HOST, dir, dir))
+            brokers[kind].tls_port = tls_port
+            assert(port_open(tls_port), "mosquitto's TLS listener did not open")
+        elseif kind == "websockify" or kind == "websockify-tls" then
+            local port, dir = free_port(), broker("pki").dir
+            brokers[kind] = start_daemon(fmt("/usr/bin/python3 %s %s %s:%d %s:%d",
+                shell_quote(ROOT .. "/spec/tools/mqtt_websockify.py"),
+                kind == "websockify" and "" or fmt("--ssl-only --cert %s/crt.pem --key %s/key.pem",
+                    shell_quote(dir), shell_quote(dir)),
+                HOST, port, HOST, broker("mosquitto-tls").port), port)
         else
             brokers[kind] = start_mosquitto()
         end
@@ -773,7 +889,7 @@ local function run_scenario(s)
             local t0 = socket.gettime()
             local r, err
             if s.run then
-                r, err = s.run(broker)
+                r, err = s.run(broker, client)
             else
                 local cmd = s.cmd(b, client.zmqtt, client)
                 if s.idle then r, err = run_idle(cmd) else r, err = run(cmd) end
@@ -953,8 +1069,34 @@ local function wire_row(s, metric)
         sv and fmt("%.1f%%", sv * 100) or "—", sh and fmt("%.1f%%", sh * 100) or "—", target, met)
 end
 
+-- The transports table: zmqtt over ws:// against zmqtt over TCP, round by round.
+local ws_rows = {}
+local function ws_row(s, metric)
+    local tvals, tnotes = values_of(s, metric, "tcp")
+    local wvals, wnotes = values_of(s, metric, "ws")
+    local adv, per_round = ratio_cells(metric, wvals, tvals)
+    local target, met = verdict(metric, median(wvals), wvals, adv)
+    ws_rows[#ws_rows + 1] = fmt("| %s | %s | %s | %s | %s | %s | %s |", metric.label,
+        cell(tvals, tnotes), cell(wvals, wnotes), adv and fmt("%.2f×", adv) or "—", per_round,
+        target, met)
+end
+
+-- The handshake table: one row per path, the median over the rounds.
+local handshake_list = {}
+local function handshake_rows(s)
+    for _, path in ipairs(s.runners) do
+        local cells = {}
+        for i, metric in ipairs(s.metrics) do
+            local vals, notes = values_of(s, metric, path.name)
+            cells[i] = cell(vals, notes)
+        end
+        handshake_list[#handshake_list + 1] = fmt("| %s | %s | %s | %s | %s |", path.name,
+            cells[1], cells[2], cells[3], path.via)
+    end
+end
+
 for _, s in ipairs(scenarios) do
-    for _, metric in ipairs((s.solo or s.own) and {} or s.metrics) do
+    for _, metric in ipairs((s.solo or s.own or s.transports) and {} or s.metrics) do
         rows[#rows + 1] = versus_row(s, metric, metric.label, "zmqtt", "libmosquitto")
     end
     for _, metric in ipairs(s.v5 and s.metrics or {}) do
@@ -979,6 +1121,11 @@ for _, s in ipairs(scenarios) do
     end
     if s.solo then
         for _, metric in ipairs(s.metrics) do solo_rows[#solo_rows + 1] = solo_row(s, metric) end
+    end
+    if s.id == "wspub" or s.id == "wsrecv" then
+        for _, metric in ipairs(s.metrics) do ws_row(s, metric) end
+    elseif s.id == "handshake" then
+        handshake_rows(s)
     end
 end
 
@@ -1019,6 +1166,11 @@ say_table("| bytes on the wire (zmqtt, MQTT 5.0) | topic_alias = false | topic_a
     " topic's share | target | met |", "|---|---:|---:|---:|---:|---|---|", wire_rows)
 say_table("| routing (zmqtt alone) | zmqtt | ratio to no filter callbacks | per round | target | met |" ..
     bhead, "|---|---:|---:|---|---|---|" .. balign, solo_rows)
+say_table("| transports (zmqtt alone) | TCP | ws:// | ws:// / TCP | per round | target | met |",
+    "|---|---:|---:|---:|---|---|---|", ws_rows)
+say_table(fmt("| handshake (zmqtt, %d connects per round) | connect() to CONNACK, median (ms) |" ..
+    " fastest (ms) | client CPU per connect (ms) | server |", cfg.handshakes), "|---|---:|---:|---:|---|",
+    handshake_list)
 say("")
 say("Cells are medians over the rounds; the advantage is the median of the per-round")
 say("ratios, oriented so that > 1 means zmqtt did better (faster, fewer µs, fewer")

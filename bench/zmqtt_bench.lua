@@ -21,6 +21,8 @@
 --                                             plus a matching one registered last
 --   onoff   N                                 N on() with ascending priorities, then
 --                                             N off(), each timed (no broker)
+--   handshake URI N [CAFILE]                  N connects, each timed from connect() to
+--                                             CONNACK; HOST may be any URI
 --
 -- Prints one line "result key=value ..." on stdout; times are seconds, CPU
 -- is the sum over this process's threads (the schedstat of each task).
@@ -326,6 +328,33 @@ local function run_clients(host, port, n, hold)
     return connected == n
 end
 
+--- connect() to CONNACK, n times (a new client each, so no TLS session is
+-- resumed): the median and the fastest, in seconds, and this process's CPU
+-- per connect (every thread: what the client costs, whatever the server).
+local function run_handshake(uri, n, cafile)
+    local ctx = cafile and mqtt.ssl_context { cafile = cafile } or nil
+    local times = {}
+    -- Connected throughout, so the shared I/O thread (whose CPU is counted
+    -- while it runs) lives across the timed connects.
+    local anchor = new_client(0)
+    anchor:connect { host = uri, keepalive = 60, ssl_ctx = ctx }
+    local cpu0 = cpu_seconds()
+    for i = 1, n do
+        local c = new_client(i)
+        local t0 = monotonic()
+        c:connect { host = uri, keepalive = 60, ssl_ctx = ctx }
+        times[i] = monotonic() - t0
+        c:disconnect()
+        c:close()
+    end
+    local cpu = (cpu_seconds() - cpu0) / n
+    anchor:disconnect()
+    anchor:close()
+    table.sort(times)
+    result { { "count", n }, { "median", times[(n + 1) // 2] }, { "min", times[1] },
+        { "cpu", cpu } }
+end
+
 local function usage()
     io.stderr:write([==[
 usage: zmqtt_bench.lua pub HOST PORT QOS COUNT SIZE [EVERY [TOPIC]]
@@ -335,6 +364,7 @@ usage: zmqtt_bench.lua pub HOST PORT QOS COUNT SIZE [EVERY [TOPIC]]
        zmqtt_bench.lua clients HOST PORT N HOLD_SECONDS
        zmqtt_bench.lua route HOST PORT COUNT TOPIC K SEGMENT
        zmqtt_bench.lua onoff N
+       zmqtt_bench.lua handshake URI N [CAFILE]
 ]==])
     os.exit(2)
 end
@@ -355,6 +385,8 @@ elseif mode == "clients" and #a == 3 then
     ok = run_clients(host, a[1], a[2], a[3])
 elseif mode == "route" and #a == 5 then
     run_route(host, a[1], a[2], a[3], a[4], a[5])
+elseif mode == "handshake" and #a >= 1 then
+    run_handshake(host, a[1], a[2])
 elseif mode == "onoff" and tonumber(host) then
     run_onoff(tonumber(host))
 else

@@ -456,6 +456,11 @@ typedef struct mqtt_connect_options {
     /* Headers added to the WebSocket upgrade request (ws://, wss://). */
     const mqtt_header *ws_headers;
     size_t ws_header_count;
+    /* MQTT 5.0: a CONNACK refusal or a DISCONNECT with reason 0x9C (use
+     * another server) or 0x9D (server moved) and a server_reference puts
+     * that server at the front of the list, tried next. A reference without
+     * "scheme://" takes the current server's scheme. */
+    bool follow_redirects;
 } mqtt_connect_options;
 
 /** The smallest struct_size the connect calls accept: the layout before servers. */

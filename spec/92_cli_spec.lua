@@ -2,7 +2,7 @@
 -- run as child processes against private mosquitto brokers: help and usage
 -- errors, publishing at QoS 0/1/2 byte-exact (to mosquitto_sub and to
 -- zmqtt-sub), -C/-W/-v, retained, empty, file and stdin payloads, wills,
--- credentials, TLS, debug output and the exit codes.
+-- credentials, TLS, WebSocket and proxies, debug output and the exit codes.
 
 local helpers = require("helpers")
 
@@ -346,13 +346,15 @@ describe("zmqtt-pub and zmqtt-sub with URIs", function()
         assert.equal("by URI", got[1].payload)
     end)
 
-    it("refuse a bad URI, -p with a URI and a proxy (not supported yet) with exit 2", function()
+    it("refuse a bad URI, -p with a URI and a bad proxy URI with exit 2", function()
         for args, words in pairs {
             ["-h foo://x"] = "unknown scheme 'foo'",
             ["-h mqtt://" .. HOST .. ":" .. broker.port .. " -p 1"] = "-p/--port is for a plain host",
             ["-h mqtt://" .. HOST .. " --cafile /nonexistent"] = "TLS options need a TLS URI",
             ["-h " .. HOST .. " -p " .. broker.port .. " --proxy ftp://" .. HOST .. ":1"] =
-                "--proxy: proxy: ",
+                "--proxy: proxy: unknown proxy scheme 'ftp'",
+            ["-h " .. HOST .. " -p " .. broker.port .. " --proxy http://" .. HOST .. ":1/x"] =
+                "a proxy URI takes no path",
         } do
             local ok, code, out = helpers.run(PUB .. " " .. args .. " -t a -m x", 15)
             assert.is_false(ok)
@@ -367,6 +369,56 @@ describe("zmqtt-pub and zmqtt-sub with URIs", function()
         assert.is_false(ok)
         assert.equal(1, code, out)
         assert.truthy(out:find("MQTTConnectionError: connect failed: " .. path, 1, true), out)
+    end)
+end)
+
+describe("zmqtt-pub and zmqtt-sub over WebSocket and through proxies", function()
+    local broker = helpers.with_broker(nil, "zcliw")
+    local ports = {}
+    setup(function()
+        ports.ws = helpers.start_websockify(broker.port)
+        ports.http = helpers.start_tinyproxy({ broker.port, ports.ws }, "carol pa55")
+        ports.socks = helpers.start_microsocks()
+    end)
+
+    -- zmqtt-pub retains a message; zmqtt-sub -C 1 gets it back: both ways
+    -- through the same transport.
+    local function round_trip(host, pub_proxy, sub_proxy)
+        local topic = topic_base()
+        local opt = function(p) return p and (" --proxy " .. quote(p)) or "" end
+        local ok, code, out = helpers.run(PUB .. " -h " .. host .. opt(pub_proxy) ..
+            " -q 1 -r -t " .. topic .. " -m 'over " .. host .. "'", 15)
+        assert.is_true(ok, code .. ": " .. out)
+        ok, code, out = helpers.run(SUB .. " -h " .. host .. opt(sub_proxy) ..
+            " -q 1 -C 1 -W 10 -t " .. topic, 15)
+        assert.is_true(ok, code .. ": " .. out)
+        assert.equal("over " .. host .. "\n", out)
+    end
+
+    it("take ws:// URIs", function()
+        round_trip("ws://" .. HOST .. ":" .. ports.ws .. "/mqtt")
+    end)
+
+    it("take --proxy http:// (with credentials) and socks5://, also for ws://", function()
+        local http = "http://carol:pa55@" .. HOST .. ":" .. ports.http
+        local socks = "socks5://" .. HOST .. ":" .. ports.socks
+        round_trip("mqtt://" .. HOST .. ":" .. broker.port, http, socks)
+        round_trip("ws://" .. HOST .. ":" .. ports.ws, socks, http)
+    end)
+
+    it("exit 1 naming the step for an unreachable proxy and a 407", function()
+        local target = "mqtt://" .. HOST .. ":" .. broker.port
+        for proxy, words in pairs {
+            ["http://" .. HOST .. ":" .. helpers.free_port()] = "proxy connect failed",
+            ["http://" .. HOST .. ":" .. ports.http] = "proxy refused: 407",
+        } do
+            for _, cmd in ipairs { PUB .. " -t a -m x", SUB .. " -t a -C 1 -W 5" } do
+                local ok, code, out = helpers.run(cmd .. " -h " .. target .. " --proxy " .. proxy, 15)
+                assert.is_false(ok)
+                assert.equal(1, code, out)
+                assert.truthy(out:find("MQTTConnectionError: " .. words, 1, true), out)
+            end
+        end
     end)
 end)
 

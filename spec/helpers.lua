@@ -777,6 +777,59 @@ function helpers.wait_dispatch(pred, timeout, slice)
     return helpers.wait_until(pred, timeout or 5, helpers.dispatcher(slice))
 end
 
+---------------------------------------------------------------------------
+-- WebSocket gateway and proxies (Debian's websockify, tinyproxy, microsocks)
+---------------------------------------------------------------------------
+
+local SPEC_DIR = debug.getinfo(1, "S").source:sub(2):match("^(.*)/[^/]*$") or "."
+
+-- Starts `command` (helpers.start_process) with its output in a new temp
+-- dir, and waits until it listens on `port`. Returns the port and the dir.
+local function start_listening(command, port, name, dir)
+    dir = dir or helpers.tmpdir("zmqtt-" .. name)
+    local log = dir .. "/" .. name .. "-" .. port .. ".log"
+    helpers.start_process(command, log)
+    if not helpers.wait_until(function() return port_open(port) end, START_TIMEOUT * 2) then
+        error(name .. " did not listen on port " .. port .. ":\n" .. (read_file(log) or ""), 3)
+    end
+    return port, dir
+end
+
+--- websockify in front of 127.0.0.1:target (spec/tools/mqtt_websockify.py:
+-- it answers the "mqtt" subprotocol), on a new free port; with cert and key
+-- (file paths) TLS only (wss://). Returns its port.
+function helpers.start_websockify(target, cert, key)
+    local port = helpers.free_port()
+    return (start_listening("/usr/bin/python3 " .. quote(SPEC_DIR .. "/tools/mqtt_websockify.py") ..
+        (cert and (" --ssl-only --cert " .. quote(cert) .. " --key " .. quote(key)) or "") ..
+        " " .. HOST .. ":" .. port .. " " .. HOST .. ":" .. target, port,
+        cert and "wss" or "ws"))
+end
+
+--- tinyproxy (HTTP CONNECT) on a new free port, allowing CONNECT to the
+-- given ports only; auth "user password" adds BasicAuth. Returns its port.
+function helpers.start_tinyproxy(connect_ports, auth)
+    local port = helpers.free_port()
+    local dir = helpers.tmpdir("zmqtt-tinyproxy")
+    assert(run("chmod 755 " .. quote(dir))) -- it reads its file as nobody when run as root
+    local conf = { "Port " .. port, "Listen " .. HOST, "Timeout 30", "MaxClients 16",
+                   "Allow " .. HOST }
+    for _, p in ipairs(connect_ports) do conf[#conf + 1] = "ConnectPort " .. p end
+    if auth then conf[#conf + 1] = "BasicAuth " .. auth end
+    if is_root() then conf[#conf + 1] = "User nobody\nGroup nogroup" end
+    write_file(dir .. "/tinyproxy.conf", table.concat(conf, "\n") .. "\n")
+    return (start_listening("/usr/bin/tinyproxy -d -c " .. quote(dir .. "/tinyproxy.conf"), port,
+                            "tinyproxy", dir))
+end
+
+--- microsocks (SOCKS5) on a new free port, with user and password when
+-- given. Returns its port.
+function helpers.start_microsocks(user, password)
+    local port = helpers.free_port()
+    return (start_listening("/usr/bin/microsocks -i " .. HOST .. " -p " .. port ..
+        (user and (" -u " .. quote(user) .. " -P " .. quote(password)) or ""), port, "microsocks"))
+end
+
 -- A list of objects with a close() method: set:new(...) makes one with
 -- make(...) and remembers it, set:add(x) remembers x, set:close_all() closes
 -- them newest first and forgets them. All return what they were given or made.

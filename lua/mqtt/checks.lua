@@ -117,14 +117,14 @@ local OPTIONS = {
     logger = true, disconnect_timeout = true, max_event_bytes = true, maximum_packet_size = true,
     protocol = true, topic_alias = true, session_expiry_interval = true, response_topic = true,
     properties = true,
-    servers = true, proxy = true, ws_headers = true,
+    servers = true, proxy = true, ws_headers = true, follow_redirects = true,
 }
 local PROTOCOLS = { [4] = 4, [5] = 5, auto = -1 }
 local ALIAS_MODES = { auto = 0, [false] = 1, manual = 2 }
 
 -- The connect options that mqtt.Client's options give defaults for. The C
 -- core parses the URIs (and names what is wrong with one) when connecting.
-local SERVER_KEYS = { "servers", "proxy", "ws_headers" }
+local SERVER_KEYS = { "servers", "proxy", "ws_headers", "follow_redirects" }
 
 local function servers_list(v, n, fname)
     if type(v) ~= "table" or #v == 0 then
@@ -153,7 +153,7 @@ local function header_table(v, n, fname)
     return v
 end
 
--- servers, proxy and ws_headers of t (connect's table, or Client's options),
+-- servers, proxy, ws_headers and follow_redirects of t (connect's table, or Client's options),
 -- checked; argument n of fname in errors.
 local function server_options(t, n, fname)
     local o = {}
@@ -163,6 +163,10 @@ local function server_options(t, n, fname)
     end
     o.proxy = t.proxy
     if t.ws_headers ~= nil then o.ws_headers = header_table(t.ws_headers, n, fname) end
+    if t.follow_redirects ~= nil and type(t.follow_redirects) ~= "boolean" then
+        argerror(n, fname, "follow_redirects must be a boolean")
+    end
+    o.follow_redirects = t.follow_redirects
     return o
 end
 local MAX_REMAINING = core.limits.max_remaining

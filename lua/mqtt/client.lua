@@ -66,6 +66,7 @@ for name, method in pairs(dispatch.methods) do Client[name] = method end
 -- @tab[opt] options.servers the default `servers` of every `connect`
 -- @string[opt] options.proxy the default `proxy` of every `connect`
 -- @tab[opt] options.ws_headers the default `ws_headers` of every `connect`
+-- @bool[opt=false] options.follow_redirects the default `follow_redirects` of every `connect`
 -- @func[opt] options.logger `logger(level, text)`, level "debug", "info",
 -- "warning" or "error"; called while dispatching
 -- @treturn Client
@@ -161,7 +162,7 @@ local function start_connect(self, fname, async, ...)
     -- connect(): it connects in the background and dispatches until CONNACK.
     local auth = not async and self._auth_method ~= nil
     local ok, name, msg, code = c:connect(host, port, keepalive, ska[1], ska[2], ska[3],
-        async or auth, ssl_ctx, srv.servers, srv.proxy, srv.ws_headers)
+        async or auth, ssl_ctx, srv.servers, srv.proxy, srv.ws_headers, srv.follow_redirects)
     if not ok and name == "invalid argument" then argerror(1, fname, msg) end
     if not ok then raise(name, msg, code) end
     if auth then
@@ -180,9 +181,12 @@ end
 -- `client:connect{host = "h", keepalive = 60, port = 8883, ssl_ctx = ctx}`,
 -- which also takes `servers` (a list of URIs or hosts instead of `host`:
 -- tried in order, and round robin for reconnects with the back-off per full
--- round), `proxy` (a proxy URI or `"env"`; refused until the proxy
--- transport exists) and `ws_headers` (name = value strings for the
--- WebSocket upgrade). `mqtt.Client`'s options give defaults for these three.
+-- round), `proxy` (`"socks5://[user:pass@]host:port"`,
+-- `"http://[user:pass@]host:port"` or `"env"`) and `ws_headers` (name = value strings for the
+-- WebSocket upgrade), and `follow_redirects` (MQTT 5.0: a refusal or
+-- DISCONNECT with reason 0x9C/0x9D and a `server_reference` puts that server
+-- at the front of the list, tried next). `mqtt.Client`'s options give
+-- defaults for these four.
 -- @string host a name or an IPv4/IPv6 address, or a URI: `mqtt://host[:1883]`,
 -- `mqtts://host[:8883]` (TLS: `ssl_ctx`, else the system CA store),
 -- `ws://host[:80]/path`, `wss://host[:443]/path`, `unix:///path`

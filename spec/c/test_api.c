@@ -7,6 +7,7 @@
  */
 #include <netinet/in.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -378,9 +379,12 @@ static void test_server_refusals(mqtt_client *c)
           "a header value with a line break is refused");
     mqtt_connect_options_init(&co);
     co.host = "127.0.0.1";
-    co.proxy = "ftp://127.0.0.1:1080";
+    co.proxy = "ftp://127.0.0.1:21";
     CHECK(mqtt_client_connect(c, &co, &res) == MQTT_ERR_INVAL && said("proxy: "),
-          "a bad proxy URI is refused at the call, naming the proxy");
+          "a proxy URI of an unknown scheme is refused");
+    co.proxy = "http://127.0.0.1:3128/path";
+    CHECK(mqtt_client_connect(c, &co, &res) == MQTT_ERR_INVAL && said("takes no path"),
+          "a proxy URI with a path is refused");
     CHECK(failures(c) == 0, "nothing was attempted");
 }
 
@@ -475,8 +479,59 @@ static void test_servers(void)
           "connect options of the first layout still work");
     CHECK(mqtt_client_server(c, buf, sizeof buf) == 9 && strcmp(buf, "127.0.0.1") == 0,
           "a plain host is the server as given");
+    /* The layout before follow_redirects: the field beyond it is not read. */
+    mqtt_connect_options got;
+    mqtt_connect_options_init(&co);
+    co.host = "127.0.0.1";
+    co.follow_redirects = true;
+    co.struct_size = offsetof(mqtt_connect_options, follow_redirects);
+    CHECK(mqtt__connect_options_read(&got, &co) == MQTT_OK && !got.follow_redirects,
+          "follow_redirects beyond an older struct_size stays false");
+    co.struct_size = sizeof co;
+    CHECK(mqtt__connect_options_read(&got, &co) == MQTT_OK && got.follow_redirects,
+          "follow_redirects is read within struct_size");
     mqtt_client_destroy(c);
     fake_broker_stop(broker);
+}
+
+/* follow_redirects: a server_reference (property 0x1C) of a 0x9C/0x9D. */
+static const char *redirect(mqtt_servers *s, int reason, const char *ref, bool tls, char *why)
+{
+    uint8_t props[128] = {MQTT_PROP_SERVER_REFERENCE, 0, (uint8_t)strlen(ref)};
+    memcpy(props + 3, ref, strlen(ref));
+    why[0] = '\0';
+    return mqtt__servers_redirect(s, reason, (mqtt_bytes){props, 3 + strlen(ref)}, tls, why, 200);
+}
+
+static void test_redirects(void)
+{
+    const char *list[] = {"a.example", "wss://b.example/mqtt"};
+    mqtt_connect_options co;
+    mqtt_connect_options_init(&co);
+    co.servers = list;
+    co.server_count = 2;
+    mqtt_servers s;
+    memset(&s, 0, sizeof s);
+    char why[200];
+    CHECK(mqtt__servers_set(&s, &co) == MQTT_OK, "a list of two servers");
+    CHECK(!redirect(&s, MQTT_RC_NOT_AUTHORIZED, "c.example:1884", false, why) && !why[0],
+          "a reference with another reason is not followed");
+    const char *to = redirect(&s, MQTT_RC_USE_ANOTHER_SERVER, "c.example:1884", true, why);
+    CHECK(to && strcmp(to, "mqtts://c.example:1884") == 0,
+          "a plain host with TLS: the reference becomes mqtts://");
+    CHECK(mqtt__servers_next(&s) && s.count == 3 && strcmp(mqtt__servers_current(&s), to) == 0,
+          "the next move goes to the reference, at the front of the list");
+    mqtt__servers_next(&s);
+    mqtt__servers_next(&s);
+    to = redirect(&s, MQTT_RC_SERVER_MOVED, "d.example", false, why);
+    CHECK(to && strcmp(to, "wss://d.example") == 0, "a wss:// server: the reference is wss://");
+    CHECK(mqtt__servers_next(&s) && s.count == 3 && s.index == 0 &&
+              strcmp(s.uri[0], "wss://d.example") == 0 && strcmp(s.uri[1], "a.example") == 0,
+          "a second redirect replaces the first: the list does not grow");
+    CHECK(!redirect(&s, MQTT_RC_SERVER_MOVED, "e.example:0", false, why) && strstr(why, "bad port"),
+          "a reference that is no server is refused in words");
+    CHECK(!s.pending, "nothing pending after a refused reference");
+    mqtt__servers_free(&s);
 }
 
 /* A v5 packet as the decoder gives it, from the codec's own encoder. */
@@ -544,6 +599,7 @@ int main(void)
     test_end_to_end();
     test_server_endpoints();
     test_servers();
+    test_redirects();
     test_event_properties();
     return test_done();
 }

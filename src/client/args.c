@@ -70,8 +70,10 @@ int mqtt__connect_options_read(mqtt_connect_options *dst, const mqtt_connect_opt
         dst->proxy = NULL;
     if (n < offsetof(mqtt_connect_options, ws_header_count))
         dst->ws_headers = NULL;
-    if (n < sizeof *dst)
+    if (n < offsetof(mqtt_connect_options, follow_redirects))
         dst->ws_header_count = 0;
+    if (n < sizeof *dst)
+        dst->follow_redirects = false;
     return mqtt__servers_check(dst);
 }
 

@@ -78,6 +78,8 @@ typedef struct mqtt_servers {
     char *proxy;              /* NULL: direct */
     mqtt_header *headers;     /* ws_headers, strings owned */
     size_t header_count;
+    bool redirected;          /* uri[0] came from a server_reference */
+    char *pending;            /* a server_reference to go to at the next move */
 } mqtt_servers;
 
 /* Settings: fixed once mqtt_client_create returns; read without the lock. */
@@ -261,6 +263,14 @@ MQTT_HIDDEN int mqtt__servers_endpoint(const mqtt_servers *s, const mqtt_connect
  *  True while the round has servers left (try the next at once); false when
  *  the round is complete (the back-off comes first). */
 MQTT_HIDDEN bool mqtt__servers_next(mqtt_servers *s);
+/** MQTT 5.0 follow_redirects: the server_reference in props of a refusal or
+ *  DISCONNECT with reason 0x9C/0x9D, made a URI (the current server's scheme,
+ *  or mqtts/mqtt for a plain host after tls), becomes the server the next
+ *  mqtt__servers_next moves to, at the front of the list (one redirect
+ *  there at a time). Returns that URI (s owns it), or NULL: none, or a
+ *  reference that is not a valid server (why says it). */
+MQTT_HIDDEN const char *mqtt__servers_redirect(mqtt_servers *s, int reason, mqtt_bytes props,
+                                               bool tls, char *why, size_t whylen);
 
 /* Arguments of the public calls (args.c); each refusal says why for
  * mqtt_last_error(). */

@@ -90,9 +90,25 @@ static void note_connection_end(mqtt_client *c)
     c->io.connected_at = 0;
 }
 
+/* follow_redirects: a 5.0 refusal or DISCONNECT naming another server. */
+static void follow_redirect(mqtt_client *c, int reason, mqtt_bytes props)
+{
+    char why[300] = "";
+    if (!c->sh.conn.follow_redirects)
+        return;
+    const char *to = mqtt__servers_redirect(&c->sh.srv, reason, props, c->sh.conn.tls != NULL,
+                                            why, sizeof why);
+    if (to)
+        mqtt__log(c, 1, "redirected to %s", to);
+    else if (why[0])
+        mqtt__log(c, 2, "redirect not followed: %s", why);
+}
+
 void mqtt__connection_lost(mqtt_client *c, int status, const char *text)
 {
     bool was_disconnecting = c->sh.state == ST_DISCONNECTING;
+    if (!was_disconnecting && c->io.lost_from_broker && c->io.lost_reason >= 0)
+        follow_redirect(c, c->io.lost_reason, c->io.lost_props);
     note_connection_end(c);
     clear_io(c);
     if (!was_disconnecting) {
@@ -500,9 +516,11 @@ static int refused(mqtt_client *c, const mqtt_packet *pkt)
     snprintf(err, sizeof err, "connection refused: %s", name ? name : "unknown code");
     if (pkt->return_code == MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION && downgrade(c, err))
         return MQTT_ERR_REFUSED;
-    if (pkt->version == MQTT_V5) /* its properties live in the input, freed on failure */
+    if (pkt->version == MQTT_V5) { /* its properties live in the input, freed on failure */
         c->io.att->refusal = mqtt__event_reason(MQTT_EV_CONNACK, MQTT_ERR_REFUSED, err,
                                                 pkt->return_code, pkt->props);
+        follow_redirect(c, pkt->return_code, pkt->props);
+    }
     attempt_failed(c, MQTT_ERR_REFUSED, pkt->return_code, err);
     return MQTT_ERR_REFUSED;
 }

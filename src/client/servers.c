@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "codec.h"
 #include "proxy.h"
 #include "client_internal.h"
 
@@ -106,6 +107,7 @@ void mqtt__servers_free(mqtt_servers *s)
     mqtt__free(s->uri);
     mqtt__free(s->headers);
     mqtt__free(s->proxy);
+    mqtt__free(s->pending);
     memset(s, 0, sizeof *s);
 }
 
@@ -178,13 +180,80 @@ int mqtt__servers_endpoint(const mqtt_servers *s, const mqtt_connect_options *co
     return MQTT_OK;
 }
 
+/* The pending redirect at the front of the list: it replaces an earlier
+ * redirect there, so a chain of them never grows the list. */
+static bool take_redirect(mqtt_servers *s)
+{
+    if (!s->redirected) {
+        char **uri = mqtt__calloc(s->count + 1, sizeof *uri);
+        if (!uri)
+            return false;
+        memcpy(uri + 1, s->uri, s->count * sizeof *uri);
+        mqtt__free(s->uri);
+        s->uri = uri;
+        s->count++;
+        s->redirected = true;
+    }
+    mqtt__free(s->uri[0]);
+    s->uri[0] = s->pending;
+    s->pending = NULL;
+    s->index = 0;
+    s->round_tries = 0;
+    return true;
+}
+
 bool mqtt__servers_next(mqtt_servers *s)
 {
     if (!s->count)
         return false;
+    if (s->pending && take_redirect(s))
+        return true; /* the redirect goes first, at once */
     s->index = (s->index + 1) % s->count;
     if (++s->round_tries < s->count)
         return true;
     s->round_tries = 0;
     return false;
+}
+
+/* "scheme://" of the current server: a plain host is mqtt, or mqtts with tls. */
+static void current_scheme(const mqtt_servers *s, bool tls, char *out, size_t outlen)
+{
+    const char *cur = mqtt__servers_current(s);
+    const char *end = cur ? strstr(cur, "://") : NULL;
+    if (end && (size_t)(end - cur) + 4 <= outlen)
+        snprintf(out, outlen, "%.*s", (int)(end - cur + 3), cur);
+    else
+        snprintf(out, outlen, "%s", tls ? "mqtts://" : "mqtt://");
+}
+
+const char *mqtt__servers_redirect(mqtt_servers *s, int reason, mqtt_bytes props, bool tls,
+                                   char *why, size_t whylen)
+{
+    mqtt_property ref;
+    if ((reason != MQTT_RC_USE_ANOTHER_SERVER && reason != MQTT_RC_SERVER_MOVED) ||
+        !mqtt__prop_find(props, MQTT_PROP_SERVER_REFERENCE, &ref))
+        return NULL;
+    char scheme[16] = "";
+    if (!memmem(ref.data, ref.len, "://", 3))
+        current_scheme(s, tls, scheme, sizeof scheme);
+    size_t n = strlen(scheme) + ref.len + 1;
+    char *uri = mqtt__malloc(n);
+    if (!uri) {
+        snprintf(why, whylen, "out of memory");
+        return NULL;
+    }
+    snprintf(uri, n, "%s%.*s", scheme, (int)ref.len, (const char *)ref.data);
+    mqtt_endpoint ep;
+    char err[256] = "";
+    int rc = mqtt__endpoint_parse(uri, s->port, &ep, err, sizeof err);
+    mqtt__endpoint_clear(&ep);
+    if (rc != MQTT_OK || strlen(uri) != n - 1) {
+        snprintf(why, whylen, "server reference '%.*s': %s", (int)(ref.len > 100 ? 100 : ref.len),
+                 (const char *)ref.data, rc != MQTT_OK ? err : "a NUL byte");
+        mqtt__free(uri);
+        return NULL;
+    }
+    mqtt__free(s->pending);
+    s->pending = uri;
+    return uri;
 }

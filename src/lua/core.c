@@ -259,7 +259,7 @@ static void connect_headers(lua_State *L, int idx, mqtt_connect_options *o)
 }
 
 /* c:connect(host, port, keepalive, ka_count, ka_idle, ka_interval, async, ssl_ctx,
- *           servers, proxy, ws_headers): host or servers */
+ *           servers, proxy, ws_headers, follow_redirects): host or servers */
 static int l_connect(lua_State *L)
 {
     mqtt_client *c = check_open(L);
@@ -271,6 +271,7 @@ static int l_connect(lua_State *L)
     o.proxy = luaL_optstring(L, 11, NULL);
     if (lua_istable(L, 12))
         connect_headers(L, 12, &o);
+    o.follow_redirects = lua_toboolean(L, 13);
     o.port = (uint16_t)luaL_checkinteger(L, 3);
     o.keepalive = (uint16_t)luaL_checkinteger(L, 4);
     if (!lua_isnoneornil(L, 5)) {
