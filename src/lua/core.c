@@ -852,10 +852,10 @@ static int l_client_id(lua_State *L)
         lua_pushlstring(L, stack, n);
         return 1;
     }
-    luaL_Buffer b;
-    char *p = luaL_buffinitsize(L, &b, n);
-    mqtt_client_id(c, p, n);
-    luaL_pushresultsize(&b, n);
+    size_t cap = n;
+    char *big = lua_newuserdatauv(L, cap, 0);
+    n = mqtt_client_id(c, big, cap); /* an id assigned meanwhile may differ in length */
+    lua_pushlstring(L, big, n < cap ? n : cap);
     return 1;
 }
 
