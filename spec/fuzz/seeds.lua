@@ -153,7 +153,7 @@ write("fuzz_session", "incoming", s({ 1, 0, 0, 0, IN_PUT, 0x01, IN_PUT, 0x01, IN
 write("fuzz_session", "fill-ids", s({ 8, 0, 0, 0, BULK, 0, 255, 255, ADD_SUB, 0x01, TAKE_ID, PUMP,
                                      BULK, 3, ADD_PUB, 0x01, 0, TAKE_ID }))
 
--- ---- client stream scripts (see fuzz_client_stream.c) --------------------
+-- ---- client stream scripts (see fuzz_client.h) --------------------
 -- config, keepalive, CONNACK answer, then ops.
 
 local RAW, PKT, SPLIT, PUB, SUB, EVENTS, CLOCK, CONTROL = 0, 3, 5, 6, 7, 8, 9, 10
@@ -194,6 +194,47 @@ write("fuzz_client_stream", "malformed", bytes({ 0x00, 0, 0x00 }) .. raw({ 0x36,
       bytes({ EVENTS }))
 write("fuzz_client_stream", "max-packet", bytes({ 0x80, 0, 0x00 }) ..
       raw({ 0x30, 0x40, 0x00, 0x01, 0x74 }) .. bytes({ EVENTS }))
+
+-- ---- MQTT 5.0 client stream scripts (fuzz_client_stream_v5) ---------------
+-- config, keepalive, two option bytes (protocol, CONNECT properties, alias
+-- mode), the CONNACK answer and its property mask (and values), then ops;
+-- build_packet_v5 kinds: 0 ack, 2 SUBACK, 3 PUBLISH, 5 UNSUBACK, 6 DISCONNECT, 7 AUTH.
+local V5 = "fuzz_client_stream_v5"
+local function ack5(i, reason, props)
+    return bytes({ PKT, 0, i, RECENT, reason or 0, props or 0 })
+end
+local function pub5(f, alias, payload)
+    return bytes({ PKT, 3, f, alias, 0, #payload }) .. payload
+end
+write(V5, "qos1-alias", bytes({ 0x10, 0, 0x64, 0x00, 0x00, 0x03, 1, 3, PUB, 0x01, 2 }) .. "hi" ..
+      bytes({ 0, PUB, 0x01, 2 }) .. "hi" .. bytes({ 0x80 }) .. ack5(0) .. bytes({ EVENTS }) ..
+      ack5(0, 2, 0x03) .. bytes({ EVENTS }))
+write(V5, "qos2-refused", bytes({ 0x11, 0, 0x00, 0x00, 0x00, 0x00, PUB, 0x02, 0, 0 }) ..
+      ack5(1, 2) .. bytes({ PUB, 0x02, 0, 0 }) .. ack5(1) .. ack5(3) .. bytes({ EVENTS }))
+write(V5, "broker-alias", bytes({ 0x00, 0, 0x24, 0x00, 0x00, 0x00 }) .. pub5(0x00, 0xC1, "hi") ..
+      pub5(0x04, 0x81, "") .. bytes({ EVENTS }) .. pub5(0x00, 0x87, "x") .. bytes({ EVENTS }))
+write(V5, "alias-unset", bytes({ 0x00, 0, 0x24, 0x00, 0x00, 0x00 }) .. pub5(0x00, 0x82, "") ..
+      bytes({ EVENTS }))
+write(V5, "auto-fallback", bytes({ 0x10, 0, 0x02, 0x00, 0x32, 0x00, 0x00, PUB, 0x01, 0 }) ..
+      bytes({ PKT, 0, 0, RECENT, EVENTS }))
+write(V5, "disconnect-auth", bytes({ 0x00, 0, 0x00, 0x00, 0x00, 0x00, PKT, 7, 1, 0x04, EVENTS,
+      PKT, 6, 1, 0x05, EVENTS }))
+write(V5, "suback-reasons", bytes({ 0x00, 0, 0x00, 0x00, 0x00, 0x00, SUB, 0x81,
+      PKT, 2, RECENT, 0, 3, 0x01, SUB, 0x21, PKT, 5, RECENT, 0, 0, 0, EVENTS }))
+write(V5, "max-packet", bytes({ 0x00, 0, 0x00, 0x00, 0x00, 0x04, 4, PUB, 0x00, 24 }) ..
+      string.rep("p", 24) .. bytes({ 0, PUB, 0x00, 2 }) .. "ok" .. bytes({ 0, EVENTS }))
+write(V5, "limits", bytes({ 0x00, 0, 0x00, 0x00, 0x00, 0x78, 1, 0, PUB, 0x01, 0, 0, PUB, 0x20, 0, 0,
+      SUB, 0x14, SUB, 0x80, EVENTS }))
+write(V5, "receive-max", bytes({ 0x00, 0, 0x08, 0x00, 0x00, 0x00 }) .. pub5(0x02, 0, "") ..
+      pub5(0x23, 0, "") .. bytes({ EVENTS }))
+write(V5, "manual-alias", bytes({ 0x00, 0, 0x00, 0x02, 0x00, 0x02, 2, PUB, 0x01, 0, 0x01,
+      PUB, 0x01, 0, 0x01, PUB, 0x01, 0, 0x05, EVENTS }) .. ack5(0) .. ack5(0) .. bytes({ EVENTS }))
+write(V5, "session-expiry", bytes({ 0x40, 0, 0x10, 0x14, 0x00, 0x18, 1, CONTROL, 0,
+      EVENTS }))
+write(V5, "bad-reason", bytes({ 0x00, 0, 0x00, 0x00, 0x00, 0x00, PUB, 0x01, 0, 0 }) ..
+      bytes({ PKT, 0, 0, RECENT, 0xF8, 0x05, 0, EVENTS }))
+write(V5, "client-auth-disconnect", bytes({ 0x00, 0, 0x00, 0x00, 0x00, 0x00, CONTROL, 0x45,
+      CONTROL, 0x1B, EVENTS }))
 
 -- ---- MQTT 5: the golden packets of spec/c/test_codec_v5.c ------------------
 -- Family targets: byte 0 is the role (bit 0: broker) and level (bit 1: 3.1.1),

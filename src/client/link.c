@@ -94,7 +94,6 @@ void mqtt__connection_lost(mqtt_client *c, int status, const char *text)
 {
     bool was_disconnecting = c->sh.state == ST_DISCONNECTING;
     note_connection_end(c);
-    clear_io(c);
     if (!was_disconnecting) {
         mqtt__log(c, 2, "connection lost: %s", text);
         if (c->io.lost_reason >= 0)
@@ -105,6 +104,8 @@ void mqtt__connection_lost(mqtt_client *c, int status, const char *text)
     } else {
         mqtt__event_status(c, MQTT_EV_DISCONNECT, MQTT_OK, -1, false, "disconnected");
     }
+    /* Only now: the broker's DISCONNECT properties (lost_props) lie in io.in. */
+    clear_io(c);
     c->io.lost_reason = -1;
     c->io.lost_props = (mqtt_bytes){NULL, 0};
     c->io.lost_from_broker = false;
