@@ -8,9 +8,13 @@
  * answers, the record and action next() hands out, the bytes the client's
  * send path encodes for them, and mqtt__session_counts must agree with the
  * model. ASan catches leaks when the session is freed at the end.
+ * Each record is also encoded under MQTT 5.0 by a client (never connected)
+ * at level 5 with automatic topic aliases: it must decode, in the broker
+ * role, to the same packet as the 3.1.1 bytes, its topic through the alias.
  */
 #include <string.h>
 
+#include "codec.h"
 #include "fuzz_util.h"
 #include "send.h"
 #include "session.h"
@@ -328,6 +332,86 @@ static void op_add_bad_kind(fz_in *in)
 /* The client's send path encodes what next() hands out; reused across runs. */
 static mqtt_buf wire;
 
+/* ---- the send path under MQTT 5.0 -------------------------------------- */
+
+static mqtt_client *v5c; /* made once: creating a client per input is slow */
+static mqtt_buf wire5;
+static char alias_seen[4][16]; /* the topics v5c gave aliases, as a broker learns them */
+
+/* A new "connection" for each input: aliases forgotten, 0 to 3 allowed. */
+static void v5_setup(uint8_t b)
+{
+    if (!v5c) {
+        mqtt_options o;
+        mqtt_options_init(&o);
+        o.protocol = MQTT_V5;
+        FZ_CHECK(mqtt_client_create(&o, &v5c) == MQTT_OK);
+    }
+    pthread_mutex_lock(&v5c->mu);
+    mqtt__v5_alias_reset(v5c);
+    v5c->sh.version = MQTT_V5;
+    v5c->sh.server.alias_max = b % 4;
+    pthread_mutex_unlock(&v5c->mu);
+    memset(alias_seen, 0, sizeof alias_seen);
+}
+
+static mqtt_packet decode_as(const mqtt_buf *w, uint8_t version)
+{
+    const mqtt_decode_opts o = {version, MQTT_ROLE_BROKER, 0};
+    mqtt_packet p;
+    size_t used = 0;
+    const char *why = NULL;
+    FZ_CHECK(mqtt__decode(w->data, w->len, &o, &p, &used, &why) == MQTT_OK && used == w->len);
+    return p;
+}
+
+static bool same(mqtt_bytes a, mqtt_bytes b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0);
+}
+
+/* The 5.0 PUBLISH's topic, through the alias the broker keeps for it. */
+static mqtt_bytes v5_topic(const mqtt_packet *p)
+{
+    mqtt_property a;
+    if (!mqtt__prop_find(p->props, MQTT_PROP_TOPIC_ALIAS, &a))
+        return p->topic;
+    FZ_CHECK(a.value >= 1 && a.value <= v5c->sh.server.alias_max);
+    char *slot = alias_seen[a.value - 1];
+    if (p->topic.len > 0) {
+        FZ_CHECK(p->topic.len < sizeof alias_seen[0]);
+        memcpy(slot, p->topic.data, p->topic.len);
+        slot[p->topic.len] = '\0';
+    }
+    FZ_CHECK(slot[0] != '\0');
+    return (mqtt_bytes){(const uint8_t *)slot, strlen(slot)};
+}
+
+static void check_v5(const mqtt_record *got, mqtt_qos_action act)
+{
+    wire5.len = 0;
+    pthread_mutex_lock(&v5c->mu);
+    int rc = mqtt__send_record(&wire5, got, act, v5c);
+    pthread_mutex_unlock(&v5c->mu);
+    FZ_CHECK(rc == MQTT_OK);
+    mqtt_packet a = decode_as(&wire, MQTT_V311), b = decode_as(&wire5, MQTT_V5);
+    FZ_CHECK(a.type == b.type && a.flags == b.flags && a.packet_id == b.packet_id);
+    FZ_CHECK(a.qos == b.qos && a.dup == b.dup && a.retain == b.retain);
+    if (a.type == MQTT_PUBLISH) {
+        FZ_CHECK(same(a.payload, b.payload) && same(a.topic, v5_topic(&b)));
+        return;
+    }
+    if (a.type != MQTT_SUBSCRIBE && a.type != MQTT_UNSUBSCRIBE)
+        return;
+    mqtt_sub_iter i, j;
+    mqtt_sub_entry x, y;
+    mqtt__sub_iter_init(&i, &a);
+    mqtt__sub_iter_init(&j, &b);
+    while (mqtt__sub_next(&i, &x))
+        FZ_CHECK(mqtt__sub_next(&j, &y) && same(x.filter, y.filter) && x.qos == y.qos);
+    FZ_CHECK(!mqtt__sub_next(&j, &y));
+}
+
 /* next() against the model; true when it handed out a record. */
 static bool next(void)
 {
@@ -359,6 +443,7 @@ static bool next(void)
     } else {
         FZ_CHECK(wire.len == r->len && memcmp(wire.data, r->packet, r->len) == 0);
     }
+    check_v5(got, act);
     M.pending = r;
     return true;
 }
@@ -660,6 +745,7 @@ static void setup(fz_in *in)
     M.lim.max_queued = q ? q : 100000;
     uint8_t b = fz_u8(in);
     M.lim.max_queued_bytes = b ? (size_t)b * 97u : SIZE_MAX;
+    v5_setup(b);
     M.window = M.lim.max_inflight ? M.lim.max_inflight : 1;
     M.next_id = 1;
     M.s = mqtt__session_new(&M.lim);
@@ -685,6 +771,7 @@ static void teardown(void)
     free(M.in);
     memset(&M, 0, sizeof M);
     mqtt__buf_free(&wire);
+    mqtt__buf_free(&wire5);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
