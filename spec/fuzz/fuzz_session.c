@@ -40,6 +40,7 @@ typedef struct shadow_rec {
     uint16_t id; /* 0 for QoS 0 publishes */
     uint8_t kind, qos, state;
     size_t len;
+    size_t xl; /* its MQTT 5.0 property block, counted in its bytes */
     uint8_t packet[]; /* the bytes the record encodes to */
 } shadow_rec;
 
@@ -128,7 +129,7 @@ static void model_remove(shadow_rec *r)
     else if (inflight_state(r->state))
         M.inflight--;
     M.records--;
-    M.bytes -= r->len;
+    M.bytes -= r->len + r->xl;
     free(r);
 }
 
@@ -149,7 +150,7 @@ static void check_counts(void)
 typedef struct built {
     mqtt_record *r; /* NULL: its maker refused it, as the model said */
     bool tampered;  /* changed after it was made: the session must refuse it */
-    size_t len, id_offset;
+    size_t len, id_offset, xl;
     uint8_t packet[64];
 } built;
 
@@ -204,22 +205,41 @@ static void tamper(fz_in *in, mqtt_record *r)
     }
 }
 
+/* MQTT 5.0 property blocks a record may carry (3.1.1 leaves them out):
+ * content_type "c", user_property k=v and a topic_alias the automatic mode
+ * must not send; subscription_identifier 5 and user_property k=v. */
+static const uint8_t pub_props[] = {0x03, 0x00, 0x01, 'c',  0x26, 0x00, 0x01,
+                                    'k',  0x00, 0x01, 'v',  0x23, 0x00, 0x02};
+static const uint8_t sub_props[] = {0x0B, 0x05, 0x26, 0x00, 0x01, 'k', 0x00, 0x01, 'v'};
+
+static mqtt_bytes props_for(mqtt_rec_kind kind, bool with)
+{
+    if (!with)
+        return (mqtt_bytes){ NULL, 0 };
+    if (kind == MQTT_REC_PUBLISH)
+        return (mqtt_bytes){ pub_props, sizeof pub_props };
+    if (kind == MQTT_REC_SUBSCRIBE)
+        return (mqtt_bytes){ sub_props, sizeof sub_props };
+    return (mqtt_bytes){ sub_props + 2, sizeof sub_props - 2 };
+}
+
 /* Builds a record with a payload from the input; the model says whether its
  * maker accepts it (QoS 3 is refused). */
 static built build(fz_in *in, mqtt_rec_kind kind, uint8_t qos, size_t name_len,
-                   size_t payload_len, bool spoil)
+                   size_t payload_len, bool spoil, bool with_props)
 {
-    built b = { NULL, false, 0, 0, { 0 } };
+    built b = { NULL, false, 0, 0, 0, { 0 } };
     uint8_t name[8], payload[40];
     for (size_t i = 0; i < name_len; i++)
         name[i] = (uint8_t)('a' + i);
     for (size_t i = 0; i < payload_len; i++)
         payload[i] = fz_u8(in);
-    mqtt_bytes n = { name, name_len }, pl = { payload, payload_len }, none = { NULL, 0 };
+    mqtt_bytes n = { name, name_len }, pl = { payload, payload_len };
+    mqtt_bytes xp = props_for(kind, with_props);
     mqtt_sub_entry e = { n, qos };
-    int rc = kind == MQTT_REC_PUBLISH
-                 ? mqtt__record_publish(n, pl, qos, false, none, &b.r)
-                 : mqtt__record_subscribe(kind, &e, 1, none, &b.r);
+    int rc = kind == MQTT_REC_PUBLISH ? mqtt__record_publish(n, pl, qos, false, xp, &b.r)
+                                      : mqtt__record_subscribe(kind, &e, 1, xp, &b.r);
+    b.xl = xp.len;
     bool valid = kind == MQTT_REC_UNSUBSCRIBE || qos <= 2;
     FZ_CHECK(rc == (valid ? MQTT_OK : MQTT_ERR_INVAL));
     if (rc != MQTT_OK) {
@@ -228,7 +248,7 @@ static built build(fz_in *in, mqtt_rec_kind kind, uint8_t qos, size_t name_len,
     }
     expect_bytes(&b, kind, kind == MQTT_REC_UNSUBSCRIBE ? 0 : qos, name, name_len, payload,
                  payload_len);
-    FZ_CHECK(b.r->bytes == b.len && b.r->entry_count == (kind == MQTT_REC_PUBLISH ? 0 : 1));
+    FZ_CHECK(b.r->bytes == b.len + b.xl && b.r->entry_count == (kind == MQTT_REC_PUBLISH ? 0 : 1));
     if (spoil) {
         tamper(in, b.r);
         b.tampered = true;
@@ -271,6 +291,7 @@ static int add(built b)
     m->qos = r->qos;
     m->state = S_QUEUED;
     m->len = b.len;
+    m->xl = b.xl;
     memcpy(m->packet, b.packet, b.len);
     if (want_id) {
         m->packet[b.id_offset] = (uint8_t)(want_id >> 8);
@@ -298,7 +319,7 @@ static int add(built b)
         M.cursor = m;
     M.queued++;
     M.records++;
-    M.bytes += m->len;
+    M.bytes += m->len + m->xl;
     return rc;
 }
 
@@ -307,7 +328,7 @@ static void op_add_publish(fz_in *in)
     uint8_t f = fz_u8(in);
     uint8_t qos = f & 3; /* 3 is invalid */
     size_t name_len = 1 + (f >> 2 & 7), payload_len = fz_u8(in) % 40;
-    add(build(in, MQTT_REC_PUBLISH, qos, name_len, payload_len, f & 0x80));
+    add(build(in, MQTT_REC_PUBLISH, qos, name_len, payload_len, f & 0x80, f & 0x20));
 }
 
 static void op_add_subscribe(fz_in *in)
@@ -315,13 +336,13 @@ static void op_add_subscribe(fz_in *in)
     uint8_t f = fz_u8(in);
     mqtt_rec_kind kind = f & 1 ? MQTT_REC_SUBSCRIBE : MQTT_REC_UNSUBSCRIBE;
     uint8_t qos = f >> 1 & 3;
-    add(build(in, kind, qos, 1 + (f >> 3 & 7), 0, f & 0x80));
+    add(build(in, kind, qos, 1 + (f >> 3 & 7), 0, f & 0x80, f & 0x40));
 }
 
 /* An add with a kind the session must refuse. */
 static void op_add_bad_kind(fz_in *in)
 {
-    built b = build(in, MQTT_REC_PUBLISH, 1, 1, 0, false);
+    built b = build(in, MQTT_REC_PUBLISH, 1, 1, 0, false, false);
     b.r->kind = (uint8_t)(3 + fz_u8(in) % 250);
     b.tampered = true;
     add(b);
@@ -387,6 +408,28 @@ static mqtt_bytes v5_topic(const mqtt_packet *p)
     return (mqtt_bytes){(const uint8_t *)slot, strlen(slot)};
 }
 
+/* The record's properties go out as they are, in order; a topic_alias only
+ * as the client decides (never the record's). */
+static void check_props(mqtt_bytes record, mqtt_bytes sent)
+{
+    mqtt_prop_iter i, j;
+    mqtt_property x, y;
+    mqtt__prop_iter_init(&i, record);
+    mqtt__prop_iter_init(&j, sent);
+    for (;;) {
+        bool more_x, more_y;
+        while ((more_x = mqtt__prop_next(&i, &x)) && x.id == MQTT_PROP_TOPIC_ALIAS)
+            ;
+        while ((more_y = mqtt__prop_next(&j, &y)) && y.id == MQTT_PROP_TOPIC_ALIAS)
+            ;
+        FZ_CHECK(more_x == more_y);
+        if (!more_x)
+            return;
+        FZ_CHECK(x.id == y.id && x.value == y.value && x.len == y.len && x.len2 == y.len2);
+        FZ_CHECK(same((mqtt_bytes){x.data, x.len}, (mqtt_bytes){y.data, y.len}));
+    }
+}
+
 static void check_v5(const mqtt_record *got, mqtt_qos_action act)
 {
     wire5.len = 0;
@@ -397,12 +440,13 @@ static void check_v5(const mqtt_record *got, mqtt_qos_action act)
     mqtt_packet a = decode_as(&wire, MQTT_V311), b = decode_as(&wire5, MQTT_V5);
     FZ_CHECK(a.type == b.type && a.flags == b.flags && a.packet_id == b.packet_id);
     FZ_CHECK(a.qos == b.qos && a.dup == b.dup && a.retain == b.retain);
+    if (a.type == MQTT_PUBREL)
+        return;
+    check_props(mqtt__record_props(got), b.props);
     if (a.type == MQTT_PUBLISH) {
         FZ_CHECK(same(a.payload, b.payload) && same(a.topic, v5_topic(&b)));
         return;
     }
-    if (a.type != MQTT_SUBSCRIBE && a.type != MQTT_UNSUBSCRIBE)
-        return;
     mqtt_sub_iter i, j;
     mqtt_sub_entry x, y;
     mqtt__sub_iter_init(&i, &a);
@@ -679,7 +723,7 @@ static void op_bulk(fz_in *in)
         if (k == 255 && fz_u8(in) == 255)
             n = MAX_IDS + 100;
         for (uint32_t i = 0; i < n; i++)
-            if (add(build(in, MQTT_REC_PUBLISH, 1, 1, 0, false)) != MQTT_OK)
+            if (add(build(in, MQTT_REC_PUBLISH, 1, 1, 0, false, false)) != MQTT_OK)
                 break;
         break;
     }

@@ -10,7 +10,8 @@
 # spec/fuzz/corpus/<target>/crash-<sha1>, where every later run replays it.
 # The library objects are compiled with the same sanitizers as the targets.
 # Replay one input: build/fuzz/<target> <file> (FUZZ_TRACE=1 makes
-# fuzz_client_stream print the conversation); seeds: lua5.4 spec/fuzz/seeds.lua.
+# fuzz_client_stream and fuzz_client_stream_v5 print the conversation); seeds:
+# lua5.4 spec/fuzz/seeds.lua.
 
 set -u
 

@@ -150,6 +150,11 @@ write("fuzz_session", "queue-limits", s({ 0, 0, 2, 1, ADD_PUB, 0x05, 30, ("p"):r
 write("fuzz_session", "incoming", s({ 1, 0, 0, 0, IN_PUT, 0x01, IN_PUT, 0x01, IN_PUT, 0x02,
                                      IN_PUT, 0x00, IN_PUT, 0x61, IN_TAKE, 0x01, IN_TAKE, 0x01,
                                      IN_PUT, 0x80, 0xFF, 0xFF, IN_DRAIN, BULK, 4, 3, BULK, 5 }))
+-- Records with MQTT 5.0 properties (publish bit 0x20, subscribe bit 0x40),
+-- three topic aliases allowed (the last setup byte, modulo 4).
+write("fuzz_session", "v5-props", s({ 4, 0, 0, 3, ADD_PUB, 0x21, 2, "hi", NEXT_SENT,
+                                     ADD_PUB, 0x21, 0, NEXT_SENT, ADD_PUB, 0x25, 0, NEXT_SENT,
+                                     ADD_SUB, 0x41, ADD_SUB, 0x40, PUMP, REWIND, PUMP }))
 write("fuzz_session", "fill-ids", s({ 8, 0, 0, 0, BULK, 0, 255, 255, ADD_SUB, 0x01, TAKE_ID, PUMP,
                                      BULK, 3, ADD_PUB, 0x01, 0, TAKE_ID }))
 
