@@ -117,7 +117,7 @@ describe("bad URIs", function()
           "ws_headers must map" },
         { "a header name with a blank", { host = "ws://h/", ws_headers = { ["X A"] = "1" } },
           "is not a header name" },
-        { "a proxy (not yet)", { host = "h", proxy = "socks5://h:1080" }, "proxy not supported yet" },
+        { "a bad proxy URI", { host = "h", proxy = "ftp://h:1080" }, "proxy: " },
         { "an empty proxy", { host = "h", proxy = "" }, "proxy must be a URI string" },
     }
     for _, case in ipairs(cases) do

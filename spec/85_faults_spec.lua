@@ -951,7 +951,7 @@ describe("fault injection", function()
         -- hold the subscriber's PUBRECs (so no new PUBREL starts) until the
         -- broker has read every PUBREC forwarded and has every PUBCOMP back.
         -- Messages to the subscriber stay in flight in every other state.
-        local sub_id = sub.client_id
+        local sub_id = sub:client_id()
         local log_mark = 0
         local function quiet()
             local log = log_from(b, log_mark)
@@ -1041,7 +1041,7 @@ describe("fault injection", function()
         local dups = assert_delivery(got, N)
         assert.equal(2 * N + dups, #got)
         for _, c in ipairs({ pub, sub }) do
-            assert.is_true(c:is_connected(), c.client_id .. " is " .. c:state())
+            assert.is_true(c:is_connected(), c:client_id() .. " is " .. c:state())
             assert.equal(RESTARTS, c:stats().reconnects)
         end
         for _, link in ipairs({ pub_link, sub_link }) do

@@ -155,7 +155,8 @@ typedef struct client_io {
     void *tls_session;            /* saved TLS session for resumption */
     attempt *att;                 /* the connection attempt under way; NULL: none */
     attempt_phase phase;
-    mqtt_buf in;                  /* input not handled yet; freed when empty */
+    mqtt_buf in;                  /* input left over from a read (a packet not yet whole,
+                                   * or no room for it); freed when empty */
     bool in_backlog;              /* in holds packets not handled yet (no room for them) */
     double partial_since;         /* when the incomplete packet at the end of in began; 0: none */
     double last_send, last_recv;
@@ -164,6 +165,7 @@ typedef struct client_io {
      * reads nothing. */
     double write_ok_at;
     bool ping_outstanding;
+    bool wrote;                   /* this service turn wrote bytes (keep the output buffers) */
     double disconnect_deadline;
     double connected_at;          /* when the current connection came up; 0: none */
     uint16_t keepalive;
@@ -361,6 +363,9 @@ MQTT_HIDDEN size_t mqtt__v5_disconnect_short(const mqtt_client *c, uint8_t out[3
 MQTT_HIDDEN int mqtt__v5_disconnect_packet(const mqtt_client *c, mqtt_buf *b);
 /** disconnect()'s work once the DISCONNECT's terms are set (connect.c). */
 MQTT_HIDDEN int mqtt__disconnect(mqtt_client *c);
+/** A 5.0 PUBLISH's whole size from its parts; 0 past the protocol's limit. */
+MQTT_HIDDEN size_t mqtt__v5_publish_len(size_t topic_len, size_t payload_len, int qos,
+                                        size_t props_len);
 /** The size of m's property block, its topic alias left out (a checked m). */
 MQTT_HIDDEN size_t mqtt__v5_props_len(const mqtt_message *m);
 /** A property block's copy as a buffer: mqtt_buf holding mqtt__props_encode's output. */

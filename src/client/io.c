@@ -228,18 +228,18 @@ static bool input_blocked(const mqtt_client *c)
 
 /* The first packet of a handshake must be a whole CONNACK; returns the bytes
  * it took, 0 while it is incomplete or when the attempt ended. */
-static size_t handshake_input(mqtt_client *c)
+static size_t handshake_input(mqtt_client *c, const uint8_t *data, size_t len)
 {
     mqtt_packet p;
     size_t used = 0;
     const char *why = NULL;
-    int rc = decode_in(c, c->io.in.data, c->io.in.len, &p, &used, &why);
+    int rc = decode_in(c, data, len, &p, &used, &why);
     if (rc == MQTT_ERR_INCOMPLETE)
         return 0;
     char text[200];
     /* A 3.1.1 broker refuses a 5.0 CONNECT with its own CONNACK, code 1. */
     static const uint8_t v311_refusal[] = {MQTT_CONNACK, 2, 0, 1};
-    if (rc != MQTT_OK && c->io.in.len >= 4 && memcmp(c->io.in.data, v311_refusal, 4) == 0 &&
+    if (rc != MQTT_OK && len >= 4 && memcmp(data, v311_refusal, 4) == 0 &&
         mqtt__attempt_downgrade(c, "unacceptable protocol version"))
         return 0;
     if (rc == MQTT_OK && p.type == MQTT_AUTH) {
@@ -260,27 +260,27 @@ static size_t handshake_input(mqtt_client *c)
     return mqtt__attempt_connack(c, &p) == MQTT_OK ? used : 0;
 }
 
-/* Decodes and handles the complete packets in c->io.in while there is room;
- * mu held, events staged by the caller. */
-static void process_input(mqtt_client *c)
+/* Decodes and handles the complete packets of data[0, len) while there is
+ * room; returns the bytes handled. mu held, events staged by the caller. */
+static size_t process_input(mqtt_client *c, const uint8_t *data, size_t len)
 {
     size_t off = 0;
     int rc = MQTT_OK;
     const char *why = NULL;
     c->io.in_backlog = false;
     if (c->io.phase == PH_HANDSHAKE) {
-        off = handshake_input(c);
+        off = handshake_input(c, data, len);
         if (off == 0)
-            return; /* the CONNACK is incomplete, or the attempt is over */
+            return 0; /* the CONNACK is incomplete, or the attempt is over */
     }
-    while (off < c->io.in.len && c->io.tr) {
+    while (off < len && c->io.tr) {
         if (input_blocked(c)) {
             c->io.in_backlog = true; /* housekeeping hands over held QoS 2 messages */
             break;
         }
         mqtt_packet p;
         size_t used = 0;
-        rc = decode_in(c, c->io.in.data + off, c->io.in.len - off, &p, &used, &why);
+        rc = decode_in(c, data + off, len - off, &p, &used, &why);
         if (rc == MQTT_ERR_INCOMPLETE) {
             rc = MQTT_OK;
             break;
@@ -291,72 +291,117 @@ static void process_input(mqtt_client *c)
             break;
         off += used;
     }
-    mqtt__buf_consume(&c->io.in, off);
-    /* A packet must arrive within 1.5 x keepalive of its first byte. */
-    if (c->io.in.len == 0 || c->io.in_backlog)
-        c->io.partial_since = 0;
-    else if (off > 0 || c->io.partial_since == 0)
-        c->io.partial_since = mqtt__now();
-    /* An idle client holds no input buffer. */
-    mqtt__buf_trim(&c->io.in, c->io.in.len ? MQTT_BUF_KEEP : 0);
     if (rc != MQTT_OK) {
         char text[300];
         snprintf(text, sizeof text, "%s: %s", mqtt_strerror(rc), why ? why : "?");
         mqtt__v5_answer_fault(c, rc);
         mqtt__connection_lost(c, rc, text);
     }
+    return off;
 }
 
-/* Handles what was read, then makes its events visible only after the acks
+/* Keeps what process_input left of data[0, len) (a packet not yet whole, or
+ * packets waiting for room) in the client's own buffer; data is that buffer
+ * or the loop's. An idle client holds no input buffer. mu held. */
+static void keep_input(mqtt_client *c, const uint8_t *data, size_t len, size_t off)
+{
+    if (!c->io.tr)
+        return; /* the connection ended, and its buffers with it */
+    if (data == c->io.in.data) {
+        mqtt__buf_consume(&c->io.in, off);
+    } else {
+        c->io.in.len = 0;
+        if (mqtt__buf_append(&c->io.in, data + off, len - off) != MQTT_OK) {
+            mqtt__connection_lost(c, MQTT_ERR_NOMEM, "out of memory: cannot keep a partial packet");
+            return;
+        }
+    }
+    /* A packet must arrive within 1.5 x keepalive of its first byte. */
+    if (c->io.in.len == 0 || c->io.in_backlog)
+        c->io.partial_since = 0;
+    else if (off > 0 || c->io.partial_since == 0)
+        c->io.partial_since = mqtt__now();
+    mqtt__buf_trim(&c->io.in, c->io.in.len ? MQTT_BUF_KEEP : 0);
+}
+
+/* Handles data[0, len), then makes its events visible only after the acks
  * owed for them were written (or the socket would not take more), so an
  * application that exits right after a message has acknowledged it. mu held. */
-static void process_and_flush(mqtt_client *c)
+static void process_and_flush(mqtt_client *c, const uint8_t *data, size_t len)
 {
     c->sh.staging = true;
-    process_input(c);
+    keep_input(c, data, len, process_input(c, data, len));
     c->sh.staging = false;
     if (!c->sh.st_head)
         return;
-    if (c->io.tr && c->sh.out.len) {
-        pthread_mutex_unlock(&c->mu);
+    if (c->io.tr && c->sh.out.len)
         write_output(c);
-        pthread_mutex_lock(&c->mu);
-    }
     mqtt__event_release_staged(c);
 }
 
-/* Reads what the socket has (mu not held), then handles it under the lock.
- * Each read takes at most READ_CHUNK: what waits in the socket stays there
- * until the input before it has been handled. */
-static void read_input(mqtt_client *c)
+/* Where one wake's reads go. */
+typedef struct input_area {
+    uint8_t *data;
+    size_t len, cap;
+} input_area;
+
+/* Reads what the socket has (mu not held) into the loop's buffer, after the
+ * partial packet the client kept, moved there; while a packet larger than a
+ * read arrives, into the client's own buffer, grown in place. Each read
+ * takes at most READ_CHUNK: what waits in the socket stays there until the
+ * input before it has been handled. a->data is NULL when nothing can be read. */
+static int read_socket(mqtt_client *c, input_area *a, size_t *got)
 {
-    int status = MQTT_OK;
-    size_t got = 0;
+    bool own = c->io.in.len > READ_CHUNK;
+    if (!own) {
+        uint8_t *lb = mqtt__loop_read_buffer(&c->member);
+        if (!lb)
+            return MQTT_ERR_NOMEM;
+        *a = (input_area){lb, c->io.in.len, MQTT_LOOP_READ_BYTES};
+        if (a->len)
+            memcpy(lb, c->io.in.data, a->len);
+        c->io.in.len = 0; /* its memory stays for what is left over */
+    }
     for (int i = 0; i < READS_PER_WAKE; i++) {
-        if (mqtt__buf_reserve(&c->io.in, READ_CHUNK) != MQTT_OK) {
-            status = MQTT_ERR_NOMEM;
-            break;
+        if (own) {
+            if (mqtt__buf_reserve(&c->io.in, READ_CHUNK) != MQTT_OK)
+                return MQTT_ERR_NOMEM;
+            *a = (input_area){c->io.in.data, c->io.in.len, c->io.in.cap};
         }
-        ssize_t n = c->io.tr->ops->read(c->io.tr, c->io.in.data + c->io.in.len, READ_CHUNK);
-        if (n < 0)
-            status = (int)-n;
+        size_t room = a->cap - a->len;
+        if (room > READ_CHUNK)
+            room = READ_CHUNK;
+        if (room == 0)
+            break; /* the loop's buffer is full */
+        ssize_t n = c->io.tr->ops->read(c->io.tr, a->data + a->len, room);
         if (n <= 0)
-            break;
-        c->io.in.len += (size_t)n;
-        got += (size_t)n;
-        if ((size_t)n < READ_CHUNK)
+            return n < 0 ? (int)-n : MQTT_OK;
+        a->len += (size_t)n;
+        *got += (size_t)n;
+        if (own)
+            c->io.in.len = a->len;
+        if ((size_t)n < room)
             break;
     }
+    return MQTT_OK;
+}
+
+/* Reads, then handles what came under the lock; returns with mu held. */
+static void read_input(mqtt_client *c)
+{
+    input_area a = {NULL, 0, 0};
+    size_t got = 0;
+    int status = read_socket(c, &a, &got);
     pthread_mutex_lock(&c->mu);
     if (got)
         c->io.last_recv = mqtt__now();
-    process_and_flush(c);
+    if (a.data)
+        process_and_flush(c, a.data, a.len);
     if (status != MQTT_OK && c->io.tr && c->io.phase == PH_HANDSHAKE)
         mqtt__link_lost(c, status, "the broker closed the connection before CONNACK");
     else if (status != MQTT_OK && c->io.tr)
         mqtt__link_lost(c, status, status == MQTT_ERR_CLOSED ? "the broker closed the connection"
                                                              : mqtt_strerror(status));
-    pthread_mutex_unlock(&c->mu);
 }
 
 /* Swaps the shared out buffer into the writer's buffer; mu held. */
@@ -373,40 +418,51 @@ static bool take_output(mqtt_client *c)
     return true;
 }
 
-/* Writes until the socket would block or nothing is left; mu not held.
- * Returns true when bytes wait for the socket to take them. A writer that
- * drained everything gives its buffer back. */
+/* Writes until the socket would block or nothing is left; mu held, let go
+ * during each write. Returns true when bytes wait for the socket to take
+ * them. A drained writer keeps its buffer for the next turn unless a large
+ * packet grew it. */
 static bool write_output(mqtt_client *c)
 {
-    for (;;) {
-        pthread_mutex_lock(&c->mu);
-        bool more = c->io.tr && take_output(c);
-        if (!more && c->sh.out.len == 0) {
-            mqtt__buf_free(&c->sh.wbuf);
-            c->sh.wpos = 0;
-        }
+    while (c->io.tr && take_output(c)) {
+        mqtt_transport *t = c->io.tr;
+        const uint8_t *p = c->sh.wbuf.data + c->sh.wpos;
+        size_t avail = c->sh.wbuf.len - c->sh.wpos;
         pthread_mutex_unlock(&c->mu);
-        if (!more)
-            return false;
-        ssize_t n = c->io.tr->ops->write(c->io.tr, c->sh.wbuf.data + c->sh.wpos,
-                                         c->sh.wbuf.len - c->sh.wpos);
+        ssize_t n = t->ops->write(t, p, avail);
+        pthread_mutex_lock(&c->mu);
         if (n == 0)
             return true;
-        pthread_mutex_lock(&c->mu);
         if (n < 0 && c->io.phase == PH_HANDSHAKE) {
             char text[128];
             snprintf(text, sizeof text, "sending CONNECT failed: %s", mqtt_strerror((int)-n));
             mqtt__link_lost(c, (int)-n, text);
         } else if (n < 0) {
             mqtt__link_lost(c, (int)-n, "writing to the broker failed");
-        } else {
-            c->sh.wpos += (size_t)n;
-            c->io.last_send = c->io.write_ok_at = mqtt__now();
         }
-        pthread_mutex_unlock(&c->mu);
         if (n < 0)
             return false;
+        c->sh.wpos += (size_t)n;
+        c->io.wrote = true;
+        c->io.last_send = c->io.write_ok_at = mqtt__now();
     }
+    if (c->sh.wpos == c->sh.wbuf.len) {
+        c->sh.wbuf.len = c->sh.wpos = 0;
+        mqtt__buf_trim(&c->sh.wbuf, MQTT_BUF_KEEP);
+    }
+    return false;
+}
+
+/* A turn that wrote nothing and owes nothing: the client is idle, and an
+ * idle client holds no output buffer. A busy one keeps its two from turn to
+ * turn instead of allocating them again for each write. mu held. */
+static void release_output(mqtt_client *c)
+{
+    if (c->io.wrote || mqtt__owed_bytes(c) > 0)
+        return;
+    mqtt__buf_free(&c->sh.out);
+    mqtt__buf_free(&c->sh.wbuf);
+    c->sh.wpos = 0;
 }
 
 /* Keepalive duties; returns the next deadline. mu held. */
@@ -461,9 +517,9 @@ static double keepalive(mqtt_client *c, double now)
 static void finish_disconnect(mqtt_client *c)
 {
     mqtt_buf b = {0};
-    uint8_t small[3];
     mqtt_transport *t = c->io.tr;
     if (t && c->sh.wpos == c->sh.wbuf.len && c->sh.out.len == 0) {
+        uint8_t small[3];
         size_t n = mqtt__v5_disconnect_short(c, small);
         if (n > 0)
             t->ops->write(t, small, n);
@@ -584,7 +640,7 @@ static double tend(mqtt_client *c)
             continue;
         /* Input read earlier and left for want of room, now that there is room. */
         if (c->io.in_backlog && c->io.tr && !c->sh.reading_paused) {
-            process_and_flush(c);
+            process_and_flush(c, c->io.in.data, c->io.in.len);
             continue;
         }
         if (c->sh.idle_wanted && c->sh.state == ST_IDLE && c->sh.request == REQ_NONE) {
@@ -601,23 +657,23 @@ static bool readable(const mqtt_client *c, uint32_t events)
                      (c->io.tr->want_write && events & EPOLLOUT));
 }
 
-/* Housekeeping, then what it queued (a ping, the CONNECT) goes out; again
- * when the write changed what is due: the connection was lost, or the owed
- * bytes went out so reading may resume (and waiting input be handled).
- * Returns the deadline with mu held; *blocked: bytes wait for the socket. */
+/* Housekeeping, then one write of everything queued (the replies to the
+ * input, the application's publishes, a ping, the CONNECT); again when the
+ * write changed what is due: the connection was lost, or the owed bytes
+ * went out so reading may resume (and waiting input be handled). mu held
+ * throughout but during writes. Returns the deadline; *blocked: bytes wait
+ * for the socket. */
 static double turn(mqtt_client *c, bool *blocked)
 {
     for (;;) {
-        pthread_mutex_lock(&c->mu);
         double deadline = tend(c);
-        pthread_mutex_unlock(&c->mu);
         bool live = c->io.tr != NULL;
         *blocked = live && write_output(c);
-        pthread_mutex_lock(&c->mu);
         bool again = (live && !c->io.tr) || (c->sh.reading_paused && !input_blocked(c));
-        if (!again)
+        if (!again) {
+            release_output(c);
             return deadline;
-        pthread_mutex_unlock(&c->mu);
+        }
     }
 }
 
@@ -632,10 +688,11 @@ void mqtt__client_service(mqtt_member *m, uint32_t events)
     }
     if (events)
         mqtt__attempt_progress(c); /* an open's fd is ready */
+    c->io.wrote = false;
     if (readable(c, events))
         read_input(c);
-    if (c->io.tr)
-        write_output(c);
+    else
+        pthread_mutex_lock(&c->mu);
     bool blocked, in, out;
     double deadline = turn(c, &blocked);
     int fd = mqtt__attempt_fd(c, &in, &out);
@@ -649,7 +706,6 @@ void mqtt__client_service(mqtt_member *m, uint32_t events)
         /* A socket the loop cannot watch would hang: lose it by name. */
         pthread_mutex_lock(&c->mu);
         mqtt__link_lost(c, MQTT_ERR_SYSTEM, mqtt_system_error());
-        pthread_mutex_unlock(&c->mu);
         deadline = turn(c, &blocked);
         pthread_mutex_unlock(&c->mu);
     }

@@ -31,8 +31,9 @@ struct mqtt_loop {
     mqtt_member *dirty_head, *dirty_tail;
     /* Under the registry's lock. */
     size_t members;
-    /* Loop thread only. */
+    /* Loop thread only (freed once the thread is joined). */
     mqtt_heap heap;
+    uint8_t *rbuf; /* the read buffer its members share; NULL until first read */
     /* Counters, written by the loop thread, read by anyone (relaxed). */
     uint64_t wakeups, services;
 };
@@ -224,6 +225,14 @@ bool mqtt__loop_watch(mqtt_member *m, int fd, bool in, bool out)
     return true;
 }
 
+uint8_t *mqtt__loop_read_buffer(mqtt_member *m)
+{
+    mqtt_loop *lp = m->loop;
+    if (!lp->rbuf)
+        lp->rbuf = mqtt__malloc(MQTT_LOOP_READ_BYTES);
+    return lp->rbuf;
+}
+
 void mqtt__loop_timer(mqtt_member *m, double at)
 {
     /* Without memory for a bigger heap the member is served at once instead. */
@@ -273,6 +282,7 @@ static void loop_stop(mqtt_loop *lp)
     mqtt__fd_signal(lp->wake_fd);
     pthread_join(lp->thread, NULL);
     mqtt__heap_free(&lp->heap);
+    mqtt__free(lp->rbuf);
     pthread_mutex_destroy(&lp->mu);
     pthread_cond_destroy(&lp->cv);
     close(lp->wake_fd);

@@ -70,6 +70,17 @@ MQTT_HIDDEN void mqtt__loop_kick(mqtt_member *m);
  *  epoll refuses (mqtt_system_error() says why): fd is not watched. */
 MQTT_HIDDEN bool mqtt__loop_watch(mqtt_member *m, int fd, bool in, bool out);
 
+/** Bytes in a loop's read buffer. */
+#define MQTT_LOOP_READ_BYTES (256 * 1024)
+
+/**
+ * Loop thread: the loop's read buffer (MQTT_LOOP_READ_BYTES), which its
+ * members read into in turn, so a client holds input of its own only for a
+ * packet not yet whole. Made at the first call; NULL without memory. Its
+ * contents do not outlive the service call that filled it.
+ */
+MQTT_HIDDEN uint8_t *mqtt__loop_read_buffer(mqtt_member *m);
+
 /** Loop thread: call service(m, 0) at `at` (mqtt__now() time); < 0: never. */
 MQTT_HIDDEN void mqtt__loop_timer(mqtt_member *m, double at);
 

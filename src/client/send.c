@@ -112,10 +112,10 @@ static int publish_v5(mqtt_buf *out, mqtt_client *c, mqtt_publish_params pp, mqt
                       size_t n, uint32_t requested)
 {
     pp.props = p;
-    pp.nprops = n + 1;
     p[n].id = MQTT_PROP_TOPIC_ALIAS;
-    p[n].value = 1;
-    size_t worst = mqtt__publish_size_v(MQTT_V5, &pp);
+    /* At most: the topic and an alias (3 bytes) both go. */
+    size_t worst = mqtt__v5_publish_len(pp.topic.len, pp.payload.len, pp.qos,
+                                        mqtt__props_encode(NULL, p, n) + 3);
     if (worst == 0)
         return MQTT_ERR_INVAL;
     int rc = mqtt__buf_reserve(out, worst);

@@ -76,7 +76,7 @@ int mqtt__v5_connack(mqtt_client *c, const mqtt_packet *p)
 }
 
 /* A 5.0 PUBLISH's size from its parts; 0 past the protocol's limit. */
-static size_t publish_len(size_t topic_len, size_t payload_len, int qos, size_t props_len)
+size_t mqtt__v5_publish_len(size_t topic_len, size_t payload_len, int qos, size_t props_len)
 {
     size_t rl = 2 + topic_len + (qos ? 2u : 0u) + mqtt__varint_size((uint32_t)props_len) +
                 props_len + payload_len;
@@ -131,7 +131,7 @@ int mqtt__v5_check_publish(const mqtt_client *c, const mqtt_message *m, size_t p
     find_prop(m->props, m->prop_count, MQTT_PROP_TOPIC_ALIAS, &requested);
     uint16_t alias = mqtt__v5_alias_peek(c, (mqtt_bytes){(const uint8_t *)m->topic, m->topic_len},
                                          requested, &with_topic);
-    size_t size = publish_len(with_topic ? m->topic_len : 0, m->payload_len, m->qos,
+    size_t size = mqtt__v5_publish_len(with_topic ? m->topic_len : 0, m->payload_len, m->qos,
                               props_len + (alias ? 3u : 0u));
     if ((uint8_t)m->qos > l->max_qos)
         return not_allowed(MQTT_RC_QOS_NOT_SUPPORTED, "qos");

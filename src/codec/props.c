@@ -223,7 +223,8 @@ void mqtt__w_props(mqtt_writer *w, const mqtt_property *p, size_t n, uint8_t pac
         w->ok = false;
         return;
     }
-    for (size_t i = 0; i < n; i++) {
+    /* The writing pass of an encoder follows a counting pass that checked. */
+    for (size_t i = 0; w->p == NULL && i < n; i++) {
         const mqtt_property_info *pi = mqtt__prop_info(p[i].id);
         if (pi == NULL || check_prop(&p[i], pi, packet_type, &seen, &why) != MQTT_OK) {
             w->ok = false;
@@ -236,6 +237,7 @@ void mqtt__w_props(mqtt_writer *w, const mqtt_property *p, size_t n, uint8_t pac
         w_props_body(w, p, n);
 }
 
+/* NOLINTNEXTLINE(readability-non-const-parameter): written through the writer */
 size_t mqtt__props_encode(uint8_t *out, const mqtt_property *p, size_t n)
 {
     mqtt_writer w = {out, 0, true};

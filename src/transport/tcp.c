@@ -72,11 +72,23 @@ static ssize_t sock_write(mqtt_transport *t, const void *buf, size_t len)
     }
 }
 
+/* Ends our side with a FIN after what was written; what the peer sent and
+ * nobody read is taken first, so the close sends no reset that could cut
+ * off what is still in flight to it. Never blocks. */
+static void sock_finish(int fd)
+{
+    char sink[4096];
+    shutdown(fd, SHUT_WR);
+    for (int i = 0; i < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++)
+        continue;
+    close(fd);
+}
+
 static void sock_close(mqtt_transport *t)
 {
     sock_conn *s = (sock_conn *)t;
     if (!s->res && t->fd >= 0) /* while resolving, fd is the resolver's */
-        close(t->fd);
+        sock_finish(t->fd);
     mqtt__resolver_free(s->res);
     mqtt__free(s->addrs);
     mqtt__free(s);
