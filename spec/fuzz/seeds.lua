@@ -240,6 +240,33 @@ write(V5, "bad-reason", bytes({ 0x00, 0, 0x00, 0x00, 0x00, 0x00, PUB, 0x01, 0, 0
       bytes({ PKT, 0, 0, RECENT, 0xF8, 0x05, 0, EVENTS }))
 write(V5, "client-auth-disconnect", bytes({ 0x00, 0, 0x00, 0x00, 0x00, 0x00, CONTROL, 0x45,
       CONTROL, 0x1B, EVENTS }))
+-- A broker's DISCONNECT of 70 KB of properties in 64-byte reads: the client
+-- holds it in its own input buffer, which must outlive the event's copy.
+do
+    local function str(x)
+        return string.char(#x >> 8, #x & 0xFF) .. x
+    end
+    local function varint(n)
+        local out = {}
+        repeat
+            local d = n % 128
+            n = n // 128
+            out[#out + 1] = string.char(n > 0 and d | 0x80 or d)
+        until n == 0
+        return table.concat(out)
+    end
+    local props = "\x26" .. str("k") .. str(("v"):rep(35000)) .. "\x26" .. str("k2") ..
+        str(("w"):rep(35000))
+    local body = "\x80" .. varint(#props) .. props
+    local pkt = "\xE0" .. varint(#body) .. body
+    local script = { bytes({ 0x00, 0, 0x00, 0x00, 0x00, 0x00 }) }
+    for i = 1, #pkt, 64 do
+        local chunk = pkt:sub(i, i + 63)
+        script[#script + 1] = bytes({ RAW, #chunk - 1 }) .. chunk
+    end
+    script[#script + 1] = bytes({ EVENTS })
+    write(V5, "big-disconnect", table.concat(script))
+end
 
 -- ---- MQTT 5: the golden packets of spec/c/test_codec_v5.c ------------------
 -- Family targets: byte 0 is the role (bit 0: broker) and level (bit 1: 3.1.1),

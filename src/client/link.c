@@ -104,7 +104,7 @@ void mqtt__connection_lost(mqtt_client *c, int status, const char *text)
     } else {
         mqtt__event_status(c, MQTT_EV_DISCONNECT, MQTT_OK, -1, false, "disconnected");
     }
-    /* Only now: the broker's DISCONNECT properties (lost_props) lie in io.in. */
+    /* Only now: the broker's DISCONNECT properties (lost_props) may lie in io.in. */
     clear_io(c);
     c->io.lost_reason = -1;
     c->io.lost_props = (mqtt_bytes){NULL, 0};
