@@ -519,14 +519,6 @@ static void adopt(void)
 
 /* ---- the broker: writing ---------------------------------------------- */
 
-static client_state peek_state(void)
-{
-    pthread_mutex_lock(&R.c->mu);
-    client_state s = R.c->sh.state;
-    pthread_mutex_unlock(&R.c->mu);
-    return s;
-}
-
 static void send_bytes(const uint8_t *p, size_t n);
 
 #define PROP_NUM(pid, v) ((mqtt_property){.id = (pid), .value = (v)})
@@ -693,8 +685,12 @@ static void settle(void)
             answer_connect();
             continue;
         }
-        client_state s = peek_state();
-        bool waiting = s == ST_RETRY_WAIT || (s == ST_CONNECTING && !R.connack_sent);
+        pthread_mutex_lock(&R.c->mu);
+        client_state s = R.c->sh.state;
+        /* A reconnect the untaken events hold back waits for the script, not the clock. */
+        bool room = mqtt__app_bytes(R.c) < R.c->set.opt.max_event_bytes;
+        pthread_mutex_unlock(&R.c->mu);
+        bool waiting = (s == ST_RETRY_WAIT && room) || (s == ST_CONNECTING && !R.connack_sent);
         if (!waiting || real_now() >= until)
             return;
     }
