@@ -8,9 +8,13 @@
  * answers, the record and action next() hands out, the bytes the client's
  * send path encodes for them, and mqtt__session_counts must agree with the
  * model. ASan catches leaks when the session is freed at the end.
+ * Each record is also encoded under MQTT 5.0 by a client (never connected)
+ * at level 5 with automatic topic aliases: it must decode, in the broker
+ * role, to the same packet as the 3.1.1 bytes, its topic through the alias.
  */
 #include <string.h>
 
+#include "codec.h"
 #include "fuzz_util.h"
 #include "send.h"
 #include "session.h"
@@ -36,6 +40,7 @@ typedef struct shadow_rec {
     uint16_t id; /* 0 for QoS 0 publishes */
     uint8_t kind, qos, state;
     size_t len;
+    size_t xl; /* its MQTT 5.0 property block, counted in its bytes */
     uint8_t packet[]; /* the bytes the record encodes to */
 } shadow_rec;
 
@@ -124,7 +129,7 @@ static void model_remove(shadow_rec *r)
     else if (inflight_state(r->state))
         M.inflight--;
     M.records--;
-    M.bytes -= r->len;
+    M.bytes -= r->len + r->xl;
     free(r);
 }
 
@@ -145,7 +150,7 @@ static void check_counts(void)
 typedef struct built {
     mqtt_record *r; /* NULL: its maker refused it, as the model said */
     bool tampered;  /* changed after it was made: the session must refuse it */
-    size_t len, id_offset;
+    size_t len, id_offset, xl;
     uint8_t packet[64];
 } built;
 
@@ -200,22 +205,41 @@ static void tamper(fz_in *in, mqtt_record *r)
     }
 }
 
+/* MQTT 5.0 property blocks a record may carry (3.1.1 leaves them out):
+ * content_type "c", user_property k=v and a topic_alias the automatic mode
+ * must not send; subscription_identifier 5 and user_property k=v. */
+static const uint8_t pub_props[] = {0x03, 0x00, 0x01, 'c',  0x26, 0x00, 0x01,
+                                    'k',  0x00, 0x01, 'v',  0x23, 0x00, 0x02};
+static const uint8_t sub_props[] = {0x0B, 0x05, 0x26, 0x00, 0x01, 'k', 0x00, 0x01, 'v'};
+
+static mqtt_bytes props_for(mqtt_rec_kind kind, bool with)
+{
+    if (!with)
+        return (mqtt_bytes){ NULL, 0 };
+    if (kind == MQTT_REC_PUBLISH)
+        return (mqtt_bytes){ pub_props, sizeof pub_props };
+    if (kind == MQTT_REC_SUBSCRIBE)
+        return (mqtt_bytes){ sub_props, sizeof sub_props };
+    return (mqtt_bytes){ sub_props + 2, sizeof sub_props - 2 };
+}
+
 /* Builds a record with a payload from the input; the model says whether its
  * maker accepts it (QoS 3 is refused). */
 static built build(fz_in *in, mqtt_rec_kind kind, uint8_t qos, size_t name_len,
-                   size_t payload_len, bool spoil)
+                   size_t payload_len, bool spoil, bool with_props)
 {
-    built b = { NULL, false, 0, 0, { 0 } };
+    built b = { NULL, false, 0, 0, 0, { 0 } };
     uint8_t name[8], payload[40];
     for (size_t i = 0; i < name_len; i++)
         name[i] = (uint8_t)('a' + i);
     for (size_t i = 0; i < payload_len; i++)
         payload[i] = fz_u8(in);
-    mqtt_bytes n = { name, name_len }, pl = { payload, payload_len }, none = { NULL, 0 };
+    mqtt_bytes n = { name, name_len }, pl = { payload, payload_len };
+    mqtt_bytes xp = props_for(kind, with_props);
     mqtt_sub_entry e = { n, qos };
-    int rc = kind == MQTT_REC_PUBLISH
-                 ? mqtt__record_publish(n, pl, qos, false, none, &b.r)
-                 : mqtt__record_subscribe(kind, &e, 1, none, &b.r);
+    int rc = kind == MQTT_REC_PUBLISH ? mqtt__record_publish(n, pl, qos, false, xp, &b.r)
+                                      : mqtt__record_subscribe(kind, &e, 1, xp, &b.r);
+    b.xl = xp.len;
     bool valid = kind == MQTT_REC_UNSUBSCRIBE || qos <= 2;
     FZ_CHECK(rc == (valid ? MQTT_OK : MQTT_ERR_INVAL));
     if (rc != MQTT_OK) {
@@ -224,7 +248,7 @@ static built build(fz_in *in, mqtt_rec_kind kind, uint8_t qos, size_t name_len,
     }
     expect_bytes(&b, kind, kind == MQTT_REC_UNSUBSCRIBE ? 0 : qos, name, name_len, payload,
                  payload_len);
-    FZ_CHECK(b.r->bytes == b.len && b.r->entry_count == (kind == MQTT_REC_PUBLISH ? 0 : 1));
+    FZ_CHECK(b.r->bytes == b.len + b.xl && b.r->entry_count == (kind == MQTT_REC_PUBLISH ? 0 : 1));
     if (spoil) {
         tamper(in, b.r);
         b.tampered = true;
@@ -267,6 +291,7 @@ static int add(built b)
     m->qos = r->qos;
     m->state = S_QUEUED;
     m->len = b.len;
+    m->xl = b.xl;
     memcpy(m->packet, b.packet, b.len);
     if (want_id) {
         m->packet[b.id_offset] = (uint8_t)(want_id >> 8);
@@ -294,7 +319,7 @@ static int add(built b)
         M.cursor = m;
     M.queued++;
     M.records++;
-    M.bytes += m->len;
+    M.bytes += m->len + m->xl;
     return rc;
 }
 
@@ -303,7 +328,7 @@ static void op_add_publish(fz_in *in)
     uint8_t f = fz_u8(in);
     uint8_t qos = f & 3; /* 3 is invalid */
     size_t name_len = 1 + (f >> 2 & 7), payload_len = fz_u8(in) % 40;
-    add(build(in, MQTT_REC_PUBLISH, qos, name_len, payload_len, f & 0x80));
+    add(build(in, MQTT_REC_PUBLISH, qos, name_len, payload_len, f & 0x80, f & 0x20));
 }
 
 static void op_add_subscribe(fz_in *in)
@@ -311,13 +336,13 @@ static void op_add_subscribe(fz_in *in)
     uint8_t f = fz_u8(in);
     mqtt_rec_kind kind = f & 1 ? MQTT_REC_SUBSCRIBE : MQTT_REC_UNSUBSCRIBE;
     uint8_t qos = f >> 1 & 3;
-    add(build(in, kind, qos, 1 + (f >> 3 & 7), 0, f & 0x80));
+    add(build(in, kind, qos, 1 + (f >> 3 & 7), 0, f & 0x80, f & 0x40));
 }
 
 /* An add with a kind the session must refuse. */
 static void op_add_bad_kind(fz_in *in)
 {
-    built b = build(in, MQTT_REC_PUBLISH, 1, 1, 0, false);
+    built b = build(in, MQTT_REC_PUBLISH, 1, 1, 0, false, false);
     b.r->kind = (uint8_t)(3 + fz_u8(in) % 250);
     b.tampered = true;
     add(b);
@@ -327,6 +352,109 @@ static void op_add_bad_kind(fz_in *in)
 
 /* The client's send path encodes what next() hands out; reused across runs. */
 static mqtt_buf wire;
+
+/* ---- the send path under MQTT 5.0 -------------------------------------- */
+
+static mqtt_client *v5c; /* made once: creating a client per input is slow */
+static mqtt_buf wire5;
+static char alias_seen[4][16]; /* the topics v5c gave aliases, as a broker learns them */
+
+/* A new "connection" for each input: aliases forgotten, 0 to 3 allowed. */
+static void v5_setup(uint8_t b)
+{
+    if (!v5c) {
+        mqtt_options o;
+        mqtt_options_init(&o);
+        o.protocol = MQTT_V5;
+        FZ_CHECK(mqtt_client_create(&o, &v5c) == MQTT_OK);
+    }
+    pthread_mutex_lock(&v5c->mu);
+    mqtt__v5_alias_reset(v5c);
+    v5c->sh.version = MQTT_V5;
+    v5c->sh.server.alias_max = b % 4;
+    pthread_mutex_unlock(&v5c->mu);
+    memset(alias_seen, 0, sizeof alias_seen);
+}
+
+static mqtt_packet decode_as(const mqtt_buf *w, uint8_t version)
+{
+    const mqtt_decode_opts o = {version, MQTT_ROLE_BROKER, 0};
+    mqtt_packet p;
+    size_t used = 0;
+    const char *why = NULL;
+    FZ_CHECK(mqtt__decode(w->data, w->len, &o, &p, &used, &why) == MQTT_OK && used == w->len);
+    return p;
+}
+
+static bool same(mqtt_bytes a, mqtt_bytes b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0);
+}
+
+/* The 5.0 PUBLISH's topic, through the alias the broker keeps for it. */
+static mqtt_bytes v5_topic(const mqtt_packet *p)
+{
+    mqtt_property a;
+    if (!mqtt__prop_find(p->props, MQTT_PROP_TOPIC_ALIAS, &a))
+        return p->topic;
+    FZ_CHECK(a.value >= 1 && a.value <= v5c->sh.server.alias_max);
+    char *slot = alias_seen[a.value - 1];
+    if (p->topic.len > 0) {
+        FZ_CHECK(p->topic.len < sizeof alias_seen[0]);
+        memcpy(slot, p->topic.data, p->topic.len);
+        slot[p->topic.len] = '\0';
+    }
+    FZ_CHECK(slot[0] != '\0');
+    return (mqtt_bytes){(const uint8_t *)slot, strlen(slot)};
+}
+
+/* The record's properties go out as they are, in order; a topic_alias only
+ * as the client decides (never the record's). */
+static void check_props(mqtt_bytes record, mqtt_bytes sent)
+{
+    mqtt_prop_iter i, j;
+    mqtt_property x, y;
+    mqtt__prop_iter_init(&i, record);
+    mqtt__prop_iter_init(&j, sent);
+    for (;;) {
+        bool more_x, more_y;
+        while ((more_x = mqtt__prop_next(&i, &x)) && x.id == MQTT_PROP_TOPIC_ALIAS)
+            ;
+        while ((more_y = mqtt__prop_next(&j, &y)) && y.id == MQTT_PROP_TOPIC_ALIAS)
+            ;
+        FZ_CHECK(more_x == more_y);
+        if (!more_x)
+            return;
+        FZ_CHECK(x.id == y.id && x.value == y.value && x.len == y.len && x.len2 == y.len2);
+        FZ_CHECK(same((mqtt_bytes){x.data, x.len}, (mqtt_bytes){y.data, y.len}));
+    }
+}
+
+static void check_v5(const mqtt_record *got, mqtt_qos_action act)
+{
+    wire5.len = 0;
+    pthread_mutex_lock(&v5c->mu);
+    int rc = mqtt__send_record(&wire5, got, act, v5c);
+    pthread_mutex_unlock(&v5c->mu);
+    FZ_CHECK(rc == MQTT_OK);
+    mqtt_packet a = decode_as(&wire, MQTT_V311), b = decode_as(&wire5, MQTT_V5);
+    FZ_CHECK(a.type == b.type && a.flags == b.flags && a.packet_id == b.packet_id);
+    FZ_CHECK(a.qos == b.qos && a.dup == b.dup && a.retain == b.retain);
+    if (a.type == MQTT_PUBREL)
+        return;
+    check_props(mqtt__record_props(got), b.props);
+    if (a.type == MQTT_PUBLISH) {
+        FZ_CHECK(same(a.payload, b.payload) && same(a.topic, v5_topic(&b)));
+        return;
+    }
+    mqtt_sub_iter i, j;
+    mqtt_sub_entry x, y;
+    mqtt__sub_iter_init(&i, &a);
+    mqtt__sub_iter_init(&j, &b);
+    while (mqtt__sub_next(&i, &x))
+        FZ_CHECK(mqtt__sub_next(&j, &y) && same(x.filter, y.filter) && x.qos == y.qos);
+    FZ_CHECK(!mqtt__sub_next(&j, &y));
+}
 
 /* next() against the model; true when it handed out a record. */
 static bool next(void)
@@ -359,6 +487,7 @@ static bool next(void)
     } else {
         FZ_CHECK(wire.len == r->len && memcmp(wire.data, r->packet, r->len) == 0);
     }
+    check_v5(got, act);
     M.pending = r;
     return true;
 }
@@ -594,7 +723,7 @@ static void op_bulk(fz_in *in)
         if (k == 255 && fz_u8(in) == 255)
             n = MAX_IDS + 100;
         for (uint32_t i = 0; i < n; i++)
-            if (add(build(in, MQTT_REC_PUBLISH, 1, 1, 0, false)) != MQTT_OK)
+            if (add(build(in, MQTT_REC_PUBLISH, 1, 1, 0, false, false)) != MQTT_OK)
                 break;
         break;
     }
@@ -660,6 +789,7 @@ static void setup(fz_in *in)
     M.lim.max_queued = q ? q : 100000;
     uint8_t b = fz_u8(in);
     M.lim.max_queued_bytes = b ? (size_t)b * 97u : SIZE_MAX;
+    v5_setup(b);
     M.window = M.lim.max_inflight ? M.lim.max_inflight : 1;
     M.next_id = 1;
     M.s = mqtt__session_new(&M.lim);
@@ -685,6 +815,7 @@ static void teardown(void)
     free(M.in);
     memset(&M, 0, sizeof M);
     mqtt__buf_free(&wire);
+    mqtt__buf_free(&wire5);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)

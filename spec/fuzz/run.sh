@@ -10,7 +10,8 @@
 # spec/fuzz/corpus/<target>/crash-<sha1>, where every later run replays it.
 # The library objects are compiled with the same sanitizers as the targets.
 # Replay one input: build/fuzz/<target> <file> (FUZZ_TRACE=1 makes
-# fuzz_client_stream print the conversation); seeds: lua5.4 spec/fuzz/seeds.lua.
+# fuzz_client_stream and fuzz_client_stream_v5 print the conversation); seeds:
+# lua5.4 spec/fuzz/seeds.lua.
 
 set -u
 
@@ -33,10 +34,10 @@ CFLAGS="-std=c11 -D_GNU_SOURCE -pthread -g -O1 -fno-omit-frame-pointer \
 LIBS="-pthread -lcares -lwslay -lmbedtls -lmbedx509 -lmbedcrypto"
 
 # The client target swaps in a socketpair for TCP, a movable clock, and a
-# epoll_wait that reports when the I/O loop is idle (see fuzz_client_stream.c).
+# epoll_wait that reports when the I/O loop is idle (see fuzz_client.h).
 extra_ldflags() {
     case $1 in
-    fuzz_client_stream) echo "-Wl,--wrap=mqtt__transport_open -Wl,--wrap=mqtt__now -Wl,--wrap=epoll_wait" ;;
+    fuzz_client_stream | fuzz_client_stream_v5) echo "-Wl,--wrap=mqtt__transport_open -Wl,--wrap=mqtt__now -Wl,--wrap=epoll_wait" ;;
     *) echo "" ;;
     esac
 }

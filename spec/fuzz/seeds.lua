@@ -150,10 +150,15 @@ write("fuzz_session", "queue-limits", s({ 0, 0, 2, 1, ADD_PUB, 0x05, 30, ("p"):r
 write("fuzz_session", "incoming", s({ 1, 0, 0, 0, IN_PUT, 0x01, IN_PUT, 0x01, IN_PUT, 0x02,
                                      IN_PUT, 0x00, IN_PUT, 0x61, IN_TAKE, 0x01, IN_TAKE, 0x01,
                                      IN_PUT, 0x80, 0xFF, 0xFF, IN_DRAIN, BULK, 4, 3, BULK, 5 }))
+-- Records with MQTT 5.0 properties (publish bit 0x20, subscribe bit 0x40),
+-- three topic aliases allowed (the last setup byte, modulo 4).
+write("fuzz_session", "v5-props", s({ 4, 0, 0, 3, ADD_PUB, 0x21, 2, "hi", NEXT_SENT,
+                                     ADD_PUB, 0x21, 0, NEXT_SENT, ADD_PUB, 0x25, 0, NEXT_SENT,
+                                     ADD_SUB, 0x41, ADD_SUB, 0x40, PUMP, REWIND, PUMP }))
 write("fuzz_session", "fill-ids", s({ 8, 0, 0, 0, BULK, 0, 255, 255, ADD_SUB, 0x01, TAKE_ID, PUMP,
                                      BULK, 3, ADD_PUB, 0x01, 0, TAKE_ID }))
 
--- ---- client stream scripts (see fuzz_client_stream.c) --------------------
+-- ---- client stream scripts (see fuzz_client.h) --------------------
 -- config, keepalive, CONNACK answer, then ops.
 
 local RAW, PKT, SPLIT, PUB, SUB, EVENTS, CLOCK, CONTROL = 0, 3, 5, 6, 7, 8, 9, 10
@@ -194,6 +199,74 @@ write("fuzz_client_stream", "malformed", bytes({ 0x00, 0, 0x00 }) .. raw({ 0x36,
       bytes({ EVENTS }))
 write("fuzz_client_stream", "max-packet", bytes({ 0x80, 0, 0x00 }) ..
       raw({ 0x30, 0x40, 0x00, 0x01, 0x74 }) .. bytes({ EVENTS }))
+
+-- ---- MQTT 5.0 client stream scripts (fuzz_client_stream_v5) ---------------
+-- config, keepalive, two option bytes (protocol, CONNECT properties, alias
+-- mode), the CONNACK answer and its property mask (and values), then ops;
+-- build_packet_v5 kinds: 0 ack, 2 SUBACK, 3 PUBLISH, 5 UNSUBACK, 6 DISCONNECT, 7 AUTH.
+local V5 = "fuzz_client_stream_v5"
+local function ack5(i, reason, props)
+    return bytes({ PKT, 0, i, RECENT, reason or 0, props or 0 })
+end
+local function pub5(f, alias, payload)
+    return bytes({ PKT, 3, f, alias, 0, #payload }) .. payload
+end
+write(V5, "qos1-alias", bytes({ 0x10, 0, 0x64, 0x00, 0x00, 0x03, 1, 3, PUB, 0x01, 2 }) .. "hi" ..
+      bytes({ 0, PUB, 0x01, 2 }) .. "hi" .. bytes({ 0x80 }) .. ack5(0) .. bytes({ EVENTS }) ..
+      ack5(0, 2, 0x03) .. bytes({ EVENTS }))
+write(V5, "qos2-refused", bytes({ 0x11, 0, 0x00, 0x00, 0x00, 0x00, PUB, 0x02, 0, 0 }) ..
+      ack5(1, 2) .. bytes({ PUB, 0x02, 0, 0 }) .. ack5(1) .. ack5(3) .. bytes({ EVENTS }))
+write(V5, "broker-alias", bytes({ 0x00, 0, 0x24, 0x00, 0x00, 0x00 }) .. pub5(0x00, 0xC1, "hi") ..
+      pub5(0x04, 0x81, "") .. bytes({ EVENTS }) .. pub5(0x00, 0x87, "x") .. bytes({ EVENTS }))
+write(V5, "alias-unset", bytes({ 0x00, 0, 0x24, 0x00, 0x00, 0x00 }) .. pub5(0x00, 0x82, "") ..
+      bytes({ EVENTS }))
+write(V5, "auto-fallback", bytes({ 0x10, 0, 0x02, 0x00, 0x32, 0x00, 0x00, PUB, 0x01, 0 }) ..
+      bytes({ PKT, 0, 0, RECENT, EVENTS }))
+write(V5, "disconnect-auth", bytes({ 0x00, 0, 0x00, 0x00, 0x00, 0x00, PKT, 7, 1, 0x04, EVENTS,
+      PKT, 6, 1, 0x05, EVENTS }))
+write(V5, "suback-reasons", bytes({ 0x00, 0, 0x00, 0x00, 0x00, 0x00, SUB, 0x81,
+      PKT, 2, RECENT, 0, 3, 0x01, SUB, 0x21, PKT, 5, RECENT, 0, 0, 0, EVENTS }))
+write(V5, "max-packet", bytes({ 0x00, 0, 0x00, 0x00, 0x00, 0x04, 4, PUB, 0x00, 24 }) ..
+      string.rep("p", 24) .. bytes({ 0, PUB, 0x00, 2 }) .. "ok" .. bytes({ 0, EVENTS }))
+write(V5, "limits", bytes({ 0x00, 0, 0x00, 0x00, 0x00, 0x78, 1, 0, PUB, 0x01, 0, 0, PUB, 0x20, 0, 0,
+      SUB, 0x14, SUB, 0x80, EVENTS }))
+write(V5, "receive-max", bytes({ 0x00, 0, 0x08, 0x00, 0x00, 0x00 }) .. pub5(0x02, 0, "") ..
+      pub5(0x23, 0, "") .. bytes({ EVENTS }))
+write(V5, "manual-alias", bytes({ 0x00, 0, 0x00, 0x02, 0x00, 0x02, 2, PUB, 0x01, 0, 0x01,
+      PUB, 0x01, 0, 0x01, PUB, 0x01, 0, 0x05, EVENTS }) .. ack5(0) .. ack5(0) .. bytes({ EVENTS }))
+write(V5, "session-expiry", bytes({ 0x40, 0, 0x10, 0x14, 0x00, 0x18, 1, CONTROL, 0,
+      EVENTS }))
+write(V5, "bad-reason", bytes({ 0x00, 0, 0x00, 0x00, 0x00, 0x00, PUB, 0x01, 0, 0 }) ..
+      bytes({ PKT, 0, 0, RECENT, 0xF8, 0x05, 0, EVENTS }))
+write(V5, "client-auth-disconnect", bytes({ 0x00, 0, 0x00, 0x00, 0x00, 0x00, CONTROL, 0x45,
+      CONTROL, 0x1B, EVENTS }))
+-- A broker's DISCONNECT of 70 KB of properties in 64-byte reads: the client
+-- holds it in its own input buffer, which must outlive the event's copy.
+do
+    local function str(x)
+        return string.char(#x >> 8, #x & 0xFF) .. x
+    end
+    local function varint(n)
+        local out = {}
+        repeat
+            local d = n % 128
+            n = n // 128
+            out[#out + 1] = string.char(n > 0 and d | 0x80 or d)
+        until n == 0
+        return table.concat(out)
+    end
+    local props = "\x26" .. str("k") .. str(("v"):rep(35000)) .. "\x26" .. str("k2") ..
+        str(("w"):rep(35000))
+    local body = "\x80" .. varint(#props) .. props
+    local pkt = "\xE0" .. varint(#body) .. body
+    local script = { bytes({ 0x00, 0, 0x00, 0x00, 0x00, 0x00 }) }
+    for i = 1, #pkt, 64 do
+        local chunk = pkt:sub(i, i + 63)
+        script[#script + 1] = bytes({ RAW, #chunk - 1 }) .. chunk
+    end
+    script[#script + 1] = bytes({ EVENTS })
+    write(V5, "big-disconnect", table.concat(script))
+end
 
 -- ---- MQTT 5: the golden packets of spec/c/test_codec_v5.c ------------------
 -- Family targets: byte 0 is the role (bit 0: broker) and level (bit 1: 3.1.1),

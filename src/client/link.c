@@ -110,7 +110,6 @@ void mqtt__connection_lost(mqtt_client *c, int status, const char *text)
     if (!was_disconnecting && c->io.lost_from_broker && c->io.lost_reason >= 0)
         follow_redirect(c, c->io.lost_reason, c->io.lost_props);
     note_connection_end(c);
-    clear_io(c);
     if (!was_disconnecting) {
         mqtt__log(c, 2, "connection lost: %s", text);
         if (c->io.lost_reason >= 0)
@@ -121,6 +120,8 @@ void mqtt__connection_lost(mqtt_client *c, int status, const char *text)
     } else {
         mqtt__event_status(c, MQTT_EV_DISCONNECT, MQTT_OK, -1, false, "disconnected");
     }
+    /* Only now: the broker's DISCONNECT properties (lost_props) may lie in io.in. */
+    clear_io(c);
     c->io.lost_reason = -1;
     c->io.lost_props = (mqtt_bytes){NULL, 0};
     c->io.lost_from_broker = false;
