@@ -131,7 +131,10 @@ static int handle_ack(mqtt_client *c, const mqtt_packet *p, const char **why)
     }
     /* A publish the broker refused is over: a refused PUBREC ends it as a
      * PUBACK would, with no PUBREL. */
-    bool refused = v5 && p->reason_code >= 0x80 && p->type == MQTT_PUBREC;
+    const mqtt_record *r = v5 && p->reason_code >= 0x80 && p->type == MQTT_PUBREC
+                               ? mqtt__session_awaiting(c->sh.session, p->packet_id)
+                               : NULL;
+    bool refused = r && r->kind == MQTT_REC_PUBLISH && r->qos == 2;
     mqtt_ack_result res =
         mqtt__session_ack(c->sh.session, refused ? MQTT_PUBACK : p->type, p->packet_id);
     if (res == MQTT_ACK_NEW || res == MQTT_ACK_DOWNGRADED) {

@@ -422,10 +422,12 @@ void mqtt__v5_answer_fault(mqtt_client *c, int status)
 
 size_t mqtt__v5_disconnect_short(const mqtt_client *c, uint8_t out[3])
 {
-    if (c->sh.disconnect_props.len > 0)
+    bool v5 = c->io.version == MQTT_V5;
+    if (v5 && c->sh.disconnect_props.len > 0)
         return 0;
-    mqtt_ack_params a = {MQTT_DISCONNECT, 0, c->sh.disconnect_reason, NULL, 0};
-    return mqtt__encode_ack_v(out, c->io.version == MQTT_V5 ? MQTT_V5 : MQTT_V311, &a);
+    /* Under 3.1.1 ("auto" fell back) a DISCONNECT has no reason code. */
+    mqtt_ack_params a = {MQTT_DISCONNECT, 0, v5 ? c->sh.disconnect_reason : 0, NULL, 0};
+    return mqtt__encode_ack_v(out, v5 ? MQTT_V5 : MQTT_V311, &a);
 }
 
 int mqtt__v5_disconnect_packet(const mqtt_client *c, mqtt_buf *b)
