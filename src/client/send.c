@@ -86,15 +86,15 @@ static mqtt_property *unpack_props(const mqtt_record *r, mqtt_property *stack, s
 /* A PUBLISH under 5.0: the alias is decided once room for the packet with
  * its topic and an alias is sure, so a table entry never outlives a failed
  * write. */
-/* The record keeps message_expiry_interval as a deadline on the client's
- * clock (client.c): it goes out as the interval that remains, and a message
+/* The record keeps message_expiry_interval as a deadline on the wall clock
+ * (client.c), which a store keeps meaningful across a restart: it goes out as the interval that remains, and a message
  * never written that is past it is not sent at all. */
 static int expiry_remaining(mqtt_property *p, size_t n, mqtt_qos_action action)
 {
     for (size_t i = 0; i < n; i++) {
         if (p[i].id != MQTT_PROP_MESSAGE_EXPIRY_INTERVAL)
             continue;
-        double now = mqtt__now();
+        double now = mqtt__wall_now();
         if (now >= (double)p[i].value) {
             if (action == MQTT_QA_SEND)
                 return MQTT_ERR_TIMEOUT;
@@ -225,14 +225,20 @@ int mqtt__pump(mqtt_client *c)
     const mqtt_record *r;
     while ((r = mqtt__session_next(c->sh.session, &action)) != NULL) {
         int rc = mqtt__send_record(&c->sh.out, r, action, c);
+        uint64_t key = r->store_key;
         if (rc == MQTT_ERR_TIMEOUT) { /* past its message expiry */
             c->sh.expired++;
             mqtt__session_expire(c->sh.session);
+            mqtt__persist_sent(c, key, NULL);
             continue;
         }
         if (rc != MQTT_OK)
             return -1;
+        bool first = action == MQTT_QA_SEND, done = r->qos == 0;
         mqtt__session_sent(c->sh.session);
+        /* A QoS 0 record is freed by sent(); the others stay, in their new state. */
+        if (first || done)
+            mqtt__persist_sent(c, key, done ? NULL : r);
     }
     return was_empty && c->sh.out.len > 0;
 }
