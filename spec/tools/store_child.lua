@@ -2,7 +2,8 @@
 -- directory, client id, sync mode, then a mode:
 --   publish FIRST1 FIRST2  publishes QoS 1 messages FIRST1, FIRST1+1, ... on
 --                          store/1 and QoS 2 ones from FIRST2 on store/2,
---                          alternately, until it is killed;
+--                          alternately, until it is killed, printing
+--                          "I J" once both I and J were published;
 --   drain ROUND            waits until what the store recovered is sent and
 --                          complete, then publishes "end ROUND" on both topics
 --                          and exits;
@@ -41,6 +42,8 @@ if mode == "publish" then
     while true do
         c:publish("store/1", tostring(i), 1)
         c:publish("store/2", tostring(j), 2)
+        -- Both publishes returned: durable ("always"), whatever happens next.
+        io.write(i, " ", j, "\n")
         i, j = i + 1, j + 1
         mqtt.dispatch(0)
     end
