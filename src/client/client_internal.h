@@ -71,6 +71,8 @@ typedef struct alias_slot {
 } alias_slot;
 
 /* The servers of the last connect options (servers.c): owned copies. */
+typedef struct mqtt_key_map mqtt_key_map;
+
 typedef struct mqtt_servers {
     char **uri;               /* as given: URIs or plain hosts */
     size_t count;
@@ -152,6 +154,7 @@ typedef struct client_shared {
 
     /* Persistence (persist.c); NULL: none. */
     mqtt_store *store;
+    mqtt_key_map *store_keys;      /* the store's key of each stored record */
     int store_sync;               /* MQTT_SYNC_* */
     bool store_error;             /* the last group commit failed */
     uint64_t store_corruptions;   /* reported by the recovery */
@@ -394,6 +397,10 @@ MQTT_HIDDEN void mqtt__persist_close(mqtt_client *c);
 MQTT_HIDDEN uint64_t mqtt__persist_added(mqtt_client *c, mqtt_record *r);
 /** Under sync "always": waits until change seq is durable (mu let go meanwhile). */
 MQTT_HIDDEN int mqtt__persist_wait(mqtt_client *c, uint64_t seq);
+/** The store's key of an outgoing record (0: not stored). */
+MQTT_HIDDEN uint64_t mqtt__persist_key(const mqtt_client *c, const mqtt_record *r);
+/** Forgets r's key: r is complete or dropped (it may be freed already: only compared). */
+MQTT_HIDDEN void mqtt__persist_forget(mqtt_client *c, const mqtt_record *r);
 /** An outgoing publish's key (0: not stored) moved on: r its new state, NULL when done. */
 MQTT_HIDDEN void mqtt__persist_sent(mqtt_client *c, uint64_t key, const mqtt_record *r);
 /** Incoming QoS 2 by p's id: MQTT_PUBLISH held, MQTT_PUBREL done, 0 handed over early. */

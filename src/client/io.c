@@ -137,12 +137,14 @@ static int handle_ack(mqtt_client *c, const mqtt_packet *p, const char **why)
      * PUBACK would, with no PUBREL. */
     bool refused = v5 && p->reason_code >= 0x80 && p->type == MQTT_PUBREC;
     const mqtt_record *r = mqtt__session_awaiting(c->sh.session, p->packet_id);
-    uint64_t key = r ? r->store_key : 0;
+    uint64_t key = mqtt__persist_key(c, r);
     mqtt_ack_result res =
         mqtt__session_ack(c->sh.session, refused ? MQTT_PUBACK : p->type, p->packet_id);
     if (res == MQTT_ACK_NEW || res == MQTT_ACK_DOWNGRADED) {
         /* PUBREC moves the record on (it stays); every other ack ends it. */
         bool stays = p->type == MQTT_PUBREC && !refused && res == MQTT_ACK_NEW;
+        if (key && !stays)
+            mqtt__persist_forget(c, r);
         mqtt__persist_sent(c, key, stays ? r : NULL);
         ev->downgraded = res == MQTT_ACK_DOWNGRADED && !refused;
         c->sh.downgraded += ev->downgraded;

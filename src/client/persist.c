@@ -13,6 +13,100 @@
 #include "alloc.h"
 #include "client_internal.h"
 
+/* The store's key of each stored outgoing record, by the record's address
+ * (the record itself stays small): open addressing, linear probing,
+ * deletion by shifting back. */
+typedef struct key_slot {
+    const mqtt_record *r; /* NULL: empty */
+    uint64_t key;
+} key_slot;
+
+struct mqtt_key_map {
+    key_slot *slot;
+    size_t cap, count; /* cap a power of two, or 0 */
+};
+
+static size_t home(const mqtt_key_map *m, const mqtt_record *r)
+{
+    uint64_t h = (uint64_t)(uintptr_t)r * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 32) & (m->cap - 1);
+}
+
+static size_t find(const mqtt_key_map *m, const mqtt_record *r)
+{
+    if (m->cap == 0)
+        return SIZE_MAX;
+    for (size_t i = home(m, r);; i = (i + 1) & (m->cap - 1)) {
+        if (m->slot[i].r == r)
+            return i;
+        if (m->slot[i].r == NULL)
+            return SIZE_MAX;
+    }
+}
+
+static void place(mqtt_key_map *m, key_slot e)
+{
+    size_t i = home(m, e.r);
+    while (m->slot[i].r != NULL)
+        i = (i + 1) & (m->cap - 1);
+    m->slot[i] = e;
+    m->count++;
+}
+
+static int map_put(mqtt_key_map *m, const mqtt_record *r, uint64_t key)
+{
+    if ((m->count + 1) * 4 > m->cap * 3) { /* at most three quarters full */
+        size_t cap = m->cap ? m->cap * 2 : 64;
+        key_slot *old = m->slot;
+        size_t old_cap = m->cap;
+        m->slot = mqtt__calloc(cap, sizeof *m->slot);
+        if (!m->slot) {
+            m->slot = old;
+            return MQTT_ERR_NOMEM;
+        }
+        m->cap = cap;
+        m->count = 0;
+        for (size_t i = 0; i < old_cap; i++)
+            if (old[i].r)
+                place(m, old[i]);
+        mqtt__free(old);
+    }
+    place(m, (key_slot){r, key});
+    return MQTT_OK;
+}
+
+static void map_remove(mqtt_key_map *m, const mqtt_record *r)
+{
+    size_t hole = find(m, r);
+    if (hole == SIZE_MAX)
+        return;
+    m->slot[hole].r = NULL;
+    m->count--;
+    for (size_t i = (hole + 1) & (m->cap - 1); m->slot[i].r; i = (i + 1) & (m->cap - 1)) {
+        size_t h = home(m, m->slot[i].r);
+        /* Moves back unless its home lies cyclically in (hole, i]. */
+        if ((i > hole && (h <= hole || h > i)) || (i < hole && h <= hole && h > i)) {
+            m->slot[hole] = m->slot[i];
+            m->slot[i].r = NULL;
+            hole = i;
+        }
+    }
+}
+
+uint64_t mqtt__persist_key(const mqtt_client *c, const mqtt_record *r)
+{
+    if (!c->sh.store || !c->sh.store_keys || !r)
+        return 0;
+    size_t i = find(c->sh.store_keys, r);
+    return i == SIZE_MAX ? 0 : c->sh.store_keys->slot[i].key;
+}
+
+void mqtt__persist_forget(mqtt_client *c, const mqtt_record *r)
+{
+    if (c->sh.store_keys)
+        map_remove(c->sh.store_keys, r);
+}
+
 static uint64_t now_ms(void)
 {
     return (uint64_t)(mqtt__now() * 1000.0);
@@ -60,10 +154,13 @@ static int restore_all(mqtt_client *c)
             rc = restore_incoming(c, it.rec);
             mqtt__record_free(it.rec);
         } else {
-            it.rec->store_key = it.key;
-            rc = mqtt__session_restore(c->sh.session, it.rec);
-            if (rc != MQTT_OK)
+            rc = map_put(c->sh.store_keys, it.rec, it.key);
+            if (rc == MQTT_OK)
+                rc = mqtt__session_restore(c->sh.session, it.rec);
+            if (rc != MQTT_OK) {
+                map_remove(c->sh.store_keys, it.rec);
                 mqtt__record_free(it.rec);
+            }
         }
         if (rc != MQTT_OK)
             return rc;
@@ -76,6 +173,9 @@ int mqtt__persist_open(mqtt_client *c, const mqtt_options *o)
         return MQTT_OK;
     if (o->client_id_len == 0)
         return mqtt__refuse(MQTT_ERR_INVAL, "store: needs a client id");
+    c->sh.store_keys = mqtt__calloc(1, sizeof *c->sh.store_keys);
+    if (!c->sh.store_keys)
+        return MQTT_ERR_NOMEM;
     char err[256] = "";
     mqtt_store_report rep;
     mqtt_bytes id = {(const uint8_t *)o->client_id, o->client_id_len};
@@ -102,14 +202,24 @@ void mqtt__persist_close(mqtt_client *c)
     if (c->sh.store && mqtt__store_close(c->sh.store) != MQTT_OK)
         fprintf(stderr, "zmqtt: store: the last changes could not be written\n");
     c->sh.store = NULL;
+    if (c->sh.store_keys)
+        mqtt__free(c->sh.store_keys->slot);
+    mqtt__free(c->sh.store_keys);
+    c->sh.store_keys = NULL;
 }
 
 uint64_t mqtt__persist_added(mqtt_client *c, mqtt_record *r)
 {
     if (!c->sh.store || r->kind != MQTT_REC_PUBLISH)
         return 0;
-    store_failed(c, mqtt__store_out_add(c->sh.store, r, &r->store_key), "a publish");
-    return mqtt__store_last(c->sh.store);
+    uint64_t key = 0;
+    int rc = mqtt__store_out_add(c->sh.store, r, &key);
+    if (rc == MQTT_OK && map_put(c->sh.store_keys, r, key) != MQTT_OK) {
+        (void)mqtt__store_out_remove(c->sh.store, key);
+        rc = MQTT_ERR_NOMEM;
+    }
+    store_failed(c, rc, "a publish");
+    return rc == MQTT_OK ? mqtt__store_last(c->sh.store) : 0;
 }
 
 void mqtt__persist_sent(mqtt_client *c, uint64_t key, const mqtt_record *r)

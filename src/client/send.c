@@ -225,7 +225,12 @@ int mqtt__pump(mqtt_client *c)
     const mqtt_record *r;
     while ((r = mqtt__session_next(c->sh.session, &action)) != NULL) {
         int rc = mqtt__send_record(&c->sh.out, r, action, c);
-        uint64_t key = r->store_key;
+        uint64_t key = mqtt__persist_key(c, r);
+        /* Expired, or a QoS 0 record sent: freed by the session; the others
+         * stay, in their new state. */
+        bool gone = rc == MQTT_ERR_TIMEOUT || (rc == MQTT_OK && r->qos == 0);
+        if (key && gone)
+            mqtt__persist_forget(c, r);
         if (rc == MQTT_ERR_TIMEOUT) { /* past its message expiry */
             c->sh.expired++;
             mqtt__session_expire(c->sh.session);
@@ -234,11 +239,10 @@ int mqtt__pump(mqtt_client *c)
         }
         if (rc != MQTT_OK)
             return -1;
-        bool first = action == MQTT_QA_SEND, done = r->qos == 0;
+        bool first = action == MQTT_QA_SEND;
         mqtt__session_sent(c->sh.session);
-        /* A QoS 0 record is freed by sent(); the others stay, in their new state. */
-        if (first || done)
-            mqtt__persist_sent(c, key, done ? NULL : r);
+        if (first || gone)
+            mqtt__persist_sent(c, key, gone ? NULL : r);
     }
     return was_empty && c->sh.out.len > 0;
 }

@@ -36,7 +36,6 @@ typedef struct mqtt_record {
     uint8_t state;                   /* mqtt_qos_state */
     bool retain;                     /* PUBLISH */
     bool dup;                        /* PUBLISH: written before, the broker may have it */
-    uint64_t store_key;              /* its key in the client's store; 0: not stored */
 } mqtt_record;
 
 /** SUBSCRIBE/UNSUBSCRIBE: the entry_count filters (views into the record) and their QoS. */
