@@ -157,6 +157,7 @@ typedef struct client_shared {
     mqtt_key_map *store_keys;      /* the store's key of each stored record */
     int store_sync;               /* MQTT_SYNC_* */
     bool store_error;             /* the last group commit failed */
+    uint64_t store_need;          /* the last change the output waits for (durable first) */
     uint64_t store_corruptions;   /* reported by the recovery */
 } client_shared;
 
@@ -399,10 +400,16 @@ MQTT_HIDDEN uint64_t mqtt__persist_added(mqtt_client *c, mqtt_record *r);
 MQTT_HIDDEN int mqtt__persist_wait(mqtt_client *c, uint64_t seq);
 /** The store's key of an outgoing record (0: not stored). */
 MQTT_HIDDEN uint64_t mqtt__persist_key(const mqtt_client *c, const mqtt_record *r);
+/** The same for a record about to be written: the change that added it is
+ *  to be durable before the output goes out. */
+MQTT_HIDDEN uint64_t mqtt__persist_sending(mqtt_client *c, const mqtt_record *r);
 /** Forgets r's key: r is complete or dropped (it may be freed already: only compared). */
 MQTT_HIDDEN void mqtt__persist_forget(mqtt_client *c, const mqtt_record *r);
-/** An outgoing publish's key (0: not stored) moved on: r its new state, NULL when done. */
-MQTT_HIDDEN void mqtt__persist_sent(mqtt_client *c, uint64_t key, const mqtt_record *r);
+/** An outgoing publish's key (0: not stored) moved on: r its new state, NULL
+ *  when done. first: the output waits for this change (a PUBREC's: the PUBREL
+ *  goes out once a restart cannot send the PUBLISH again). */
+MQTT_HIDDEN void mqtt__persist_sent(mqtt_client *c, uint64_t key, const mqtt_record *r,
+                                    bool first);
 /** Incoming QoS 2 by p's id: MQTT_PUBLISH held, MQTT_PUBREL done, 0 handed over early. */
 MQTT_HIDDEN void mqtt__persist_in(mqtt_client *c, uint8_t what, const mqtt_packet *p);
 /** Before the session forgets every incoming id (a broker without our session). */
@@ -410,6 +417,9 @@ MQTT_HIDDEN void mqtt__persist_in_forget_all(mqtt_client *c);
 /** The I/O thread: writes the pending changes (mu let go during the write),
  *  wakes waiting publishers, compacts when due. */
 MQTT_HIDDEN void mqtt__persist_flush(mqtt_client *c);
+/** The I/O thread, before writing output or handing over events: the
+ *  changes they depend on reach the disk first. False when they could not. */
+MQTT_HIDDEN bool mqtt__persist_settle(mqtt_client *c);
 /** The I/O thread's timer: flushes when due; returns the next deadline (-1: none). */
 MQTT_HIDDEN double mqtt__persist_tend(mqtt_client *c);
 

@@ -145,7 +145,7 @@ static int handle_ack(mqtt_client *c, const mqtt_packet *p, const char **why)
         bool stays = p->type == MQTT_PUBREC && !refused && res == MQTT_ACK_NEW;
         if (key && !stays)
             mqtt__persist_forget(c, r);
-        mqtt__persist_sent(c, key, stays ? r : NULL);
+        mqtt__persist_sent(c, key, stays ? r : NULL, stays);
         ev->downgraded = res == MQTT_ACK_DOWNGRADED && !refused;
         c->sh.downgraded += ev->downgraded;
         mqtt__event_push(c, ev);
@@ -348,7 +348,7 @@ static void process_and_flush(mqtt_client *c, const uint8_t *data, size_t len)
     if (c->io.tr && c->sh.out.len)
         write_output(c);
     /* A message is handed over once its removal is on disk: never twice. */
-    mqtt__persist_flush(c);
+    (void)mqtt__persist_settle(c);
     mqtt__event_release_staged(c);
 }
 
@@ -437,10 +437,10 @@ static bool take_output(mqtt_client *c)
  * packet grew it. */
 static bool write_output(mqtt_client *c)
 {
-    /* Nothing reaches the broker before the changes it follows are on disk;
-     * only this thread adds stored records' bytes to out. */
-    if (c->sh.out.len)
-        mqtt__persist_flush(c);
+    /* Nothing reaches the broker before the changes it follows are on disk
+     * (the store's timer brings the loop back after a failed write). */
+    if (c->sh.out.len && !mqtt__persist_settle(c))
+        return false;
     while (c->io.tr && take_output(c)) {
         mqtt_transport *t = c->io.tr;
         const uint8_t *p = c->sh.wbuf.data + c->sh.wpos;

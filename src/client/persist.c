@@ -19,6 +19,7 @@
 typedef struct key_slot {
     const mqtt_record *r; /* NULL: empty */
     uint64_t key;
+    uint64_t seq; /* the change that added it: durable before its first write */
 } key_slot;
 
 struct mqtt_key_map {
@@ -53,7 +54,7 @@ static void place(mqtt_key_map *m, key_slot e)
     m->count++;
 }
 
-static int map_put(mqtt_key_map *m, const mqtt_record *r, uint64_t key)
+static int map_put(mqtt_key_map *m, const mqtt_record *r, uint64_t key, uint64_t seq)
 {
     if ((m->count + 1) * 4 > m->cap * 3) { /* at most three quarters full */
         size_t cap = m->cap ? m->cap * 2 : 64;
@@ -71,7 +72,7 @@ static int map_put(mqtt_key_map *m, const mqtt_record *r, uint64_t key)
                 place(m, old[i]);
         mqtt__free(old);
     }
-    place(m, (key_slot){r, key});
+    place(m, (key_slot){r, key, seq});
     return MQTT_OK;
 }
 
@@ -99,6 +100,24 @@ uint64_t mqtt__persist_key(const mqtt_client *c, const mqtt_record *r)
         return 0;
     size_t i = find(c->sh.store_keys, r);
     return i == SIZE_MAX ? 0 : c->sh.store_keys->slot[i].key;
+}
+
+/* Output about to carry what the changes up to seq say: they reach the disk first. */
+static void need(mqtt_client *c, uint64_t seq)
+{
+    if (seq > c->sh.store_need)
+        c->sh.store_need = seq;
+}
+
+uint64_t mqtt__persist_sending(mqtt_client *c, const mqtt_record *r)
+{
+    if (!c->sh.store || !c->sh.store_keys)
+        return 0;
+    size_t i = find(c->sh.store_keys, r);
+    if (i == SIZE_MAX)
+        return 0;
+    need(c, c->sh.store_keys->slot[i].seq);
+    return c->sh.store_keys->slot[i].key;
 }
 
 void mqtt__persist_forget(mqtt_client *c, const mqtt_record *r)
@@ -154,7 +173,7 @@ static int restore_all(mqtt_client *c)
             rc = restore_incoming(c, it.rec);
             mqtt__record_free(it.rec);
         } else {
-            rc = map_put(c->sh.store_keys, it.rec, it.key);
+            rc = map_put(c->sh.store_keys, it.rec, it.key, 0);
             if (rc == MQTT_OK)
                 rc = mqtt__session_restore(c->sh.session, it.rec);
             if (rc != MQTT_OK) {
@@ -214,7 +233,7 @@ uint64_t mqtt__persist_added(mqtt_client *c, mqtt_record *r)
         return 0;
     uint64_t key = 0;
     int rc = mqtt__store_out_add(c->sh.store, r, &key);
-    if (rc == MQTT_OK && map_put(c->sh.store_keys, r, key) != MQTT_OK) {
+    if (rc == MQTT_OK && map_put(c->sh.store_keys, r, key, mqtt__store_last(c->sh.store)) != MQTT_OK) {
         (void)mqtt__store_out_remove(c->sh.store, key);
         rc = MQTT_ERR_NOMEM;
     }
@@ -222,12 +241,14 @@ uint64_t mqtt__persist_added(mqtt_client *c, mqtt_record *r)
     return rc == MQTT_OK ? mqtt__store_last(c->sh.store) : 0;
 }
 
-void mqtt__persist_sent(mqtt_client *c, uint64_t key, const mqtt_record *r)
+void mqtt__persist_sent(mqtt_client *c, uint64_t key, const mqtt_record *r, bool first)
 {
     if (!c->sh.store || key == 0)
         return;
     int rc = r ? mqtt__store_out_update(c->sh.store, key, r) : mqtt__store_out_remove(c->sh.store, key);
     store_failed(c, rc, "a publish's state");
+    if (first)
+        need(c, mqtt__store_last(c->sh.store));
 }
 
 void mqtt__persist_in(mqtt_client *c, uint8_t what, const mqtt_packet *p)
@@ -243,6 +264,7 @@ void mqtt__persist_in(mqtt_client *c, uint8_t what, const mqtt_packet *p)
     else
         rc = mqtt__store_in_release(c->sh.store, p->packet_id);
     store_failed(c, rc, "an incoming QoS 2 message's state");
+    need(c, mqtt__store_last(c->sh.store));
 }
 
 void mqtt__persist_in_forget_all(mqtt_client *c)
@@ -282,6 +304,14 @@ void mqtt__persist_flush(mqtt_client *c)
         mqtt__log(c, 4, "store: writing failed (%s); trying again", strerror(f.err));
     pthread_cond_broadcast(&c->cv); /* publishers waiting for their group */
     compact(c);
+}
+
+bool mqtt__persist_settle(mqtt_client *c)
+{
+    if (!c->sh.store || mqtt__store_durable(c->sh.store) >= c->sh.store_need)
+        return true;
+    mqtt__persist_flush(c);
+    return mqtt__store_durable(c->sh.store) >= c->sh.store_need;
 }
 
 double mqtt__persist_tend(mqtt_client *c)

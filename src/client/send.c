@@ -225,16 +225,18 @@ int mqtt__pump(mqtt_client *c)
     const mqtt_record *r;
     while ((r = mqtt__session_next(c->sh.session, &action)) != NULL) {
         int rc = mqtt__send_record(&c->sh.out, r, action, c);
-        uint64_t key = mqtt__persist_key(c, r);
+        uint64_t key = mqtt__persist_sending(c, r);
         /* Expired, or a QoS 0 record sent: freed by the session; the others
-         * stay, in their new state. */
+         * stay, in their new state. A restart that finds the state before
+         * sending sends it again with the same id: a broker takes that as
+         * the same message, so this change need not reach the disk first. */
         bool gone = rc == MQTT_ERR_TIMEOUT || (rc == MQTT_OK && r->qos == 0);
         if (key && gone)
             mqtt__persist_forget(c, r);
         if (rc == MQTT_ERR_TIMEOUT) { /* past its message expiry */
             c->sh.expired++;
             mqtt__session_expire(c->sh.session);
-            mqtt__persist_sent(c, key, NULL);
+            mqtt__persist_sent(c, key, NULL, false);
             continue;
         }
         if (rc != MQTT_OK)
@@ -242,7 +244,7 @@ int mqtt__pump(mqtt_client *c)
         bool first = action == MQTT_QA_SEND;
         mqtt__session_sent(c->sh.session);
         if (first || gone)
-            mqtt__persist_sent(c, key, gone ? NULL : r);
+            mqtt__persist_sent(c, key, gone ? NULL : r, gone); /* QoS 0: at most once */
     }
     return was_empty && c->sh.out.len > 0;
 }
