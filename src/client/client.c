@@ -211,6 +211,13 @@ int mqtt_client_set_credentials(mqtt_client *c, const char *username, size_t use
     return rc;
 }
 
+static bool first_queued(mqtt_client *c)
+{
+    mqtt_session_counts n;
+    mqtt__session_counts(c->sh.session, &n);
+    return n.queued <= 1;
+}
+
 /* Adds r to the session and, when connected, moves it towards the socket;
  * a message m (NULL for the others) is checked first against the broker's
  * announced limits, under the same lock. */
@@ -229,10 +236,14 @@ static int enqueue(mqtt_client *c, mqtt_record *r, uint16_t *mid, const mqtt_mes
     if (rc == MQTT_OK) {
         if (mid && r->packet_id)
             *mid = r->packet_id;
+        bool store_idle = c->sh.store && mqtt__store_flush_due(c->sh.store, 0) < 0;
         seq = mqtt__persist_added(c, r);
-        /* With a store the I/O thread sends: only it writes the changes to disk first. */
+        /* With a store the I/O thread sends: only it writes the changes to
+         * disk first. It is woken for the first change it has to write and
+         * the first record it has to send; acks and its timer do the rest. */
         if (c->sh.store)
-            wake = true;
+            wake = store_idle || seq == 0 || c->sh.store_sync == MQTT_SYNC_ALWAYS ||
+                   first_queued(c);
         else if (c->sh.state == ST_CONNECTED)
             wake = mqtt__pump(c) != 0; /* on failure the I/O thread tries again */
     }
