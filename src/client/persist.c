@@ -7,7 +7,6 @@
  * to the broker. Publishers under sync "always" wait for their change's
  * group commit; the others never wait.
  */
-#include <stdio.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -218,8 +217,9 @@ int mqtt__persist_open(mqtt_client *c, const mqtt_options *o)
 
 void mqtt__persist_close(mqtt_client *c)
 {
-    if (c->sh.store && mqtt__store_close(c->sh.store) != MQTT_OK)
-        fprintf(stderr, "zmqtt: store: the last changes could not be written\n");
+    /* What close cannot write stays lost as in a crash: the log before it is whole. */
+    if (c->sh.store)
+        (void)mqtt__store_close(c->sh.store);
     c->sh.store = NULL;
     if (c->sh.store_keys)
         mqtt__free(c->sh.store_keys->slot);
@@ -301,7 +301,7 @@ void mqtt__persist_flush(mqtt_client *c)
     int rc = mqtt__store_flush_end(c->sh.store, &f, now_ms());
     c->sh.store_error = rc != MQTT_OK;
     if (rc != MQTT_OK)
-        mqtt__log(c, 4, "store: writing failed (%s); trying again", strerror(f.err));
+        mqtt__log(c, 4, "store: writing failed (errno %d); trying again", f.err);
     pthread_cond_broadcast(&c->cv); /* publishers waiting for their group */
     compact(c);
 }
