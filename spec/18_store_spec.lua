@@ -68,6 +68,49 @@ local function max_of(list)
     return m
 end
 
+-- Rounds of a publisher child (sync "always") killed with SIGKILL at a seeded
+-- random instant, then a drain child with the same id and store; `sub`, a
+-- connected client, watches. With `restart`, the broker is restarted while
+-- the publisher is down, every other round. Checks QoS 1 at least once and
+-- QoS 2 exactly once, in order, of everything the publisher was told.
+local function kill_rounds(broker, sub, dir, rounds, restart)
+    math.randomseed(20261202)
+    local got = helpers.watch(sub, "store/#", 2)
+    local id = helpers.unique("zpub")
+    local next1, next2 = 1, 1
+    for round = 1, rounds do
+        local log = dir .. "/child" .. round .. ".log"
+        local rec = start_child(log, broker.port, dir, id, "always", "publish", next1, next2)
+        helpers.sleep(0.1 + math.random() * 0.3)
+        kill9(rec)
+        if restart and round % 2 == 0 then broker.restart() end
+        assert.matches("drained", run_child(20, broker.port, dir, id, "always", "drain", round))
+        assert.is_true(helpers.wait_dispatch(function()
+            local _, e1 = numbers(got, "store/1")
+            local _, e2 = numbers(got, "store/2")
+            return e1[round] and e2[round]
+        end, 10), "round " .. round .. ": the end markers did not arrive")
+        -- Go on after what the child knew published (it cannot lose those:
+        -- a gap shows it) or, when it was killed before printing it, what came.
+        local i, j
+        for a, b in (helpers.read_file(log) or ""):gmatch("(%d+) (%d+)\n") do i, j = a, b end
+        next1 = math.max(tonumber(i) or 0, max_of((numbers(got, "store/1")))) + 1
+        next2 = math.max(tonumber(j) or 0, max_of((numbers(got, "store/2")))) + 1
+    end
+    local q1, q2 = numbers(got, "store/1"), numbers(got, "store/2")
+    assert.is_true(#q1 > rounds and #q2 > rounds, "too few messages were published")
+    local seen, first = {}, {}
+    for _, n in ipairs(q1) do
+        if not seen[n] then seen[n] = true; first[#first + 1] = n end
+    end
+    for k, n in ipairs(first) do
+        assert.are.equal(k, n, "QoS 1: message " .. k .. " missing or out of order")
+    end
+    for k, n in ipairs(q2) do
+        assert.are.equal(k, n, "QoS 2: message " .. k .. " missing, doubled or out of order")
+    end
+end
+
 describe("store", function()
     local broker, clients = helpers.with_broker(nil, "zst")
     local dir
@@ -78,46 +121,9 @@ describe("store", function()
     it("loses nothing of a publisher killed with SIGKILL at random points", function()
         -- Fewer than the issue's 20 rounds of 2,000 + 2,000 messages: the
         -- spec's time budget. Each round runs until a seeded random instant.
-        local ROUNDS, seed = 8, 20261202
-        math.randomseed(seed)
         local sub = clients:new(nil, true)
         sub:connect(HOST, 60, broker.port)
-        local got = helpers.watch(sub, "store/#", 2)
-        local id = helpers.unique("zpub")
-        local next1, next2 = 1, 1
-        for round = 1, ROUNDS do
-            local log = dir .. "/child" .. round .. ".log"
-            local rec = start_child(log, broker.port, dir, id, "always", "publish", next1, next2)
-            local delay = 0.1 + math.random() * 0.3
-            helpers.sleep(delay)
-            kill9(rec)
-            assert.matches("drained", run_child(20, broker.port, dir, id, "always", "drain", round))
-            assert.is_true(helpers.wait_dispatch(function()
-                local _, e1 = numbers(got, "store/1")
-                local _, e2 = numbers(got, "store/2")
-                return e1[round] and e2[round]
-            end, 10), "round " .. round .. ": the end markers did not arrive")
-            -- Go on after what the child knew published (it cannot lose those:
-            -- a gap shows it) or, when it was killed before printing it, what came.
-            local i, j
-            for a, b in (helpers.read_file(log) or ""):gmatch("(%d+) (%d+)\n") do i, j = a, b end
-            next1 = math.max(tonumber(i) or 0, max_of((numbers(got, "store/1")))) + 1
-            next2 = math.max(tonumber(j) or 0, max_of((numbers(got, "store/2")))) + 1
-        end
-        local q1, q2 = numbers(got, "store/1"), numbers(got, "store/2")
-        assert.is_true(#q1 > ROUNDS and #q2 > ROUNDS, "too few messages were published")
-        -- QoS 1: every number at least once, first arrivals in order.
-        local seen, first = {}, {}
-        for _, n in ipairs(q1) do
-            if not seen[n] then seen[n] = true; first[#first + 1] = n end
-        end
-        for i, n in ipairs(first) do
-            assert.are.equal(i, n, "QoS 1: message " .. i .. " missing or out of order")
-        end
-        -- QoS 2: every number exactly once, in order.
-        for i, n in ipairs(q2) do
-            assert.are.equal(i, n, "QoS 2: message " .. i .. " missing, doubled or out of order")
-        end
+        kill_rounds(broker, sub, dir, 8, false)
     end)
 
     it("keeps an offline queue across a kill", function()
@@ -262,5 +268,17 @@ describe("store", function()
         assert.is_true(mqtt.store_clear(dir, id))
         local fresh = clients:new(id, false, { store = dir })
         assert.are.equal(0, fresh:stats().queued)
+    end)
+end)
+
+describe("store, with the broker restarted while the publisher is down", function()
+    local broker, clients = helpers.with_broker({ persistence = true }, "zsr")
+
+    it("loses nothing either", function()
+        local dir = helpers.tmpdir("zmqtt-store")
+        -- A session of its own, so that the broker keeps what comes meanwhile.
+        local sub = clients:new(helpers.unique("zsrsub"), false, { reconnect = { min = 0.1, max = 0.2 } })
+        sub:connect(HOST, 60, broker.port)
+        kill_rounds(broker, sub, dir, 4, true)
     end)
 end)
