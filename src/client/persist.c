@@ -179,6 +179,11 @@ static int restore_all(mqtt_client *c)
                 map_remove(c->sh.store_keys, it.rec);
                 mqtt__record_free(it.rec);
             }
+            if (rc == MQTT_ERR_INVAL) { /* a record no session can hold: skipped, not fatal */
+                mqtt__log(c, 3, "store: a message in an impossible state was skipped");
+                c->sh.store_corruptions++;
+                rc = MQTT_OK;
+            }
         }
         if (rc != MQTT_OK)
             return rc;
