@@ -19,7 +19,9 @@
 -- 3.1.1 targets, and a table of their own sets zmqtt 5.0 against zmqtt 3.1.1
 -- round by round, with the core's allocations per received message
 -- (bench/alloc_bench.c) and the bytes the broker received for publishes to a
--- long topic with and without topic aliases (scenario wire).
+-- long topic with and without topic aliases (scenario wire); QoS 1 publishing
+-- with a store (sync batch, always) against without, and the store's bytes
+-- on disk per queued message (scenario store).
 -- Transports (zmqtt alone, a table of their own): QoS 0 publish and receive
 -- over ws:// against the same over TCP in the same round (wspub, wsrecv; the
 -- fake broker speaks WebSocket itself with -W 1, so no gateway is measured),
@@ -53,12 +55,17 @@
 --   BENCH_ROUTE_SEGMENT    messages per segment of the route rows [50000 / 10000]
 --   BENCH_ONOFF_COUNT      on() and off() calls timed in the onoff rows [20000]
 --   BENCH_SCENARIOS        subset to run, e.g. "pub0 recv"
---                          [pub0 pub1 pub2 recv alloc wire route onoff rtt idle clients
+--                          [pub0 pub1 pub2 recv alloc wire store route onoff rtt idle clients
 --                           wspub wsrecv handshake]
 --   BENCH_PROTOCOLS        protocol levels of pub0, pub1, pub2 and recv [4 5]
 --   BENCH_ALLOC_COUNT      QoS 0 messages received by alloc_bench per level [100000 / 20000]
 --   BENCH_WIRE_COUNT       QoS 0 publishes of the wire rows [100000 / 100000]
 --   BENCH_WIRE_TOPIC       topic bytes of the wire rows [100]
+--   BENCH_STORE_COUNT      QoS 1 publishes of the persistence rows, no store
+--                          and sync "batch" [100000 / 20000]
+--   BENCH_STORE_ALWAYS_COUNT  the same with sync "always" [3000 / 1000]
+--   BENCH_STORE_SIZE_COUNT messages queued for the bytes-per-message row [10000]
+--   BENCH_STORE_DIR        where the stores go [build/bench/store]
 --                          Scenario instr (not in the default list; needs valgrind):
 --                          instructions per message of zmqtt 3.1.1 and 5.0 under
 --                          callgrind, one round, for pub0, pub1, pub2 and recv:
@@ -136,6 +143,10 @@ local cfg = {
     alloc = env_number("BENCH_ALLOC_COUNT", 100000, 20000),
     wire = env_number("BENCH_WIRE_COUNT", 100000, 100000),
     wire_topic = env_number("BENCH_WIRE_TOPIC", 100, 100),
+    store = env_number("BENCH_STORE_COUNT", 100000, 20000),
+    store_always = env_number("BENCH_STORE_ALWAYS_COUNT", 3000, 1000),
+    store_size = env_number("BENCH_STORE_SIZE_COUNT", 10000, 10000),
+    store_dir = os.getenv("BENCH_STORE_DIR") or (ROOT .. "/build/bench/store"),
     nofile = env_number("BENCH_NOFILE", 65536, 65536),
     timeout = env_number("BENCH_TIMEOUT", 600, 120),
     bin = os.getenv("BENCH_BIN") or (ROOT .. "/build/bench"),
@@ -144,7 +155,7 @@ local cfg = {
     handshakes = env_number("BENCH_HANDSHAKES", 50, 20),
 }
 cfg.scenarios = {}
-local ALL_SCENARIOS = "pub0 pub1 pub2 recv alloc wire route onoff rtt idle clients wspub wsrecv handshake"
+local ALL_SCENARIOS = "pub0 pub1 pub2 recv alloc wire store route onoff rtt idle clients wspub wsrecv handshake"
 for _, s in ipairs(env_list("BENCH_SCENARIOS", ALL_SCENARIOS, ALL_SCENARIOS)) do
     cfg.scenarios[s] = true
 end
@@ -492,6 +503,39 @@ if cfg.scenarios.wire then
             { label = fmt("bytes the broker received: %s QoS 0 publishes × %d B to a %d-byte topic",
                 count_label(cfg.wire), cfg.payload, cfg.wire_topic), better = "lower",
                 value = function(r) return r.bytes_in end },
+        },
+    }
+end
+-- Persistence: QoS 1 publishing with a store against without, same rounds,
+-- and the store's bytes on disk per queued message.
+if cfg.scenarios.store then
+    os.execute("mkdir -p " .. shell_quote(cfg.store_dir))
+    add {
+        id = "store", broker = "sink", own = true,
+        runners = {
+            { name = "no-store", zmqtt = true },
+            { name = "store-batch", zmqtt = true, store = "batch" },
+            { name = "store-always", zmqtt = true, store = "always" },
+        },
+        cmd = function(b, _, client)
+            local n = client.store == "always" and cfg.store_always or cfg.store
+            return zmqtt_cmd("pub", b.host, b.port, 1, n, cfg.payload, cfg.every)
+        end,
+        metrics = {
+            { label = fmt("publish × %d B, QoS 1 (msg/s)", cfg.payload), better = "higher",
+                value = rate },
+        },
+    }
+    add {
+        id = "storesize", broker = "sink", own = true,
+        runners = { { name = "zmqtt", zmqtt = true, store = "batch" } },
+        cmd = function()
+            return zmqtt_cmd("storesize", cfg.store_size, cfg.payload)
+        end,
+        metrics = {
+            { label = fmt("store bytes on disk per queued QoS 1 message (%d B payload, " ..
+                "9-byte topic)", cfg.payload), better = "lower",
+                value = function(r) return r.per_message end },
         },
     }
 end
@@ -875,6 +919,10 @@ local function env_of(client)
         t[#t + 1] = "ZMQTT_BENCH_PROTOCOL=5 MOSQ_BENCH_PROTOCOL=5"
     end
     if client.alias then t[#t + 1] = "ZMQTT_BENCH_TOPIC_ALIAS=" .. client.alias end
+    if client.store then
+        t[#t + 1] = "ZMQTT_BENCH_STORE=" .. shell_quote(cfg.store_dir) ..
+            " ZMQTT_BENCH_STORE_SYNC=" .. client.store
+    end
     return table.concat(t, " ")
 end
 
@@ -1095,7 +1143,30 @@ local function handshake_rows(s)
     end
 end
 
+-- The persistence table: rates with a store against without, round by round.
+local store_rows = {}
+local STORE_BATCH_FLOOR = 0.5
+local function store_row(s, metric)
+    local none, nnotes = values_of(s, metric, "no-store")
+    local batch, bnotes = values_of(s, metric, "store-batch")
+    local always, anotes = values_of(s, metric, "store-always")
+    local badv, bper = ratio_cells(metric, batch, none)
+    local aadv, aper = ratio_cells(metric, always, none)
+    local target, met = verdict({ target = { ratio = STORE_BATCH_FLOOR } }, median(batch), batch,
+        badv)
+    store_rows[#store_rows + 1] = fmt("| %s | %s | %s | %s (%s) | %s | %s (%s) | batch %s | %s |",
+        metric.label, cell(none, nnotes), cell(batch, bnotes), badv and fmt("%.2f×", badv) or "—",
+        bper, cell(always, anotes), aadv and fmt("%.2f×", aadv) or "—", aper, target, met)
+end
+local function store_size_row(s, metric)
+    local vals, notes = values_of(s, metric, "zmqtt")
+    store_rows[#store_rows + 1] = fmt("| %s | — | %s | — | — | — | — | — |", metric.label,
+        cell(vals, notes))
+end
+
 for _, s in ipairs(scenarios) do
+    if s.id == "store" then store_row(s, s.metrics[1]) end
+    if s.id == "storesize" then store_size_row(s, s.metrics[1]) end
     for _, metric in ipairs((s.solo or s.own or s.transports) and {} or s.metrics) do
         rows[#rows + 1] = versus_row(s, metric, metric.label, "zmqtt", "libmosquitto")
     end
@@ -1164,6 +1235,9 @@ say_table("| zmqtt, MQTT 5.0 against 3.1.1 | 3.1.1 | 5.0 | 5.0 advantage | per r
     "|---|---:|---:|---:|---|---|---|", v5_rows)
 say_table("| bytes on the wire (zmqtt, MQTT 5.0) | topic_alias = false | topic_alias = \"auto\" | saved |" ..
     " topic's share | target | met |", "|---|---:|---:|---:|---:|---|---|", wire_rows)
+say_table("| persistence (zmqtt, 3.1.1) | no store | store, batch | batch / none (per round) |" ..
+    " store, always | always / none (per round) | target | met |",
+    "|---|---:|---:|---:|---:|---:|---|---|", store_rows)
 say_table("| routing (zmqtt alone) | zmqtt | ratio to no filter callbacks | per round | target | met |" ..
     bhead, "|---|---:|---:|---|---|---|" .. balign, solo_rows)
 say_table("| transports (zmqtt alone) | TCP | ws:// | ws:// / TCP | per round | target | met |",

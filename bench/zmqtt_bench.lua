@@ -28,7 +28,12 @@
 -- is the sum over this process's threads (the schedstat of each task).
 -- Environment: ZMQTT_BENCH_PROTOCOL 4 [default], 5 or auto: the protocol
 -- option of every client; ZMQTT_BENCH_TOPIC_ALIAS auto, manual or false:
--- their topic_alias option (MQTT 5.0 only; the library's default otherwise).
+-- their topic_alias option (MQTT 5.0 only; the library's default otherwise);
+-- ZMQTT_BENCH_STORE a directory and ZMQTT_BENCH_STORE_SYNC always, batch or
+-- never: their store option (persistence), removed at the end of the run.
+--
+--   storesize COUNT SIZE                      COUNT QoS 1 messages queued in a
+--                                             store, never connected: its size
 
 local mqtt = require("mqtt")
 
@@ -92,10 +97,33 @@ local function client_options()
     if alias == "false" then o.topic_alias = false elseif alias and alias ~= "" then o.topic_alias = alias end
     return o
 end
+local STORE = os.getenv("ZMQTT_BENCH_STORE")
+if STORE == "" then STORE = nil end
 local OPTIONS = client_options()
+if STORE then
+    OPTIONS = OPTIONS or {}
+    OPTIONS.store = { path = STORE, sync = os.getenv("ZMQTT_BENCH_STORE_SYNC") or "always" }
+end
+
+local function client_id(index)
+    return string.format("zmqtt-bench-%d-%d", PID, index or 0)
+end
 
 local function new_client(index)
-    return mqtt.Client(string.format("zmqtt-bench-%d-%d", PID, index or 0), true, OPTIONS)
+    return mqtt.Client(client_id(index), true, OPTIONS)
+end
+
+-- The store of client `index` is removed once its run is over.
+local function drop_store(index)
+    if STORE then mqtt.store_clear(STORE, client_id(index)) end
+end
+
+--- Bytes in the files of directory dir.
+local function dir_bytes(dir)
+    local p = assert(io.popen("du -sb --apparent-size " .. string.format("%q", dir)))
+    local n = tonumber(p:read("a"):match("^(%d+)"))
+    p:close()
+    return n
 end
 
 local BACK_PRESSURE = { ["queue full"] = true, ["no packet id"] = true }
@@ -142,6 +170,7 @@ local function run_pub(host, port, qos, count, size, every, topic)
     result { { "count", count }, { "elapsed", t1 - t0 }, { "cpu", cpu1 - cpu0 } }
     c:disconnect()
     c:close()
+    drop_store()
 end
 
 local function run_sub(host, port, count, topic)
@@ -365,8 +394,21 @@ usage: zmqtt_bench.lua pub HOST PORT QOS COUNT SIZE [EVERY [TOPIC]]
        zmqtt_bench.lua route HOST PORT COUNT TOPIC K SEGMENT
        zmqtt_bench.lua onoff N
        zmqtt_bench.lua handshake URI N [CAFILE]
+       zmqtt_bench.lua storesize COUNT SIZE
 ]==])
     os.exit(2)
+end
+
+local function run_storesize(count, size)
+    assert(STORE, "storesize needs ZMQTT_BENCH_STORE")
+    local c = new_client()
+    local payload = make_payload(size)
+    local before = dir_bytes(STORE)
+    for _ = 1, count do c:publish("bench/pub", payload, 1) end
+    c:close()
+    local bytes = dir_bytes(STORE) - before
+    drop_store()
+    result { { "count", count }, { "bytes", bytes }, { "per_message", bytes / count } }
 end
 
 local mode, host = arg[1], arg[2]
@@ -387,6 +429,8 @@ elseif mode == "route" and #a == 5 then
     run_route(host, a[1], a[2], a[3], a[4], a[5])
 elseif mode == "handshake" and #a >= 1 then
     run_handshake(host, a[1], a[2])
+elseif mode == "storesize" and tonumber(host) and #a == 1 then
+    run_storesize(tonumber(host), a[1])
 elseif mode == "onoff" and tonumber(host) then
     run_onoff(tonumber(host))
 else

@@ -126,6 +126,11 @@ enum { MQTT_V311 = 4, MQTT_V5 = 5 };
  *  MANUAL takes the topic_alias property of each publish; OFF sends none. */
 enum { MQTT_ALIAS_AUTO = 0, MQTT_ALIAS_OFF = 1, MQTT_ALIAS_MANUAL = 2 };
 
+/* When the store's writes reach the disk: a publish that returned is durable
+ * (ALWAYS); within 100 ms, and before the broker sees them (BATCH); as the
+ * operating system decides (NEVER). */
+enum { MQTT_SYNC_ALWAYS = 0, MQTT_SYNC_BATCH = 1, MQTT_SYNC_NEVER = 2 };
+
 /** A pseudo packet type standing for the will's properties inside CONNECT. */
 enum { MQTT_WILL_PROPERTIES = 0x00 };
 /** A packet type (or MQTT_WILL_PROPERTIES) as one bit of a packet set. */
@@ -376,6 +381,10 @@ typedef struct mqtt_options {
     const mqtt_property *connect_props;
     size_t connect_prop_count;
     int topic_alias;         /* MQTT_ALIAS_*; default AUTO */
+    /* Persistence: the store directory (created when missing; one store per
+     * client id; borrowed for the create call only); NULL: none. */
+    const char *store;
+    int store_sync;          /* MQTT_SYNC_*; default ALWAYS */
 } mqtt_options;
 
 /** The smallest struct_size mqtt_client_create accepts: the layout before protocol. */
@@ -385,6 +394,11 @@ typedef struct mqtt_options {
  *  MQTT_ERR_INVAL (o untouched) for a size this library does not know. */
 int mqtt_options_init_v(mqtt_options *o, size_t size);
 #define mqtt_options_init(o) mqtt_options_init_v((o), sizeof *(o))
+
+/** Removes the store options.store kept for client_id in dir (MQTT_OK when
+ *  there is none). MQTT_ERR_STATE while a client holds it; MQTT_ERR_INVAL,
+ *  MQTT_ERR_SYSTEM as for mqtt_client_create. */
+int mqtt_store_clear(const char *dir, const char *client_id, size_t client_id_len);
 
 /* ---- TLS ------------------------------------------------------------ */
 
@@ -725,6 +739,7 @@ typedef struct mqtt_stats {
     uint64_t connect_failures; /* connect attempts that failed, refused ones included */
     uint64_t logs_dropped; /* log events dropped while max_event_bytes was reached */
     uint64_t expired;     /* queued messages dropped past their message_expiry_interval */
+    uint64_t store_corruptions; /* damaged store tails cut off at create */
 } mqtt_stats;
 
 /**

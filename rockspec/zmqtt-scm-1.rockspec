@@ -50,6 +50,7 @@ build = {
                 "src/client/io.c",
                 "src/client/link.c",
                 "src/client/loop.c",
+                "src/client/persist.c",
                 "src/client/send.c",
                 "src/client/servers.c",
                 "src/client/v5.c",

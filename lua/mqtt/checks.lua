@@ -117,10 +117,32 @@ local OPTIONS = {
     logger = true, disconnect_timeout = true, max_event_bytes = true, maximum_packet_size = true,
     protocol = true, topic_alias = true, session_expiry_interval = true, response_topic = true,
     properties = true,
-    servers = true, proxy = true, ws_headers = true, follow_redirects = true,
+    servers = true, proxy = true, ws_headers = true, follow_redirects = true, store = true,
 }
 local PROTOCOLS = { [4] = 4, [5] = 5, auto = -1 }
 local ALIAS_MODES = { auto = 0, [false] = 1, manual = 2 }
+local SYNC_MODES = { always = 0, batch = 1, never = 2 }
+
+-- options.store: a directory, or {path = directory, sync = mode}.
+local function store_option(s, o, f)
+    local path, sync = s, "always"
+    if type(s) == "table" then
+        for k in pairs(s) do
+            if k ~= "path" and k ~= "sync" then
+                argerror(3, f, "unknown store option '" .. tostring(k) .. "'")
+            end
+        end
+        path, sync = s.path, s.sync == nil and "always" or s.sync
+    end
+    if type(path) ~= "string" or path == "" then
+        argerror(3, f, "store must be a directory path or {path = directory, sync = mode}")
+    end
+    o.store_sync = SYNC_MODES[sync]
+    if not o.store_sync then
+        argerror(3, f, "store.sync must be \"always\", \"batch\" or \"never\"")
+    end
+    o.store = path
+end
 
 -- The connect options that mqtt.Client's options give defaults for. The C
 -- core parses the URIs (and names what is wrong with one) when connecting.
@@ -222,6 +244,7 @@ local function client_options(options)
             argerror(3, f, "protocol must be mqtt.MQTTv311 (4), mqtt.MQTTv5 (5) or \"auto\"")
         end
     end
+    if options.store ~= nil then store_option(options.store, o, f) end
     if options.topic_alias ~= nil then
         o.topic_alias = ALIAS_MODES[options.topic_alias]
         if not o.topic_alias then

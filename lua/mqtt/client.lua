@@ -69,8 +69,14 @@ for name, method in pairs(dispatch.methods) do Client[name] = method end
 -- @bool[opt=false] options.follow_redirects the default `follow_redirects` of every `connect`
 -- @func[opt] options.logger `logger(level, text)`, level "debug", "info",
 -- "warning" or "error"; called while dispatching
+-- @param[opt] options.store persistence (extension): a directory, or `{path =
+-- directory, sync = "always" | "batch" | "never"}` (default "always"); the
+-- outgoing messages until acknowledged, the offline queue and the incoming
+-- QoS 2 messages awaiting PUBREL survive a crash (README, Persistence)
 -- @treturn Client
--- @raise MQTTError "invalid argument" naming the bad argument or option
+-- @raise MQTTError "invalid argument" naming the bad argument or option; a
+-- store that cannot be opened (a directory not writable, in use by another
+-- client) raises with the reason
 -- @usage local client = mqtt.Client("sensor-1", true, {reconnect = {min = 1, max = 60}})
 -- @function Client
 function M.new(client_id, clean_session, options)

@@ -147,6 +147,25 @@ mqtt.io_threads = core.io_threads
 -- serve), `wakeups` (times a thread woke up), `services` (client turns)
 mqtt.io_stats = core.io_stats
 
+--- Removes the store `options.store` kept for a client id (extension):
+-- its messages are gone. Nothing to remove is no error; a store that a
+-- client holds (this process or another) raises MQTTError "bad state".
+-- @function store_clear
+-- @string path the store directory
+-- @string client_id
+-- @treturn boolean true
+function mqtt.store_clear(path, client_id)
+    if type(path) ~= "string" or path == "" then
+        errors.argerror(1, "store_clear", "path must be a directory path")
+    end
+    if type(client_id) ~= "string" or client_id == "" then
+        errors.argerror(2, "store_clear", "client_id must be a non-empty string")
+    end
+    local ok, name, msg = core.store_clear(path, client_id)
+    if not ok then errors.raise(name, msg) end
+    return true
+end
+
 --- A TLS context for `connect`'s `ssl_ctx` (extension of Zerynth's ssl_ctx).
 -- Files are read at once: a missing file, a wrong `key_password` or an unknown
 -- option raises here, naming it. Contexts are immutable and may be shared.

@@ -775,6 +775,46 @@ static void test_take_id(void)
     mqtt__session_free(s, NULL);
 }
 
+/* Records recovered from a store: ids and states kept, in flight ones resent
+ * with DUP (a PUBREL for one awaiting PUBCOMP), queued ones sent, past the
+ * limits, and new records take ids after theirs. */
+static void test_restore(void)
+{
+    const mqtt_session_limits tight = { 64, 1, 1u << 30 };
+    mqtt_session *s = mqtt__session_new(&tight);
+    static const uint8_t states[] = { MQTT_QS_WAIT_PUBACK, MQTT_QS_WAIT_PUBCOMP, MQTT_QS_QUEUED2 };
+    static const uint8_t qos[] = { 1, 2, 2 };
+    for (int i = 0; i < 3; i++) {
+        mqtt_record *r = publish("t", "p", qos[i]);
+        r->packet_id = (uint16_t)(40 + i);
+        r->state = states[i];
+        CHECK(mqtt__session_restore(s, r) == MQTT_OK, "restore: past max_queued");
+    }
+    mqtt_record *bad = publish("t", "p", 1);
+    bad->state = MQTT_QS_WAIT_PUBREC; /* a QoS 1 record cannot await PUBREC */
+    bad->packet_id = 9;
+    CHECK(mqtt__session_restore(s, bad) == MQTT_ERR_INVAL, "restore refuses a state its QoS lacks");
+    mqtt__record_free(bad);
+    static const uint8_t actions[] = { MQTT_QA_RESEND, MQTT_QA_PUBREL, MQTT_QA_SEND };
+    for (int i = 0; i < 3; i++) {
+        mqtt_qos_action a;
+        const mqtt_record *r = mqtt__session_next(s, &a);
+        CHECK(r && r->packet_id == 40 + i && a == actions[i],
+              "restore: records go out in order with their ids and actions");
+        CHECK(r && r->dup == (i == 0), "restore: DUP only for a resent PUBLISH");
+        mqtt__session_sent(s);
+    }
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, 40) == MQTT_ACK_NEW, "a restored record is acked");
+    mqtt__session_free(s, NULL);
+    s = mqtt__session_new(&roomy);
+    mqtt_record *r = publish("t", "p", 1);
+    r->packet_id = 7;
+    r->state = MQTT_QS_QUEUED1;
+    CHECK(mqtt__session_restore(s, r) == MQTT_OK, "restore a queued QoS 1 record");
+    CHECK(add(s, publish("t", "q", 1)) == 8, "a new record takes the id after the restored ones");
+    mqtt__session_free(s, NULL);
+}
+
 int main(void)
 {
     test_take_id();
@@ -798,5 +838,6 @@ int main(void)
     test_record_new();
     test_dup();
     test_incoming_released();
+    test_restore();
     return test_done();
 }

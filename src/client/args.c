@@ -212,9 +212,17 @@ int mqtt__options_read(mqtt_options *dst, const mqtt_options *src)
         dst->connect_props = NULL;
     if (n < offsetof(mqtt_options, topic_alias))
         dst->connect_prop_count = 0;
-    if (n < sizeof *dst)
+    if (n < offsetof(mqtt_options, store))
         dst->topic_alias = MQTT_ALIAS_AUTO;
+    if (n < offsetof(mqtt_options, store_sync))
+        dst->store = NULL;
+    if (n < sizeof *dst)
+        dst->store_sync = MQTT_SYNC_ALWAYS;
     rc = check_client_id(dst);
+    if (rc == MQTT_OK && (dst->store_sync < MQTT_SYNC_ALWAYS || dst->store_sync > MQTT_SYNC_NEVER))
+        rc = mqtt__refuse(MQTT_ERR_INVAL, "store_sync: must be MQTT_SYNC_ALWAYS, _BATCH or _NEVER");
+    if (rc == MQTT_OK && dst->store && !dst->store[0])
+        rc = mqtt__refuse(MQTT_ERR_INVAL, "store: an empty path");
     if (rc == MQTT_OK && (dst->reconnect_min <= 0 || dst->reconnect_max < dst->reconnect_min))
         rc = mqtt__refuse(MQTT_ERR_INVAL, "reconnect_min/reconnect_max: need 0 < min <= max");
     if (rc == MQTT_OK && dst->connect_timeout <= 0)

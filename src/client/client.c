@@ -83,6 +83,8 @@ int mqtt_client_create(const mqtt_options *o, mqtt_client **out)
             rc = mqtt__system_failure("eventfd", errno);
     }
     if (rc == MQTT_OK)
+        rc = mqtt__persist_open(c, o);
+    if (rc == MQTT_OK)
         rc = mqtt__loop_attach(&c->member, mqtt__client_service);
     if (rc != MQTT_OK) {
         mqtt_client_destroy(c);
@@ -137,6 +139,7 @@ void mqtt_client_destroy(mqtt_client *c)
         mqtt_event_free(ev);
     }
     mqtt_event_free(c->sh.spare);
+    mqtt__persist_close(c);
     if (c->sh.session)
         mqtt__session_free(c->sh.session, free_event_item);
     if (c->set.notify_fd >= 0)
@@ -208,6 +211,13 @@ int mqtt_client_set_credentials(mqtt_client *c, const char *username, size_t use
     return rc;
 }
 
+static bool first_queued(mqtt_client *c)
+{
+    mqtt_session_counts n;
+    mqtt__session_counts(c->sh.session, &n);
+    return n.queued <= 1;
+}
+
 /* Adds r to the session and, when connected, moves it towards the socket;
  * a message m (NULL for the others) is checked first against the broker's
  * announced limits, under the same lock. */
@@ -222,10 +232,19 @@ static int enqueue(mqtt_client *c, mqtt_record *r, uint16_t *mid, const mqtt_mes
                  ? MQTT_ERR_QUEUE_FULL
                  : mqtt__session_add(c->sh.session, r);
     bool wake = false;
+    uint64_t seq = 0;
     if (rc == MQTT_OK) {
         if (mid && r->packet_id)
             *mid = r->packet_id;
-        if (c->sh.state == ST_CONNECTED)
+        bool store_idle = c->sh.store && mqtt__store_flush_due(c->sh.store, 0) < 0;
+        seq = mqtt__persist_added(c, r);
+        /* With a store the I/O thread sends: only it writes the changes to
+         * disk first. It is woken for the first change it has to write and
+         * the first record it has to send; acks and its timer do the rest. */
+        if (c->sh.store)
+            wake = store_idle || seq == 0 || c->sh.store_sync == MQTT_SYNC_ALWAYS ||
+                   first_queued(c);
+        else if (c->sh.state == ST_CONNECTED)
             wake = mqtt__pump(c) != 0; /* on failure the I/O thread tries again */
     }
     pthread_mutex_unlock(&c->mu);
@@ -233,6 +252,11 @@ static int enqueue(mqtt_client *c, mqtt_record *r, uint16_t *mid, const mqtt_mes
         mqtt__record_free(r);
     if (wake)
         mqtt__wake(c);
+    if (seq) {
+        pthread_mutex_lock(&c->mu);
+        rc = mqtt__persist_wait(c, seq);
+        pthread_mutex_unlock(&c->mu);
+    }
     return rc;
 }
 
@@ -264,7 +288,7 @@ static int publish_direct(mqtt_client *c, const mqtt_message *m, size_t size, bo
 }
 
 /* The record's property block: the caller's, with message_expiry_interval
- * turned into a deadline on the client's clock (send.c turns it back). */
+ * turned into a deadline on the wall clock (send.c turns it back). */
 static int publish_props(const mqtt_message *m, mqtt_buf *block)
 {
     uint32_t interval = 0;
@@ -280,7 +304,7 @@ static int publish_props(const mqtt_message *m, mqtt_buf *block)
     if (!p)
         return MQTT_ERR_NOMEM;
     memcpy(p, m->props, m->prop_count * sizeof *p);
-    double deadline = mqtt__now() + interval;
+    double deadline = mqtt__wall_now() + interval;
     p[at - 1].value = deadline >= (double)UINT32_MAX ? UINT32_MAX : (uint32_t)deadline;
     int rc = mqtt__v5_props_block(block, p, m->prop_count);
     mqtt__free(p);
@@ -458,6 +482,7 @@ static void fill_stats(mqtt_client *c, mqtt_stats *st)
     st->connect_failures = c->sh.connect_failures;
     st->logs_dropped = c->sh.logs_dropped;
     st->expired = c->sh.expired;
+    st->store_corruptions = c->sh.store_corruptions;
     pthread_mutex_unlock(&c->mu);
 }
 

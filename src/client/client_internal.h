@@ -9,9 +9,11 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "mqtt.h"
 #include "session.h"
+#include "store.h"
 #include "loop.h"
 #include "transport.h"
 
@@ -69,6 +71,8 @@ typedef struct alias_slot {
 } alias_slot;
 
 /* The servers of the last connect options (servers.c): owned copies. */
+typedef struct mqtt_key_map mqtt_key_map;
+
 typedef struct mqtt_servers {
     char **uri;               /* as given: URIs or plain hosts */
     size_t count;
@@ -149,6 +153,14 @@ typedef struct client_shared {
     alias_slot *alias_out;        /* server.alias_max slots at most, or NULL */
     uint16_t alias_count;
     uint64_t alias_tick;
+
+    /* Persistence (persist.c); NULL: none. */
+    mqtt_store *store;
+    mqtt_key_map *store_keys;      /* the store's key of each stored record */
+    int store_sync;               /* MQTT_SYNC_* */
+    bool store_error;             /* the last group commit failed */
+    uint64_t store_need;          /* the last change the output waits for (durable first) */
+    uint64_t store_corruptions;   /* reported by the recovery */
 } client_shared;
 
 /* The loop thread's alone. */
@@ -205,6 +217,15 @@ static inline bool mqtt__foreign(const mqtt_client *c)
  *  before its PUBREL (the bound was reached): the id stays known, so the
  *  message is delivered once. */
 MQTT_HIDDEN extern char mqtt__delivered_mark;
+
+/** Wall-clock seconds: message expiry deadlines are kept on this clock, so
+ *  the ones a store keeps still mean the same after a restart or a reboot. */
+static inline double mqtt__wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 /** Bytes the client must still write: queued for the writer and in its hands. mu held. */
 static inline size_t mqtt__owed_bytes(const mqtt_client *c)
@@ -380,6 +401,40 @@ MQTT_HIDDEN size_t mqtt__v5_publish_len(size_t topic_len, size_t payload_len, in
 MQTT_HIDDEN size_t mqtt__v5_props_len(const mqtt_message *m);
 /** A property block's copy as a buffer: mqtt_buf holding mqtt__props_encode's output. */
 MQTT_HIDDEN int mqtt__v5_props_block(mqtt_buf *b, const mqtt_property *p, size_t n);
+
+/* Persistence (persist.c): each a no-op without a store; mu held. */
+/** At create: opens options.store, puts back what it recovered; mqtt_last_error says why not. */
+MQTT_HIDDEN int mqtt__persist_open(mqtt_client *c, const mqtt_options *o);
+MQTT_HIDDEN void mqtt__persist_close(mqtt_client *c);
+/** A record just added to the session: stored (publishes); returns the change's
+ *  sequence number for mqtt__persist_wait (0: nothing stored). */
+MQTT_HIDDEN uint64_t mqtt__persist_added(mqtt_client *c, mqtt_record *r);
+/** Under sync "always": waits until change seq is durable (mu let go meanwhile). */
+MQTT_HIDDEN int mqtt__persist_wait(mqtt_client *c, uint64_t seq);
+/** The store's key of an outgoing record (0: not stored). */
+MQTT_HIDDEN uint64_t mqtt__persist_key(const mqtt_client *c, const mqtt_record *r);
+/** The same for a record about to be written: the change that added it is
+ *  to be durable before the output goes out. */
+MQTT_HIDDEN uint64_t mqtt__persist_sending(mqtt_client *c, const mqtt_record *r);
+/** Forgets r's key: r is complete or dropped (it may be freed already: only compared). */
+MQTT_HIDDEN void mqtt__persist_forget(mqtt_client *c, const mqtt_record *r);
+/** An outgoing publish's key (0: not stored) moved on: r its new state, NULL
+ *  when done. first: the output waits for this change (a PUBREC's: the PUBREL
+ *  goes out once a restart cannot send the PUBLISH again). */
+MQTT_HIDDEN void mqtt__persist_sent(mqtt_client *c, uint64_t key, const mqtt_record *r,
+                                    bool first);
+/** Incoming QoS 2 by p's id: MQTT_PUBLISH held, MQTT_PUBREL done, 0 handed over early. */
+MQTT_HIDDEN void mqtt__persist_in(mqtt_client *c, uint8_t what, const mqtt_packet *p);
+/** Before the session forgets every incoming id (a broker without our session). */
+MQTT_HIDDEN void mqtt__persist_in_forget_all(mqtt_client *c);
+/** The I/O thread: writes the pending changes (mu let go during the write),
+ *  wakes waiting publishers, compacts when due. */
+MQTT_HIDDEN void mqtt__persist_flush(mqtt_client *c);
+/** The I/O thread, before writing output or handing over events: the
+ *  changes they depend on reach the disk first. False when they could not. */
+MQTT_HIDDEN bool mqtt__persist_settle(mqtt_client *c);
+/** The I/O thread's timer: flushes when due; returns the next deadline (-1: none). */
+MQTT_HIDDEN double mqtt__persist_tend(mqtt_client *c);
 
 /* The loop's service for a client (io.c). */
 MQTT_HIDDEN void mqtt__client_service(mqtt_member *m, uint32_t events);

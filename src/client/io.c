@@ -65,6 +65,7 @@ static int handle_publish(mqtt_client *c, const mqtt_packet *p)
             return MQTT_ERR_NOMEM;
         }
         c->sh.held_bytes += held->bytes;
+        mqtt__persist_in(c, MQTT_PUBLISH, p);
         mqtt__event_push(c, arrival);
     }
     send_ack(c, MQTT_PUBREC, p->packet_id);
@@ -75,6 +76,8 @@ static void handle_pubrel(mqtt_client *c, const mqtt_packet *p)
 {
     bool known = mqtt__session_in_has(c->sh.session, p->packet_id);
     mqtt_event *ev = mqtt__session_in_take(c->sh.session, p->packet_id);
+    if (known)
+        mqtt__persist_in(c, MQTT_PUBREL, p);
     if (ev) { /* NULL: unknown, or handed over early by release_held */
         c->sh.held_bytes -= ev->bytes;
         mqtt__event_push(c, ev);
@@ -94,6 +97,7 @@ static void deliver_early(void *item, void *ud)
     mqtt_client *c = ud;
     mqtt_event *ev = item;
     c->sh.held_bytes -= ev->bytes;
+    mqtt__persist_in(c, 0, &(mqtt_packet){.packet_id = ev->mid});
     mqtt__event_push(c, ev);
 }
 
@@ -131,13 +135,18 @@ static int handle_ack(mqtt_client *c, const mqtt_packet *p, const char **why)
     }
     /* A publish the broker refused is over: a refused PUBREC ends it as a
      * PUBACK would, with no PUBREL. */
-    const mqtt_record *r = v5 && p->reason_code >= 0x80 && p->type == MQTT_PUBREC
-                               ? mqtt__session_awaiting(c->sh.session, p->packet_id)
-                               : NULL;
-    bool refused = r && r->kind == MQTT_REC_PUBLISH && r->qos == 2;
+    const mqtt_record *r = mqtt__session_awaiting(c->sh.session, p->packet_id);
+    uint64_t key = mqtt__persist_key(c, r);
+    bool refused = v5 && p->reason_code >= 0x80 && p->type == MQTT_PUBREC && r &&
+                   r->kind == MQTT_REC_PUBLISH && r->qos == 2;
     mqtt_ack_result res =
         mqtt__session_ack(c->sh.session, refused ? MQTT_PUBACK : p->type, p->packet_id);
     if (res == MQTT_ACK_NEW || res == MQTT_ACK_DOWNGRADED) {
+        /* PUBREC moves the record on (it stays); every other ack ends it. */
+        bool stays = p->type == MQTT_PUBREC && !refused && res == MQTT_ACK_NEW;
+        if (key && !stays)
+            mqtt__persist_forget(c, r);
+        mqtt__persist_sent(c, key, stays ? r : NULL, stays);
         ev->downgraded = res == MQTT_ACK_DOWNGRADED && !refused;
         c->sh.downgraded += ev->downgraded;
         mqtt__event_push(c, ev);
@@ -339,6 +348,8 @@ static void process_and_flush(mqtt_client *c, const uint8_t *data, size_t len)
         return;
     if (c->io.tr && c->sh.out.len)
         write_output(c);
+    /* A message is handed over once its removal is on disk: never twice. */
+    (void)mqtt__persist_settle(c);
     mqtt__event_release_staged(c);
 }
 
@@ -427,6 +438,10 @@ static bool take_output(mqtt_client *c)
  * packet grew it. */
 static bool write_output(mqtt_client *c)
 {
+    /* Nothing reaches the broker before the changes it follows are on disk
+     * (the store's timer brings the loop back after a failed write). */
+    if (c->sh.out.len && !mqtt__persist_settle(c))
+        return false;
     while (c->io.tr && take_output(c)) {
         mqtt_transport *t = c->io.tr;
         const uint8_t *p = c->sh.wbuf.data + c->sh.wpos;
@@ -650,7 +665,8 @@ static double tend(mqtt_client *c)
             c->sh.idle_wanted = false;
             pthread_cond_broadcast(&c->cv);
         }
-        return deadline;
+        /* The store's changes go to disk connected or not (a publisher may wait). */
+        return earliest(deadline, mqtt__persist_tend(c));
     }
 }
 

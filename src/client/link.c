@@ -291,8 +291,10 @@ static void connected(mqtt_client *c, const mqtt_packet *pkt)
     c->io.ping_outstanding = false;
     /* A broker without our session will never release held QoS 2 messages:
      * hand them over now rather than lose them. */
-    if (!pkt->session_present)
+    if (!pkt->session_present) {
+        mqtt__persist_in_forget_all(c);
         mqtt__session_in_drain(c->sh.session, deliver_held, c);
+    }
     mqtt__session_rewind(c->sh.session);
     if (mqtt__v5_connack(c, pkt) != MQTT_OK)
         mqtt__log(c, 2, "no memory to keep the CONNACK's properties");

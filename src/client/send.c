@@ -86,15 +86,15 @@ static mqtt_property *unpack_props(const mqtt_record *r, mqtt_property *stack, s
 /* A PUBLISH under 5.0: the alias is decided once room for the packet with
  * its topic and an alias is sure, so a table entry never outlives a failed
  * write. */
-/* The record keeps message_expiry_interval as a deadline on the client's
- * clock (client.c): it goes out as the interval that remains, and a message
+/* The record keeps message_expiry_interval as a deadline on the wall clock
+ * (client.c), which a store keeps meaningful across a restart: it goes out as the interval that remains, and a message
  * never written that is past it is not sent at all. */
 static int expiry_remaining(mqtt_property *p, size_t n, mqtt_qos_action action)
 {
     for (size_t i = 0; i < n; i++) {
         if (p[i].id != MQTT_PROP_MESSAGE_EXPIRY_INTERVAL)
             continue;
-        double now = mqtt__now();
+        double now = mqtt__wall_now();
         if (now >= (double)p[i].value) {
             if (action == MQTT_QA_SEND)
                 return MQTT_ERR_TIMEOUT;
@@ -225,14 +225,26 @@ int mqtt__pump(mqtt_client *c)
     const mqtt_record *r;
     while ((r = mqtt__session_next(c->sh.session, &action)) != NULL) {
         int rc = mqtt__send_record(&c->sh.out, r, action, c);
+        uint64_t key = mqtt__persist_sending(c, r);
+        /* Expired, or a QoS 0 record sent: freed by the session; the others
+         * stay, in their new state. A restart that finds the state before
+         * sending sends it again with the same id: a broker takes that as
+         * the same message, so this change need not reach the disk first. */
+        bool gone = rc == MQTT_ERR_TIMEOUT || (rc == MQTT_OK && r->qos == 0);
+        if (key && gone)
+            mqtt__persist_forget(c, r);
         if (rc == MQTT_ERR_TIMEOUT) { /* past its message expiry */
             c->sh.expired++;
             mqtt__session_expire(c->sh.session);
+            mqtt__persist_sent(c, key, NULL, false);
             continue;
         }
         if (rc != MQTT_OK)
             return -1;
+        bool first = action == MQTT_QA_SEND;
         mqtt__session_sent(c->sh.session);
+        if (first || gone)
+            mqtt__persist_sent(c, key, gone ? NULL : r, gone); /* QoS 0: at most once */
     }
     return was_empty && c->sh.out.len > 0;
 }

@@ -127,6 +127,11 @@ static int l_new(lua_State *L)
         o.max_packet = (size_t)opt_number(L, 3, "maximum_packet_size", (double)o.max_packet);
         o.protocol = (int)opt_number(L, 3, "protocol", o.protocol);
         o.topic_alias = (int)opt_number(L, 3, "topic_alias", o.topic_alias);
+        o.store_sync = (int)opt_number(L, 3, "store_sync", o.store_sync);
+        /* The string stays referenced by the options table during the call. */
+        lua_getfield(L, 3, "store");
+        o.store = lua_tostring(L, -1);
+        lua_pop(L, 1);
         /* The table stays referenced by the options while the array is used. */
         lua_getfield(L, 3, "properties");
         o.connect_props = mqtt__lua_props_check(L, lua_gettop(L), MQTT_CONNECT, "Client", 3,
@@ -137,8 +142,23 @@ static int l_new(lua_State *L)
     b->pending = NULL;
     luaL_setmetatable(L, CLIENT_MT);
     int rc = mqtt_client_create(&o, &b->c);
+    const char *why = mqtt_last_error();
     if (rc != MQTT_OK)
-        return push_fail(L, rc, rc == MQTT_ERR_SYSTEM ? mqtt_system_error() : NULL, -1);
+        return push_fail(L, rc, why[0] ? why : rc == MQTT_ERR_SYSTEM ? mqtt_system_error() : NULL,
+                         -1);
+    return 1;
+}
+
+/* core.store_clear(dir, client_id) -> true | nil, name, message */
+static int l_store_clear(lua_State *L)
+{
+    size_t n = 0;
+    const char *dir = luaL_checkstring(L, 1);
+    const char *id = luaL_checklstring(L, 2, &n);
+    int rc = mqtt_store_clear(dir, id, n);
+    if (rc != MQTT_OK)
+        return push_fail(L, rc, mqtt_last_error()[0] ? mqtt_last_error() : NULL, -1);
+    lua_pushboolean(L, 1);
     return 1;
 }
 
@@ -529,6 +549,7 @@ static int l_stats(lua_State *L)
     set_int(L, "connect_failures", (lua_Integer)st.connect_failures);
     set_int(L, "logs_dropped", (lua_Integer)st.logs_dropped);
     set_int(L, "expired", (lua_Integer)st.expired);
+    set_int(L, "store_corruptions", (lua_Integer)st.store_corruptions);
     return 1;
 }
 
@@ -900,6 +921,7 @@ static const luaL_Reg module_functions[] = {
     {"monotonic", l_monotonic},
     {"io_threads", l_io_threads},
     {"io_stats", l_io_stats},
+    {"store_clear", l_store_clear},
     {NULL, NULL},
 };
 

@@ -432,6 +432,56 @@ int mqtt__session_add(mqtt_session *s, mqtt_record *r)
     return MQTT_OK;
 }
 
+/* A recovered record's state: its QoS's queued state or one awaiting an ack. */
+static bool restorable(const mqtt_record *r)
+{
+    if (r->kind != MQTT_REC_PUBLISH || r->qos > 2 || r->entry_count != 0)
+        return false;
+    if (r->state == mqtt__qos_initial(MQTT_REC_PUBLISH, r->qos))
+        return r->qos == 0 || r->packet_id != 0;
+    if (r->packet_id == 0)
+        return false;
+    return r->qos == 1 ? r->state == MQTT_QS_WAIT_PUBACK
+                       : r->qos == 2 && (r->state == MQTT_QS_WAIT_PUBREC ||
+                                         r->state == MQTT_QS_WAIT_PUBCOMP);
+}
+
+int mqtt__session_restore(mqtt_session *s, mqtt_record *r)
+{
+    if (s == NULL || r == NULL || !restorable(r))
+        return MQTT_ERR_INVAL;
+    r->id_next = NULL;
+    if (r->packet_id != 0) {
+        mqtt_record *h = idt_get(&s->out, r->packet_id);
+        if (h != NULL) { /* ids had run out: it waits behind the one holding it */
+            while (h->id_next != NULL)
+                h = h->id_next;
+            h->id_next = r;
+        } else if (idt_reserve(&s->out)) {
+            idt_place(&s->out, (id_slot){ r, r->packet_id });
+        } else {
+            return MQTT_ERR_NOMEM;
+        }
+        s->next_id = r->packet_id == MAX_IDS ? 1 : (uint16_t)(r->packet_id + 1u);
+    }
+    mqtt_qos_step st = mqtt__qos_step((mqtt_qos_state)r->state, MQTT_QE_RECONNECT);
+    r->dup = r->dup || st.action == MQTT_QA_MARK_DUP;
+    r->next = NULL;
+    r->prev = s->tail;
+    if (s->tail != NULL)
+        s->tail->next = r;
+    else
+        s->head = r;
+    s->tail = r;
+    if (s->cursor == NULL)
+        s->cursor = r;
+    s->queued += mqtt__qos_queued(r->state);
+    s->inflight += mqtt__qos_inflight(r->state);
+    s->records++;
+    s->bytes += r->bytes;
+    return MQTT_OK;
+}
+
 /* ---- writing --------------------------------------------------------- */
 
 const mqtt_record *mqtt__session_next(mqtt_session *s, mqtt_qos_action *action)

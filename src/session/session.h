@@ -112,6 +112,15 @@ MQTT_HIDDEN void mqtt__session_free(mqtt_session *s, void (*free_item)(void *));
 MQTT_HIDDEN int mqtt__session_add(mqtt_session *s, mqtt_record *r);
 
 /**
+ * Takes ownership of r on MQTT_OK: a PUBLISH recovered from a store, with
+ * its packet id, state (queued, or awaiting an ack: it goes out again as
+ * after a reconnect) and dup flag, appended past the queue limits (they were
+ * checked when it was published). MQTT_ERR_INVAL for a state its QoS cannot
+ * be in or a missing id; MQTT_ERR_NOMEM.
+ */
+MQTT_HIDDEN int mqtt__session_restore(mqtt_session *s, mqtt_record *r);
+
+/**
  * A message id for a QoS 0 publish, from the same sequence as packet ids but
  * not reserved (a QoS 0 PUBLISH carries no id): not 0, not one in use now.
  */
