@@ -406,6 +406,22 @@ static bool assign_id(mqtt_session *s, mqtt_record *r)
     return true;
 }
 
+/* Appends r in session order, counted as a record with its bytes. */
+static void append(mqtt_session *s, mqtt_record *r)
+{
+    r->next = NULL;
+    r->prev = s->tail;
+    if (s->tail != NULL)
+        s->tail->next = r;
+    else
+        s->head = r;
+    s->tail = r;
+    if (s->cursor == NULL)
+        s->cursor = r; /* everything before was written: r is the first unwritten */
+    s->records++;
+    s->bytes += r->bytes;
+}
+
 int mqtt__session_add(mqtt_session *s, mqtt_record *r)
 {
     if (s == NULL || r == NULL || !record_valid(r))
@@ -417,18 +433,8 @@ int mqtt__session_add(mqtt_session *s, mqtt_record *r)
     r->dup = false;
     if (needs_id(r) && !assign_id(s, r))
         return MQTT_ERR_NOMEM;
-    r->next = NULL;
-    r->prev = s->tail;
-    if (s->tail != NULL)
-        s->tail->next = r;
-    else
-        s->head = r;
-    s->tail = r;
-    if (s->cursor == NULL)
-        s->cursor = r; /* everything before was written: r is the first unwritten */
+    append(s, r);
     s->queued++;
-    s->records++;
-    s->bytes += r->bytes;
     return MQTT_OK;
 }
 
@@ -466,19 +472,9 @@ int mqtt__session_restore(mqtt_session *s, mqtt_record *r)
     }
     mqtt_qos_step st = mqtt__qos_step((mqtt_qos_state)r->state, MQTT_QE_RECONNECT);
     r->dup = r->dup || st.action == MQTT_QA_MARK_DUP;
-    r->next = NULL;
-    r->prev = s->tail;
-    if (s->tail != NULL)
-        s->tail->next = r;
-    else
-        s->head = r;
-    s->tail = r;
-    if (s->cursor == NULL)
-        s->cursor = r;
+    append(s, r);
     s->queued += mqtt__qos_queued(r->state);
     s->inflight += mqtt__qos_inflight(r->state);
-    s->records++;
-    s->bytes += r->bytes;
     return MQTT_OK;
 }
 

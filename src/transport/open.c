@@ -138,6 +138,17 @@ int mqtt__transport_open(const mqtt_endpoint *ep, const mqtt_transport_env *env,
     return rc;
 }
 
+int mqtt__inner_progress(mqtt_transport *outer, mqtt_transport *inner, char *why,
+                         size_t whylen, char *err, size_t errlen)
+{
+    int rc = inner->ops->progress ? inner->ops->progress(inner, err, errlen) : MQTT_OK;
+    outer->fd = inner->fd;
+    outer->events = inner->events;
+    if (rc != MQTT_OK && rc != MQTT_ERR_INCOMPLETE)
+        snprintf(why, whylen, "%s", err);
+    return rc;
+}
+
 int mqtt__transport_progress(mqtt_transport *t, char *err, size_t errlen)
 {
     if (!t)

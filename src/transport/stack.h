@@ -15,6 +15,14 @@ MQTT_HIDDEN int mqtt__sock_open(const mqtt_endpoint *ep, mqtt_transport **out, c
                                 size_t errlen);
 
 /**
+ * A stacked transport's step while the one below it still opens: advances
+ * inner, shows its fd and events as outer's, and on a failure keeps inner's
+ * words in why. Returns inner's answer.
+ */
+MQTT_HIDDEN int mqtt__inner_progress(mqtt_transport *outer, mqtt_transport *inner, char *why,
+                                     size_t whylen, char *err, size_t errlen);
+
+/**
  * TLS over inner, an opening or open transport: the handshake starts once
  * inner is open (asking an open transport's progress again is harmless).
  * Takes inner in all cases. Verifies against cfg's server_name or ep's host;

@@ -558,14 +558,9 @@ static int tls_progress(mqtt_transport *t, char *err, size_t errlen)
 {
     tls_conn *s = (tls_conn *)t;
     if (s->state == T_INNER) {
-        mqtt_transport *in = s->inner;
-        int rc = in->ops->progress ? in->ops->progress(in, err, errlen) : MQTT_OK;
-        s->base.fd = in->fd;
-        s->base.events = in->events;
-        if (rc != MQTT_OK && rc != MQTT_ERR_INCOMPLETE) {
-            snprintf(s->why, sizeof s->why, "%s", err);
+        int rc = mqtt__inner_progress(&s->base, s->inner, s->why, sizeof s->why, err, errlen);
+        if (rc != MQTT_OK && rc != MQTT_ERR_INCOMPLETE)
             return tls_fail(s, rc, err, errlen);
-        }
         if (rc == MQTT_ERR_INCOMPLETE)
             return rc;
         s->state = T_HANDSHAKE;

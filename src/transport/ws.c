@@ -521,14 +521,9 @@ static int ws_progress(mqtt_transport *t, char *err, size_t errlen)
 {
     ws_conn *s = (ws_conn *)t;
     if (s->state == W_INNER) {
-        mqtt_transport *in = s->inner;
-        int rc = in->ops->progress ? in->ops->progress(in, err, errlen) : MQTT_OK;
-        s->base.fd = in->fd;
-        s->base.events = in->events;
-        if (rc != MQTT_OK && rc != MQTT_ERR_INCOMPLETE) {
-            snprintf(s->why, sizeof s->why, "%s", err);
+        int rc = mqtt__inner_progress(&s->base, s->inner, s->why, sizeof s->why, err, errlen);
+        if (rc != MQTT_OK && rc != MQTT_ERR_INCOMPLETE)
             return ws_fail(s, rc, err, errlen);
-        }
         if (rc == MQTT_ERR_INCOMPLETE)
             return rc;
         s->state = W_REQUEST;
