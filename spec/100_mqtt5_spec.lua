@@ -956,6 +956,43 @@ describe("MQTT 5.0 (fake broker)", function()
             assert.are.equal("done", c:server_properties().authentication_data)
         end)
 
+        it("runs the AUTH callbacks inside a blocking connect()", function()
+            -- The broker runs in a child process: connect() blocks this thread.
+            local script = [[
+                local FB = require("fake_broker")
+                local fb = FB.new { timeout = 10 }
+                io.stdout:write(fb.port, "\n")
+                io.stdout:flush()
+                local p = fb:handshake({ connack = false })
+                fb:send(FB.v5.auth({ reason_code = 0x18, properties = {
+                    authentication_method = "TOKEN-X", authentication_data = "s1" } }))
+                local a = fb:expect("AUTH")
+                local ok = a.properties.authentication_data == "s1+c2"
+                fb:send(FB.v5.connack({ reason_code = ok and 0 or 0x87 }))
+                fb:expect_closed(5)
+                fb:close()
+            ]]
+            local cmd = helpers.child_env() .. " exec timeout -k 1 20 " .. helpers.LUA ..
+                        " -e " .. helpers.quote(script)
+            local pipe = assert(io.popen("bash -c " ..
+                helpers.quote(helpers.CLOSE_FDS .. cmd) .. " </dev/null 2>&1", "r"))
+            local port = tonumber(pipe:read("*l"))
+            assert.is_number(port, "the child broker did not start")
+            local c = clients:new("z5-bauth", true, { protocol = mqtt.MQTTv5, reconnect = false,
+                properties = { authentication_method = "TOKEN-X", authentication_data = "c1" } })
+            local auths = 0
+            c:on(mqtt.AUTH, function(cl, d)
+                auths = auths + 1
+                cl:auth({ authentication_method = "TOKEN-X",
+                          authentication_data = d.properties.authentication_data .. "+c2" })
+            end)
+            c:connect({ host = "127.0.0.1", port = port, keepalive = 30 })
+            assert.is_true(c:is_connected())
+            assert.are.equal(1, auths)
+            c:close()
+            pipe:close()
+        end)
+
         it("re-authenticates a live connection with auth(props, 0x19)", function()
             local c, fb, rec = connected({ properties = { authentication_method = "M" } },
                                          { connack_properties = { authentication_method = "M" } })
