@@ -885,8 +885,11 @@ static bool make_certificate(void)
 static bool start_broker(daemon_proc *mosq, unsigned *tls_port)
 {
     char conf[1200], path[128];
-    unsigned port = closed_port();
-    *tls_port = closed_port();
+    unsigned port = 0;
+    /* Both bound at once, or the kernel may hand out one port twice. */
+    int a = listen_loopback(&port), b = listen_loopback(tls_port);
+    close(a);
+    close(b);
     snprintf(conf, sizeof conf,
              "listener %u 127.0.0.1\nallow_anonymous true\npersistence false\n%s"
              "listener %u 127.0.0.1\ncertfile %s/broker.crt\nkeyfile %s/broker.key\n",

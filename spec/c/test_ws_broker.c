@@ -32,15 +32,22 @@
 static char dir[64];
 static pid_t procs[3] = {-1, -1, -1}; /* mosquitto, websockify (ws), websockify (wss) */
 
-static unsigned free_port(void)
+/* n distinct free ports: each socket stays bound until all are chosen, or
+ * the kernel may hand out one port twice. */
+static void free_ports(unsigned *out, size_t n)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    bind(fd, (struct sockaddr *)&sa, len);
-    getsockname(fd, (struct sockaddr *)&sa, &len);
-    close(fd);
-    return ntohs(sa.sin_port);
+    int fds[8];
+    for (size_t i = 0; i < n && i < 8; i++) {
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof sa;
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bind(fds[i], (struct sockaddr *)&sa, len);
+        getsockname(fds[i], (struct sockaddr *)&sa, &len);
+        out[i] = ntohs(sa.sin_port);
+    }
+    for (size_t i = 0; i < n && i < 8; i++)
+        close(fds[i]);
 }
 
 static bool port_open(unsigned port)
@@ -297,7 +304,9 @@ int main(void)
         return 0;
     }
     mqtt__alloc_track();
-    unsigned mqtt = free_port(), ws = free_port(), wss = free_port();
+    unsigned p[3];
+    free_ports(p, 3);
+    unsigned mqtt = p[0], ws = p[1], wss = p[2];
     bool up = servers_start(mqtt, ws, wss);
     CHECK(up, "mosquitto runs behind websockify, plain and with TLS");
     if (up) {
