@@ -38,7 +38,7 @@ end
 
 local function store_log(dir)
     local p = io.popen("ls " .. helpers.quote(dir) .. "/*.log 2>/dev/null")
-    local path = p:read("l")
+    local path = p:read("*l")
     p:close()
     return assert(path, "no store log in " .. dir)
 end
