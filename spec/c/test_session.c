@@ -732,6 +732,41 @@ static void test_dup(void)
     mqtt__session_free(s, NULL);
 }
 
+/* A smaller window after a reconnect (MQTT 5.0's receive maximum) holds
+ * the resends too: only what is written on the new connection counts. */
+static void test_window_after_rewind(void)
+{
+    mqtt_session_limits l = roomy;
+    l.max_inflight = 3;
+    mqtt_session *s = mqtt__session_new(&l);
+    mqtt_record *r[3];
+    for (int i = 0; i < 3; i++) {
+        r[i] = publish("t", "x", 1);
+        add(s, r[i]);
+        send_any(s);
+    }
+    mqtt__session_rewind(s);
+    mqtt__session_set_window(s, 1);
+    mqtt_qos_action act;
+    CHECK(mqtt__session_next(s, &act) == r[0] && act == MQTT_QA_RESEND,
+          "window after rewind: the first is resent");
+    mqtt__session_sent(s);
+    CHECK(mqtt__session_next(s, &act) == NULL,
+          "window after rewind: the second waits, the new window is full");
+    CHECK(mqtt__session_ack(s, MQTT_PUBACK, r[0]->packet_id) == MQTT_ACK_NEW &&
+              mqtt__session_next(s, &act) == r[1] && act == MQTT_QA_RESEND,
+          "window after rewind: an ack makes room for the next resend");
+    mqtt__session_sent(s);
+    mqtt__session_rewind(s);
+    mqtt__session_set_window(s, 0);
+    CHECK(mqtt__session_next(s, &act) == r[1] && act == MQTT_QA_RESEND,
+          "window after rewind: rewound again, resends start over from the oldest");
+    mqtt__session_sent(s);
+    CHECK(mqtt__session_next(s, &act) == r[2] && act == MQTT_QA_RESEND,
+          "window after rewind: the full window again lets the rest out");
+    mqtt__session_free(s, NULL);
+}
+
 /* Incoming QoS 2 items handed over before their PUBREL. */
 static void test_incoming_released(void)
 {
@@ -837,6 +872,7 @@ int main(void)
     test_misuse();
     test_record_new();
     test_dup();
+    test_window_after_rewind();
     test_incoming_released();
     test_restore();
     return test_done();

@@ -42,6 +42,9 @@ struct mqtt_session {
     mqtt_session_limits lim;
     uint32_t window;        /* in flight at most: max_inflight, or less (receive maximum) */
     size_t queued, inflight, records, bytes;
+    /* Of inflight, the records not written again on this connection (the
+     * rewound): the window counts only the others, the new connection's. */
+    size_t rewound;
     uint16_t next_id; /* where the id search starts: 1..65535 */
 };
 
@@ -280,8 +283,18 @@ static void release_id(mqtt_session *s, const mqtt_record *r)
 }
 
 /* Unlinks r, drops it from the id table and the counters, frees it. */
+/* r is written on this connection again, or no longer in flight. */
+static void unrewind(mqtt_session *s, mqtt_record *r)
+{
+    if (r->rewound) {
+        r->rewound = false;
+        s->rewound--;
+    }
+}
+
 static void session_remove(mqtt_session *s, mqtt_record *r)
 {
+    unrewind(s, r);
     if (s->cursor == r)
         s->cursor = r->next;
     if (s->pending == r)
@@ -310,6 +323,8 @@ static void move_to(mqtt_session *s, mqtt_record *r, uint8_t next)
         session_remove(s, r);
         return;
     }
+    if (!mqtt__qos_inflight(next))
+        unrewind(s, r);
     s->queued = s->queued - mqtt__qos_queued(r->state) + mqtt__qos_queued(next);
     s->inflight = s->inflight - mqtt__qos_inflight(r->state) + mqtt__qos_inflight(next);
     r->state = next;
@@ -431,6 +446,7 @@ int mqtt__session_add(mqtt_session *s, mqtt_record *r)
     r->packet_id = 0;
     r->id_next = NULL;
     r->dup = false;
+    r->rewound = false;
     if (needs_id(r) && !assign_id(s, r))
         return MQTT_ERR_NOMEM;
     append(s, r);
@@ -475,6 +491,8 @@ int mqtt__session_restore(mqtt_session *s, mqtt_record *r)
     append(s, r);
     s->queued += mqtt__qos_queued(r->state);
     s->inflight += mqtt__qos_inflight(r->state);
+    r->rewound = mqtt__qos_inflight(r->state); /* written before this process, not since */
+    s->rewound += r->rewound;
     return MQTT_OK;
 }
 
@@ -490,6 +508,11 @@ const mqtt_record *mqtt__session_next(mqtt_session *s, mqtt_qos_action *action)
         return NULL;
     mqtt_qos_step st = mqtt__qos_step((mqtt_qos_state)r->state, MQTT_QE_SEND);
     if (st.action == MQTT_QA_INVALID)
+        return NULL;
+    /* A publish written again after a reconnect (PUBLISH or PUBREL) takes
+     * its place in the new connection's window like a new one: MQTT 5.0's
+     * receive maximum may be smaller than the last connection's. */
+    if (r->rewound && s->inflight - s->rewound >= s->window)
         return NULL;
     if (st.action == MQTT_QA_SEND) {
         /* Strict order: a publish held by the window holds everything behind it. */
@@ -511,6 +534,7 @@ void mqtt__session_sent(mqtt_session *s)
     mqtt_record *r = s->pending;
     s->pending = NULL;
     s->cursor = r->next;
+    unrewind(s, r);
     move_to(s, r, mqtt__qos_step((mqtt_qos_state)r->state, MQTT_QE_SEND).next);
 }
 
@@ -535,6 +559,10 @@ void mqtt__session_rewind(mqtt_session *s)
         if (st.action == MQTT_QA_MARK_DUP)
             r->dup = true;
         move_to(s, r, st.next);
+        if (mqtt__qos_inflight(r->state) && !r->rewound) {
+            r->rewound = true;
+            s->rewound++;
+        }
     }
     s->cursor = s->head;
     s->pending = NULL;
@@ -707,6 +735,7 @@ void mqtt__session_counts(const mqtt_session *s, mqtt_session_counts *c)
         return;
     c->queued = s->queued;
     c->inflight = s->inflight;
+    c->rewound = s->rewound;
     c->records = s->records;
     c->bytes = s->bytes;
     c->incoming = s->in.count;

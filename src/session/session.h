@@ -36,6 +36,7 @@ typedef struct mqtt_record {
     uint8_t state;                   /* mqtt_qos_state */
     bool retain;                     /* PUBLISH */
     bool dup;                        /* PUBLISH: written before, the broker may have it */
+    bool rewound;                    /* in flight, not written again on this connection */
 } mqtt_record;
 
 /** SUBSCRIBE/UNSUBSCRIBE: the entry_count filters (views into the record) and their QoS. */
@@ -194,6 +195,7 @@ MQTT_HIDDEN void mqtt__session_in_drain(mqtt_session *s, void (*fn)(void *item, 
 typedef struct mqtt_session_counts {
     size_t queued;    /* records never written (a queued state) */
     size_t inflight;  /* QoS 1/2 publishes in WAIT_PUBACK/PUBREC/PUBCOMP */
+    size_t rewound;   /* of those, not written again since the last rewind */
     size_t records;   /* all records */
     size_t bytes;     /* mqtt_record.bytes of all records */
     size_t incoming;  /* QoS 2 items held */
