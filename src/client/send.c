@@ -114,15 +114,23 @@ static int publish_v5(mqtt_buf *out, mqtt_client *c, mqtt_publish_params pp, mqt
     pp.props = p;
     p[n].id = MQTT_PROP_TOPIC_ALIAS;
     /* At most: the topic and an alias (3 bytes) both go. */
-    size_t worst = mqtt__v5_publish_len(pp.topic.len, pp.payload.len, pp.qos,
-                                        mqtt__props_encode(NULL, p, n) + 3);
+    size_t worst_props = mqtt__props_encode(NULL, p, n) + 3;
+    size_t worst = mqtt__v5_publish_len(pp.topic.len, pp.payload.len, pp.qos, worst_props);
     if (worst == 0)
         return MQTT_ERR_INVAL;
     int rc = mqtt__buf_reserve(out, worst);
     if (rc != MQTT_OK)
         return rc;
+    /* The broker's limit may have shrunk since the call checked it (a new
+     * CONNACK), or the alias may have gone (least recently used): what goes
+     * out is checked again, before the alias table changes. */
     bool with_topic = true;
-    uint16_t alias = mqtt__v5_alias_out(c, pp.topic, requested, &with_topic);
+    uint16_t alias = mqtt__v5_alias_peek(c, pp.topic, requested, &with_topic);
+    size_t size = mqtt__v5_publish_len(with_topic ? pp.topic.len : 0, pp.payload.len, pp.qos,
+                                       worst_props - (alias ? 0 : 3));
+    if (c->sh.server.max_packet && size > c->sh.server.max_packet)
+        return MQTT_ERR_TOO_LARGE;
+    alias = mqtt__v5_alias_out(c, pp.topic, requested, &with_topic);
     p[n].value = alias;
     pp.nprops = n + (alias != 0);
     if (!with_topic)
@@ -230,11 +238,18 @@ int mqtt__pump(mqtt_client *c)
          * stay, in their new state. A restart that finds the state before
          * sending sends it again with the same id: a broker takes that as
          * the same message, so this change need not reach the disk first. */
-        bool gone = rc == MQTT_ERR_TIMEOUT || (rc == MQTT_OK && r->qos == 0);
+        bool gone = rc == MQTT_ERR_TIMEOUT || rc == MQTT_ERR_TOO_LARGE ||
+                    (rc == MQTT_OK && r->qos == 0);
         if (key && gone)
             mqtt__persist_forget(c, r);
-        if (rc == MQTT_ERR_TIMEOUT) { /* past its message expiry */
-            c->sh.expired++;
+        if (rc == MQTT_ERR_TIMEOUT || rc == MQTT_ERR_TOO_LARGE) {
+            /* Past its message expiry, or over the broker's maximum packet
+             * size now: 5.0 forbids sending it (MQTT-3.1.2-24). */
+            if (rc == MQTT_ERR_TIMEOUT)
+                c->sh.expired++;
+            else
+                mqtt__log(c, 2, "dropped mid %u: over the broker's maximum packet size",
+                          r->packet_id);
             mqtt__session_expire(c->sh.session);
             mqtt__persist_sent(c, key, NULL, false);
             continue;

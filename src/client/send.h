@@ -17,8 +17,9 @@
  * MQTT_ERR_NOMEM (out unchanged); MQTT_ERR_INVAL for any other action or a
  * record that cannot be encoded (out unchanged). c gives the connection's
  * terms: its protocol level and topic aliases; NULL: MQTT 3.1.1.
- * MQTT_ERR_TIMEOUT: a PUBLISH's first write past its message expiry (out
- * unchanged); the caller drops it.
+ * MQTT_ERR_TIMEOUT: a PUBLISH's first write past its message expiry;
+ * MQTT_ERR_TOO_LARGE: a PUBLISH over the broker's maximum packet size now
+ * (out unchanged for both); the caller drops it.
  */
 MQTT_HIDDEN int mqtt__send_record(mqtt_buf *out, const mqtt_record *r, mqtt_qos_action action,
                                   mqtt_client *c);
