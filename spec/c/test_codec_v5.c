@@ -256,6 +256,33 @@ static void test_publish(void)
            MQTT_ROLE_CLIENT);
     CHECK(pkt.retain && !pkt.dup && props_are(pkt.props, ids, 2),
           "v5 PUBLISH: subscription identifiers repeat in order; no DUP on QoS 0");
+
+    const mqtt_property zero[] = {PINT(0x23, 0)};
+    mqtt_publish_params z = {MB("a"), MB("p"), 0, false, false, 0, zero, 1};
+    CHECK(mqtt__publish_size_v(MQTT_V5, &z) == 0 && mqtt__encode_publish_v(out, MQTT_V5, &z) == 0,
+          "v5 PUBLISH: topic alias 0 cannot go out");
+}
+
+/* Property blocks whose length takes one, two and three bytes: the writer
+ * puts the block after a one-byte length and moves it up when it needs more. */
+static void test_publish_long_props(void)
+{
+    static uint8_t value[20000], buf[20100];
+    static const size_t lens[] = {100, 200, 20000};
+    memset(value, 'v', sizeof value);
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        const mqtt_property props[] = {PINT(0x23, 7), {.id = 0x26, .data = (const uint8_t *)"k",
+                                                       .len = 1, .data2 = value, .len2 = lens[i]}};
+        mqtt_publish_params p = {MB("t"), MB("xy"), 1, false, false, 9, props, 2};
+        size_t size = mqtt__publish_size_v(MQTT_V5, &p);
+        size_t n = mqtt__encode_publish_v(buf, MQTT_V5, &p);
+        char label[96];
+        snprintf(label, sizeof label, "v5 PUBLISH, a %zu-byte property value: round trip", lens[i]);
+        CHECK(n == size && n > lens[i] && decode_as(MQTT_V5, MQTT_ROLE_CLIENT, buf, n) == MQTT_OK &&
+                  used == n && props_are(pkt.props, props, 2) && same(pkt.payload, MB("xy")) &&
+                  pkt.packet_id == 9,
+              label);
+    }
 }
 
 /* An ack or DISCONNECT/AUTH golden; the decoded reason code must be code. */
@@ -644,6 +671,7 @@ int main(void)
     test_connect_v5_password_only();
     test_connack();
     test_publish();
+    test_publish_long_props();
     test_acks();
     test_subscribe();
     test_subacks();

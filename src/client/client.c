@@ -225,7 +225,8 @@ static int enqueue(mqtt_client *c, mqtt_record *r, uint16_t *mid, const mqtt_mes
                    size_t props_len)
 {
     pthread_mutex_lock(&c->mu);
-    int rc = m ? mqtt__v5_check_publish(c, m, props_len) : MQTT_OK;
+    mqtt_alias_pick pick;
+    int rc = m ? mqtt__v5_check_publish(c, m, props_len, &pick) : MQTT_OK;
     /* A broker that stops reading fills what the client owes it: no more then. */
     if (rc == MQTT_OK)
         rc = mqtt__owed_bytes(c) + r->bytes > c->set.opt.max_queued_bytes
@@ -262,8 +263,8 @@ static int enqueue(mqtt_client *c, mqtt_record *r, uint16_t *mid, const mqtt_mes
 
 /* QoS 0 while connected with nothing queued ahead: encode straight into out.
  * *done says whether it was sent this way, *wake whether out was empty. */
-static int publish_direct(mqtt_client *c, const mqtt_message *m, size_t size, bool *done,
-                          bool *wake)
+static int publish_direct(mqtt_client *c, const mqtt_message *m, size_t size,
+                          mqtt_alias_pick pick, bool *done, bool *wake)
 {
     mqtt_session_counts counts;
     mqtt__session_counts(c->sh.session, &counts);
@@ -273,7 +274,7 @@ static int publish_direct(mqtt_client *c, const mqtt_message *m, size_t size, bo
         return MQTT_ERR_QUEUE_FULL;
     *wake = c->sh.out.len == 0;
     if (c->sh.version == MQTT_V5) {
-        int rc = mqtt__send_message_v5(&c->sh.out, c, m);
+        int rc = mqtt__send_message_v5(&c->sh.out, c, m, pick);
         *done = rc == MQTT_OK;
         return rc;
     }
@@ -330,11 +331,12 @@ int mqtt_client_publish(mqtt_client *c, const mqtt_message *m, uint16_t *mid)
     size_t props_len = v5 ? mqtt__v5_props_len(m) : 0;
     if (m->qos == 0) {
         bool done = false, wake = false;
+        mqtt_alias_pick pick = {0, true};
         pthread_mutex_lock(&c->mu);
-        rc = v5 ? mqtt__v5_check_publish(c, m, props_len) : MQTT_OK;
+        rc = v5 ? mqtt__v5_check_publish(c, m, props_len, &pick) : MQTT_OK;
         if (rc == MQTT_OK) {
             *mid = mqtt__session_take_id(c->sh.session);
-            rc = publish_direct(c, m, size + props_len, &done, &wake);
+            rc = publish_direct(c, m, size + props_len, pick, &done, &wake);
         }
         pthread_mutex_unlock(&c->mu);
         if (wake)

@@ -70,6 +70,12 @@ typedef struct alias_slot {
     uint64_t used;             /* the tick of its last use */
 } alias_slot;
 
+/* An outgoing alias decided before the size check: 0 for none. */
+typedef struct mqtt_alias_pick {
+    uint16_t alias;
+    bool with_topic;           /* the broker does not know the topic there yet */
+} mqtt_alias_pick;
+
 /* The servers of the last connect options (servers.c): owned copies. */
 typedef struct mqtt_key_map mqtt_key_map;
 
@@ -356,10 +362,12 @@ MQTT_HIDDEN int mqtt__v5_connack(mqtt_client *c, const mqtt_packet *p);
  *  alias left out) take props_len bytes; the alias it would go with is
  *  decided first, so the size checked is the one that would go out. mu held. */
 MQTT_HIDDEN int mqtt__v5_check_publish(const mqtt_client *c, const mqtt_message *m,
-                                       size_t props_len);
-/** What mqtt__v5_alias_out would answer now, without changing the table. */
-MQTT_HIDDEN uint16_t mqtt__v5_alias_peek(const mqtt_client *c, mqtt_bytes topic,
-                                         uint32_t requested, bool *with_topic);
+                                       size_t props_len, mqtt_alias_pick *pick);
+/** Outgoing: the alias for topic on this connection (requested: the caller's
+ *  under MQTT_ALIAS_MANUAL) and whether the topic must go with it (the broker
+ *  does not know it yet), without changing the table. mu held. */
+MQTT_HIDDEN mqtt_alias_pick mqtt__v5_alias_peek(const mqtt_client *c, mqtt_bytes topic,
+                                                uint32_t requested);
 /** The broker's limits at a (un)subscribe; size of the packet. */
 MQTT_HIDDEN int mqtt__v5_check_subscribe(const mqtt_client *c, const mqtt_subscription *subs,
                                          size_t n, bool unsub, bool ids, size_t size);
@@ -374,11 +382,11 @@ MQTT_HIDDEN int mqtt__v5_alias_in(mqtt_client *c, mqtt_packet *p, uint8_t *reaso
 /** Room for one more incoming QoS 2 message under the receive maximum the
  *  client announced; false sets the fault's reason code (0x93). */
 MQTT_HIDDEN bool mqtt__v5_receive_room(mqtt_client *c);
-/** Outgoing: the alias for topic on this connection (0: none; requested: the
- *  caller's under MQTT_ALIAS_MANUAL) and whether the topic must go with it
- *  (the broker does not know it yet). mu held. */
-MQTT_HIDDEN uint16_t mqtt__v5_alias_out(mqtt_client *c, mqtt_bytes topic, uint32_t requested,
-                                        bool *with_topic);
+/** Commits a pick of mqtt__v5_alias_peek made under the same lock hold: the
+ *  slot takes topic when it goes with the alias and becomes the most
+ *  recently used. The alias to send (0: none, out of memory: the topic goes
+ *  alone). mu held. */
+MQTT_HIDDEN uint16_t mqtt__v5_alias_take(mqtt_client *c, mqtt_bytes topic, mqtt_alias_pick pick);
 /** Forgets both alias tables (a new connection). */
 MQTT_HIDDEN void mqtt__v5_alias_reset(mqtt_client *c);
 /** DISCONNECT and AUTH from the broker, and what no broker may send after

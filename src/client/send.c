@@ -108,8 +108,10 @@ static int expiry_remaining(mqtt_property *p, size_t n, mqtt_qos_action action)
     return MQTT_OK;
 }
 
+/* pick: the alias the caller decided and checked under this lock hold, or
+ * NULL to decide and check it here. */
 static int publish_v5(mqtt_buf *out, mqtt_client *c, mqtt_publish_params pp, mqtt_property *p,
-                      size_t n, uint32_t requested)
+                      size_t n, uint32_t requested, const mqtt_alias_pick *pick)
 {
     pp.props = p;
     p[n].id = MQTT_PROP_TOPIC_ALIAS;
@@ -124,16 +126,19 @@ static int publish_v5(mqtt_buf *out, mqtt_client *c, mqtt_publish_params pp, mqt
     /* The broker's limit may have shrunk since the call checked it (a new
      * CONNACK), or the alias may have gone (least recently used): what goes
      * out is checked again, before the alias table changes. */
-    bool with_topic = true;
-    uint16_t alias = mqtt__v5_alias_peek(c, pp.topic, requested, &with_topic);
-    size_t size = mqtt__v5_publish_len(with_topic ? pp.topic.len : 0, pp.payload.len, pp.qos,
-                                       worst_props - (alias ? 0 : 3));
-    if (c->sh.server.max_packet && size > c->sh.server.max_packet)
-        return MQTT_ERR_TOO_LARGE;
-    alias = mqtt__v5_alias_out(c, pp.topic, requested, &with_topic);
+    mqtt_alias_pick here;
+    if (!pick) {
+        here = mqtt__v5_alias_peek(c, pp.topic, requested);
+        size_t size = mqtt__v5_publish_len(here.with_topic ? pp.topic.len : 0, pp.payload.len,
+                                           pp.qos, worst_props - (here.alias ? 0 : 3));
+        if (c->sh.server.max_packet && size > c->sh.server.max_packet)
+            return MQTT_ERR_TOO_LARGE;
+        pick = &here;
+    }
+    uint16_t alias = mqtt__v5_alias_take(c, pp.topic, *pick);
     p[n].value = alias;
     pp.nprops = n + (alias != 0);
-    if (!with_topic)
+    if (alias && !pick->with_topic)
         pp.topic.len = 0;
     out->len += mqtt__encode_publish_v(out->data + out->len, MQTT_V5, &pp);
     return MQTT_OK;
@@ -144,10 +149,11 @@ static int send_publish_v5(mqtt_buf *out, const mqtt_record *r, mqtt_client *c,
 {
     mqtt_publish_params pp = {mqtt__record_topic(r), mqtt__record_payload(r), r->qos, r->retain,
                               r->dup, r->packet_id, NULL, 0};
-    return publish_v5(out, c, pp, p, n, requested);
+    return publish_v5(out, c, pp, p, n, requested, NULL);
 }
 
-int mqtt__send_message_v5(mqtt_buf *out, mqtt_client *c, const mqtt_message *m)
+int mqtt__send_message_v5(mqtt_buf *out, mqtt_client *c, const mqtt_message *m,
+                          mqtt_alias_pick pick)
 {
     mqtt_property stack[PROPS_STACK], *p = stack;
     if (m->prop_count > PROPS_STACK - 1) {
@@ -165,7 +171,7 @@ int mqtt__send_message_v5(mqtt_buf *out, mqtt_client *c, const mqtt_message *m)
     }
     mqtt_publish_params pp = {{(const uint8_t *)m->topic, m->topic_len},
                               {m->payload, m->payload_len}, 0, m->retain, false, 0, NULL, 0};
-    int rc = publish_v5(out, c, pp, p, n, requested);
+    int rc = publish_v5(out, c, pp, p, n, requested, &pick);
     if (p != stack)
         mqtt__free(p);
     return rc;

@@ -24,7 +24,9 @@
 MQTT_HIDDEN int mqtt__send_record(mqtt_buf *out, const mqtt_record *r, mqtt_qos_action action,
                                   mqtt_client *c);
 
-/** A QoS 0 message straight into out under 5.0 (its topic alias decided now). */
-MQTT_HIDDEN int mqtt__send_message_v5(mqtt_buf *out, mqtt_client *c, const mqtt_message *m);
+/** A QoS 0 message straight into out under 5.0, with the topic alias that
+ *  mqtt__v5_check_publish picked and checked under this lock hold. */
+MQTT_HIDDEN int mqtt__send_message_v5(mqtt_buf *out, mqtt_client *c, const mqtt_message *m,
+                                      mqtt_alias_pick pick);
 
 #endif

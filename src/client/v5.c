@@ -119,7 +119,8 @@ static int check_alias(const mqtt_client *c, const mqtt_message *m)
     return MQTT_OK;
 }
 
-int mqtt__v5_check_publish(const mqtt_client *c, const mqtt_message *m, size_t props_len)
+int mqtt__v5_check_publish(const mqtt_client *c, const mqtt_message *m, size_t props_len,
+                           mqtt_alias_pick *pick)
 {
     int rc = check_alias(c, m);
     if (rc != MQTT_OK || c->sh.version != MQTT_V5)
@@ -127,12 +128,11 @@ int mqtt__v5_check_publish(const mqtt_client *c, const mqtt_message *m, size_t p
     const server_limits *l = &c->sh.server;
     /* The alias is decided first, so the size is what would really go out. */
     uint32_t requested = 0;
-    bool with_topic = true;
     find_prop(m->props, m->prop_count, MQTT_PROP_TOPIC_ALIAS, &requested);
-    uint16_t alias = mqtt__v5_alias_peek(c, (mqtt_bytes){(const uint8_t *)m->topic, m->topic_len},
-                                         requested, &with_topic);
-    size_t size = mqtt__v5_publish_len(with_topic ? m->topic_len : 0, m->payload_len, m->qos,
-                              props_len + (alias ? 3u : 0u));
+    *pick = mqtt__v5_alias_peek(c, (mqtt_bytes){(const uint8_t *)m->topic, m->topic_len},
+                                requested);
+    size_t size = mqtt__v5_publish_len(pick->with_topic ? m->topic_len : 0, m->payload_len,
+                                       m->qos, props_len + (pick->alias ? 3u : 0u));
     if ((uint8_t)m->qos > l->max_qos)
         return not_allowed(MQTT_RC_QOS_NOT_SUPPORTED, "qos");
     if (m->retain && !l->retain)
@@ -298,40 +298,32 @@ static size_t alias_lookup(const mqtt_client *c, mqtt_bytes topic, uint32_t requ
     return requested - 1;
 }
 
-uint16_t mqtt__v5_alias_peek(const mqtt_client *c, mqtt_bytes topic, uint32_t requested,
-                             bool *with_topic)
+mqtt_alias_pick mqtt__v5_alias_peek(const mqtt_client *c, mqtt_bytes topic, uint32_t requested)
 {
     size_t slots = alias_slots(c, requested);
     bool known = false;
-    *with_topic = true;
     if (slots == 0)
-        return 0;
+        return (mqtt_alias_pick){0, true};
     size_t i = alias_lookup(c, topic, requested, slots, &known);
-    *with_topic = !known;
-    return (uint16_t)(i + 1);
+    return (mqtt_alias_pick){(uint16_t)(i + 1), !known};
 }
 
-uint16_t mqtt__v5_alias_out(mqtt_client *c, mqtt_bytes topic, uint32_t requested,
-                            bool *with_topic)
+uint16_t mqtt__v5_alias_take(mqtt_client *c, mqtt_bytes topic, mqtt_alias_pick pick)
 {
-    size_t slots = alias_slots(c, requested);
-    *with_topic = true;
-    if (slots == 0)
+    if (pick.alias == 0)
         return 0;
     if (!c->sh.alias_out) {
+        size_t slots = alias_slots(c, pick.alias);
         c->sh.alias_out = mqtt__calloc(slots, sizeof(alias_slot));
         if (!c->sh.alias_out)
             return 0;
         c->sh.alias_count = (uint16_t)slots;
     }
-    bool known = false;
-    size_t i = alias_lookup(c, topic, requested, slots, &known);
-    alias_slot *s = &c->sh.alias_out[i];
-    if (!known && !alias_set(s, topic))
+    alias_slot *s = &c->sh.alias_out[pick.alias - 1];
+    if (pick.with_topic && !alias_set(s, topic))
         return 0;
     s->used = ++c->sh.alias_tick;
-    *with_topic = !known;
-    return (uint16_t)(i + 1);
+    return pick.alias;
 }
 
 void mqtt__v5_alias_reset(mqtt_client *c)

@@ -51,14 +51,27 @@ MQTT__INLINE size_t encode(uint8_t *out, uint8_t first, body_fn *body, const voi
     return w.n;
 }
 
-/* Properties exist under 5.0 only. */
-static void w_props_v(mqtt_writer *w, uint8_t version, const mqtt_property *p, size_t n,
-                      uint8_t packet_type)
+/* Properties exist under 5.0 only. Inlined: the common blocks, none or a
+ * PUBLISH's topic alias alone, fold to a few stores in each pass. */
+MQTT__INLINE void w_props_v(mqtt_writer *w, uint8_t version, const mqtt_property *p, size_t n,
+                            uint8_t packet_type)
 {
-    if (version == MQTT_V5)
-        mqtt__w_props(w, p, n, packet_type);
-    else if (n > 0)
-        w->ok = false;
+    if (version != MQTT_V5) {
+        w->ok = w->ok && n == 0;
+    } else if (n == 0 || (n == 1 && p != NULL && p->id == MQTT_PROP_TOPIC_ALIAS &&
+                          packet_type == MQTT_PUBLISH)) {
+        w->ok = w->ok && (n == 0 || (p->value >= 1 && p->value <= 0xFFFFu));
+        w_u8(w, n ? 3u : 0u);
+        if (n) {
+            w_u8(w, MQTT_PROP_TOPIC_ALIAS);
+            w_u16(w, p->value);
+        }
+    } else {
+        /* A copy escapes instead of w, so the inlined writes keep w in registers. */
+        mqtt_writer sub = *w;
+        mqtt__w_props(&sub, p, n, packet_type);
+        *w = sub;
+    }
 }
 
 /* ---- CONNECT --------------------------------------------------------- */
@@ -161,6 +174,12 @@ size_t mqtt__publish_size_v(uint8_t version, const mqtt_publish_params *p)
 
 size_t mqtt__encode_publish_v(uint8_t *out, uint8_t version, const mqtt_publish_params *p)
 {
+    /* The client's 5.0 path, with the level a constant; a local copy of the
+     * parameters, which the bytes written cannot alias. */
+    if (p != NULL && version == MQTT_V5) {
+        const mqtt_publish_params q = *p;
+        return publish_encode(out, MQTT_V5, &q);
+    }
     return publish_encode(out, version, p);
 }
 

@@ -214,17 +214,13 @@ static void w_props_body(mqtt_writer *w, const mqtt_property *p, size_t n)
     }
 }
 
-void mqtt__w_props(mqtt_writer *w, const mqtt_property *p, size_t n, uint8_t packet_type)
+/* The counting pass checks the properties and sizes the block once. */
+static void count_props(mqtt_writer *w, const mqtt_property *p, size_t n, uint8_t packet_type)
 {
     mqtt_writer count = {NULL, 0, true};
     uint64_t seen = 0;
     const char *why = NULL;
-    if (p == NULL && n > 0) {
-        w->ok = false;
-        return;
-    }
-    /* The writing pass of an encoder follows a counting pass that checked. */
-    for (size_t i = 0; w->p == NULL && i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         const mqtt_property_info *pi = mqtt__prop_info(p[i].id);
         if (pi == NULL || check_prop(&p[i], pi, packet_type, &seen, &why) != MQTT_OK) {
             w->ok = false;
@@ -232,14 +228,40 @@ void mqtt__w_props(mqtt_writer *w, const mqtt_property *p, size_t n, uint8_t pac
         }
     }
     w_props_body(&count, p, n);
+    w->ok = w->ok && count.ok;
     w_varint(w, count.n);
-    if (w->ok)
-        w_props_body(w, p, n);
+    w->n += count.n;
+}
+
+void mqtt__w_props(mqtt_writer *w, const mqtt_property *p, size_t n, uint8_t packet_type)
+{
+    if (p == NULL && n > 0) {
+        w->ok = false;
+        return;
+    }
+    if (w->p == NULL) {
+        count_props(w, p, n, packet_type);
+        return;
+    }
+    /* The writing pass follows a counting pass that checked and sized the
+     * packet: the body goes after a one-byte length and moves up in the rare
+     * case its length takes more bytes. */
+    size_t at = w->n;
+    w->n++;
+    w_props_body(w, p, n);
+    size_t len = w->n - at - 1;
+    size_t width = mqtt__varint_size((uint32_t)len);
+    if (width > 1)
+        memmove(w->p + at + width, w->p + at + 1, len);
+    mqtt__varint_encode(w->p + at, (uint32_t)len);
+    w->n = at + width + len;
 }
 
 /* NOLINTNEXTLINE(readability-non-const-parameter): written through the writer */
 size_t mqtt__props_encode(uint8_t *out, const mqtt_property *p, size_t n)
 {
+    if (n == 0)
+        return 0;
     mqtt_writer w = {out, 0, true};
     w_props_body(&w, p, n);
     return w.n;
