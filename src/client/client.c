@@ -225,7 +225,7 @@ static int enqueue(mqtt_client *c, mqtt_record *r, uint16_t *mid, const mqtt_mes
                    size_t props_len)
 {
     pthread_mutex_lock(&c->mu);
-    mqtt_alias_pick pick;
+    mqtt_alias_pick pick = {0, true}; /* decided again at sending */
     int rc = m ? mqtt__v5_check_publish(c, m, props_len, &pick) : MQTT_OK;
     /* A broker that stops reading fills what the client owes it: no more then. */
     if (rc == MQTT_OK)

@@ -126,19 +126,17 @@ static int publish_v5(mqtt_buf *out, mqtt_client *c, mqtt_publish_params pp, mqt
     /* The broker's limit may have shrunk since the call checked it (a new
      * CONNACK), or the alias may have gone (least recently used): what goes
      * out is checked again, before the alias table changes. */
-    mqtt_alias_pick here;
+    mqtt_alias_pick here = pick ? *pick : mqtt__v5_alias_peek(c, pp.topic, requested);
     if (!pick) {
-        here = mqtt__v5_alias_peek(c, pp.topic, requested);
         size_t size = mqtt__v5_publish_len(here.with_topic ? pp.topic.len : 0, pp.payload.len,
                                            pp.qos, worst_props - (here.alias ? 0 : 3));
         if (c->sh.server.max_packet && size > c->sh.server.max_packet)
             return MQTT_ERR_TOO_LARGE;
-        pick = &here;
     }
-    uint16_t alias = mqtt__v5_alias_take(c, pp.topic, *pick);
+    uint16_t alias = mqtt__v5_alias_take(c, pp.topic, here);
     p[n].value = alias;
     pp.nprops = n + (alias != 0);
-    if (alias && !pick->with_topic)
+    if (alias && !here.with_topic)
         pp.topic.len = 0;
     out->len += mqtt__encode_publish_v(out->data + out->len, MQTT_V5, &pp);
     return MQTT_OK;
