@@ -43,6 +43,8 @@ static const rule rules[] = {
     { Q(WAIT_PUBCOMP), E(PUBCOMP), Q(NONE), A(ACKED) },
     { Q(WAIT_PUBCOMP), E(RECONNECT), Q(WAIT_PUBCOMP), A(NONE) },
     { Q(WAIT_PUBCOMP), E(SEND), Q(WAIT_PUBCOMP), A(PUBREL) },
+    /* MQTT 5.0: refused at PUBREC, over */
+    { Q(WAIT_PUBREC), E(PUBREC_REFUSED), Q(NONE), A(ACKED) },
     /* SUBSCRIBE, UNSUBSCRIBE */
     { Q(WAIT_SUBACK), E(SUBACK), Q(NONE), A(ACKED) },
     { Q(WAIT_SUBACK), E(RECONNECT), Q(WAIT_SUBACK), A(NONE) },

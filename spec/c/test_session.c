@@ -386,6 +386,30 @@ static void test_downgraded(void)
     mqtt__session_free(s, NULL);
 }
 
+/* MQTT 5.0: a PUBREC that refuses ends a QoS 2 publish; nothing else. */
+static void test_refused(void)
+{
+    mqtt_session *s = mqtt__session_new(&roomy);
+    uint16_t a = add(s, publish("t", "x", 2));
+    uint16_t b = add(s, publish("t", "y", 1));
+    uint16_t c = add(s, publish("t", "z", 2));
+    CHECK(mqtt__session_refused(s, a) == MQTT_ACK_UNKNOWN && mqtt__session_out_has(s, a),
+          "refused: nothing happens to a publish not yet sent");
+    send_any(s);
+    send_any(s);
+    send_any(s);
+    CHECK(mqtt__session_refused(s, a) == MQTT_ACK_NEW && !mqtt__session_out_has(s, a) &&
+              counts(s).inflight == 2,
+          "refused: a QoS 2 publish awaiting PUBREC is over, its slot and id free");
+    CHECK(mqtt__session_refused(s, b) == MQTT_ACK_UNKNOWN && mqtt__session_out_has(s, b),
+          "refused: a PUBREC refusing a QoS 1 publish is ignored");
+    CHECK(mqtt__session_ack(s, MQTT_PUBREC, c) == MQTT_ACK_NEW &&
+              mqtt__session_refused(s, c) == MQTT_ACK_UNKNOWN &&
+              mqtt__session_ack(s, MQTT_PUBCOMP, c) == MQTT_ACK_NEW,
+          "refused: after a PUBREC that accepted, the PUBREL/PUBCOMP exchange goes on");
+    mqtt__session_free(s, NULL);
+}
+
 /* What a sent SUBSCRIBE expects, for checking its SUBACK. */
 static void test_awaiting(void)
 {
@@ -862,6 +886,7 @@ int main(void)
     test_wrap();
     test_shared_ids();
     test_downgraded();
+    test_refused();
     test_awaiting();
     test_queue_full();
     test_unknown();

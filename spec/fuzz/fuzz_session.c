@@ -595,6 +595,20 @@ static void op_ack(fz_in *in)
     ack(type, pick_id(in));
 }
 
+/* MQTT 5.0: a PUBREC that refuses ends a QoS 2 publish awaiting PUBREC, nothing else. */
+static void op_refused(fz_in *in)
+{
+    uint16_t id = pick_id(in);
+    mqtt_ack_result got = mqtt__session_refused(M.s, id);
+    shadow_rec *r = id ? by_id[id] : NULL;
+    mqtt_ack_result want = MQTT_ACK_UNKNOWN;
+    if (r && r->state == S_WAIT_PUBREC) {
+        want = MQTT_ACK_NEW;
+        model_remove(r);
+    }
+    FZ_CHECK(got == want);
+}
+
 /* The ack each live record waits for, in session order or reversed. */
 static void ack_all(bool reverse, bool repeat)
 {
@@ -840,8 +854,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
             sent();
             break;
         case 4:
-        case 5:
             op_ack(&in);
+            break;
+        case 5:
+            if (op & 0x80)
+                op_refused(&in);
+            else
+                op_ack(&in);
             break;
         case 6:
             rewind_both();

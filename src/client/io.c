@@ -133,21 +133,19 @@ static int handle_ack(mqtt_client *c, const mqtt_packet *p, const char **why)
         *why = nomem;
         return MQTT_ERR_NOMEM;
     }
-    /* A publish the broker refused is over: a refused PUBREC ends it as a
-     * PUBACK would, with no PUBREL. */
+    /* A publish the broker refused is over, with no PUBREL. */
     const mqtt_record *r = mqtt__session_awaiting(c->sh.session, p->packet_id);
     uint64_t key = mqtt__persist_key(c, r);
-    bool refused = v5 && p->reason_code >= 0x80 && p->type == MQTT_PUBREC && r &&
-                   r->kind == MQTT_REC_PUBLISH && r->qos == 2;
-    mqtt_ack_result res =
-        mqtt__session_ack(c->sh.session, refused ? MQTT_PUBACK : p->type, p->packet_id);
+    bool refused = v5 && p->reason_code >= 0x80 && p->type == MQTT_PUBREC;
+    mqtt_ack_result res = refused ? mqtt__session_refused(c->sh.session, p->packet_id)
+                                  : mqtt__session_ack(c->sh.session, p->type, p->packet_id);
     if (res == MQTT_ACK_NEW || res == MQTT_ACK_DOWNGRADED) {
         /* PUBREC moves the record on (it stays); every other ack ends it. */
         bool stays = p->type == MQTT_PUBREC && !refused && res == MQTT_ACK_NEW;
         if (key && !stays)
             mqtt__persist_forget(c, r);
         mqtt__persist_sent(c, key, stays ? r : NULL, stays);
-        ev->downgraded = res == MQTT_ACK_DOWNGRADED && !refused;
+        ev->downgraded = res == MQTT_ACK_DOWNGRADED;
         c->sh.downgraded += ev->downgraded;
         mqtt__event_push(c, ev);
         return MQTT_OK;

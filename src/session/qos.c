@@ -36,6 +36,8 @@ const mqtt_qos_step mqtt__qos_table[MQTT_QS_COUNT][MQTT_QE_COUNT] = {
     [MQTT_QS_WAIT_PUBCOMP][MQTT_QE_SEND] = S(WAIT_PUBCOMP, PUBREL),
     [MQTT_QS_WAIT_PUBCOMP][MQTT_QE_PUBREC] = S(WAIT_PUBCOMP, DUPLICATE),
     [MQTT_QS_WAIT_PUBCOMP][MQTT_QE_PUBCOMP] = S(NONE, ACKED),
+    /* MQTT 5.0 (4.3.3): a PUBREC that refuses ends the publish, no PUBREL follows. */
+    [MQTT_QS_WAIT_PUBREC][MQTT_QE_PUBREC_REFUSED] = S(NONE, ACKED),
 
     /* SUBSCRIBE and UNSUBSCRIBE: resent unchanged until their ack. */
     [MQTT_QS_WAIT_SUBACK][MQTT_QE_RECONNECT] = S(WAIT_SUBACK, NONE),

@@ -45,6 +45,7 @@ typedef enum mqtt_qos_event {
     MQTT_QE_PUBREL,  /* in: a PUBREL for this id arrived */
     MQTT_QE_RELEASE, /* in: the application's bound is reached: hand over before PUBREL */
     MQTT_QE_DROP,    /* in: the broker lost the session: no PUBREL will come */
+    MQTT_QE_PUBREC_REFUSED, /* out: a PUBREC with a reason code >= 0x80 (MQTT 5.0) */
     MQTT_QE_COUNT
 } mqtt_qos_event;
 

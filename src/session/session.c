@@ -589,14 +589,14 @@ static mqtt_qos_event ack_event(uint8_t type)
     }
 }
 
-mqtt_ack_result mqtt__session_ack(mqtt_session *s, uint8_t type, uint16_t id)
+static mqtt_ack_result apply_ack(mqtt_session *s, mqtt_qos_event event, uint16_t id)
 {
     if (s == NULL || id == 0)
         return MQTT_ACK_UNKNOWN;
     mqtt_record *r = idt_get(&s->out, id);
     if (r == NULL)
         return MQTT_ACK_UNKNOWN;
-    mqtt_qos_step st = mqtt__qos_step((mqtt_qos_state)r->state, ack_event(type));
+    mqtt_qos_step st = mqtt__qos_step((mqtt_qos_state)r->state, event);
     mqtt_ack_result res;
     switch (st.action) {
     case MQTT_QA_ACKED:
@@ -613,6 +613,16 @@ mqtt_ack_result mqtt__session_ack(mqtt_session *s, uint8_t type, uint16_t id)
     }
     move_to(s, r, st.next);
     return res;
+}
+
+mqtt_ack_result mqtt__session_ack(mqtt_session *s, uint8_t type, uint16_t id)
+{
+    return apply_ack(s, ack_event(type), id);
+}
+
+mqtt_ack_result mqtt__session_refused(mqtt_session *s, uint16_t id)
+{
+    return apply_ack(s, MQTT_QE_PUBREC_REFUSED, id);
 }
 
 void mqtt__session_set_window(mqtt_session *s, uint32_t n)

@@ -161,6 +161,11 @@ typedef enum mqtt_ack_result {
  */
 MQTT_HIDDEN mqtt_ack_result mqtt__session_ack(mqtt_session *s, uint8_t type, uint16_t id);
 
+/** A PUBREC refusing the QoS 2 publish with id (MQTT 5.0, code >= 0x80):
+ *  the publish is over, MQTT_ACK_NEW, and no PUBREL follows. MQTT_ACK_UNKNOWN
+ *  when no publish awaits that PUBREC. (A refusing PUBACK is a PUBACK.) */
+MQTT_HIDDEN mqtt_ack_result mqtt__session_refused(mqtt_session *s, uint16_t id);
+
 /** The in-flight window from now on: min(max_inflight, n); 0 restores max_inflight
  *  (MQTT 5.0's receive maximum). Records already in flight stay. */
 MQTT_HIDDEN void mqtt__session_set_window(mqtt_session *s, uint32_t n);
