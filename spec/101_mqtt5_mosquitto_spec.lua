@@ -1,6 +1,9 @@
--- spec/101_mqtt5_mosquitto_spec.lua: MQTT 5.0 will delay and session expiry
--- (API.md "MQTT 5.0 (extension)", issue 14) end to end against mosquitto
--- 2.0.11, whose timers decide what the client set.
+-- spec/101_mqtt5_mosquitto_spec.lua: MQTT 5.0 end to end against mosquitto
+-- 2.0.11 (API.md "MQTT 5.0 (extension)", issue 14), for what
+-- spec/100_mqtt5_spec.lua's mosquitto specs leave out: will delay and session
+-- expiry, whose timers the broker runs; retain_handling and
+-- retain_as_published; the client's own maximum_packet_size; outgoing topic
+-- aliases as they go over the wire.
 --
 -- mosquitto checks both timers once per wall-clock second and fires a timer
 -- set at second s for n seconds once the clock reads s + n + 1: a 1 s will
@@ -13,6 +16,8 @@
 
 local helpers = require("helpers")
 local mqtt = require("mqtt")
+local proxy = require("proxy")
+local FB = require("fake_broker")
 
 local HOST = helpers.HOST
 local FAST = { min = 0.05, max = 0.2 }
@@ -31,14 +36,14 @@ local function payloads(list)
     return t
 end
 
-describe("MQTT 5.0 will delay and session expiry (mosquitto)", function()
+describe("MQTT 5.0 (mosquitto, more)", function()
     local broker, clients = helpers.with_broker(nil, "z5x", v5())
 
-    -- Connects c (MQTT 5.0) with its events recorded and dispatched up to
-    -- the CONNACK; returns c and the record.
-    local function connect(c)
+    -- Connects c (MQTT 5.0, to the broker or to `port`) with its events
+    -- recorded and dispatched up to the CONNACK; returns c and the record.
+    local function connect(c, port)
         local rec = helpers.record_events(c)
-        c:connect(HOST, 10, broker.port)
+        c:connect(HOST, 10, port or broker.port)
         assert.are.equal(5, c:protocol())
         assert.is_true(helpers.wait_dispatch(function() return #rec.connacks == 1 end))
         return c, rec
@@ -203,6 +208,98 @@ describe("MQTT 5.0 will delay and session expiry (mosquitto)", function()
             present, got = resume(kept_id, "se2/b")
             assert.is_true(present)
             assert.are.same({ "kept", "marker" }, marked(got, "se2/b"))
+        end)
+    end)
+
+    -- What spec/100's mosquitto specs leave out of issue 14's list.
+
+    describe("subscription options", function()
+        it("retain_handling 0, 1 and 2, and retain_as_published", function()
+            local pub = connect(clients:new())
+            assert(pub:wait(pub:publish("rh/t", "kept", 1, true), 5))
+            -- Each subscriber's options, and whether it subscribes twice.
+            local subs = {
+                always = { { qos = 1, retain_handling = 0 }, true },
+                new = { { qos = 1, retain_handling = 1 }, true },
+                never = { { qos = 1, retain_handling = 2 } },
+                as_published = { { qos = 1, retain_as_published = true } },
+            }
+            local got = {}
+            for name, s in pairs(subs) do
+                local c = connect(clients:new())
+                got[name] = helpers.collect(c)
+                for _ = 1, s[2] and 2 or 1 do
+                    local ack = assert(c:wait(c:subscribe({ { "rh/t", s[1] } }), 5))
+                    assert.are.same({ 1 }, ack.reason_codes)
+                end
+            end
+            -- A live message published with retain set, after every SUBACK.
+            assert(pub:wait(pub:publish("rh/t", "live", 1, true), 5))
+            assert.is_true(helpers.wait_dispatch(function()
+                for _, list in pairs(got) do
+                    if #list == 0 or list[#list].payload ~= "live" then return false end
+                end
+                return true
+            end), "the live message did not reach every subscriber")
+            local seen = {}
+            for name, list in pairs(got) do
+                seen[name] = {}
+                for i, m in ipairs(list) do seen[name][i] = m.payload .. (m.retain and "/r" or "") end
+            end
+            -- What the broker sends at SUBSCRIBE is flagged retained; a live
+            -- message keeps its flag only with retain_as_published.
+            assert.are.same({
+                always = { "kept/r", "kept/r", "live" },
+                new = { "kept/r", "live" },
+                never = { "live" },
+                as_published = { "kept/r", "live/r" },
+            }, seen)
+        end)
+    end)
+
+    describe("limits the client announces", function()
+        it("maximum_packet_size: the broker drops what would not fit, sends the rest", function()
+            local c = clients:new(nil, true, v5({ properties = { maximum_packet_size = 200 } }))
+            local got = helpers.watch(connect(c), "mp/#", 1)
+            local pub = connect(clients:new())
+            assert(pub:wait(pub:publish("mp/big", string.rep("b", 500), 1), 5))
+            assert(pub:wait(pub:publish("mp/small", "fits", 1), 5))
+            assert.is_true(helpers.wait_dispatch(function() return #got == 1 end))
+            assert.are.equal("fits", got[1].payload)
+            broker_logged("Dropping too large outgoing PUBLISH for " .. c:client_id())
+            assert.is_true(c:is_connected())
+        end)
+    end)
+
+    describe("topic aliases", function()
+        it("the broker takes the client's aliases: the topic once, then the alias alone",
+           function()
+            local topic = "ta/" .. string.rep("t", 100)
+            local got = helpers.watch(connect(clients:new()), "ta/#", 1)
+            local p = proxy.start(broker.port)
+            finally(function() p:stop() end)
+            local dir = helpers.tmpdir("zmqtt-alias")
+            p:record(dir)
+            local c = connect(clients:new(), p.port)
+            for i = 1, 3 do assert(c:wait(c:publish(topic, "m" .. i, 1), 5)) end
+            assert.is_true(helpers.wait_dispatch(function() return #got == 3 end))
+            for i = 1, 3 do
+                assert.are.equal(topic, got[i].topic)
+                assert.are.equal("m" .. i, got[i].payload)
+            end
+            -- What went up the wire: every PUBLISH with alias 1, the topic
+            -- only in the first.
+            local up = helpers.read_file(dir .. "/conn-001-up.bin")
+            local sent, pos = {}, 1
+            while pos <= #up do
+                local packet, after = FB.decode(up, pos, 5)
+                assert(packet, after)
+                if packet.name == "PUBLISH" then
+                    sent[#sent + 1] = packet.topic .. "@" .. packet.properties.topic_alias
+                end
+                pos = after
+            end
+            assert.are.same({ topic .. "@1", "@1", "@1" }, sent)
         end)
     end)
 end)
