@@ -668,7 +668,9 @@ int mqtt_client_unsubscribe(mqtt_client *c, const mqtt_subscription *subs, size_
 /** Flushes (bounded by disconnect_timeout), sends DISCONNECT, closes; no reconnect follows. */
 int mqtt_client_disconnect(mqtt_client *c);
 /** mqtt_client_disconnect with MQTT 5.0's reason code and properties (0 and
- *  none under 3.1.1, else MQTT_ERR_INVAL); 0x04 asks the broker to publish the will. */
+ *  none under 3.1.1, else MQTT_ERR_INVAL); 0x04 asks the broker to publish the will.
+ *  A non-zero session_expiry_interval after a CONNECT that asked for 0 is
+ *  MQTT_ERR_INVAL, nothing sent (MQTT 5.0 3.14.2.2.2). */
 int mqtt_client_disconnect_v(mqtt_client *c, int reason_code, const mqtt_property *props,
                              size_t prop_count);
 

@@ -408,6 +408,25 @@ describe("MQTT 5.0 (fake broker)", function()
                 user_property = { { "k", "v" } } } })), hex(seen[#seen].raw))
         end)
 
+        it("refuses a session expiry at DISCONNECT when the CONNECT asked for 0, sending nothing",
+           function()
+            local c, fb = connected()
+            assert_argerror(raises(c.disconnect, c, 0, { session_expiry_interval = 60 }),
+                            "session_expiry_interval")
+            -- Still connected, nothing sent: 0 is allowed and goes out as asked.
+            assert.is_true(c:is_connected())
+            c:disconnect(0, { session_expiry_interval = 0 })
+            local _, seen = fb:expect_closed()
+            assert.are.equal(hex(V5.disconnect({ properties = { session_expiry_interval = 0 } })),
+                             hex(seen[#seen].raw))
+            -- A CONNECT with an interval of its own allows another at DISCONNECT.
+            local c2, fb2 = connected({ session_expiry_interval = 5 })
+            c2:disconnect(0, { session_expiry_interval = 60 })
+            _, seen = fb2:expect_closed()
+            assert.are.equal(hex(V5.disconnect({ properties = { session_expiry_interval = 60 } })),
+                             hex(seen[#seen].raw))
+        end)
+
         it("disconnect() flushes what is queued first; close() sends no DISCONNECT", function()
             local c, fb = connected()
             for i = 1, 3 do c:publish("flush/t", tostring(i), 0) end

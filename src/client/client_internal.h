@@ -155,6 +155,7 @@ typedef struct client_shared {
     mqtt_buf will_props;          /* the will's, as a block */
     mqtt_buf assigned_id;         /* the broker's assigned_client_identifier; len 0: none */
     uint8_t disconnect_reason;    /* what disconnect() sends (5.0) */
+    bool connect_expiry_zero;     /* the last CONNECT asked for session expiry 0 (5.0) */
     mqtt_buf disconnect_props;
     alias_slot *alias_out;        /* server.alias_max slots at most, or NULL */
     uint16_t alias_count;

@@ -485,7 +485,16 @@ int mqtt_client_disconnect_v(mqtt_client *c, int reason_code, const mqtt_propert
         rc = mqtt__check_props(props, prop_count, MQTT_DISCONNECT, c->set.opt.protocol);
     if (rc != MQTT_OK)
         return rc;
+    uint32_t expiry = 0;
+    find_prop(props, prop_count, MQTT_PROP_SESSION_EXPIRY_INTERVAL, &expiry);
     pthread_mutex_lock(&c->mu);
+    /* 3.14.2.2.2: a session that was to end with the connection cannot be kept now. */
+    if (expiry > 0 && c->sh.connect_expiry_zero) {
+        pthread_mutex_unlock(&c->mu);
+        return mqtt__refuse(MQTT_ERR_INVAL,
+                            "DISCONNECT property session_expiry_interval: the connection's "
+                            "CONNECT asked for 0, so it must stay 0 (MQTT 5.0 3.14.2.2.2)");
+    }
     c->sh.disconnect_reason = (uint8_t)reason_code;
     rc = mqtt__v5_props_block(&c->sh.disconnect_props, props, prop_count);
     pthread_mutex_unlock(&c->mu);
