@@ -194,7 +194,21 @@ $(BUILD)/lua: spec/tools/sanlua.c | deps-check
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -I$(LUA_INC) -o $@ $< -l$(LUA) $(LDLIBS)
 
-check: check-asan check-tsan check-valgrind check-gc
+# Two pairs side by side (the specs mostly wait on sockets, so a pair shares
+# the two cores without crowding): ASan with TSan, then valgrind with the two
+# collector modes. Each pass's log is printed whole when it ends.
+SIDE_BY_SIDE = pids=""; for t in $(1); do \
+	    $(MAKE) -s $$t >$(BUILD)/$$t.log 2>&1 & pids="$$pids $$!:$$t"; \
+	done; \
+	rc=0; for p in $$pids; do \
+	    wait $${p%%:*} || rc=1; \
+	    echo "== $${p\#*:}:"; cat $(BUILD)/$${p\#*:}.log; \
+	done; exit $$rc
+
+# What valgrind and the collector passes share is built first, once.
+check: deps-check $(MODULE) $(CTESTS) $(BUILD)/c_client
+	@$(call SIDE_BY_SIDE,check-asan check-tsan)
+	@$(call SIDE_BY_SIDE,check-valgrind check-gc)
 
 # The specs again with a collector that never rests, so __gc and __close run
 # all the time: incremental with no pause, and generational, side by side

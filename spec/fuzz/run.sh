@@ -1,7 +1,7 @@
 #!/bin/sh
 # spec/fuzz/run.sh: builds the libFuzzer targets of spec/fuzz/ with clang and
 # runs each for FUZZ_SECONDS over a scratch copy of its committed corpus
-# (spec/fuzz/corpus/<target>/), one target at a time.
+# (spec/fuzz/corpus/<target>/), FUZZ_JOBS targets at a time [the CPU count].
 # Usage: FUZZ_SECONDS=10 sh spec/fuzz/run.sh [target...]   (default: all)
 # Prints per target the executions libFuzzer ran and whether it crashed; ends
 # with "fuzz: N targets, M failed" and the total in the suite's own form
@@ -19,6 +19,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-10}
 FUZZ_CC=${FUZZ_CC:-clang}
 FUZZ_BUILD=${FUZZ_BUILD:-build/fuzz}
 FUZZ_FLAGS=${FUZZ_FLAGS:-}   # extra libFuzzer flags, e.g. -dict=... or -seed=1
+FUZZ_JOBS=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
 
 cd "$(dirname "$0")/../.." || exit 2
 
@@ -51,32 +52,55 @@ fi
 # ---- build -----------------------------------------------------------------
 
 mkdir -p "$FUZZ_BUILD/obj" || exit 2
+tmp=$(mktemp -d -t zmqtt-fuzz.XXXXXX) || exit 2
+trap 'rm -rf "$tmp"' EXIT INT TERM
+
+# A pool of FUZZ_JOBS background jobs: pool_add starts one once a slot is
+# free; pool_wait waits for the rest. Each job reports its own failure.
+pool_pids=""
+pool_add() {
+    # shellcheck disable=SC2086
+    set -- $pool_pids
+    if [ $# -ge "$FUZZ_JOBS" ]; then
+        wait "$1"
+        shift
+        pool_pids=$*
+    fi
+}
+pool_wait() {
+    for p in $pool_pids; do wait "$p"; done
+    pool_pids=""
+}
+
 objs=""
 for src in src/base/*.c src/codec/*.c src/session/*.c src/store/*.c src/transport/*.c src/client/*.c; do
     layer=$(basename "$(dirname "$src")")
     obj=$FUZZ_BUILD/obj/$layer-$(basename "$src" .c).o
+    pool_add
     # -fsanitize=fuzzer-no-link: coverage for libFuzzer without a second main.
     # shellcheck disable=SC2086
-    $FUZZ_CC $CFLAGS -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
-        -c "$src" -o "$obj" || { echo "fuzz: building $src failed"; exit 2; }
+    { $FUZZ_CC $CFLAGS -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
+        -c "$src" -o "$obj" || { echo "fuzz: building $src failed"; : >"$tmp/build-failed"; }; } &
+    pool_pids="$pool_pids $!"
     objs="$objs $obj"
 done
+pool_wait
+[ -e "$tmp/build-failed" ] && exit 2
 for t in $targets; do
     [ -f "spec/fuzz/$t.c" ] || { echo "fuzz: no target spec/fuzz/$t.c"; exit 2; }
+    pool_add
     # shellcheck disable=SC2046,SC2086
-    $FUZZ_CC $CFLAGS $SAN -o "$FUZZ_BUILD/$t" "spec/fuzz/$t.c" $objs $(extra_ldflags "$t") \
-        $LIBS || { echo "fuzz: building $t failed"; exit 2; }
+    { $FUZZ_CC $CFLAGS $SAN -o "$FUZZ_BUILD/$t" "spec/fuzz/$t.c" $objs $(extra_ldflags "$t") \
+        $LIBS || { echo "fuzz: building $t failed"; : >"$tmp/build-failed"; }; } &
+    pool_pids="$pool_pids $!"
 done
+pool_wait
+[ -e "$tmp/build-failed" ] && exit 2
 
 # ---- run -------------------------------------------------------------------
 
-tmp=$(mktemp -d -t zmqtt-fuzz.XXXXXX) || exit 2
-trap 'rm -rf "$tmp"' EXIT INT TERM
-
-total=0
-failed=0
-for t in $targets; do
-    total=$((total + 1))
+run_one() {
+    t=$1
     seeds=spec/fuzz/corpus/$t
     work=$tmp/$t/corpus
     art=$tmp/$t/artifacts
@@ -105,7 +129,7 @@ for t in $targets; do
         saved="$saved $seeds/$name ($(basename "$a" | cut -d- -f1))"
     done
     if [ "$rc" -ne 0 ] || [ -n "$saved" ]; then
-        failed=$((failed + 1))
+        : >"$tmp/$t/failed"
         echo "fuzz: $t FAILED after ${execs:-?} executions (exit $rc)"
         # The report, and the stack frames in our code (not libFuzzer's or libc's).
         grep -E "^(==[0-9]+==ERROR|SUMMARY|fuzz check failed)|^ +#[0-9]+ .*(src|spec/fuzz)/" \
@@ -121,6 +145,22 @@ for t in $targets; do
         echo "fuzz: $t ok: ${execs:-?} executions in ${FUZZ_SECONDS}s, no crash" \
             "(corpus $corpus inputs)"
     fi
+}
+
+# Each target's report goes to a file, printed in order once all are done.
+total=0
+for t in $targets; do
+    total=$((total + 1))
+    mkdir -p "$tmp/$t"
+    pool_add
+    run_one "$t" >"$tmp/$t/report" 2>&1 &
+    pool_pids="$pool_pids $!"
+done
+pool_wait
+failed=0
+for t in $targets; do
+    cat "$tmp/$t/report"
+    [ -e "$tmp/$t/failed" ] && failed=$((failed + 1))
 done
 echo "fuzz: $total targets, $failed failed"
 echo "$((total - failed)) passed, $failed failed"
