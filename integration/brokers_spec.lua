@@ -6,7 +6,8 @@
 -- ports and is stopped by PID. The same checks for each: QoS 0, 1 and 2 both
 -- ways and a burst of 500 QoS 2 publishes (ten times the default window),
 -- all delivered in order; a retained message; a will on close(); a
--- persistent session. RabbitMQ takes QoS 2 as QoS 1 and answers PUBACK: the
+-- persistent session; protocol "auto" falling back to 3.1.1 (none of them
+-- speaks MQTT 5.0). RabbitMQ takes QoS 2 as QoS 1 and answers PUBACK: the
 -- client completes those publishes as downgraded.
 
 local helpers = require("helpers")
@@ -210,6 +211,24 @@ for _, broker in ipairs(BROKERS) do
             w:close()
             assert.is_true(wait_for(function() return #got >= 1 end, 10), "no will")
             assert.equal("gone", got[1].payload)
+        end)
+
+        it("protocol \"auto\" falls back to 3.1.1, keeps it for reconnects, and works",
+           function()
+            if skipped() then return end
+            -- These brokers speak 3.1.1 only: each refuses 5.0 in its own way
+            -- (a CONNACK code or a closed connection).
+            local c = clients:new(nil, true, { protocol = "auto" })
+            c:connect(HOST, 30, node.port)
+            assert.equal(4, c:protocol())
+            local got = helpers.collect(c)
+            helpers.subscribe_wait(c, "zmqtt/iop/auto", 1)
+            assert.is_truthy(c:wait(c:publish("zmqtt/iop/auto", "fell back", 1), 5))
+            assert.is_true(wait_for(function() return #got >= 1 end, 10), "no message")
+            assert.equal("fell back", got[1].payload)
+            c:disconnect()
+            c:connect(HOST, 30, node.port)
+            assert.equal(4, c:protocol())
         end)
 
         it("a persistent session keeps what was published while the client was away", function()
