@@ -363,6 +363,23 @@ describe("TLS", function()
             assert.equal("connected", c:state())
         end)
 
+        it("delivers bursts of 60 kB messages whole, with no traffic after them", function()
+            -- Large messages leave large partial packets at the end of a
+            -- read, so the loop's buffer comes close to full: reads must stay
+            -- whole ones (MQTT_TRANSPORT_WHOLE_READ) or the end of a burst
+            -- may wait inside TLS, where no poll sees it, for the next ping.
+            local ctx = ssl_context { cafile = pki("ca.crt") }
+            local sub = connect(ctx, ports.tls)
+            local got = watch(sub, "tls/burst", 0)
+            local pub = connect(ctx, ports.tls)
+            local N, body = 40, ("x"):rep(60000)
+            for round = 1, 3 do
+                for i = 1, N do pub:publish("tls/burst", body, 0) end
+                assert.is_true(helpers.wait_dispatch(function() return #got >= round * N end, 10),
+                               ("round %d: %d of %d messages"):format(round, #got, round * N))
+            end
+        end)
+
         it("by server_name, checked against its DNS names", function()
             local c = connect(ssl_context { cafile = pki("ca.crt"), server_name = "localhost" },
                               ports.tls)

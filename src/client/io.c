@@ -18,6 +18,7 @@
 
 #define READ_CHUNK (64 * 1024)
 #define READS_PER_WAKE 4
+_Static_assert(READ_CHUNK >= MQTT_TRANSPORT_WHOLE_READ, "every full read is a whole one");
 
 static bool write_output(mqtt_client *c);
 
@@ -383,8 +384,11 @@ static int read_socket(mqtt_client *c, input_area *a, size_t *got)
         size_t room = a->cap - a->len;
         if (room > READ_CHUNK)
             room = READ_CHUNK;
-        if (room == 0)
-            break; /* the loop's buffer is full */
+        /* The loop's buffer is (nearly) full. A short read could leave input
+         * inside TLS or WebSocket that no poll would report: the rest waits
+         * in the socket for the next turn instead. */
+        if (room < MQTT_TRANSPORT_WHOLE_READ)
+            break;
         ssize_t n = c->io.tr->ops->read(c->io.tr, a->data + a->len, room);
         if (n <= 0)
             return n < 0 ? (int)-n : MQTT_OK;

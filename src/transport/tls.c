@@ -77,6 +77,7 @@ typedef struct tls_saved {
 
 /* The most plaintext one record can carry. */
 #define MAX_PLAINTEXT MBEDTLS_SSL_IN_CONTENT_LEN
+_Static_assert(MAX_PLAINTEXT <= MQTT_TRANSPORT_WHOLE_READ, "a whole record fits a whole read");
 
 /* ---- watching the handshake ------------------------------------------ */
 

@@ -19,6 +19,12 @@
 
 typedef struct mqtt_transport mqtt_transport;
 
+/** A read this large leaves nothing decoded inside a transport (a TLS record
+ *  fits whole, a WebSocket transport takes from below only what fits): all
+ *  that is left waits in the socket, where poll sees it. A smaller read may
+ *  leave bytes no poll reports. */
+#define MQTT_TRANSPORT_WHOLE_READ (32 * 1024)
+
 typedef struct mqtt_transport_ops {
     /** > 0: bytes read; 0: would block; < 0: -status (MQTT_ERR_CLOSED at EOF). */
     ssize_t (*read)(mqtt_transport *t, void *buf, size_t len);

@@ -29,6 +29,7 @@ enum { W_INNER, W_REQUEST, W_RESPONSE, W_OPEN, W_FAILED };
 #define CLOSE_FRAME (6 + 2)   /* our close frames: a status code, no reason */
 #define OUT_CAP (OUT_DATA + 14 + 2 * CTL_FRAME + CLOSE_FRAME)
 #define SPILL_CAP 4096        /* wslay hands payload out of a 4096-byte buffer */
+_Static_assert(IN_CAP + SPILL_CAP <= MQTT_TRANSPORT_WHOLE_READ, "see pull()");
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 typedef struct ws_conn {
