@@ -374,7 +374,7 @@ describe("TLS", function()
             local pub = connect(ctx, ports.tls)
             local N, body = 40, ("x"):rep(60000)
             for round = 1, 3 do
-                for i = 1, N do pub:publish("tls/burst", body, 0) end
+                for _ = 1, N do pub:publish("tls/burst", body, 0) end
                 assert.is_true(helpers.wait_dispatch(function() return #got >= round * N end, 10),
                                ("round %d: %d of %d messages"):format(round, #got, round * N))
             end
