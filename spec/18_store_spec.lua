@@ -133,8 +133,13 @@ local function kill_rounds(broker, sub, dir, restart)
         local r = reader(log)
         local step = function() mqtt.dispatch(0.002) end
         local last = round == KILLS + 1
+        -- A failure's message: what went wrong and the end of the child's output.
+        local function says(what)
+            return ("round %d: %s; the child said:\n%s"):format(round, what,
+                                                                 (helpers.read_file(log) or ""):sub(-400))
+        end
         assert(helpers.wait_until(function() return r.poll().recovered end, 30, step),
-               "round " .. round .. ": the child did not start")
+               says("the child did not start"))
         -- While it resends, when there is enough to resend: once what is
         -- left falls to a seeded fraction of it. Now and then right after
         -- its markers. Otherwise while it publishes.
@@ -146,19 +151,19 @@ local function kill_rounds(broker, sub, dir, restart)
             assert(helpers.wait_until(function()
                 r.poll()
                 return r.marked or (r.left and r.left <= left)
-            end, 30, step), "round " .. round .. ": the child did not resend")
+            end, 30, step), says("the child did not resend"))
         elseif kind == "markers" then
             assert(helpers.wait_until(function() return r.poll().marked end, 30, step),
-                   "round " .. round .. ": no markers")
+                   says("no markers"))
         end
         if kind == "publish" or (kind == "resend" and r.marked) then
             assert(helpers.wait_until(function() return r.poll().marked end, 30, step),
-                   "round " .. round .. ": no markers")
+                   says("no markers"))
             assert(helpers.wait_dispatch(function()
                 local _, e1 = numbers(got, "store/1")
                 local _, e2 = numbers(got, "store/2")
                 return e1[tostring(round)] and e2[tostring(round)]
-            end, 10), "round " .. round .. ": the markers did not arrive")
+            end, 10), says("the markers did not arrive"))
             -- Everything the store kept came before the markers.
             local q1, q2 = numbers(got, "store/1"), numbers(got, "store/2")
             local next1, next2 = max_of(q1) + 1, max_of(q2) + 1
@@ -172,13 +177,13 @@ local function kill_rounds(broker, sub, dir, restart)
                 assert(helpers.wait_until(function()
                     r.poll()
                     return r.done or (r.i or 0) >= stop
-                end, 30, step), "round " .. round .. ": the child did not publish")
+                end, 30, step), says("the child did not publish"))
                 helpers.sleep(math.random() * 0.005)
             end
         end
         if last then
             assert(helpers.wait_until(function() return r.poll().done end, 60, step),
-                   "the last life did not finish: " .. tostring(helpers.read_file(log)))
+                   says("the last life did not finish"))
         else
             kill9(rec)
             r.poll()
