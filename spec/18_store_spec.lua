@@ -107,6 +107,29 @@ local function reader(path)
     return r
 end
 
+-- Before the broker restarts (the publisher down): the watcher has all the
+-- broker held for it, and the broker has read its acknowledgements. Markers
+-- of its own go through after what the publisher left; a QoS 1 round trip
+-- after its last acknowledgement. mosquitto 2.0.11 sends a QoS 2 message
+-- whose PUBREL went out before a restart as a new PUBLISH (DUP) after it,
+-- which the watcher rightly takes as a new message: a double that is the
+-- broker's, not the store's.
+local function quiesce(sub, got, tag)
+    sub:publish("store/1", "end " .. tag, 1)
+    sub:publish("store/2", "end " .. tag, 2)
+    local function idle()
+        local st = sub:stats()
+        return st.inflight == 0 and st.queued == 0 and st.queued_bytes == 0
+    end
+    assert(helpers.wait_dispatch(function()
+        local _, e1 = numbers(got, "store/1")
+        local _, e2 = numbers(got, "store/2")
+        return e1[tag] and e2[tag] and idle()
+    end, 10), "the watcher's markers did not come back")
+    sub:publish("store-sync", "x", 1)
+    assert(helpers.wait_dispatch(idle, 10), "the watcher's round trip did not end")
+end
+
 -- The publisher of the issue's kill test: one workload of MESSAGES QoS 1 and
 -- MESSAGES QoS 2 messages, numbered, published by a child (store_child.lua
 -- "run") killed with SIGKILL at KILLS seeded instants and started again each
@@ -116,9 +139,10 @@ end
 -- twice by the test: what came twice came from the library). Kills are picked
 -- against what the child reports: while it resends (what is left), while it
 -- publishes (how far it got, plus up to 5 ms), now and then right after its
--- markers. Lives alternate sync "always" and "batch"; under "always" nothing
--- the child saw published may be lost. `sub`, a connected client, watches;
--- restart(round), when given, says whether to restart the broker meanwhile.
+-- markers. Lives alternate sync "always" and "batch" (QoS 2 exactly once
+-- under both); under "always" nothing the child saw published may be lost.
+-- `sub`, a connected client, watches; restart(round), when given, says
+-- whether to restart the broker while the child is down.
 local function kill_rounds(broker, sub, dir, restart)
     math.randomseed(20261202)
     local got = helpers.watch(sub, "store/#", 2)
@@ -140,11 +164,13 @@ local function kill_rounds(broker, sub, dir, restart)
         end
         assert(helpers.wait_until(function() return r.poll().recovered end, 30, step),
                says("the child did not start"))
-        -- While it resends, when there is enough to resend: once what is
-        -- left falls to a seeded fraction of it. Now and then right after
-        -- its markers. Otherwise while it publishes.
+        -- While it resends, when there is enough to resend (every time in the
+        -- few rounds of a small run): once what is left falls to a seeded
+        -- fraction of it. Now and then right after its markers. Otherwise
+        -- while it publishes.
         local pick = math.random()
-        local kind = last and "publish" or (r.recovered >= 10 and pick < 0.5) and "resend"
+        local kind = last and "publish"
+                     or (r.recovered >= 10 and (pick < 0.5 or not FULL)) and "resend"
                      or pick > 0.9 and "markers" or "publish"
         if kind == "resend" then
             local left = math.floor(r.recovered * math.random())
@@ -193,7 +219,10 @@ local function kill_rounds(broker, sub, dir, restart)
             if sync == "always" then
                 durable1, durable2 = math.max(durable1, r.i or 0), math.max(durable2, r.j or 0)
             end
-            if restart and restart(round) then broker.restart() end
+            if restart and restart(round) then
+                quiesce(sub, got, "k" .. round)
+                broker.restart()
+            end
         end
     end
     assert.is_true(helpers.wait_dispatch(function()
@@ -210,7 +239,13 @@ local function kill_rounds(broker, sub, dir, restart)
     for k, n in ipairs(first) do
         assert.are.equal(k, n, "QoS 1: message " .. k .. " missing or out of order")
     end
-    assert.are.equal(MESSAGES, #q2, "QoS 2: messages missing or doubled")
+    local count, twice = {}, {}
+    for _, n in ipairs(q2) do
+        count[n] = (count[n] or 0) + 1
+        if count[n] == 2 then twice[#twice + 1] = n end
+    end
+    assert.are.equal(0, #twice, "QoS 2: delivered twice: " .. table.concat(twice, " "))
+    assert.are.equal(MESSAGES, #q2, "QoS 2: messages missing")
     for k, n in ipairs(q2) do
         assert.are.equal(k, n, "QoS 2: message " .. k .. " missing, doubled or out of order")
     end
@@ -220,8 +255,11 @@ local function kill_rounds(broker, sub, dir, restart)
     return phases
 end
 
+-- The brokers send to the watcher without a window: mosquitto 2.0.11 lets a
+-- message that arrives as its window to a client opens overtake the ones
+-- queued behind that window, which the order checks would blame on the store.
 describe("store", function()
-    local broker, clients = helpers.with_broker(nil, "zst")
+    local broker, clients = helpers.with_broker({ max_inflight_messages = 0 }, "zst")
     local dir
     before_each(function()
         dir = helpers.tmpdir("zmqtt-store")
@@ -384,16 +422,18 @@ describe("store", function()
 end)
 
 describe("store, with the broker restarted while the publisher is down", function()
-    local broker, clients = helpers.with_broker({ persistence = true }, "zsr")
+    local broker, clients = helpers.with_broker({ persistence = true, max_inflight_messages = 0 },
+                                                "zsr")
 
     it("loses nothing either", function()
         local dir = helpers.tmpdir("zmqtt-store")
         -- A session of its own, so that the broker keeps what comes meanwhile.
         local sub = clients:new(helpers.unique("zsrsub"), false, { reconnect = { min = 0.1, max = 0.2 } })
         sub:connect(HOST, 60, broker.port)
-        -- The broker restarted after every kill: each life then finds a
-        -- broker that kept its session on disk (the plain test above covers
-        -- lives that find it running).
+        -- The broker restarted after every kill, not every other one: each
+        -- life then resends into a broker that kept its session on disk
+        -- (the test above covers lives that find the broker running), and
+        -- the restarts cost about a quarter of a second each.
         local restarts = 0
         kill_rounds(broker, sub, dir, function()
             restarts = restarts + 1
