@@ -50,13 +50,13 @@ local function file_size(path)
     return n
 end
 
--- The numbers of a topic's messages in arrival order; markers ("end N") apart.
+-- The numbers of a topic's messages in arrival order; markers ("end X") apart.
 local function numbers(got, topic)
     local list, ends = {}, {}
     for _, m in ipairs(got) do
         if m.topic == topic then
-            local e = m.payload:match("^end (%d+)$")
-            if e then ends[tonumber(e)] = true else list[#list + 1] = tonumber(m.payload) end
+            local e = m.payload:match("^end (%w+)$")
+            if e then ends[e] = true else list[#list + 1] = tonumber(m.payload) end
         end
     end
     return list, ends
@@ -68,66 +68,217 @@ local function max_of(list)
     return m
 end
 
--- Rounds of a publisher child (sync "always") killed with SIGKILL at a seeded
--- random instant, then a drain child with the same id and store; `sub`, a
--- connected client, watches. With `restart`, the broker is restarted while
--- the publisher is down, every other round. Checks QoS 1 at least once and
--- QoS 2 exactly once, in order, of everything the publisher was told.
-local function kill_rounds(broker, sub, dir, rounds, restart)
+-- The full workload of the issue in plain `make test` (lua5.4); smaller where
+-- the suite runs again: sanitizers (ZMQTT_LUA names their interpreter, where
+-- make otherwise exports plain lua5.4), the collector modes of `make
+-- check-gc` (LUA_INIT_5_4), other interpreters.
+local CHILD_LUA = os.getenv("ZMQTT_LUA") or "lua5.4"
+local FULL = _VERSION == "Lua 5.4" and not rawget(_G, "jit") and CHILD_LUA:match("lua5%.4$")
+             and not os.getenv("LUA_INIT_5_4")
+local KILLS, MESSAGES = 20, 2000
+if not FULL then KILLS, MESSAGES = 5, 250 end
+
+-- A child's output, read as it grows: the last of each kind of line.
+local function reader(path)
+    local r, off, part = {}, 0, ""
+    function r.poll()
+        local f = io.open(path, "rb")
+        if not f then return r end
+        f:seek("set", off)
+        local data = f:read("*a") or ""
+        f:close()
+        off = off + #data
+        part = part .. data
+        for line in part:gmatch("([^\n]*)\n") do
+            local x, y = line:match("^(%d+) (%d+)$")
+            if x then
+                r.i, r.j = tonumber(x), tonumber(y)
+            elseif line:match("^recovered ") then
+                r.recovered = tonumber(line:match("%d+"))
+            elseif line:match("^left ") then
+                r.left = tonumber(line:match("%d+"))
+            elseif line:match("^marked ") then
+                r.marked = true
+            elseif line == "done" then
+                r.done = true
+            end
+        end
+        part = part:match("([^\n]*)$")
+        return r
+    end
+    return r
+end
+
+-- Before the broker restarts (the publisher down): the watcher has all the
+-- broker held for it, and the broker has read its acknowledgements. Markers
+-- of its own go through after what the publisher left; a QoS 1 round trip
+-- after its last acknowledgement. mosquitto 2.0.11 sends a QoS 2 message
+-- whose PUBREL went out before a restart as a new PUBLISH (DUP) after it,
+-- which the watcher rightly takes as a new message: a double that is the
+-- broker's, not the store's.
+local function quiesce(sub, got, tag)
+    sub:publish("store/1", "end " .. tag, 1)
+    sub:publish("store/2", "end " .. tag, 2)
+    local function idle()
+        local st = sub:stats()
+        return st.inflight == 0 and st.queued == 0 and st.queued_bytes == 0
+    end
+    assert(helpers.wait_dispatch(function()
+        local _, e1 = numbers(got, "store/1")
+        local _, e2 = numbers(got, "store/2")
+        return e1[tag] and e2[tag] and idle()
+    end, 10), "the watcher's markers did not come back")
+    sub:publish("store-sync", "x", 1)
+    assert(helpers.wait_dispatch(idle, 10), "the watcher's round trip did not end")
+end
+
+-- The publisher of the issue's kill test: one workload of MESSAGES QoS 1 and
+-- MESSAGES QoS 2 messages, numbered, published by a child (store_child.lua
+-- "run") killed with SIGKILL at KILLS seeded instants and started again each
+-- time with the same id and store (clean_session false), then run to the end.
+-- Each life resends what its store recovered, publishes markers, and goes on
+-- from the numbers the test saw arrive before them (so nothing is published
+-- twice by the test: what came twice came from the library). Kills are picked
+-- against what the child reports: while it resends (what is left), while it
+-- publishes (how far it got, plus up to 5 ms), now and then right after its
+-- markers. Lives alternate sync "always" and "batch" (QoS 2 exactly once
+-- under both); under "always" nothing the child saw published may be lost.
+-- `sub`, a connected client, watches; restart(round), when given, says
+-- whether to restart the broker while the child is down.
+local function kill_rounds(broker, sub, dir, restart)
     math.randomseed(20261202)
     local got = helpers.watch(sub, "store/#", 2)
     local id = helpers.unique("zpub")
-    local next1, next2 = 1, 1
-    for round = 1, rounds do
-        local log = dir .. "/child" .. round .. ".log"
-        local rec = start_child(log, broker.port, dir, id, "always", "publish", next1, next2)
-        helpers.sleep(0.1 + math.random() * 0.3)
-        kill9(rec)
-        if restart and round % 2 == 0 then broker.restart() end
-        assert.matches("drained", run_child(20, broker.port, dir, id, "always", "drain", round))
-        assert.is_true(helpers.wait_dispatch(function()
-            local _, e1 = numbers(got, "store/1")
-            local _, e2 = numbers(got, "store/2")
-            return e1[round] and e2[round]
-        end, 10), "round " .. round .. ": the end markers did not arrive")
-        -- Go on after what the child knew published (it cannot lose those:
-        -- a gap shows it) or, when it was killed before printing it, what came.
-        local i, j
-        for a, b in (helpers.read_file(log) or ""):gmatch("(%d+) (%d+)\n") do i, j = a, b end
-        next1 = math.max(tonumber(i) or 0, max_of((numbers(got, "store/1")))) + 1
-        next2 = math.max(tonumber(j) or 0, max_of((numbers(got, "store/2")))) + 1
+    local per_life = math.floor(2 * MESSAGES / (KILLS + 1))
+    local durable1, durable2 = 0, 0
+    local phases = { resend = 0, markers = 0, publish = 0 }
+    for round = 1, KILLS + 1 do
+        local sync = round % 2 == 1 and "always" or "batch"
+        local log, go = dir .. "/child" .. round .. ".log", dir .. "/go" .. round
+        local rec = start_child(log, broker.port, dir, id, sync, "run", round, MESSAGES, go)
+        local r = reader(log)
+        local step = function() mqtt.dispatch(0.002) end
+        local last = round == KILLS + 1
+        -- A failure's message: what went wrong and the end of the child's output.
+        local function says(what)
+            return ("round %d: %s; the child said:\n%s"):format(round, what,
+                                                                 (helpers.read_file(log) or ""):sub(-400))
+        end
+        assert(helpers.wait_until(function() return r.poll().recovered end, 30, step),
+               says("the child did not start"))
+        -- While it resends, when there is enough to resend (every time in the
+        -- few rounds of a small run): once what is left falls to a seeded
+        -- fraction of it. Now and then right after its markers. Otherwise
+        -- while it publishes.
+        local pick = math.random()
+        local kind = last and "publish"
+                     or (r.recovered >= 10 and (pick < 0.5 or not FULL)) and "resend"
+                     or pick > 0.9 and "markers" or "publish"
+        if kind == "resend" then
+            local left = math.floor(r.recovered * math.random())
+            assert(helpers.wait_until(function()
+                r.poll()
+                return r.marked or (r.left and r.left <= left)
+            end, 30, step), says("the child did not resend"))
+        elseif kind == "markers" then
+            assert(helpers.wait_until(function() return r.poll().marked end, 30, step),
+                   says("no markers"))
+        end
+        if kind == "publish" or (kind == "resend" and r.marked) then
+            assert(helpers.wait_until(function() return r.poll().marked end, 30, step),
+                   says("no markers"))
+            assert(helpers.wait_dispatch(function()
+                local _, e1 = numbers(got, "store/1")
+                local _, e2 = numbers(got, "store/2")
+                return e1[tostring(round)] and e2[tostring(round)]
+            end, 10), says("the markers did not arrive"))
+            -- Everything the store kept came before the markers.
+            local q1, q2 = numbers(got, "store/1"), numbers(got, "store/2")
+            local next1, next2 = max_of(q1) + 1, max_of(q2) + 1
+            assert(next1 > durable1 and next2 > durable2, ("round %d: published under " ..
+                   "\"always\" up to %d and %d, arrived up to %d and %d"):format(
+                   round, durable1, durable2, next1 - 1, next2 - 1))
+            helpers.write_file(go .. ".tmp", next1 .. " " .. next2 .. "\n")
+            assert(os.rename(go .. ".tmp", go))
+            if kind == "publish" and not last then
+                local stop = next1 + math.random(1, per_life)
+                assert(helpers.wait_until(function()
+                    r.poll()
+                    return r.done or (r.i or 0) >= stop
+                end, 30, step), says("the child did not publish"))
+                helpers.sleep(math.random() * 0.005)
+            end
+        end
+        if last then
+            assert(helpers.wait_until(function() return r.poll().done end, 60, step),
+                   says("the last life did not finish"))
+        else
+            kill9(rec)
+            r.poll()
+            local phase = r.i and "publish" or (r.left or 0) > 0 and not r.marked and "resend"
+                          or "markers"
+            phases[phase] = phases[phase] + 1
+            if sync == "always" then
+                durable1, durable2 = math.max(durable1, r.i or 0), math.max(durable2, r.j or 0)
+            end
+            if restart and restart(round) then
+                quiesce(sub, got, "k" .. round)
+                broker.restart()
+            end
+        end
     end
+    assert.is_true(helpers.wait_dispatch(function()
+        local _, e1 = numbers(got, "store/1")
+        local _, e2 = numbers(got, "store/2")
+        return e1.fin and e2.fin
+    end, 10), "the last markers did not arrive")
     local q1, q2 = numbers(got, "store/1"), numbers(got, "store/2")
-    assert.is_true(#q1 > rounds and #q2 > rounds, "too few messages were published")
     local seen, first = {}, {}
     for _, n in ipairs(q1) do
         if not seen[n] then seen[n] = true; first[#first + 1] = n end
     end
+    assert.are.equal(MESSAGES, #first, "QoS 1: messages missing")
     for k, n in ipairs(first) do
         assert.are.equal(k, n, "QoS 1: message " .. k .. " missing or out of order")
     end
+    local count, twice = {}, {}
+    for _, n in ipairs(q2) do
+        count[n] = (count[n] or 0) + 1
+        if count[n] == 2 then twice[#twice + 1] = n end
+    end
+    assert.are.equal(0, #twice, "QoS 2: delivered twice: " .. table.concat(twice, " "))
+    assert.are.equal(MESSAGES, #q2, "QoS 2: messages missing")
     for k, n in ipairs(q2) do
         assert.are.equal(k, n, "QoS 2: message " .. k .. " missing, doubled or out of order")
     end
+    -- Where the kills landed, for the record.
+    print(("\n%d kills: %d resending, %d after the markers, %d publishing; %d QoS 1 arrivals")
+          :format(KILLS, phases.resend, phases.markers, phases.publish, #q1))
+    return phases
 end
 
+-- The brokers send to the watcher without a window: mosquitto 2.0.11 lets a
+-- message that arrives as its window to a client opens overtake the ones
+-- queued behind that window, which the order checks would blame on the store.
 describe("store", function()
-    local broker, clients = helpers.with_broker(nil, "zst")
+    local broker, clients = helpers.with_broker({ max_inflight_messages = 0 }, "zst")
     local dir
     before_each(function()
         dir = helpers.tmpdir("zmqtt-store")
     end)
 
     it("loses nothing of a publisher killed with SIGKILL at random points", function()
-        -- Fewer than the issue's 20 rounds of 2,000 + 2,000 messages: the
-        -- spec's time budget. Each round runs until a seeded random instant.
         local sub = clients:new(nil, true)
         sub:connect(HOST, 60, broker.port)
-        kill_rounds(broker, sub, dir, 8, false)
+        local phases = kill_rounds(broker, sub, dir)
+        assert.is_true(phases.publish > 0, "no kill while publishing")
+        -- Every few rounds there is a backlog to resend and a kill meant for it:
+        -- with 20 of them, some land before it is done.
+        assert.is_true(not FULL or phases.resend > 0, "no kill while resending")
     end)
 
     it("keeps an offline queue across a kill", function()
-        local N = 300
+        local N = 500
         local sub = clients:new(nil, true)
         sub:connect(HOST, 60, broker.port)
         local got = helpers.watch(sub, "store/#", 2)
@@ -143,7 +294,7 @@ describe("store", function()
         run_child(20, broker.port, dir, id, "always", "drain", 1)
         assert.is_true(helpers.wait_dispatch(function()
             local _, e = numbers(got, "store/1")
-            return e[1]
+            return e["1"]
         end, 10))
         local q1 = numbers(got, "store/1")
         assert.are.equal(N, #q1)
@@ -273,13 +424,23 @@ describe("store", function()
 end)
 
 describe("store, with the broker restarted while the publisher is down", function()
-    local broker, clients = helpers.with_broker({ persistence = true }, "zsr")
+    local broker, clients = helpers.with_broker({ persistence = true, max_inflight_messages = 0 },
+                                                "zsr")
 
     it("loses nothing either", function()
         local dir = helpers.tmpdir("zmqtt-store")
         -- A session of its own, so that the broker keeps what comes meanwhile.
         local sub = clients:new(helpers.unique("zsrsub"), false, { reconnect = { min = 0.1, max = 0.2 } })
         sub:connect(HOST, 60, broker.port)
-        kill_rounds(broker, sub, dir, 4, true)
+        -- The broker restarted after every kill, not every other one: each
+        -- life then resends into a broker that kept its session on disk
+        -- (the test above covers lives that find the broker running), and
+        -- the restarts cost about a quarter of a second each.
+        local restarts = 0
+        kill_rounds(broker, sub, dir, function()
+            restarts = restarts + 1
+            return true
+        end)
+        assert.are.equal(KILLS, restarts)
     end)
 end)

@@ -6,9 +6,12 @@
  * without blocking (an alarm kills a child that hangs), and close() must
  * release nothing the parent uses: the parent's client goes on working. Some
  * children also make a client of their own, which their own I/O loop serves.
+ * The client keeps a store: in a child it stays the parent's (the child
+ * cannot open it, and closing the client there leaves it to the parent).
  * Run from the repository root (as make does): the script loads lua/mqtt/.
  */
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -19,9 +22,10 @@
 #include "test.h"
 
 static const char script[] =
-    "local port, parent = ...\n"
+    "local port, parent, store = ...\n"
     "local mqtt = require('mqtt')\n"
-    "local client = mqtt.Client('lua-fork', true, {connect_timeout = 3})\n"
+    "local client = mqtt.Client('lua-fork', true, {connect_timeout = 3,\n"
+    "                           store = {path = store, sync = 'batch'}})\n"
     "client:connect{host = '127.0.0.1', port = port, keepalive = 30}\n"
     "local got = 0\n"
     "client:on(mqtt.PUBACK, function() got = got + 1 end)\n"
@@ -52,6 +56,9 @@ static const char script[] =
     "    end\n"
     "    assert(tostring(client):find('belongs to process ' .. parent, 1, true))\n"
     "    assert(mqtt.dispatch(0) == 0, 'the parent client was dispatched in the child')\n"
+    "    local ok, err = pcall(mqtt.Client, 'lua-fork', true, {store = store})\n"
+    "    assert(not ok and tostring(err):find('in use by process ' .. parent, 1, true),\n"
+    "           'the child opened the parent\\'s store: ' .. tostring(err))\n"
     "    client:close()\n"
     "    client:close()\n"
     "end\n"
@@ -78,6 +85,7 @@ static const char script[] =
     "assert(client:wait(client:publish('t', 'after', 1), 5), 'no PUBACK after the forks')\n"
     "client:disconnect()\n"
     "client:close()\n"
+    "assert(mqtt.store_clear(store, 'lua-fork'), 'the store stayed in use')\n"
     "return children\n";
 
 /* fork_and_run(fn) -> true | false, why. The child runs fn in its copy of the
@@ -160,15 +168,18 @@ int main(void)
     lua_setglobal(L, "threads_after_fork");
     bool loaded = luaL_loadstring(L, script) == LUA_OK;
     CHECK(loaded, "the script compiles");
-    if (loaded) {
+    char store[] = "/tmp/zmqtt-fork-XXXXXX";
+    if (loaded && mkdtemp(store) != NULL) {
         lua_pushinteger(L, fake_broker_port(broker));
         lua_pushinteger(L, (lua_Integer)getpid());
-        int rc = lua_pcall(L, 2, 1, 0);
+        lua_pushstring(L, store);
+        int rc = lua_pcall(L, 3, 1, 0);
         if (rc != LUA_OK)
             printf("# %s\n", luaL_tolstring(L, -1, NULL));
         CHECK(rc == LUA_OK && lua_tointeger(L, -1) == 40,
               "40 children: every method raises 'bad state', none blocks, close releases "
-              "nothing of the parent's, whose client goes on");
+              "nothing of the parent's, whose client goes on; the store stays the parent's");
+        rmdir(store);
     }
     lua_close(L);
     fake_broker_stop(broker);

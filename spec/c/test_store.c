@@ -2,22 +2,76 @@
  * The store (src/store): round trips of every record kind and state,
  * order, compaction keeping exactly the live set, recovery of a log cut at
  * every byte and with every byte's bit flipped, a directory that cannot be
- * written, a store opened twice, every allocation failing in turn, and a
- * writer killed with SIGKILL at random points (seeded: STORE_SEED).
+ * written, a store opened twice, every allocation failing in turn, a
+ * writer killed with SIGKILL at random points (seeded: STORE_SEED), a child
+ * of fork() or posix_spawn() that neither keeps nor releases the lock, and a
+ * client destroyed while publishers wait for their fsync (fdatasync is this
+ * program's own, so the test decides when the disk answers).
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "alloc.h"
+#include "client_internal.h"
 #include "store_internal.h"
 #include "test.h"
+
+extern char **environ;
+
+/* ---- the disk, as the test wants it ------------------------------------ */
+
+/* fdatasync for the whole program (the library's calls land here): while
+ * the gate is shut a call waits, counted in gate_waiting; disk_fails makes
+ * it fail with EIO. */
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static bool gate_shut, disk_fails;
+static int gate_waiting;
+
+int fdatasync(int fd)
+{
+    pthread_mutex_lock(&gate_mu);
+    gate_waiting++;
+    pthread_cond_broadcast(&gate_cv);
+    while (gate_shut)
+        pthread_cond_wait(&gate_cv, &gate_mu);
+    gate_waiting--;
+    bool fails = disk_fails;
+    pthread_mutex_unlock(&gate_mu);
+    if (fails) {
+        errno = EIO;
+        return -1;
+    }
+    return (int)syscall(SYS_fdatasync, fd);
+}
+
+static void gate_set(bool shut, bool fails)
+{
+    pthread_mutex_lock(&gate_mu);
+    gate_shut = shut;
+    disk_fails = fails;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_mu);
+}
+
+/* Waits until n calls wait at the shut gate. */
+static void gate_wait_for(int n)
+{
+    pthread_mutex_lock(&gate_mu);
+    while (gate_waiting < n)
+        pthread_cond_wait(&gate_cv, &gate_mu);
+    pthread_mutex_unlock(&gate_mu);
+}
 
 static char base_dir[64];
 
@@ -681,6 +735,249 @@ static void test_lock(void)
           "clearing a store that never existed is no error");
 }
 
+/* ---- fork, spawn and a destroy under waiting publishers ------------------ */
+
+static char lock_path[512];
+
+static const char *lockfile(const char *dir, const char *id)
+{
+    snprintf(lock_path, sizeof lock_path, "%s", logfile(dir, id));
+    strcpy(lock_path + strlen(lock_path) - 4, ".lock");
+    return lock_path;
+}
+
+/* Whether process pid (0: this one) has a descriptor open on path. */
+static bool holds_file(pid_t pid, const char *path)
+{
+    char fd_dir[64], link[600], target[600];
+    snprintf(fd_dir, sizeof fd_dir, pid ? "/proc/%ld/fd" : "/proc/self/fd", (long)pid);
+    DIR *d = opendir(fd_dir);
+    bool found = false;
+    struct dirent *e;
+    while (d != NULL && !found && (e = readdir(d)) != NULL) {
+        snprintf(link, sizeof link, "%s/%s", fd_dir, e->d_name);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        if (n > 0) {
+            target[n] = '\0';
+            found = strcmp(target, path) == 0;
+        }
+    }
+    if (d != NULL)
+        closedir(d);
+    return found;
+}
+
+/* A client on the store of id in dir, never connected. */
+static mqtt_client *store_client(const char *dir, const char *id, int *rc)
+{
+    mqtt_options o;
+    mqtt_options_init(&o);
+    o.client_id = id;
+    o.client_id_len = strlen(id);
+    o.clean_session = false;
+    o.store = dir;
+    o.store_sync = MQTT_SYNC_ALWAYS;
+    mqtt_client *c = NULL;
+    *rc = mqtt_client_create(&o, &c);
+    return c;
+}
+
+static int publish_n(mqtt_client *c, int n)
+{
+    char payload[16];
+    int len = snprintf(payload, sizeof payload, "%d", n);
+    mqtt_message m = { .topic = "store/w", .topic_len = 7, .payload = payload,
+                       .payload_len = (size_t)len, .qos = 1 };
+    return mqtt_client_publish(c, &m, NULL);
+}
+
+/* The parent's client, which a child of fork() abandons: still pointed at,
+ * so that a leak checker does not count it lost in the child. */
+static mqtt_client *volatile abandoned;
+
+/* The child of test_fork: what it may do with its parent's client and store;
+ * says how it went over out, then lives until in is closed. */
+static void fork_child(const char *dir, mqtt_client *c, mqtt_store *st, int in, int out)
+{
+    char want[64];
+    snprintf(want, sizeof want, "is in use by process %ld", (long)getppid());
+    const char *lock = lockfile(dir, "forked"), *why = "ok";
+    int rc;
+    mqtt_client *d = store_client(dir, "forked", &rc);
+    if (holds_file(0, lock) || holds_file(0, logfile(dir, "forked")))
+        why = "the child has the parent's lock file or log open";
+    else if (d != NULL || rc != MQTT_ERR_STATE || strstr(mqtt_last_error(), want) == NULL)
+        why = "the child could open the parent's store";
+    abandoned = c;
+    mqtt_client_destroy(c); /* the parent's: only the child's copies go */
+    if (mqtt__store_close(st) != MQTT_OK)
+        why = "closing the parent's store in the child failed";
+    if (write(out, why, strlen(why)) < 0)
+        _exit(3);
+    char b;
+    while (read(in, &b, 1) > 0)
+        ;
+    _exit(0);
+}
+
+/* A client and a bare store with changes pending, then a child forked; while
+ * it lives the parent closes both and opens them again: the child kept no lock.
+ * Then the same with a process made by posix_spawn (close-on-exec). */
+static void test_fork(void)
+{
+    const char *dir = fresh_dir("fork");
+    int rc;
+    mqtt_client *c = store_client(dir, "forked", &rc);
+    CHECK(c != NULL && publish_n(c, 1) == MQTT_OK, "a client with a store publishes");
+    mqtt_store *st = open_ok(dir, MQTT_STORE_SYNC_ALWAYS, NULL);
+    CHECK(st != NULL, "a bare store opens");
+    op_out_add(st, NULL, "t", "pending", 1, 1, false, NULL); /* not written yet */
+    int down[2], up[2];
+    if (c == NULL || st == NULL || pipe(down) != 0 || pipe(up) != 0)
+        return;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(down[1]);
+        close(up[0]);
+        fork_child(dir, c, st, down[0], up[1]);
+    }
+    close(down[0]);
+    close(up[1]);
+    char said[128] = "";
+    ssize_t n = read(up[0], said, sizeof said - 1);
+    said[n > 0 ? n : 0] = '\0';
+    close(up[0]);
+    CHECK(strcmp(said, "ok") == 0, "in a child of fork() the parent's client and store are "
+                                   "refused, hold no descriptor of them and close without I/O");
+    if (strcmp(said, "ok") != 0)
+        printf("# %s\n", said);
+    mqtt_client_destroy(c);
+    CHECK(mqtt__store_close(st) == MQTT_OK, "the parent closes its store");
+    c = store_client(dir, "forked", &rc);
+    mqtt_stats s;
+    if (c != NULL)
+        mqtt_client_stats(c, &s);
+    CHECK(c != NULL && s.queued == 1,
+          "with the child alive the parent opens its client's store again: the child kept no lock");
+    mqtt_store_report rep;
+    st = open_ok(dir, MQTT_STORE_SYNC_ALWAYS, &rep);
+    CHECK(st != NULL && rep.outgoing == 1 && rep.corruptions == 0,
+          "and its bare store: the record the parent wrote at close, once, nothing else");
+    close(down[1]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+
+    /* posix_spawn runs no fork handlers: close-on-exec keeps the lock from the new program. */
+    int keep[2];
+    if (pipe(keep) != 0)
+        return;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, keep[0], 0);
+    posix_spawn_file_actions_addclose(&fa, keep[1]);
+    char *argv[] = { "sh", "-c", "read x", NULL };
+    pid_t sp = 0;
+    int spawned = posix_spawn(&sp, "/bin/sh", &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(keep[0]);
+    bool none = spawned == 0 && !holds_file(sp, lockfile(dir, "forked")) &&
+                !holds_file(sp, lockfile(dir, "dev-1")) && !holds_file(sp, logfile(dir, "dev-1"));
+    mqtt_client_destroy(c);
+    mqtt__store_close(st);
+    c = store_client(dir, "forked", &rc);
+    CHECK(none && c != NULL, "a spawned program holds none of the store's files; "
+                             "the store opens again while it runs");
+    mqtt_client_destroy(c);
+    close(keep[1]);
+    if (spawned == 0)
+        waitpid(sp, &status, 0);
+}
+
+typedef struct publisher {
+    mqtt_client *c;
+    int n, rc;
+    pthread_t th;
+} publisher;
+
+static void *publish_thread(void *arg)
+{
+    publisher *p = arg;
+    p->rc = publish_n(p->c, p->n);
+    return NULL;
+}
+
+static void *destroy_thread(void *arg)
+{
+    mqtt_client_destroy(arg);
+    return NULL;
+}
+
+static unsigned waiters(mqtt_client *c)
+{
+    pthread_mutex_lock(&c->mu);
+    unsigned n = c->sh.store_waiters;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+static bool stopping(mqtt_client *c)
+{
+    pthread_mutex_lock(&c->mu);
+    bool b = c->sh.stop;
+    pthread_mutex_unlock(&c->mu);
+    return b;
+}
+
+/* Two publishers under sync "always": the first one's group held at its
+ * fdatasync, the second waiting behind it; the client destroyed meanwhile.
+ * Each publish returns, MQTT_OK exactly for what a restart finds. */
+static void destroy_under_waiters(bool fails)
+{
+    const char *dir = fresh_dir(fails ? "destroy-fail" : "destroy");
+    int rc;
+    mqtt_client *c = store_client(dir, "waited", &rc);
+    if (c == NULL)
+        return;
+    publisher p[2] = { { .c = c, .n = 1 }, { .c = c, .n = 2 } };
+    gate_set(true, false);
+    pthread_create(&p[0].th, NULL, publish_thread, &p[0]);
+    gate_wait_for(1); /* the I/O thread writes the first group */
+    pthread_create(&p[1].th, NULL, publish_thread, &p[1]);
+    while (waiters(c) < 2)
+        sched_yield();
+    pthread_t d;
+    pthread_create(&d, NULL, destroy_thread, c);
+    while (!stopping(c))
+        sched_yield();
+    gate_set(false, fails);
+    pthread_join(p[0].th, NULL);
+    pthread_join(p[1].th, NULL);
+    pthread_join(d, NULL);
+    gate_set(false, false);
+    mqtt_store_report rep;
+    mqtt_store *st = NULL;
+    char err[300];
+    rc = mqtt__store_open(dir, cid("waited"), MQTT_STORE_SYNC_ALWAYS, &st, &rep, err, sizeof err);
+    size_t kept = rc == MQTT_OK ? rep.outgoing : 99;
+    mqtt__store_close(st);
+    printf("# publishes returned %d and %d; %zu recovered\n", p[0].rc, p[1].rc, kept);
+    if (fails)
+        CHECK(p[0].rc == MQTT_ERR_SYSTEM && p[1].rc == MQTT_ERR_SYSTEM && kept == 0,
+              "destroy with publishers waiting on a failing disk: both fail, neither is kept");
+    else
+        CHECK(p[0].rc == MQTT_OK && p[1].rc == MQTT_OK && kept == 2,
+              "destroy with publishers waiting for their fsync: both return MQTT_OK, both kept");
+}
+
+static void test_destroy_wakes(void)
+{
+    alarm(60); /* a publisher left waiting would hang the test: fail it instead */
+    destroy_under_waiters(false);
+    destroy_under_waiters(true);
+    alarm(0);
+}
+
 /* ---- out of memory ----------------------------------------------------- */
 
 /* Open, recover, change, flush, compact, close; stops at the first NOMEM. */
@@ -946,6 +1243,8 @@ int main(void)
     test_damage();
     test_not_writable();
     test_lock();
+    test_fork();
+    test_destroy_wakes();
     test_oom();
     test_kill();
     rm_tree(base_dir);

@@ -131,6 +131,9 @@ void mqtt_client_destroy(mqtt_client *c)
         c->sh.stop = true;
         pthread_mutex_unlock(&c->mu);
         mqtt__loop_detach(&c->member);
+        pthread_mutex_lock(&c->mu);
+        mqtt__persist_finish(c);
+        pthread_mutex_unlock(&c->mu);
     }
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
@@ -232,13 +235,14 @@ static int enqueue(mqtt_client *c, mqtt_record *r, uint16_t *mid, const mqtt_mes
         rc = mqtt__owed_bytes(c) + r->bytes > c->set.opt.max_queued_bytes
                  ? MQTT_ERR_QUEUE_FULL
                  : mqtt__session_add(c->sh.session, r);
-    bool wake = false;
+    bool wake = false, wait = false;
     uint64_t seq = 0;
     if (rc == MQTT_OK) {
         if (mid && r->packet_id)
             *mid = r->packet_id;
         bool store_idle = c->sh.store && mqtt__store_flush_due(c->sh.store, 0) < 0;
         seq = mqtt__persist_added(c, r);
+        wait = mqtt__persist_must_wait(c, seq);
         /* With a store the I/O thread sends: only it writes the changes to
          * disk first. It is woken for the first change it has to write and
          * the first record it has to send; acks and its timer do the rest. */
@@ -253,7 +257,7 @@ static int enqueue(mqtt_client *c, mqtt_record *r, uint16_t *mid, const mqtt_mes
         mqtt__record_free(r);
     if (wake)
         mqtt__wake(c);
-    if (seq) {
+    if (wait) {
         pthread_mutex_lock(&c->mu);
         rc = mqtt__persist_wait(c, seq);
         pthread_mutex_unlock(&c->mu);

@@ -166,6 +166,8 @@ typedef struct client_shared {
     mqtt_key_map *store_keys;      /* the store's key of each stored record */
     int store_sync;               /* MQTT_SYNC_* */
     bool store_error;             /* the last group commit failed */
+    bool store_closing;           /* destroy wrote what it could: waiting ends */
+    unsigned store_waiters;       /* publishers in mqtt__persist_wait, or about to be */
     uint64_t store_need;          /* the last change the output waits for (durable first) */
     uint64_t store_corruptions;   /* reported by the recovery */
 } client_shared;
@@ -418,8 +420,15 @@ MQTT_HIDDEN void mqtt__persist_close(mqtt_client *c);
 /** A record just added to the session: stored (publishes); returns the change's
  *  sequence number for mqtt__persist_wait (0: nothing stored). */
 MQTT_HIDDEN uint64_t mqtt__persist_added(mqtt_client *c, mqtt_record *r);
-/** Under sync "always": waits until change seq is durable (mu let go meanwhile). */
+/** Under sync "always", in the section that stored change seq: true when the
+ *  caller is to wait for it (mqtt__persist_wait); destroy waits for it then. */
+MQTT_HIDDEN bool mqtt__persist_must_wait(mqtt_client *c, uint64_t seq);
+/** Waits until change seq is durable (mu let go meanwhile), or until the
+ *  disk failed or destroy wrote what it could: MQTT_OK exactly when it is. */
 MQTT_HIDDEN int mqtt__persist_wait(mqtt_client *c, uint64_t seq);
+/** destroy, the I/O thread gone: writes what is pending, gives each waiting
+ *  publisher its outcome and waits until they all have left. */
+MQTT_HIDDEN void mqtt__persist_finish(mqtt_client *c);
 /** The store's key of an outgoing record (0: not stored). */
 MQTT_HIDDEN uint64_t mqtt__persist_key(const mqtt_client *c, const mqtt_record *r);
 /** The same for a record about to be written: the change that added it is

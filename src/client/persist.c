@@ -331,13 +331,36 @@ double mqtt__persist_tend(mqtt_client *c)
     return due < 0 ? -1 : mqtt__now() + (double)due / 1000.0;
 }
 
-int mqtt__persist_wait(mqtt_client *c, uint64_t seq)
+bool mqtt__persist_must_wait(mqtt_client *c, uint64_t seq)
 {
     if (!c->sh.store || c->sh.store_sync != MQTT_SYNC_ALWAYS || seq == 0)
-        return MQTT_OK;
-    while (mqtt__store_durable(c->sh.store) < seq && !c->sh.store_error && !c->sh.stop)
+        return false;
+    c->sh.store_waiters++;
+    return true;
+}
+
+int mqtt__persist_wait(mqtt_client *c, uint64_t seq)
+{
+    while (mqtt__store_durable(c->sh.store) < seq && !c->sh.store_error && !c->sh.store_closing)
         pthread_cond_wait(&c->cv, &c->mu);
-    return mqtt__store_durable(c->sh.store) >= seq ? MQTT_OK : MQTT_ERR_SYSTEM;
+    int rc = mqtt__store_durable(c->sh.store) >= seq ? MQTT_OK : MQTT_ERR_SYSTEM;
+    if (--c->sh.store_waiters == 0 && c->sh.store_closing)
+        pthread_cond_broadcast(&c->cv); /* destroy waits for the last one */
+    return rc;
+}
+
+void mqtt__persist_finish(mqtt_client *c)
+{
+    if (!c->sh.store)
+        return;
+    /* A group the disk refused first, then what is pending: two at most. */
+    for (int i = 0; i < 2 && mqtt__store_durable(c->sh.store) < mqtt__store_last(c->sh.store);
+         i++)
+        mqtt__persist_flush(c);
+    c->sh.store_closing = true;
+    pthread_cond_broadcast(&c->cv);
+    while (c->sh.store_waiters > 0)
+        pthread_cond_wait(&c->cv, &c->mu);
 }
 
 int mqtt_store_clear(const char *dir, const char *client_id, size_t client_id_len)

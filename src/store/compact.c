@@ -54,7 +54,7 @@ int mqtt__store_compact_begin(mqtt_store *st, mqtt_store_compaction *c)
 {
     if (st == NULL || c == NULL)
         return MQTT_ERR_INVAL;
-    if (st->flushing || st->compacting || st->retry != NULL)
+    if (st->flushing || st->compacting || st->retry != NULL || st->orphan)
         return MQTT_ERR_STATE;
     size_t n = 0, i = 0, j = 0;
     for (const st_ent *e; (e = merge_next(st, &i, &j)) != NULL && e->pos < st->file_end;)
@@ -190,8 +190,7 @@ int mqtt__store_compact_end(mqtt_store *st, mqtt_store_compaction *c)
         rc = c->err < 0 ? MQTT_ERR_NOMEM : mqtt__system_failure("store compaction", c->err);
     } else {
         mqtt__store_unmap(st); /* positions change: iteration reads the new file */
-        close(st->fd);
-        st->fd = c->new_fd;
+        mqtt__store_switch_fd(st, c->new_fd);
         relocate(st, c);
         st->counts.compactions++;
         if (c->dir_err != 0)

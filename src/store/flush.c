@@ -57,7 +57,7 @@ int64_t mqtt__store_flush_due(const mqtt_store *st, uint64_t now_ms)
 
 bool mqtt__store_flush_begin(mqtt_store *st, mqtt_store_flush *f)
 {
-    if (st == NULL || f == NULL || st->flushing || st->compacting ||
+    if (st == NULL || f == NULL || st->flushing || st->compacting || st->orphan ||
         (st->pend_len == 0 && st->retry == NULL))
         return false;
     *f = (mqtt_store_flush){ .at = st->file_end, .fd = st->fd,

@@ -3,9 +3,14 @@
  * the client id, the exclusive lock (flock on a lock file holding the
  * owner's pid, so a second opener, in this process or another, is refused
  * by name), recovery at open, the last flush at close, and clearing.
+ * A child of fork() gets none of it: the lock belongs to the open file
+ * description, which a child's copy of the descriptor would keep alive after
+ * the parent closed its own, so the child closes its copies at the fork
+ * (close-on-exec covers a posix_spawn, which runs no fork handlers).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +23,64 @@
 #include "store_internal.h"
 
 #define MAX_ID_BYTES 100u /* hex-encoded into a file name: 200 of NAME_MAX's 255 */
+
+/* The stores open in this process, and the lock fork() takes: held while a
+ * lock file is open but not yet listed, so no fork copies it unseen. */
+static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
+static mqtt_store *open_list;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&open_mu);
+}
+
+static void fork_parent(void)
+{
+    pthread_mutex_unlock(&open_mu);
+}
+
+/* The parent's stores are not the child's: it closes its copies (which
+ * releases nothing, the parent's descriptors hold the lock) and may neither
+ * write the log nor release the lock later. */
+static void fork_child(void)
+{
+    for (mqtt_store *st = open_list; st != NULL; st = st->next_open) {
+        if (st->fd >= 0)
+            close(st->fd);
+        if (st->lock_fd >= 0)
+            close(st->lock_fd);
+        st->fd = st->lock_fd = -1;
+        st->orphan = true;
+    }
+    open_list = NULL;
+    pthread_mutex_unlock(&open_mu);
+}
+
+static void watch_forks(void)
+{
+    (void)pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+/* Takes st off the list of open stores; open_mu held. */
+static void unlist(mqtt_store *st)
+{
+    for (mqtt_store **at = &open_list; *at != NULL; at = &(*at)->next_open)
+        if (*at == st) {
+            *at = st->next_open;
+            break;
+        }
+    st->next_open = NULL;
+}
+
+void mqtt__store_switch_fd(mqtt_store *st, int fd)
+{
+    pthread_mutex_lock(&open_mu);
+    if (st->fd >= 0)
+        close(st->fd);
+    st->fd = fd;
+    pthread_mutex_unlock(&open_mu);
+}
 
 /* Writes why into err (errlen bytes, may be NULL), then ": " and the text of
  * the system error e unless it is 0; returns status. */
@@ -133,10 +196,13 @@ static int check_dir(const char *dir, mqtt_bytes id, bool make, char *err, size_
 static void store_free(mqtt_store *st)
 {
     mqtt__store_unmap(st);
+    pthread_mutex_lock(&open_mu);
+    unlist(st);
     if (st->fd >= 0)
         close(st->fd);
     if (st->lock_fd >= 0)
         close(st->lock_fd); /* releases the lock */
+    pthread_mutex_unlock(&open_mu);
     mqtt__free(st->out.v);
     mqtt__free(st->in.v);
     mqtt__free(st->pend);
@@ -157,16 +223,22 @@ static int store_start(mqtt_store *st, const char *dir, mqtt_bytes id, mqtt_stor
     st->path = file_path(dir, id, ".log");
     st->tmp_path = file_path(dir, id, ".tmp");
     int rc = lock && st->dir && st->path && st->tmp_path ? MQTT_OK : MQTT_ERR_NOMEM;
+    pthread_mutex_lock(&open_mu);
     if (rc == MQTT_OK)
         rc = take_lock(lock, &st->lock_fd, err, errlen);
     else
         (void)fail(err, errlen, rc, 0, "store: out of memory");
     mqtt__free(lock);
+    if (rc == MQTT_OK) {
+        st->next_open = open_list;
+        open_list = st;
+        st->fd = open(st->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (st->fd < 0)
+            rc = fail(err, errlen, MQTT_ERR_SYSTEM, errno, "cannot open %s", st->path);
+    }
+    pthread_mutex_unlock(&open_mu);
     if (rc != MQTT_OK)
         return rc;
-    st->fd = open(st->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (st->fd < 0)
-        return fail(err, errlen, MQTT_ERR_SYSTEM, errno, "cannot open %s", st->path);
     rc = mqtt__store_recover(st, rep);
     if (rc == MQTT_ERR_NOMEM)
         return fail(err, errlen, rc, 0, "store %s: out of memory", st->path);
@@ -188,6 +260,7 @@ int mqtt__store_open(const char *dir, mqtt_bytes client_id, mqtt_store_sync sync
     if (out == NULL || (unsigned)sync > MQTT_STORE_SYNC_NEVER)
         return fail(err, errlen, MQTT_ERR_INVAL, 0, "store: bad arguments");
     *out = NULL;
+    pthread_once(&fork_once, watch_forks);
     int rc = check_dir(dir, client_id, true, err, errlen);
     if (rc != MQTT_OK)
         return rc;
@@ -211,6 +284,7 @@ int mqtt__store_close(mqtt_store *st)
         return MQTT_OK;
     int rc = MQTT_OK;
     mqtt_store_flush f;
+    /* flush_begin refuses a child's copy of its parent's store: nothing written. */
     while (rc == MQTT_OK && !st->flushing && mqtt__store_flush_begin(st, &f)) {
         mqtt__store_flush_write(&f);
         rc = mqtt__store_flush_end(st, &f, 0);
@@ -241,6 +315,8 @@ int mqtt__store_clear(const char *dir, mqtt_bytes client_id, char *err, size_t e
     char *log = file_path(dir, client_id, ".log");
     char *tmp = file_path(dir, client_id, ".tmp");
     int fd = -1;
+    pthread_once(&fork_once, watch_forks);
+    pthread_mutex_lock(&open_mu); /* a fork meanwhile would keep the lock */
     if (lock == NULL || log == NULL || tmp == NULL) {
         rc = fail(err, errlen, MQTT_ERR_NOMEM, 0, "store: out of memory");
     } else {
@@ -254,6 +330,7 @@ int mqtt__store_clear(const char *dir, mqtt_bytes client_id, char *err, size_t e
     }
     if (fd >= 0)
         close(fd);
+    pthread_mutex_unlock(&open_mu);
     mqtt__free(lock);
     mqtt__free(log);
     mqtt__free(tmp);

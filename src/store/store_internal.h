@@ -44,6 +44,8 @@ struct mqtt_store {
     bool compacting; /* between compact_begin and compact_end */
     bool touched;  /* changed since open: no more recovery iteration */
     bool synced;   /* last_sync_ms is set */
+    bool orphan;   /* a child of fork()'s copy of its parent's store: no I/O */
+    mqtt_store *next_open; /* the process's open stores (store.c) */
     char *dir, *path, *tmp_path;
     uint64_t seq;      /* last appended */
     uint64_t durable;  /* last durable */
@@ -114,6 +116,8 @@ MQTT_HIDDEN int mqtt__store_pread(int fd, uint8_t *p, size_t n, uint64_t off);
 MQTT_HIDDEN void mqtt__store_header(uint8_t hdr[ST_FILE_HDR]);
 /** fsync of a directory, so a file made or renamed in it stays; 0 or errno. */
 MQTT_HIDDEN int mqtt__store_sync_dir(const char *dir);
+/** Closes the log's descriptor and uses fd instead, with fork() held off. */
+MQTT_HIDDEN void mqtt__store_switch_fd(mqtt_store *st, int fd);
 /** Drops removed entries from v once they are most of it. */
 MQTT_HIDDEN void mqtt__store_squeeze(st_vec *v);
 
