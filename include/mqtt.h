@@ -574,8 +574,11 @@ void mqtt_event_free(mqtt_event *ev);
 int mqtt_client_create(const mqtt_options *o, mqtt_client **out);
 /**
  * Stops and joins the I/O thread, closes the socket, frees everything. NULL is
- * fine. In a child after fork() it only closes the child's copies of the
- * descriptors: the parent's connection and thread are left alone.
+ * fine. With a store it writes what is pending first, and publishes waiting
+ * in other threads under sync "always" return before it does: MQTT_OK when
+ * their message is on disk. In a child after fork() it only closes the
+ * child's copies of the descriptors: the parent's connection, thread and
+ * store are left alone.
  */
 void mqtt_client_destroy(mqtt_client *c);
 /** The process the client belongs to, and whether that is not this one (after fork()). */
