@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "fake_broker.h"
@@ -73,6 +74,46 @@ static bool tls_context(void)
     if (rc != MQTT_OK)
         return cfg == NULL;
     mqtt_tls_config_unref(mqtt_tls_config_ref(cfg));
+    mqtt_tls_config_unref(cfg);
+    return true;
+}
+
+/* A CA file of the same self-signed certificate eight times (its
+ * 4.6 kB make the loader grow its buffer); a failure must say "out of memory". */
+static const char ca_pem[] =
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBfzCCASWgAwIBAgIUXlVCcdXOzKR4ixcROMEfoOgTBQEwCgYIKoZIzj0EAwIw\n"
+    "FDESMBAGA1UEAwwJem1xdHQtb29tMCAXDTI2MTIwMjIwMzM1M1oYDzIxMjYxMTA4\n"
+    "MjAzMzUzWjAUMRIwEAYDVQQDDAl6bXF0dC1vb20wWTATBgcqhkjOPQIBBggqhkjO\n"
+    "PQMBBwNCAASzbckp2tF1HlNUUgiIe6+tcfjQxXX1KeGRoszlUFSRgiINvXu9/Sua\n"
+    "OsbrvYDQw8ZKP87Max99Zt0oDTrd2yono1MwUTAdBgNVHQ4EFgQUT1RLw8udPY0r\n"
+    "IibLwFN6UYPyMV8wHwYDVR0jBBgwFoAUT1RLw8udPY0rIibLwFN6UYPyMV8wDwYD\n"
+    "VR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNIADBFAiBqqfPX4VmRHgjeruscLYe2\n"
+    "34bO1sXZ3yRMEYthzYgdvwIhAP4VALBTHIDm5J8bWlkUjiK2DHZ0x0MMuWkabonk\n"
+    "dqZS\n"
+    "-----END CERTIFICATE-----\n";
+
+static char ca_path[64];
+
+static bool tls_cafile(void)
+{
+    char *path = ca_path;
+    if (!path[0]) {
+        snprintf(path, sizeof ca_path, "/tmp/zmqtt-oom-ca.%ld.pem", (long)getpid());
+        FILE *f = fopen(path, "w");
+        for (int i = 0; f && i < 8; i++)
+            fputs(ca_pem, f);
+        if (!f || fclose(f) != 0)
+            return false;
+    }
+    mqtt_tls_options o;
+    mqtt_tls_options_init(&o);
+    o.cafile = path;
+    char err[256] = "";
+    mqtt_tls_config *cfg = NULL;
+    int rc = mqtt_tls_config_new(&o, &cfg, err, sizeof err);
+    if (rc != MQTT_OK)
+        return cfg == NULL && rc == MQTT_ERR_NOMEM && strstr(err, "out of memory") != NULL;
     mqtt_tls_config_unref(cfg);
     return true;
 }
@@ -355,6 +396,8 @@ int main(void)
     mqtt__alloc_track();
     each_failure("offline client", offline_client);
     each_failure("TLS context", tls_context);
+    each_failure("TLS context with a CA file", tls_cafile);
+    unlink(ca_path);
     broker = fake_broker_start();
     CHECK(broker != NULL, "fake broker listening on 127.0.0.1");
     if (broker) {

@@ -126,12 +126,19 @@ static int load_file(const char *path, const char *what, unsigned char **buf, si
     size_t cap = 4096, n = 0;
     unsigned char *b = mqtt__malloc(cap);
     int rc = b ? MQTT_OK : MQTT_ERR_NOMEM;
+    if (!b)
+        snprintf(err, errlen, "%s '%s': out of memory", what, path);
     while (rc == MQTT_OK) {
         if (n + 1 == cap) {
-            unsigned char *nb = cap >= MAX_FILE_BYTES ? NULL : mqtt__realloc(b, cap * 2);
-            if (!nb) {
+            if (cap >= MAX_FILE_BYTES) {
                 snprintf(err, errlen, "%s '%s': too large", what, path);
                 rc = MQTT_ERR_INVAL;
+                break;
+            }
+            unsigned char *nb = mqtt__realloc(b, cap * 2);
+            if (!nb) {
+                snprintf(err, errlen, "%s '%s': out of memory", what, path);
+                rc = MQTT_ERR_NOMEM;
                 break;
             }
             b = nb;
@@ -552,8 +559,10 @@ int mqtt_tls_config_new(const mqtt_tls_options *o, mqtt_tls_config **out, char *
     if (rc != MQTT_OK)
         return rc;
     mqtt_tls_config *cfg = config_alloc();
-    if (!cfg)
+    if (!cfg) {
+        snprintf(err, errlen, "%s", mqtt_strerror(MQTT_ERR_NOMEM));
         return MQTT_ERR_NOMEM;
+    }
     rc = setup_ssl(cfg, o, err, errlen);
     if (rc == MQTT_OK)
         rc = load_trust(cfg, o, err, errlen);
