@@ -28,10 +28,7 @@ local function wait_for(pred, timeout)
 end
 
 -- The whole of s in hex: comparing these compares the bytes and shows them.
-local function hex(s)
-    s = s or ""
-    return FB.hex(s, math.max(1, #s))
-end
+local function hex(s) return FB.hex(s, "all") end
 
 -- Copies of a and then b's keys into one new table.
 local function merged(a, b)

@@ -27,10 +27,7 @@ local function wait_for(pred, timeout)
 end
 
 -- The whole of s in hex: comparing these compares the bytes and shows them.
-local function hex(s)
-    s = s or ""
-    return FB.hex(s, math.max(1, #s))
-end
+local function hex(s) return FB.hex(s, "all") end
 
 -- Accepts a connection while dispatching (a breconnect_cb must run in this
 -- thread before the client even tries). Returns the socket or nil.

@@ -140,9 +140,10 @@ local function type_of(t)
     return t
 end
 
---- Hex dump of at most `max` bytes (default 64) of a string.
+--- Hex dump of at most `max` bytes (default 64, "all": the whole) of a string.
 function FakeBroker.hex(s, max)
-    max = max or 64
+    s = s or ""
+    max = max == "all" and math.max(1, #s) or max or 64
     local shown = s:sub(1, max):gsub(".", function(c)
         return ("%02x "):format(c:byte())
     end)
@@ -186,16 +187,21 @@ function FakeBroker.connack(session_present, rc)
     return packet(0x20, string.char(sp, rc or 0))
 end
 
---- PUBLISH from {topic, payload = "", qos = 0, retain, dup, packet_id}
--- (packet_id is required for QoS 1 and 2).
-function FakeBroker.publish(p)
+-- A PUBLISH with props (an encoded property section under 5.0, "" under 3.1.1).
+local function publish_with(p, props)
     local qos = p.qos or 0
     local flags = bor(bor(p.dup and 0x08 or 0, lshift(qos, 1)), p.retain and 0x01 or 0)
     local id = ""
     if qos > 0 then
         id = u16(assert(p.packet_id, "publish: QoS > 0 needs packet_id"))
     end
-    return packet(bor(0x30, flags), str(p.topic) .. id .. (p.payload or ""))
+    return packet(bor(0x30, flags), str(p.topic) .. id .. props .. (p.payload or ""))
+end
+
+--- PUBLISH from {topic, payload = "", qos = 0, retain, dup, packet_id}
+-- (packet_id is required for QoS 1 and 2).
+function FakeBroker.publish(p)
+    return publish_with(p, "")
 end
 
 function FakeBroker.puback(id) return packet(0x40, u16(id)) end
@@ -429,14 +435,7 @@ function v5.connack(o)
 end
 
 function v5.publish(p)
-    local qos = p.qos or 0
-    local flags = bor(bor(p.dup and 0x08 or 0, lshift(qos, 1)), p.retain and 0x01 or 0)
-    local id = ""
-    if qos > 0 then
-        id = u16(assert(p.packet_id, "publish: QoS > 0 needs packet_id"))
-    end
-    return packet(bor(0x30, flags), str(p.topic) .. id .. property_section(p) ..
-                                    (p.payload or ""))
+    return publish_with(p, property_section(p))
 end
 
 -- The tail of an ack, DISCONNECT or AUTH: nothing for success without

@@ -224,6 +224,16 @@ uint16_t fake_broker_port(const fake_broker *b)
     return b->port;
 }
 
+int fake_broker_new_client(const char *id, mqtt_client **out)
+{
+    mqtt_options o;
+    mqtt_options_init(&o);
+    o.client_id = id;
+    o.client_id_len = strlen(id);
+    *out = NULL;
+    return mqtt_client_create(&o, out);
+}
+
 bool fake_broker_connect(const fake_broker *b, mqtt_client *c)
 {
     mqtt_connect_options co;

@@ -23,6 +23,9 @@ typedef struct fake_broker fake_broker;
 /** Listens on an ephemeral port and starts the serving thread; NULL on failure. */
 fake_broker *fake_broker_start(void);
 uint16_t fake_broker_port(const fake_broker *b);
+/** A client with default options and client id `id`: mqtt_client_create's
+ *  status, the client in *out. */
+int fake_broker_new_client(const char *id, mqtt_client **out);
 /** Connects c to the broker (blocking; default connect options): true on success. */
 bool fake_broker_connect(const fake_broker *b, mqtt_client *c);
 /** Connections served to their end so far. */

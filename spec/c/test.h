@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static int test_count;
 static int test_failed;
@@ -25,6 +26,22 @@ static int test_failed;
 
 #define CHECK_BYTES(got, got_len, want, want_len, name)                                 \
     CHECK((got_len) == (want_len) && memcmp((got), (want), (want_len)) == 0, name)
+
+/* Monotonic wall time, seconds. */
+static inline double test_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU time of this thread: a call that blocks spends wall time, not CPU time. */
+static inline double test_cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static inline int test_done(void)
 {

@@ -85,12 +85,8 @@ int main(void)
     CHECK(broker != NULL, "fake broker listening on 127.0.0.1");
     if (!broker)
         return test_done();
-    mqtt_options o;
-    mqtt_options_init(&o);
-    o.client_id = "ack-order";
-    o.client_id_len = strlen(o.client_id);
     mqtt_client *c = NULL;
-    CHECK(mqtt_client_create(&o, &c) == MQTT_OK, "client created");
+    CHECK(fake_broker_new_client("ack-order", &c) == MQTT_OK, "client created");
     CHECK(fake_broker_connect(broker, c), "connected to the fake broker");
     unsigned messages = 0;
     for (int round = 0; round < ROUNDS; round++) {

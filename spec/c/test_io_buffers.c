@@ -61,12 +61,8 @@ int main(void)
     CHECK(broker != NULL, "fake broker listening on 127.0.0.1");
     if (!broker)
         return test_done();
-    mqtt_options o;
-    mqtt_options_init(&o);
-    o.client_id = "io-buffers";
-    o.client_id_len = strlen(o.client_id);
     mqtt_client *c = NULL;
-    CHECK(mqtt_client_create(&o, &c) == MQTT_OK, "client created");
+    CHECK(fake_broker_new_client("io-buffers", &c) == MQTT_OK, "client created");
     mqtt_client_want_pingresp(c, true);
     mqtt_connect_options co;
     mqtt_connect_options_init(&co);

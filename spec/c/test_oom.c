@@ -31,12 +31,8 @@ static int ok_or_nomem(int rc)
 /* An offline client's whole API; returns false on an unexpected status. */
 static bool offline_client(void)
 {
-    mqtt_options o;
-    mqtt_options_init(&o);
-    o.client_id = "oom-client";
-    o.client_id_len = strlen(o.client_id);
     mqtt_client *c = NULL;
-    int rc = mqtt_client_create(&o, &c);
+    int rc = fake_broker_new_client("oom-client", &c);
     if (rc != MQTT_OK)
         return rc == MQTT_ERR_NOMEM && c == NULL;
     mqtt_message will = {"will/t", 6, "", 0, 1, false, NULL, 0};
@@ -143,13 +139,6 @@ typedef struct run {
     uint16_t sub_mid, pub1_mid, pub2_mid;
 } run;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void complain(run *r, const char *what)
 {
     printf("# allocation %lu failing: %s\n", failing_at, what);
@@ -228,9 +217,9 @@ static void take_events(run *r)
 /* Waits until every wanted event came or a failure was reported. */
 static void await(run *r)
 {
-    double end = now() + WAIT;
+    double end = test_now() + WAIT;
     while ((r->got & r->want) != r->want && !r->lost) {
-        int ms = (int)((end - now()) * 1000);
+        int ms = (int)((end - test_now()) * 1000);
         if (ms <= 0) {
             printf("# events wanted 0x%x, got 0x%x\n", r->want, r->got);
             complain(r, "no error event, yet some wanted events never came");
@@ -363,7 +352,7 @@ static void each_failure(const char *name, bool (*scenario)(void))
     long base = mqtt__alloc_live();
     bool all_good = true, no_leak = true;
     unsigned long made = 0, points = 0;
-    double start = now();
+    double start = test_now();
     by_event = 0;
     for (failing_at = 1; failing_at < 100000; failing_at++) {
         mqtt__alloc_fail_at(failing_at);
@@ -382,7 +371,7 @@ static void each_failure(const char *name, bool (*scenario)(void))
         no_leak = no_leak && live == base;
     }
     printf("# %s: %lu allocation points, %lu reported by an error event, in %.2f s\n", name, points,
-           by_event, now() - start);
+           by_event, test_now() - start);
     char label[128];
     snprintf(label, sizeof label, "%s: %lu allocation points, each failing: clean status", name,
              points);

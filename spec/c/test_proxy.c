@@ -32,13 +32,6 @@
 
 extern char **environ;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* ---- proxy URIs ------------------------------------------------------ */
 
 typedef struct uri_case {
@@ -455,8 +448,8 @@ static size_t gather(mqtt_transport *t, int *rc, int srv, char *buf, size_t n, c
                      size_t errlen)
 {
     size_t got = 0;
-    double give_up = now() + 3;
-    while (got < n && now() < give_up) {
+    double give_up = test_now() + 3;
+    while (got < n && test_now() < give_up) {
         ssize_t r = recv(srv, buf + got, n - got, MSG_DONTWAIT);
         if (r > 0) {
             got += (size_t)r;
@@ -555,7 +548,7 @@ static void end_run(run *r)
 static bool read_exact(mqtt_transport *t, char *buf, size_t n)
 {
     size_t got = 0;
-    for (double until = now() + 2; got < n && now() < until;) {
+    for (double until = test_now() + 2; got < n && test_now() < until;) {
         ssize_t r = t->ops->read(t, buf + got, n - got);
         if (r < 0)
             return false;
@@ -782,7 +775,7 @@ static bool start(daemon_proc *d, char *const argv[], unsigned port)
         d->pid = 0;
         return false;
     }
-    for (double until = now() + 5; now() < until;) {
+    for (double until = test_now() + 5; test_now() < until;) {
         if (port_open(port))
             return true;
         if (waitpid(d->pid, NULL, WNOHANG) == d->pid) {
@@ -821,7 +814,7 @@ static bool mqtt_round_trip(mqtt_transport *t)
     size_t done = 0;
     uint8_t ack[8];
     size_t got = 0;
-    for (double until = now() + 5; now() < until && got < 4;) {
+    for (double until = test_now() + 5; test_now() < until && got < 4;) {
         struct pollfd p = {.fd = t->fd, .events = done < n ? POLLOUT : POLLIN};
         poll(&p, 1, 500);
         if (done < n) {

@@ -30,21 +30,6 @@
 #include "test.h"
 #include "transport.h"
 
-static double real_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* CPU time of this thread: a call that blocks spends wall time, not CPU time. */
-static double cpu_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* ---- the URI parser ---------------------------------------------------- */
 
 typedef struct uri_case {
@@ -417,13 +402,13 @@ typedef struct loop_stats {
 
 static void timer_start(loop_stats *st)
 {
-    st->t0 = real_now();
-    st->c0 = cpu_now();
+    st->t0 = test_now();
+    st->c0 = test_cpu_now();
 }
 
 static void timer_stop(loop_stats *st, const job *j)
 {
-    double took = real_now() - st->t0, waited = took - (cpu_now() - st->c0);
+    double took = test_now() - st->t0, waited = took - (test_cpu_now() - st->c0);
     st->calls++;
     st->waited = waited > st->waited ? waited : st->waited;
     if (took > st->slowest) {
@@ -500,8 +485,8 @@ static bool loop_busy(const job *jobs, size_t n)
 static void run_loop(job *jobs, size_t n, servers *sv, loop_stats *st)
 {
     struct pollfd p[64 + MAX_PEERS];
-    double give_up = real_now() + 15;
-    while (loop_busy(jobs, n) && real_now() < give_up) {
+    double give_up = test_now() + 15;
+    while (loop_busy(jobs, n) && test_now() < give_up) {
         size_t k = 0;
         for (size_t i = 0; i < n; i++) {
             bool open = jobs[i].stage == J_OPENING;
@@ -622,9 +607,9 @@ static void check_silent(job *jobs, size_t n)
         for (size_t i = 0; i < n; i++) {
             if (!jobs[i].silent)
                 continue;
-            double t0 = real_now();
+            double t0 = test_now();
             int rc = mqtt__transport_progress(jobs[i].t, jobs[i].err, sizeof jobs[i].err);
-            double took = real_now() - t0;
+            double took = test_now() - t0;
             slowest = took > slowest ? took : slowest;
             waiting = waiting && rc == MQTT_ERR_INCOMPLETE && jobs[i].t->fd >= 0 &&
                       jobs[i].t->events == POLLIN;
@@ -644,11 +629,11 @@ static void check_deadline(job *j, const char *step)
     mqtt_clock clock = {fake_now, &fc};
     mqtt_transport_env env = {.clock = &clock};
     char err[300] = "", name[400];
-    double t0 = real_now();
+    double t0 = test_now();
     int rc = mqtt__transport_wait(j->t, &env, 1000.5, NULL, err, sizeof err);
     snprintf(name, sizeof name, "%s: the injected clock passes the deadline: \"%s\"", j->what,
              err);
-    CHECK(rc == MQTT_ERR_TIMEOUT && strstr(err, step) && real_now() - t0 < 0.5, name);
+    CHECK(rc == MQTT_ERR_TIMEOUT && strstr(err, step) && test_now() - t0 < 0.5, name);
 }
 
 /* Fails each allocation of an open in turn: the open ends in MQTT_ERR_NOMEM

@@ -33,33 +33,18 @@ static int lfd = -1;
 static unsigned port;
 static double slowest; /* the longest time a single call spent off the CPU, seconds */
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* CPU time of this thread: a call that blocks spends wall time, not CPU time. */
-static double cpu_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 typedef struct stamp {
     double wall, cpu;
 } stamp;
 
 static stamp stamp_now(void)
 {
-    return (stamp){now(), cpu_now()};
+    return (stamp){test_now(), test_cpu_now()};
 }
 
 static void timed(stamp t0)
 {
-    double off = (now() - t0.wall) - (cpu_now() - t0.cpu);
+    double off = (test_now() - t0.wall) - (test_cpu_now() - t0.cpu);
     if (off > slowest)
         slowest = off;
 }
