@@ -218,17 +218,16 @@ end
 
 -- Client-side packets, for testing the decoder and for raw clients.
 
---- CONNECT from {client_id = "", keepalive = 60, clean_session = true,
--- will = {topic, payload, qos, retain}, username, password,
--- protocol_name = "MQTT", protocol_level = 4}.
-function FakeBroker.connect(c)
+-- A CONNECT at level (unless c.protocol_level says); section(t) is the
+-- property section of c or its will ("" under 3.1.1).
+local function connect_with(c, level, section)
     c = c or {}
-    local flags = (c.clean_session ~= false) and 0x02 or 0
+    local flags = (c.clean_start ~= false and c.clean_session ~= false) and 0x02 or 0
     local tail = {}
-    if c.will then
-        flags = bor(bor(bor(flags, 0x04), lshift(c.will.qos or 0, 3)),
-                    c.will.retain and 0x20 or 0)
-        tail[#tail + 1] = str(c.will.topic) .. str(c.will.payload or "")
+    local w = c.will
+    if w then
+        flags = bor(bor(bor(flags, 0x04), lshift(w.qos or 0, 3)), w.retain and 0x20 or 0)
+        tail[#tail + 1] = section(w) .. str(w.topic) .. str(w.payload or "")
     end
     if c.username then
         flags = bor(flags, 0x80)
@@ -239,9 +238,18 @@ function FakeBroker.connect(c)
         tail[#tail + 1] = str(c.password)
     end
     return packet(0x10, str(c.protocol_name or "MQTT") ..
-                        string.char(c.protocol_level or 4, flags) ..
-                        u16(c.keepalive or 60) .. str(c.client_id or "") ..
-                        table.concat(tail))
+                        string.char(c.protocol_level or level, c.connect_flags or flags) ..
+                        u16(c.keepalive or 60) .. section(c) ..
+                        str(c.client_id or "") .. table.concat(tail))
+end
+
+local function empty_section() return "" end
+
+--- CONNECT from {client_id = "", keepalive = 60, clean_session = true,
+-- will = {topic, payload, qos, retain}, username, password,
+-- protocol_name = "MQTT", protocol_level = 4, connect_flags (a raw byte)}.
+function FakeBroker.connect(c)
+    return connect_with(c, 4, empty_section)
 end
 
 --- SUBSCRIBE from a packet id and {{filter, qos}, ...}.
@@ -480,26 +488,7 @@ end
 v5.pingreq, v5.pingresp = FakeBroker.pingreq, FakeBroker.pingresp
 
 function v5.connect(c)
-    c = c or {}
-    local flags = (c.clean_start ~= false and c.clean_session ~= false) and 0x02 or 0
-    local tail = {}
-    local w = c.will
-    if w then
-        flags = bor(bor(bor(flags, 0x04), lshift(w.qos or 0, 3)), w.retain and 0x20 or 0)
-        tail[#tail + 1] = property_section(w) .. str(w.topic) .. str(w.payload or "")
-    end
-    if c.username then
-        flags = bor(flags, 0x80)
-        tail[#tail + 1] = str(c.username)
-    end
-    if c.password then
-        flags = bor(flags, 0x40)
-        tail[#tail + 1] = str(c.password)
-    end
-    return packet(0x10, str(c.protocol_name or "MQTT") ..
-                        string.char(c.protocol_level or 5, c.connect_flags or flags) ..
-                        u16(c.keepalive or 60) .. property_section(c) ..
-                        str(c.client_id or "") .. table.concat(tail))
+    return connect_with(c, 5, property_section)
 end
 
 -- The subscription options byte of {filter, qos} or {filter, {qos = ,
