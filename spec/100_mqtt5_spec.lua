@@ -706,6 +706,31 @@ describe("MQTT 5.0 (fake broker)", function()
             assert.are.equal("ok", fb:expect("PUBLISH").payload)
         end)
 
+        it("leaves out a DISCONNECT's and an AUTH's reason string and user properties " ..
+           "that would take it over maximum_packet_size", function()
+            local long = string.rep("r", 60)
+            local c, fb = connected({ properties = { authentication_method = "M" } },
+                                    { connack_properties = { maximum_packet_size = 40,
+                                                             authentication_method = "M" } },
+                                    nil, nil, false)
+            -- AUTH: 2 + 1 + 1 + 4 ("M") + 8 (data) = 16 bytes fit; the reason string does not.
+            c:auth({ authentication_method = "M", authentication_data = "again!",
+                     reason_string = long, user_property = { { "k", "v" } } }, 0x19)
+            assert.are.equal(hex(V5.auth({ reason_code = 0x19, properties = {
+                authentication_method = "M", authentication_data = "again!" } })),
+                hex(fb:expect("AUTH").raw))
+            -- A reason string that fits stays.
+            c:auth({ authentication_method = "M", reason_string = "short" }, 0x19)
+            assert.are.equal(hex(V5.auth({ reason_code = 0x19, properties = {
+                authentication_method = "M", reason_string = "short" } })),
+                hex(fb:expect("AUTH").raw))
+            c:disconnect(0x04, { session_expiry_interval = 10, reason_string = long,
+                                 user_property = { { "k", "v" } } })
+            local _, seen = fb:expect_closed()
+            assert.are.equal(hex(V5.disconnect({ reason_code = 0x04, properties = {
+                session_expiry_interval = 10 } })), hex(seen[#seen].raw))
+        end)
+
         it("decides the outgoing alias before the size check", function()
             local c, fb = connected(nil, { connack_properties = { maximum_packet_size = 100,
                                                                  topic_alias_maximum = 1 } })

@@ -422,6 +422,30 @@ size_t mqtt__v5_disconnect_short(const mqtt_client *c, uint8_t out[3])
     return mqtt__encode_ack_v(out, v5 ? MQTT_V5 : MQTT_V311, &a);
 }
 
+/* An ack-shaped packet's size under the broker's maximum packet size: the
+ * reason string and user properties are left out when they would take it
+ * over (MQTT-3.14.2-3/4 for DISCONNECT, MQTT-3.15.2-2/3 for AUTH), a->props
+ * then pointing into *owned (the caller frees it). 0 when it cannot exist. */
+static size_t fit_to_broker(const mqtt_client *c, mqtt_ack_params *a, mqtt_property **owned)
+{
+    *owned = NULL;
+    size_t size = mqtt__ack_size_v(MQTT_V5, a);
+    uint32_t max = c->sh.server.max_packet;
+    if (size == 0 || max == 0 || size <= max || a->nprops == 0)
+        return size;
+    mqtt_property *keep = mqtt__calloc(a->nprops, sizeof *keep);
+    if (!keep)
+        return size; /* the packet as it is: the broker's refusal beats losing the call */
+    size_t n = 0;
+    for (size_t i = 0; i < a->nprops; i++)
+        if (a->props[i].id != MQTT_PROP_REASON_STRING && a->props[i].id != MQTT_PROP_USER_PROPERTY)
+            keep[n++] = a->props[i];
+    *owned = keep;
+    a->props = keep;
+    a->nprops = n;
+    return mqtt__ack_size_v(MQTT_V5, a);
+}
+
 int mqtt__v5_disconnect_packet(const mqtt_client *c, mqtt_buf *b)
 {
     mqtt_property stack[16], *p = stack;
@@ -435,10 +459,12 @@ int mqtt__v5_disconnect_packet(const mqtt_client *c, mqtt_buf *b)
     }
     mqtt_ack_params a = {MQTT_DISCONNECT, 0, c->sh.disconnect_reason, p, n};
     uint8_t version = c->io.version == MQTT_V5 ? MQTT_V5 : MQTT_V311;
-    size_t size = mqtt__ack_size_v(version, &a);
+    mqtt_property *fitted = NULL;
+    size_t size = version == MQTT_V5 ? fit_to_broker(c, &a, &fitted) : mqtt__ack_size_v(version, &a);
     int rc = size ? mqtt__buf_reserve(b, size) : MQTT_ERR_INVAL;
     if (rc == MQTT_OK)
         b->len += mqtt__encode_ack_v(b->data + b->len, version, &a);
+    mqtt__free(fitted);
     if (p != stack)
         mqtt__free(p);
     return rc;
@@ -580,14 +606,16 @@ int mqtt_client_auth(mqtt_client *c, int reason_code, const mqtt_property *props
     if (rc != MQTT_OK)
         return rc;
     mqtt_ack_params a = {MQTT_AUTH, 0, (uint8_t)reason_code, props, prop_count};
-    size_t size = mqtt__ack_size_v(MQTT_V5, &a);
+    mqtt_property *fitted = NULL;
     pthread_mutex_lock(&c->mu);
+    size_t size = fit_to_broker(c, &a, &fitted);
     bool live = c->sh.state == ST_CONNECTED || c->sh.state == ST_CONNECTING;
     bool wake = live && c->sh.out.len == 0;
     rc = !live ? MQTT_ERR_NO_CONN : size ? mqtt__buf_reserve(&c->sh.out, size) : MQTT_ERR_INVAL;
     if (rc == MQTT_OK)
         c->sh.out.len += mqtt__encode_ack_v(c->sh.out.data + c->sh.out.len, MQTT_V5, &a);
     pthread_mutex_unlock(&c->mu);
+    mqtt__free(fitted);
     if (rc == MQTT_OK && wake)
         mqtt__wake(c);
     return rc;
