@@ -366,9 +366,8 @@ static int check_subscribe_v5(mqtt_client *c, const mqtt_subscription *subs, con
     uint8_t type = r->kind == MQTT_REC_SUBSCRIBE ? MQTT_SUBSCRIBE : MQTT_UNSUBSCRIBE;
     mqtt_sub_params sp = {1, mqtt__record_entries(r), r->entry_count, props, prop_count};
     size_t size = mqtt__sub_size_v(MQTT_V5, type, &sp);
-    bool ids = false;
-    for (size_t i = 0; i < prop_count; i++)
-        ids = ids || props[i].id == MQTT_PROP_SUBSCRIPTION_IDENTIFIER;
+    uint32_t id_value;
+    bool ids = mqtt__props_value(props, prop_count, MQTT_PROP_SUBSCRIPTION_IDENTIFIER, &id_value);
     pthread_mutex_lock(&c->mu);
     int rc = mqtt__v5_check_subscribe(c, subs, r->entry_count, type == MQTT_UNSUBSCRIBE, ids, size);
     pthread_mutex_unlock(&c->mu);

@@ -358,6 +358,8 @@ MQTT_HIDDEN void mqtt__schedule_retry(mqtt_client *c, double delay);
 MQTT_HIDDEN void mqtt__link_release(mqtt_client *c);
 
 /* MQTT 5.0 (v5.c). */
+/** The value of the first property id in p[0..n) into *value; false when absent. */
+MQTT_HIDDEN bool mqtt__props_value(const mqtt_property *p, size_t n, uint8_t id, uint32_t *value);
 /** Applies a CONNACK's announcements (limits, keepalive, assigned id, receive
  *  maximum) and keeps its properties; mu held. MQTT_ERR_NOMEM. */
 MQTT_HIDDEN int mqtt__v5_connack(mqtt_client *c, const mqtt_packet *p);

@@ -191,9 +191,7 @@ static int connect_props_v5(mqtt_client *c, mqtt_connect_params *p, mqtt_propert
     int rc = mqtt__v5_connect_props(c, &props, &p->nprops);
     p->props = props;
     uint32_t expiry = 0;
-    for (size_t i = 0; i < p->nprops; i++)
-        if (props[i].id == MQTT_PROP_SESSION_EXPIRY_INTERVAL)
-            expiry = props[i].value;
+    mqtt__props_value(props, p->nprops, MQTT_PROP_SESSION_EXPIRY_INTERVAL, &expiry);
     c->sh.connect_expiry_zero = expiry == 0;
     mqtt_bytes wb = {c->sh.will_props.data, c->sh.will_props.len};
     size_t wn = p->will && wb.len ? mqtt__props_unpack(wb, NULL, 0) : 0;

@@ -91,7 +91,7 @@ static int not_allowed(int reason, const char *what)
                         (unsigned)reason, mqtt_reason_name(reason, 0));
 }
 
-static bool find_prop(const mqtt_property *p, size_t n, uint8_t id, uint32_t *value)
+bool mqtt__props_value(const mqtt_property *p, size_t n, uint8_t id, uint32_t *value)
 {
     for (size_t i = 0; p && i < n; i++) {
         if (p[i].id == id) {
@@ -102,13 +102,15 @@ static bool find_prop(const mqtt_property *p, size_t n, uint8_t id, uint32_t *va
     return false;
 }
 
-/* MANUAL takes the caller's alias, within the broker's maximum; the other
- * modes decide aliases themselves. */
-static int check_alias(const mqtt_client *c, const mqtt_message *m)
+/* MANUAL takes the caller's alias (*alias, 0 when none), within the
+ * broker's maximum; the other modes decide aliases themselves. */
+static int check_alias(const mqtt_client *c, const mqtt_message *m, uint32_t *alias_out)
 {
     uint32_t alias = 0;
-    if (!find_prop(m->props, m->prop_count, MQTT_PROP_TOPIC_ALIAS, &alias))
+    *alias_out = 0;
+    if (!mqtt__props_value(m->props, m->prop_count, MQTT_PROP_TOPIC_ALIAS, &alias))
         return MQTT_OK;
+    *alias_out = alias;
     if (c->set.opt.topic_alias != MQTT_ALIAS_MANUAL)
         return mqtt__refuse(MQTT_ERR_INVAL,
                             "PUBLISH property topic_alias: needs options.topic_alias = manual");
@@ -122,13 +124,12 @@ static int check_alias(const mqtt_client *c, const mqtt_message *m)
 int mqtt__v5_check_publish(const mqtt_client *c, const mqtt_message *m, size_t props_len,
                            mqtt_alias_pick *pick)
 {
-    int rc = check_alias(c, m);
+    uint32_t requested;
+    int rc = check_alias(c, m, &requested);
     if (rc != MQTT_OK || c->sh.version != MQTT_V5)
         return rc;
     const server_limits *l = &c->sh.server;
     /* The alias is decided first, so the size is what would really go out. */
-    uint32_t requested = 0;
-    find_prop(m->props, m->prop_count, MQTT_PROP_TOPIC_ALIAS, &requested);
     *pick = mqtt__v5_alias_peek(c, (mqtt_bytes){(const uint8_t *)m->topic, m->topic_len},
                                 requested);
     size_t size = mqtt__v5_publish_len(pick->with_topic ? m->topic_len : 0, m->payload_len,
@@ -475,7 +476,7 @@ size_t mqtt__v5_props_len(const mqtt_message *m)
     size_t n = mqtt__props_encode(NULL, m->props, m->prop_count);
     uint32_t alias;
     /* The caller's alias is the client's to send or not (3 bytes: id, value). */
-    return find_prop(m->props, m->prop_count, MQTT_PROP_TOPIC_ALIAS, &alias) ? n - 3 : n;
+    return mqtt__props_value(m->props, m->prop_count, MQTT_PROP_TOPIC_ALIAS, &alias) ? n - 3 : n;
 }
 
 
@@ -512,7 +513,7 @@ int mqtt_client_disconnect_v(mqtt_client *c, int reason_code, const mqtt_propert
     if (rc != MQTT_OK)
         return rc;
     uint32_t expiry = 0;
-    find_prop(props, prop_count, MQTT_PROP_SESSION_EXPIRY_INTERVAL, &expiry);
+    mqtt__props_value(props, prop_count, MQTT_PROP_SESSION_EXPIRY_INTERVAL, &expiry);
     pthread_mutex_lock(&c->mu);
     /* 3.14.2.2.2: a session that was to end with the connection cannot be kept now. */
     if (expiry > 0 && c->sh.connect_expiry_zero) {

@@ -282,7 +282,6 @@ static void release_id(mqtt_session *s, const mqtt_record *r)
         idt_remove_at(&s->out, i);
 }
 
-/* Unlinks r, drops it from the id table and the counters, frees it. */
 /* r is written on this connection again, or no longer in flight. */
 static void unrewind(mqtt_session *s, mqtt_record *r)
 {
@@ -292,6 +291,7 @@ static void unrewind(mqtt_session *s, mqtt_record *r)
     }
 }
 
+/* Unlinks r, drops it from the id table and the counters, frees it. */
 static void session_remove(mqtt_session *s, mqtt_record *r)
 {
     unrewind(s, r);
