@@ -134,9 +134,11 @@ static int handle_ack(mqtt_client *c, const mqtt_packet *p, const char **why)
         *why = nomem;
         return MQTT_ERR_NOMEM;
     }
-    /* A publish the broker refused is over, with no PUBREL. */
-    const mqtt_record *r = mqtt__session_awaiting(c->sh.session, p->packet_id);
+    /* The record matters to the store alone: without one, no lookup. */
+    const mqtt_record *r =
+        c->sh.store ? mqtt__session_awaiting(c->sh.session, p->packet_id) : NULL;
     uint64_t key = mqtt__persist_key(c, r);
+    /* A publish the broker refused is over, with no PUBREL. */
     bool refused = v5 && p->reason_code >= 0x80 && p->type == MQTT_PUBREC;
     mqtt_ack_result res = refused ? mqtt__session_refused(c->sh.session, p->packet_id)
                                   : mqtt__session_ack(c->sh.session, p->type, p->packet_id);
